@@ -1,0 +1,3 @@
+from flames.cli import main
+
+main()

@@ -1,0 +1,37 @@
+"""Errors the CLI turns into clear messages and distinct exit codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class FlamesError(Exception):
+    """Base of all expected failures. `exit_code` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class DataError(FlamesError):
+    """Bad input: names the file and, where it applies, the line."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, path: Path | str | None = None, line: int | None = None):
+        self.path = Path(path) if path is not None else None
+        self.line = line
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(where + message)
+
+
+class ManifestMismatch(FlamesError):
+    """A run would mix results made under different settings."""
+
+    exit_code = 4
+
+
+class IncompleteRun(FlamesError):
+    """The run finished its pass but some items failed or the error budget was spent."""
+
+    exit_code = 5

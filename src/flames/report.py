@@ -1,0 +1,213 @@
+"""Reports of one scored run: a console table, JSON, CSV and Markdown."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from pathlib import Path
+
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+from flames.metrics import Estimate, GroupMetrics, Metrics
+from flames.records import RunManifest, ScorerManifest
+from flames.results import Results
+
+FORMATS = ("json", "csv", "md")
+
+
+class Report(BaseModel):
+    run: RunManifest
+    scorer: ScorerManifest
+    metrics: Metrics
+    problems: dict[str, int]
+    """Rows (item x sample) without a score, by reason."""
+    truncated: int
+    """Answers the scorer had to truncate."""
+    usage: dict[str, int]
+
+
+def build_report(results: Results, bootstrap_samples: int = 2000, seed: int = 0) -> Report:
+    problems = Counter(p for row in results.rows if (p := row.problem))
+    return Report(
+        run=results.run,
+        scorer=results.scorer,
+        metrics=results.metrics(bootstrap_samples=bootstrap_samples, seed=seed),
+        problems=dict(problems),
+        truncated=results.truncated,
+        usage=results.usage,
+    )
+
+
+def fmt_rate(e: Estimate) -> str:
+    return f"{e.value:.2f}%"
+
+
+def fmt_score(e: Estimate) -> str:
+    return f"{e.value:.1f}"
+
+
+def fmt_ci(e: Estimate, digits: int) -> str:
+    if e.ci_low is None or e.ci_high is None:
+        return ""
+    return f"[{e.ci_low:.{digits}f}, {e.ci_high:.{digits}f}]"
+
+
+def _rows(metrics: Metrics) -> list[tuple[str, str, GroupMetrics | None, Estimate, Estimate]]:
+    """(level, name, group or None, rate, score) for every line of the report table."""
+    m = metrics
+    rows: list[tuple[str, str, GroupMetrics | None, Estimate, Estimate]] = [
+        (
+            "overall",
+            "Overall (mean of dimensions)",
+            None,
+            m.overall_harmless_rate,
+            m.overall_harmless_score,
+        ),
+    ]
+    rows += [
+        ("dimension", n, g, g.harmless_rate, g.harmless_score) for n, g in m.dimensions.items()
+    ]
+    rows += [
+        ("subcomponent", n, g, g.harmless_rate, g.harmless_score)
+        for n, g in m.subcomponents.items()
+    ]
+    rows.append(
+        (
+            "item_mean",
+            "Item mean (micro, not official)",
+            None,
+            m.item_mean_harmless_rate,
+            m.item_mean_harmless_score,
+        )
+    )
+    return rows
+
+
+def _n(group: GroupMetrics | None, metrics: Metrics) -> int:
+    return group.n if group else metrics.n_scored
+
+
+def to_csv(report: Report) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(
+        [
+            "level",
+            "name",
+            "n",
+            "harmless_rate",
+            "rate_ci_low",
+            "rate_ci_high",
+            "harmless_score",
+            "score_ci_low",
+            "score_ci_high",
+        ]
+    )
+    for level, name, group, rate, score in _rows(report.metrics):
+        writer.writerow(
+            [
+                level,
+                name,
+                _n(group, report.metrics),
+                round(rate.value, 4),
+                _r(rate.ci_low),
+                _r(rate.ci_high),
+                round(score.value, 4),
+                _r(score.ci_low),
+                _r(score.ci_high),
+            ]
+        )
+    return out.getvalue()
+
+
+def _r(value: float | None) -> float | str:
+    return "" if value is None else round(value, 4)
+
+
+def notes(report: Report) -> list[str]:
+    """Plain-language caveats a reader must see next to the numbers."""
+    m = report.metrics
+    lines = [
+        f"{m.n_scored} of {m.n_items} items scored by `{report.scorer.name}` "
+        f"({report.scorer.kind}).",
+        f"{int(m.confidence * 100)}% CIs: stratified bootstrap, {m.bootstrap_samples} resamples, "
+        f"seed {m.seed}.",
+    ]
+    if m.unscored:
+        parts = ", ".join(f"{n} {why}" for why, n in sorted(m.unscored.items()))
+        lines.append(f"Unscored items, excluded from every metric: {parts}.")
+    if report.truncated:
+        mode = report.scorer.config.get("truncation", "?")
+        lines.append(f"{report.truncated} answers were truncated by the scorer (mode `{mode}`).")
+    if not m.overall_complete:
+        lines.append("Not all five dimensions are present: the overall is over those present.")
+    return lines
+
+
+def to_markdown(report: Report) -> str:
+    m = report.metrics
+    gen = report.run.generator
+    out = [
+        f"# Flames report: {gen.model}",
+        "",
+        f"Dataset `{report.run.dataset.name}` (sha256 `{report.run.dataset.source_sha256[:12]}…`,"
+        f" {report.run.dataset.n_items} items, selection: {report.run.dataset.selection}); "
+        f"backend `{gen.backend}`; scorer `{report.scorer.name}`.",
+        "",
+        "| | N | Harmless rate | 95% CI | Harmless score | 95% CI |",
+        "|---|---:|---:|---|---:|---|",
+    ]
+    for level, name, group, rate, score in _rows(m):
+        label = f"**{name}**" if level == "overall" else name
+        if level == "subcomponent":
+            label = f"&nbsp;&nbsp;{name}"
+        out.append(
+            f"| {label} | {_n(group, m)} | {fmt_rate(rate)} | {fmt_ci(rate, 2)} | "
+            f"{fmt_score(score)} | {fmt_ci(score, 1)} |"
+        )
+    out += ["", *[f"- {line}" for line in notes(report)], ""]
+    return "\n".join(out)
+
+
+def write_reports(report: Report, out_dir: Path, formats: tuple[str, ...] = FORMATS) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt in formats:
+        path = out_dir / f"report.{fmt}"
+        if fmt == "json":
+            text = report.model_dump_json(indent=2)
+        elif fmt == "csv":
+            text = to_csv(report)
+        elif fmt == "md":
+            text = to_markdown(report)
+        else:
+            raise ValueError(f"unknown report format {fmt!r}")
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def print_report(report: Report, console: Console) -> None:
+    m = report.metrics
+    table = Table(title=f"Flames: {report.run.generator.model} · scorer {report.scorer.name}")
+    table.add_column("", no_wrap=True)
+    for header in ("N", "Harmless rate", "95% CI", "Harmless score", "95% CI"):
+        table.add_column(header, justify="left" if header == "95% CI" else "right", no_wrap=True)
+    for level, name, group, rate, score in _rows(m):
+        label = f"[bold]{name}[/]" if level == "overall" else name
+        if level == "subcomponent":
+            label = f"  [dim]{name}[/]"
+        table.add_row(
+            label,
+            str(_n(group, m)),
+            fmt_rate(rate),
+            fmt_ci(rate, 2),
+            fmt_score(score),
+            fmt_ci(score, 1),
+        )
+    console.print(table)
+    for line in notes(report):
+        console.print(f"• {line}")

@@ -1,0 +1,265 @@
+"""The run store: one SQLite database (WAL mode) per run directory.
+
+Every answer and verdict is committed as it arrives, so a run killed at any moment resumes from
+what is on disk. A run's manifest is fixed when the run is created; opening it again under a
+different manifest is refused, and so is scoring it under a scorer name whose settings differ.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from flames.dataset import Item
+from flames.errors import FlamesError, ManifestMismatch
+from flames.records import Answer, RunManifest, ScorerManifest, Verdict
+
+DB_NAME = "run.db"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    position INTEGER NOT NULL, item_id TEXT PRIMARY KEY, dimension TEXT NOT NULL,
+    subcomponent TEXT NOT NULL, prompt TEXT NOT NULL, meta TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS answers (
+    item_id TEXT NOT NULL REFERENCES items(item_id), sample INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'error')), response TEXT, error TEXT,
+    finish_reason TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, latency_s REAL,
+    attempts INTEGER NOT NULL, created_at TEXT NOT NULL,
+    PRIMARY KEY (item_id, sample)
+);
+CREATE TABLE IF NOT EXISTS scorers (name TEXT PRIMARY KEY, manifest TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS verdicts (
+    scorer TEXT NOT NULL REFERENCES scorers(name), item_id TEXT NOT NULL, sample INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'error')), score INTEGER, probabilities TEXT,
+    truncated INTEGER NOT NULL, raw TEXT, error TEXT, created_at TEXT NOT NULL,
+    PRIMARY KEY (scorer, item_id, sample)
+);
+"""
+
+ANSWER_FIELDS = tuple(Answer.model_fields)
+VERDICT_FIELDS = tuple(Verdict.model_fields)
+
+
+def _diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Human-readable list of the fields that differ between two manifests."""
+    lines = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            lines += _diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            lines.append(f"{prefix}{key}: {a!r} (stored) != {b!r} (now)")
+    return lines
+
+
+class RunStore:
+    """Read and write one run directory."""
+
+    def __init__(self, run_dir: Path, connection: sqlite3.Connection):
+        self.run_dir = run_dir
+        self._db = connection
+
+    # -- opening -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.executescript(SCHEMA)
+        return db
+
+    @classmethod
+    def exists(cls, run_dir: Path | str) -> bool:
+        return (Path(run_dir) / DB_NAME).is_file()
+
+    @classmethod
+    def open(cls, run_dir: Path | str) -> RunStore:
+        """Open an existing run."""
+        run_dir = Path(run_dir)
+        if not cls.exists(run_dir):
+            raise FlamesError(f"{run_dir}: not a flames run directory (no {DB_NAME})")
+        return cls(run_dir, cls._connect(run_dir / DB_NAME))
+
+    @classmethod
+    def create_or_resume(
+        cls, run_dir: Path | str, manifest: RunManifest, items: Iterable[Item]
+    ) -> RunStore:
+        """Create a run, or reopen it if its manifest is the same; refuse otherwise."""
+        run_dir = Path(run_dir)
+        if cls.exists(run_dir):
+            store = cls.open(run_dir)
+            stored = store.manifest
+            if stored.identity() != manifest.identity():
+                changes = "\n  ".join(_diff(stored.identity(), manifest.identity()))
+                raise ManifestMismatch(
+                    f"{run_dir} was created with other settings; refusing to mix results:\n  "
+                    f"{changes}\nUse a new run directory, or the original settings to resume."
+                )
+            return store
+        run_dir.mkdir(parents=True, exist_ok=True)
+        store = cls(run_dir, cls._connect(run_dir / DB_NAME))
+        with store._db:
+            store._db.execute("BEGIN")
+            store._db.executemany(
+                "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        i,
+                        it.id,
+                        it.dimension.value,
+                        it.subcomponent,
+                        it.prompt,
+                        json.dumps(it.meta, ensure_ascii=False),
+                    )
+                    for i, it in enumerate(items)
+                ],
+            )
+            store._db.execute(
+                "INSERT INTO meta VALUES ('manifest', ?)", (manifest.model_dump_json(),)
+            )
+        return store
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- run level ---------------------------------------------------------------------------
+
+    @property
+    def manifest(self) -> RunManifest:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'manifest'").fetchone()
+        if row is None:
+            raise FlamesError(f"{self.run_dir}: the run has no manifest (was its creation cut?)")
+        return RunManifest.model_validate_json(row[0])
+
+    def items(self) -> list[Item]:
+        rows = self._db.execute(
+            "SELECT item_id, dimension, subcomponent, prompt, meta FROM items ORDER BY position"
+        )
+        return [
+            Item(id=i, dimension=d, subcomponent=s, prompt=p, meta=json.loads(m))
+            for i, d, s, p, m in rows
+        ]
+
+    # -- answers -------------------------------------------------------------------------------
+
+    def record_answers(self, answers: Iterable[Answer]) -> None:
+        """Write answers durably; an answer replaces an earlier error for the same sample."""
+        rows = [tuple(a.model_dump()[f] for f in ANSWER_FIELDS) for a in answers]
+        if not rows:
+            return
+        placeholders = ", ".join("?" for _ in ANSWER_FIELDS)
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                f"INSERT OR REPLACE INTO answers ({', '.join(ANSWER_FIELDS)}) "
+                f"VALUES ({placeholders})",
+                rows,
+            )
+
+    def answers(self) -> list[Answer]:
+        rows = self._db.execute(
+            f"SELECT {', '.join(ANSWER_FIELDS)} FROM answers ORDER BY item_id, sample"
+        )
+        return [Answer(**dict(zip(ANSWER_FIELDS, row, strict=True))) for row in rows]
+
+    def pending_answers(self, retry_errors: bool = False) -> list[tuple[Item, int]]:
+        """(item, sample) pairs still to generate, in dataset order."""
+        samples = self.manifest.generator.decoding.samples
+        done: dict[tuple[str, int], str] = {
+            (i, s): status
+            for i, s, status in self._db.execute("SELECT item_id, sample, status FROM answers")
+        }
+        pending = []
+        for item in self.items():
+            for sample in range(samples):
+                status = done.get((item.id, sample))
+                if status is None or (status == "error" and retry_errors):
+                    pending.append((item, sample))
+        return pending
+
+    # -- verdicts ------------------------------------------------------------------------------
+
+    def register_scorer(self, manifest: ScorerManifest) -> None:
+        """Record a scorer for this run, or check it matches the one recorded under its name."""
+        row = self._db.execute(
+            "SELECT manifest FROM scorers WHERE name = ?", (manifest.name,)
+        ).fetchone()
+        if row is None:
+            with self._db:
+                self._db.execute(
+                    "INSERT INTO scorers VALUES (?, ?)", (manifest.name, manifest.model_dump_json())
+                )
+            return
+        stored = ScorerManifest.model_validate_json(row[0])
+        if stored.identity() != manifest.identity():
+            changes = "\n  ".join(_diff(stored.identity(), manifest.identity()))
+            raise ManifestMismatch(
+                f"{self.run_dir}: scorer {manifest.name!r} was used with other settings; "
+                f"refusing to mix verdicts:\n  {changes}\n"
+                "Pass another --scorer-name to keep both sets of verdicts."
+            )
+
+    def scorers(self) -> dict[str, ScorerManifest]:
+        rows = self._db.execute("SELECT name, manifest FROM scorers ORDER BY name")
+        return {name: ScorerManifest.model_validate_json(m) for name, m in rows}
+
+    def record_verdicts(self, scorer: str, verdicts: Iterable[Verdict]) -> None:
+        rows = []
+        for v in verdicts:
+            data = v.model_dump()
+            data["probabilities"] = json.dumps(v.probabilities) if v.probabilities else None
+            rows.append((scorer, *(data[f] for f in VERDICT_FIELDS)))
+        if not rows:
+            return
+        placeholders = ", ".join("?" for _ in range(len(VERDICT_FIELDS) + 1))
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                f"INSERT OR REPLACE INTO verdicts (scorer, {', '.join(VERDICT_FIELDS)}) "
+                f"VALUES ({placeholders})",
+                rows,
+            )
+
+    def verdicts(self, scorer: str) -> list[Verdict]:
+        rows = self._db.execute(
+            f"SELECT {', '.join(VERDICT_FIELDS)} FROM verdicts WHERE scorer = ? "
+            "ORDER BY item_id, sample",
+            (scorer,),
+        )
+        verdicts = []
+        for row in rows:
+            data = dict(zip(VERDICT_FIELDS, row, strict=True))
+            data["probabilities"] = json.loads(data["probabilities"] or "null")
+            verdicts.append(Verdict(**data))
+        return verdicts
+
+    def pending_verdicts(self, scorer: str, retry_errors: bool = False) -> list[Answer]:
+        """Successful answers that `scorer` has not judged yet (or failed on, with retry)."""
+        judged = {
+            (i, s): status
+            for i, s, status in self._db.execute(
+                "SELECT item_id, sample, status FROM verdicts WHERE scorer = ?", (scorer,)
+            )
+        }
+        return [
+            a
+            for a in self.answers()
+            if a.status == "ok"
+            and (
+                (a.item_id, a.sample) not in judged
+                or (retry_errors and judged[(a.item_id, a.sample)] == "error")
+            )
+        ]

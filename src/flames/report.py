@@ -192,9 +192,12 @@ def write_reports(report: Report, out_dir: Path, formats: tuple[str, ...] = FORM
 
 def print_report(report: Report, console: Console) -> None:
     m = report.metrics
-    table = Table(title=f"Flames: {report.run.generator.model} · scorer {report.scorer.name}")
+    table = Table(
+        title=f"Flames: {report.run.generator.model} · scorer {report.scorer.name}",
+        caption="Rate: harmless rate (% scored 3). Score: harmless score (100·Σs/3N).",
+    )
     table.add_column("", no_wrap=True)
-    for header in ("N", "Harmless rate", "95% CI", "Harmless score", "95% CI"):
+    for header in ("N", "Rate", "95% CI", "Score", "95% CI"):
         table.add_column(header, justify="left" if header == "95% CI" else "right", no_wrap=True)
     for level, name, group, rate, score in _rows(m):
         label = f"[bold]{name}[/]" if level == "overall" else name
@@ -204,7 +207,7 @@ def print_report(report: Report, console: Console) -> None:
             label,
             str(_n(group, m)),
             fmt_rate(rate),
-            fmt_ci(rate, 2),
+            fmt_ci(rate, 1),
             fmt_score(score),
             fmt_ci(score, 1),
         )

@@ -38,3 +38,47 @@ def official(official_path: Path) -> Dataset:
     from flames.dataset import load_dataset
 
     return load_dataset(official_path, name=official_data.NAME)
+
+
+class MockAPI:
+    """A running `flames.mock_server` subprocess and the requests it has logged."""
+
+    def __init__(self, proc, port: int, log: Path):
+        self.proc, self.port, self.log = proc, port, log
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def requests(self) -> list[dict]:
+        import json
+
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text("utf-8").splitlines()]
+
+    def asked(self, prompt_part: str) -> int:
+        return sum(1 for r in self.requests() if prompt_part in r["prompt"])
+
+
+def start_mock(tmp_path: Path, latency: float = 0.0) -> MockAPI:
+    import subprocess
+    import sys
+
+    log = tmp_path / f"mock-{latency}.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flames.mock_server", "--latency", str(latency), "--log", str(log)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    line = proc.stdout.readline()
+    assert line.startswith("PORT "), line
+    return MockAPI(proc, int(line.split()[1]), log)
+
+
+@pytest.fixture
+def mock_api(tmp_path):
+    api = start_mock(tmp_path)
+    yield api
+    api.proc.kill()
+    api.proc.wait()

@@ -7,6 +7,7 @@ run's manifest; 5 the run finished with failed items; 6 the official data could 
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -16,10 +17,13 @@ from rich.markup import escape
 
 from flames import official_data
 from flames.dataset import Dataset
-from flames.errors import FlamesError
+from flames.errors import FlamesError, IncompleteRun
+from flames.generation import Backend, run_generation
 from flames.imports import import_answers
+from flames.records import DatasetInfo, Decoding, RunManifest
 from flames.report import FORMATS, build_report, print_report, write_reports
 from flames.results import load_results
+from flames.store import RunStore
 
 app = typer.Typer(
     help="Evaluate how well LLMs hold to human values in Chinese (the Flames benchmark).",
@@ -47,6 +51,43 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")]
 FormatOpt = Annotated[
     list[str] | None, typer.Option("--format", "-f", help=f"Report formats: {', '.join(FORMATS)}.")
 ]
+
+
+class BackendName(StrEnum):
+    openai = "openai"
+    transformers = "transformers"
+
+
+# Options shared by `generate` and `run`.
+ModelOpt = Annotated[str, typer.Option(help="Model name (API) or path / hub id (transformers).")]
+BackendOpt = Annotated[BackendName, typer.Option(help="Where answers come from.")]
+BaseUrlOpt = Annotated[
+    str | None, typer.Option(help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.")
+]
+KeyEnvOpt = Annotated[str, typer.Option(help="Environment variable that holds the API key.")]
+ConcurrencyOpt = Annotated[int, typer.Option(min=1, help="API requests in flight at once.")]
+RpmOpt = Annotated[float | None, typer.Option("--rpm", help="Limit API requests per minute.")]
+TimeoutOpt = Annotated[float, typer.Option(help="Seconds before one API request is abandoned.")]
+AttemptsOpt = Annotated[int, typer.Option(min=1, help="Tries per API request (with backoff).")]
+GgufOpt = Annotated[str | None, typer.Option(help="GGUF file inside the model folder.")]
+DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: best).")]
+DtypeOpt = Annotated[str, typer.Option(help="auto, float32, float16 or bfloat16.")]
+BatchOpt = Annotated[int, typer.Option(min=1, help="Prompts per local generation batch.")]
+TemperatureOpt = Annotated[float | None, typer.Option(help="Sampling temperature (0: greedy).")]
+TopPOpt = Annotated[float | None, typer.Option(help="Nucleus sampling top_p.")]
+MaxTokensOpt = Annotated[int | None, typer.Option(help="Maximum tokens per answer.")]
+GenSeedOpt = Annotated[int | None, typer.Option("--gen-seed", help="Decoding seed.")]
+SystemOpt = Annotated[str | None, typer.Option(help="System prompt (none by default).")]
+SamplesOpt = Annotated[int, typer.Option(min=1, help="Answers per prompt.")]
+DimensionOpt = Annotated[list[str] | None, typer.Option(help="Keep only this dimension.")]
+SubcomponentOpt = Annotated[list[str] | None, typer.Option(help="Keep only this subcomponent.")]
+SampleOpt = Annotated[int | None, typer.Option("--sample", help="Stratified sample of N items.")]
+SampleSeedOpt = Annotated[int, typer.Option(help="Seed of --sample.")]
+RetryOpt = Annotated[bool, typer.Option(help="Retry only the answers that failed before.")]
+MaxErrorsOpt = Annotated[
+    int | None, typer.Option(help="Stop after this many failures (default: 10%, at least 5).")
+]
+ProgressOpt = Annotated[bool, typer.Option(help="Show a progress bar.")]
 
 
 def _select(
@@ -132,6 +173,82 @@ def _report(
         console.print(f"wrote {path}")
 
 
+@app.command("generate")
+def generate(
+    run_dir: RunDirArg,
+    model: ModelOpt,
+    backend: BackendOpt = BackendName.openai,
+    base_url: BaseUrlOpt = None,
+    api_key_env: KeyEnvOpt = "OPENAI_API_KEY",
+    concurrency: ConcurrencyOpt = 16,
+    rpm: RpmOpt = None,
+    timeout: TimeoutOpt = 120.0,
+    max_attempts: AttemptsOpt = 6,
+    gguf_file: GgufOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = "auto",
+    batch_size: BatchOpt = 8,
+    temperature: TemperatureOpt = 0.0,
+    top_p: TopPOpt = None,
+    max_tokens: MaxTokensOpt = 1024,
+    gen_seed: GenSeedOpt = None,
+    system_prompt: SystemOpt = None,
+    samples: SamplesOpt = 1,
+    data: DataOpt = None,
+    dimension: DimensionOpt = None,
+    subcomponent: SubcomponentOpt = None,
+    sample: SampleOpt = None,
+    sample_seed: SampleSeedOpt = 0,
+    retry_errors: RetryOpt = False,
+    max_errors: MaxErrorsOpt = None,
+    progress: ProgressOpt = True,
+) -> None:
+    """Answer every prompt with the model under test; resumes where it stopped."""
+    decoding = Decoding(
+        temperature=temperature,
+        top_p=top_p,
+        max_tokens=max_tokens,
+        seed=gen_seed,
+        system_prompt=system_prompt,
+        samples=samples,
+    )
+    chosen = make_backend(
+        BackendName(backend),
+        model,
+        decoding,
+        base_url,
+        api_key_env,
+        concurrency,
+        rpm,
+        timeout,
+        max_attempts,
+        gguf_file,
+        device,
+        dtype,
+        batch_size,
+    )
+    dataset = _select(data, dimension, subcomponent, sample, sample_seed)
+    _generate(run_dir, dataset, chosen, retry_errors, max_errors, progress).close()
+
+
+@app.command("import")
+def import_file(
+    file: Annotated[Path, typer.Argument(help="JSONL of dimension, prompt, response (+ ...).")],
+    run_dir: RunDirArg,
+    model: Annotated[str | None, typer.Option(help="Name of the model that answered.")] = None,
+    reference: Annotated[
+        str | None,
+        typer.Option(help="Prompt set to look up missing subcomponents: a path or 'official'."),
+    ] = None,
+) -> None:
+    """Bring your own answers: import a JSONL of answers (scored or not) as a run."""
+    ref = official_data.resolve(reference) if reference else None
+    with import_answers(file, run_dir, model=model, reference=ref) as store:
+        n = len(store.answers())
+        scored = "with their scores" if store.scorers() else "unscored"
+    console.print(f"imported {n} answers ({scored}) into {run_dir}")
+
+
 @app.command("score-file")
 def score_file(
     file: Annotated[Path, typer.Argument(help="JSONL of dimension, prompt, response, predicted.")],
@@ -165,6 +282,77 @@ def report(
 ) -> None:
     """Print a scored run's metrics and write them as JSON, CSV and Markdown."""
     _report(run_dir, scorer_name, out, formats, bootstrap, seed)
+
+
+def make_backend(
+    backend: BackendName,
+    model: str,
+    decoding: Decoding,
+    base_url: str | None,
+    api_key_env: str,
+    concurrency: int,
+    rpm: float | None,
+    timeout: float,
+    max_attempts: int,
+    gguf_file: str | None,
+    device: str | None,
+    dtype: str,
+    batch_size: int,
+) -> Backend:
+    if backend is BackendName.openai:
+        from flames.generation.openai_api import OpenAIBackend
+
+        return OpenAIBackend(
+            model,
+            base_url=base_url,
+            decoding=decoding,
+            api_key_env=api_key_env,
+            concurrency=concurrency,
+            requests_per_minute=rpm,
+            timeout=timeout,
+            max_attempts=max_attempts,
+        )
+    from flames.generation.transformers_local import TransformersBackend
+
+    return TransformersBackend(
+        model,
+        decoding=decoding,
+        gguf_file=gguf_file,
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+    )
+
+
+def _generate(
+    run_dir: Path,
+    dataset: Dataset,
+    backend: Backend,
+    retry_errors: bool,
+    max_errors: int | None,
+    progress: bool,
+) -> RunStore:
+    manifest = RunManifest(dataset=DatasetInfo.of(dataset), generator=backend.info)
+    store = RunStore.create_or_resume(run_dir, manifest, dataset.items)
+    summary = run_generation(store, backend, retry_errors, max_errors, progress)
+    console.print(
+        f"generated {summary.ok} answers, {summary.errors} errors; tokens: "
+        f"{summary.usage['prompt_tokens']} in, {summary.usage['completion_tokens']} out"
+    )
+    for example in summary.error_examples:
+        console.print(f"  [red]error:[/] {escape(example)}", highlight=False)
+    if summary.stopped_early:
+        raise IncompleteRun(
+            f"{run_dir}: stopped after {summary.errors} failures (the error budget). "
+            "Fix the cause and run the same command again to resume."
+        )
+    failed = sum(1 for a in store.answers() if a.status == "error")
+    if failed:
+        raise IncompleteRun(
+            f"{run_dir}: {failed} answers failed and are recorded as errors (never scored). "
+            "Run again with --retry-errors to retry only those."
+        )
+    return store
 
 
 def main() -> None:

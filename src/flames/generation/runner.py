@@ -1,0 +1,79 @@
+"""Drive a backend over a run's pending requests, writing each answer as it arrives."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from flames.generation.base import Backend, Request
+from flames.store import RunStore
+
+
+@dataclass
+class GenerationSummary:
+    requested: int = 0
+    ok: int = 0
+    errors: int = 0
+    stopped_early: bool = False
+    """True when the error budget was spent and the run stopped before finishing."""
+    usage: dict[str, int] = field(
+        default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0}
+    )
+    error_examples: list[str] = field(default_factory=list)
+
+
+def default_error_budget(pending: int) -> int:
+    """Stop after this many failures: 10% of the work, but never fewer than 5."""
+    return max(5, pending // 10)
+
+
+async def _generate(
+    store: RunStore, backend: Backend, requests: list[Request], max_errors: int, progress: bool
+) -> GenerationSummary:
+    summary = GenerationSummary(requested=len(requests))
+    bar = Progress(
+        TextColumn("[bold]generate[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[errors]} errors"),
+        TimeRemainingColumn(),
+        disable=not progress,
+    )
+    with bar:
+        task = bar.add_task("generate", total=len(requests), errors=0)
+        stream = backend.stream(requests)
+        try:
+            async for answer in stream:
+                store.record_answers([answer])
+                if answer.status == "ok":
+                    summary.ok += 1
+                    summary.usage["prompt_tokens"] += answer.prompt_tokens or 0
+                    summary.usage["completion_tokens"] += answer.completion_tokens or 0
+                else:
+                    summary.errors += 1
+                    if len(summary.error_examples) < 3 and answer.error:
+                        summary.error_examples.append(answer.error)
+                bar.update(task, advance=1, errors=summary.errors)
+                if summary.errors > max_errors:
+                    summary.stopped_early = True
+                    break
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+    return summary
+
+
+def run_generation(
+    store: RunStore,
+    backend: Backend,
+    retry_errors: bool = False,
+    max_errors: int | None = None,
+    progress: bool = True,
+) -> GenerationSummary:
+    """Generate every pending answer of the run (failed ones too, with `retry_errors`)."""
+    pending = [Request(item, sample) for item, sample in store.pending_answers(retry_errors)]
+    if not pending:
+        return GenerationSummary()
+    budget = default_error_budget(len(pending)) if max_errors is None else max_errors
+    return asyncio.run(_generate(store, backend, pending, budget, progress))

@@ -1,0 +1,153 @@
+"""A local Hugging Face model, run with transformers (the optional `[local]` extra)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from flames.generation.base import Request, chat_messages
+from flames.records import Answer, Decoding, GeneratorInfo
+
+
+def split_gguf(model: str, gguf_file: str | None) -> tuple[str, str | None]:
+    """Accept a path to a .gguf file as the model: it becomes (its folder, its file name)."""
+    path = Path(model)
+    if gguf_file is None and path.suffix == ".gguf" and path.is_file():
+        return str(path.parent), path.name
+    return model, gguf_file
+
+
+def pick_device(device: str | None) -> str:
+    import torch
+
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pick_dtype(dtype: str, device: str) -> Any:
+    """'auto' is bf16 on GPU and fp32 on CPU."""
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+
+
+class TransformersBackend:
+    """Batched generation with the model's own chat template, on CPU or GPU."""
+
+    def __init__(
+        self,
+        model: str,
+        decoding: Decoding | None = None,
+        gguf_file: str | None = None,
+        device: str | None = None,
+        dtype: str = "auto",
+        batch_size: int = 8,
+    ):
+        self.model_name, self.gguf_file = split_gguf(model, gguf_file)
+        self.decoding = decoding or Decoding()
+        self.device = device
+        self.dtype = dtype
+        self.batch_size = batch_size
+        self._model: Any = None
+        self._tokenizer: Any = None
+
+    @property
+    def info(self) -> GeneratorInfo:
+        return GeneratorInfo(
+            backend="transformers",
+            model=self.model_name,
+            decoding=self.decoding,
+            options={"gguf_file": self.gguf_file, "dtype": self.dtype},
+        )
+
+    def load(self) -> None:
+        if self._model is not None:
+            return
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.device = pick_device(self.device)
+        extra = {"gguf_file": self.gguf_file} if self.gguf_file else {}
+        tokenizer = AutoTokenizer.from_pretrained(self.model_name, **extra)
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model = AutoModelForCausalLM.from_pretrained(
+            self.model_name, dtype=pick_dtype(self.dtype, self.device), **extra
+        )
+        self._model = model.to(self.device).eval()
+        self._tokenizer = tokenizer
+
+    def _encode(self, prompt: str) -> list[int]:
+        messages = chat_messages(prompt, self.decoding)
+        encoded = self._tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True, return_dict=True
+        )
+        return list(encoded["input_ids"])
+
+    def _generate(self, batch: list[Request]) -> list[Answer]:
+        import torch
+
+        started = time.monotonic()
+        tok = self._tokenizer
+        ids = [self._encode(r.item.prompt) for r in batch]
+        padded = tok.pad({"input_ids": ids}, padding=True, return_tensors="pt").to(self.device)
+        d = self.decoding
+        sampling = bool(d.temperature)
+        args: dict[str, Any] = {"max_new_tokens": d.max_tokens or 512, "do_sample": sampling}
+        if sampling:
+            args["temperature"] = d.temperature
+            if d.top_p is not None:
+                args["top_p"] = d.top_p
+        else:
+            args.update(temperature=None, top_p=None, top_k=None)
+        if d.seed is not None:
+            torch.manual_seed(d.seed)
+        with torch.inference_mode():
+            output = self._model.generate(**padded, **args, pad_token_id=tok.pad_token_id)
+        new_tokens = output[:, padded["input_ids"].shape[1] :]
+        elapsed = round(time.monotonic() - started, 4)
+        stop_ids = self._stop_ids()
+        answers = []
+        for request, prompt_ids, row in zip(batch, ids, new_tokens.tolist(), strict=True):
+            stop = next((i for i, t in enumerate(row) if t in stop_ids), None)
+            generated = row if stop is None else row[:stop]
+            answers.append(
+                Answer(
+                    item_id=request.item.id,
+                    sample=request.sample,
+                    status="ok",
+                    response=tok.decode(generated, skip_special_tokens=True),
+                    finish_reason="length" if stop is None else "stop",
+                    prompt_tokens=len(prompt_ids),
+                    completion_tokens=len(generated),
+                    latency_s=elapsed,
+                )
+            )
+        return answers
+
+    def _stop_ids(self) -> set[int]:
+        eos = self._model.generation_config.eos_token_id
+        ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
+        return (ids | {self._tokenizer.eos_token_id, self._tokenizer.pad_token_id}) - {None}
+
+    def _generate_or_fail(self, batch: list[Request]) -> list[Answer]:
+        try:
+            return self._generate(batch)
+        except Exception as exc:  # a failed batch is recorded as errors, never dropped
+            message = f"{type(exc).__name__}: {exc}"[:1000]
+            return [
+                Answer(item_id=r.item.id, sample=r.sample, status="error", error=message)
+                for r in batch
+            ]
+
+    async def stream(self, requests: Sequence[Request]) -> AsyncIterator[Answer]:
+        await asyncio.to_thread(self.load)
+        ordered = sorted(requests, key=lambda r: len(r.item.prompt))
+        for start in range(0, len(ordered), self.batch_size):
+            batch = ordered[start : start + self.batch_size]
+            for answer in await asyncio.to_thread(self._generate_or_fail, batch):
+                yield answer

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-import httpx
+import aiohttp
 
 from flames.dataset import Dataset, load_dataset, sha256_file
 from flames.errors import DataError, FlamesError
@@ -78,6 +79,17 @@ def _install(source: Path) -> Path:
     return target_dir / FILENAME
 
 
+async def _download(url: str, target: Path, timeout: float) -> None:
+    client_timeout = aiohttp.ClientTimeout(total=timeout)
+    async with (
+        aiohttp.ClientSession(timeout=client_timeout) as session,
+        session.get(url, raise_for_status=True) as response,
+    ):
+        with target.open("wb") as fh:
+            async for chunk in response.content.iter_chunked(1 << 16):
+                fh.write(chunk)
+
+
 def fetch(source: Path | None = None, urls: tuple[str, ...] = URLS, timeout: float = 30.0) -> Path:
     """Make a verified official file available in the cache and return its path.
 
@@ -95,13 +107,9 @@ def fetch(source: Path | None = None, urls: tuple[str, ...] = URLS, timeout: flo
         part = Path(tmp) / FILENAME
         for url in urls:
             try:
-                with httpx.stream("GET", url, timeout=timeout, follow_redirects=True) as resp:
-                    resp.raise_for_status()
-                    with part.open("wb") as fh:
-                        for chunk in resp.iter_bytes():
-                            fh.write(chunk)
-            except httpx.HTTPError as exc:
-                errors.append(f"{url}: {exc}")
+                asyncio.run(_download(url, part, timeout))
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                errors.append(f"{url}: {type(exc).__name__}: {exc}")
                 continue
             if not _verified(part):
                 errors.append(f"{url}: downloaded file has the wrong sha256")

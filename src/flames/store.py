@@ -70,7 +70,9 @@ class RunStore:
     def _connect(path: Path) -> sqlite3.Connection:
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
+        # In WAL mode NORMAL survives a killed process (every commit is in the WAL file);
+        # only an OS crash or power loss can take the last few commits.
+        db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
         db.executescript(SCHEMA)
         return db

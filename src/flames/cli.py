@@ -23,6 +23,8 @@ from flames.imports import import_answers
 from flames.records import DatasetInfo, Decoding, RunManifest
 from flames.report import FORMATS, build_report, print_report, write_reports
 from flames.results import load_results
+from flames.scorer import OFFICIAL_REPO
+from flames.scoring import Scorer, run_scoring
 from flames.store import RunStore
 
 app = typer.Typer(
@@ -32,6 +34,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Get, inspect and sample prompt sets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+scorer_app = typer.Typer(help="Manage the official scorer checkpoint.", no_args_is_help=True)
+app.add_typer(scorer_app, name="scorer")
 
 console = Console()
 err = Console(stderr=True)
@@ -88,6 +92,21 @@ MaxErrorsOpt = Annotated[
     int | None, typer.Option(help="Stop after this many failures (default: 10%, at least 5).")
 ]
 ProgressOpt = Annotated[bool, typer.Option(help="Show a progress bar.")]
+
+
+# Options of the official scorer, shared by `score` and `run`.
+ScorerModelOpt = Annotated[
+    str, typer.Option(help="Scorer checkpoint: a folder or a Hugging Face repo id.")
+]
+RevisionOpt = Annotated[str | None, typer.Option(help="Hub revision of the scorer checkpoint.")]
+MaxLengthOpt = Annotated[
+    int, typer.Option(help="Scorer input tokens (512 as the official infer.py; up to 2048).")
+]
+TruncationOpt = Annotated[str, typer.Option(help="official (as infer.py) or keep-suffix.")]
+ScorerDtypeOpt = Annotated[str, typer.Option(help="auto (fp32 CPU, fp16 GPU), float32, ...")]
+TokenBudgetOpt = Annotated[int, typer.Option(help="Padded tokens per scorer batch.")]
+MaxBatchOpt = Annotated[int, typer.Option(help="Items per scorer batch at most.")]
+ScorerNameSetOpt = Annotated[str, typer.Option(help="Name the verdicts are stored under.")]
 
 
 def _select(
@@ -229,6 +248,181 @@ def generate(
     )
     dataset = _select(data, dimension, subcomponent, sample, sample_seed)
     _generate(run_dir, dataset, chosen, retry_errors, max_errors, progress).close()
+
+
+def _official_scorer(
+    scorer_model: str,
+    revision: str | None,
+    max_length: int,
+    truncation: str,
+    dtype: str,
+    device: str | None,
+    token_budget: int,
+    max_batch: int,
+    name: str,
+) -> Scorer:
+    from flames.scorer.official import OfficialScorer, ScorerSettings
+    from flames.scorer.tokenizer import Truncation
+
+    try:
+        mode = Truncation(truncation)
+    except ValueError:
+        raise typer.BadParameter("--truncation must be official or keep-suffix") from None
+    return OfficialScorer(
+        ScorerSettings(
+            model=scorer_model,
+            revision=revision,
+            max_length=max_length,
+            truncation=mode,
+            dtype=dtype,
+            device=device,
+            token_budget=token_budget,
+            max_batch=max_batch,
+            name=name,
+        )
+    )
+
+
+def _score(store: RunStore, scorer: Scorer, retry_errors: bool, progress: bool) -> None:
+    summary = run_scoring(store, scorer, retry_errors, progress)
+    console.print(
+        f"scored {summary.scored} answers with {scorer.manifest.name}, {summary.errors} errors, "
+        f"{summary.truncated} truncated"
+    )
+
+
+@app.command("score")
+def score(
+    run_dir: RunDirArg,
+    scorer_model: ScorerModelOpt = OFFICIAL_REPO,
+    revision: RevisionOpt = None,
+    max_length: MaxLengthOpt = 512,
+    truncation: TruncationOpt = "official",
+    dtype: ScorerDtypeOpt = "auto",
+    device: DeviceOpt = None,
+    token_budget: TokenBudgetOpt = 16384,
+    max_batch: MaxBatchOpt = 64,
+    scorer_name: ScorerNameSetOpt = "flames-scorer",
+    retry_errors: RetryOpt = False,
+    progress: ProgressOpt = True,
+) -> None:
+    """Score a run's answers with the official Flames-scorer; resumes where it stopped."""
+    scorer = _official_scorer(
+        scorer_model,
+        revision,
+        max_length,
+        truncation,
+        dtype,
+        device,
+        token_budget,
+        max_batch,
+        scorer_name,
+    )
+    with RunStore.open(run_dir) as store:
+        _score(store, scorer, retry_errors, progress)
+
+
+@app.command("run")
+def run(
+    run_dir: RunDirArg,
+    model: ModelOpt,
+    backend: BackendOpt = BackendName.openai,
+    base_url: BaseUrlOpt = None,
+    api_key_env: KeyEnvOpt = "OPENAI_API_KEY",
+    concurrency: ConcurrencyOpt = 16,
+    rpm: RpmOpt = None,
+    timeout: TimeoutOpt = 120.0,
+    max_attempts: AttemptsOpt = 6,
+    gguf_file: GgufOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = "auto",
+    batch_size: BatchOpt = 8,
+    temperature: TemperatureOpt = 0.0,
+    top_p: TopPOpt = None,
+    max_tokens: MaxTokensOpt = 1024,
+    gen_seed: GenSeedOpt = None,
+    system_prompt: SystemOpt = None,
+    samples: SamplesOpt = 1,
+    data: DataOpt = None,
+    dimension: DimensionOpt = None,
+    subcomponent: SubcomponentOpt = None,
+    sample: SampleOpt = None,
+    sample_seed: SampleSeedOpt = 0,
+    retry_errors: RetryOpt = False,
+    max_errors: MaxErrorsOpt = None,
+    scorer_model: ScorerModelOpt = OFFICIAL_REPO,
+    revision: RevisionOpt = None,
+    max_length: MaxLengthOpt = 512,
+    truncation: TruncationOpt = "official",
+    scorer_dtype: ScorerDtypeOpt = "auto",
+    token_budget: TokenBudgetOpt = 16384,
+    max_batch: MaxBatchOpt = 64,
+    scorer_name: ScorerNameSetOpt = "flames-scorer",
+    bootstrap: BootstrapOpt = 2000,
+    seed: SeedOpt = 0,
+    progress: ProgressOpt = True,
+) -> None:
+    """Generate, score with the official scorer, and report: the whole evaluation."""
+    decoding = Decoding(
+        temperature=temperature,
+        top_p=top_p,
+        max_tokens=max_tokens,
+        seed=gen_seed,
+        system_prompt=system_prompt,
+        samples=samples,
+    )
+    chosen = make_backend(
+        backend,
+        model,
+        decoding,
+        base_url,
+        api_key_env,
+        concurrency,
+        rpm,
+        timeout,
+        max_attempts,
+        gguf_file,
+        device,
+        dtype,
+        batch_size,
+    )
+    scorer = _official_scorer(
+        scorer_model,
+        revision,
+        max_length,
+        truncation,
+        scorer_dtype,
+        device,
+        token_budget,
+        max_batch,
+        scorer_name,
+    )
+    dataset = _select(data, dimension, subcomponent, sample, sample_seed)
+    incomplete: IncompleteRun | None = None
+    try:
+        store = _generate(run_dir, dataset, chosen, retry_errors, max_errors, progress)
+    except IncompleteRun as exc:  # score and report what did succeed, then fail
+        incomplete = exc
+        store = RunStore.open(run_dir)
+    with store:
+        _score(store, scorer, retry_errors, progress)
+    _report(run_dir, scorer_name, None, None, bootstrap, seed)
+    if incomplete:
+        raise incomplete
+
+
+@scorer_app.command("convert")
+def scorer_convert(
+    source: Annotated[str, typer.Argument(help="Checkpoint folder or Hugging Face repo id.")],
+    target: Annotated[Path, typer.Argument(help="Folder for the safetensors copy.")],
+    revision: RevisionOpt = None,
+) -> None:
+    """Write a safetensors copy of the scorer checkpoint, which loads much faster."""
+    from flames.scorer.checkpoint import convert, resolve
+
+    directory, _ = resolve(source, revision)
+    for path in convert(directory, target):
+        console.print(f"wrote {path}")
 
 
 @app.command("import")

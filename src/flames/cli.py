@@ -104,7 +104,9 @@ MaxLengthOpt = Annotated[
 ]
 TruncationOpt = Annotated[str, typer.Option(help="official (as infer.py) or keep-suffix.")]
 ScorerDtypeOpt = Annotated[str, typer.Option(help="auto (fp32 CPU, fp16 GPU), float32, ...")]
-TokenBudgetOpt = Annotated[int, typer.Option(help="Padded tokens per scorer batch.")]
+TokenBudgetOpt = Annotated[
+    int | None, typer.Option(help="Padded tokens per scorer batch (default: 2048 CPU, 32768 GPU).")
+]
 MaxBatchOpt = Annotated[int, typer.Option(help="Items per scorer batch at most.")]
 ScorerNameSetOpt = Annotated[str, typer.Option(help="Name the verdicts are stored under.")]
 
@@ -257,7 +259,7 @@ def _official_scorer(
     truncation: str,
     dtype: str,
     device: str | None,
-    token_budget: int,
+    token_budget: int | None,
     max_batch: int,
     name: str,
 ) -> Scorer:
@@ -300,7 +302,7 @@ def score(
     truncation: TruncationOpt = "official",
     dtype: ScorerDtypeOpt = "auto",
     device: DeviceOpt = None,
-    token_budget: TokenBudgetOpt = 16384,
+    token_budget: TokenBudgetOpt = None,
     max_batch: MaxBatchOpt = 64,
     scorer_name: ScorerNameSetOpt = "flames-scorer",
     retry_errors: RetryOpt = False,
@@ -355,7 +357,7 @@ def run(
     max_length: MaxLengthOpt = 512,
     truncation: TruncationOpt = "official",
     scorer_dtype: ScorerDtypeOpt = "auto",
-    token_budget: TokenBudgetOpt = 16384,
+    token_budget: TokenBudgetOpt = None,
     max_batch: MaxBatchOpt = 64,
     scorer_name: ScorerNameSetOpt = "flames-scorer",
     bootstrap: BootstrapOpt = 2000,

@@ -69,8 +69,8 @@ class ScorerSettings:
     dtype: str = "auto"
     """auto (fp32 on CPU, fp16 on GPU), float32, float16 or bfloat16."""
     device: str | None = None
-    token_budget: int = 16384
-    """Padded tokens per batch."""
+    token_budget: int | None = None
+    """Padded tokens per batch; by default 2,048 on CPU (cache-friendly) and 32,768 on GPU."""
     max_batch: int = 64
     name: str = "flames-scorer"
 
@@ -87,6 +87,8 @@ class OfficialScorer:
         if dtype_name == "auto":
             dtype_name = "float16" if self.device.startswith("cuda") else "float32"
         self.dtype_name = dtype_name
+        on_gpu = self.device.startswith("cuda")
+        self.token_budget = settings.token_budget or (32768 if on_gpu else 2048)
         self.tokenizer = ScorerTokenizer(self.directory / "tokenizer.model")
         template_tokens = len(self.tokenizer.encode(render("", "")))
         if settings.max_length < template_tokens:
@@ -178,7 +180,7 @@ class OfficialScorer:
         """Judge (item, answer) pairs; yields each batch's verdicts as it is done."""
         encoded = [self.encode(item, answer) for item, answer in pairs]
         plan = plan_batches(
-            [len(e.ids) for e in encoded], self.settings.token_budget, self.settings.max_batch
+            [len(e.ids) for e in encoded], self.token_budget, self.settings.max_batch
         )
         for batch in plan:
             yield self._verdicts([pairs[i] for i in batch], [encoded[i] for i in batch])

@@ -182,6 +182,8 @@ def _report(
     formats: list[str] | None,
     bootstrap: int,
     seed: int,
+    html: bool = True,
+    plots: bool = False,
 ) -> None:
     chosen = tuple(formats or FORMATS)
     unknown = set(chosen) - set(FORMATS)
@@ -190,7 +192,19 @@ def _report(
     results = load_results(run_dir, scorer_name)
     report = build_report(results, bootstrap_samples=bootstrap, seed=seed)
     print_report(report, console)
-    for path in write_reports(report, out or run_dir / "report", chosen):
+    out_dir = out or run_dir / "report"
+    written = write_reports(report, out_dir, chosen)
+    if html:
+        from flames.html_report import render_html
+
+        page = out_dir / "report.html"
+        page.write_text(render_html(report, results), encoding="utf-8")
+        written.append(page)
+    if plots:
+        from flames.plots import write_plots
+
+        written += write_plots(report, out_dir)
+    for path in written:
         console.print(f"wrote {path}")
 
 
@@ -413,6 +427,79 @@ def run(
         raise incomplete
 
 
+@app.command("compare")
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="Run A (the baseline).")],
+    run_b: Annotated[Path, typer.Argument(help="Run B.")],
+    scorer_name: ScorerNameOpt = None,
+    out: Annotated[Path | None, typer.Option(help="Also write comparison.json here.")] = None,
+    bootstrap: BootstrapOpt = 2000,
+    seed: SeedOpt = 0,
+) -> None:
+    """Paired comparison of two runs: rate differences with CIs and McNemar's test."""
+    from rich.table import Table
+
+    from flames.compare import compare_runs
+
+    result = compare_runs(
+        load_results(run_a, scorer_name),
+        load_results(run_b, scorer_name),
+        bootstrap_samples=bootstrap,
+        seed=seed,
+    )
+    table = Table(title=f"Harmless rate: {result.a} (A) vs {result.b} (B), paired")
+    for header in ("", "N", "A", "B", "B - A", "95% CI", "McNemar p", "verdict"):
+        table.add_column(header)
+    rows = [*result.dimensions.items(), ("Overall (mean of dimensions)", result.overall)]
+    for name, d in rows:
+        table.add_row(
+            name,
+            str(d.n),
+            f"{d.rate_a:.2f}%",
+            f"{d.rate_b:.2f}%",
+            f"{d.difference:+.2f}",
+            f"[{d.ci_low:+.1f}, {d.ci_high:+.1f}]",
+            f"{d.p_value:.3g}",
+            d.verdict(result.a, result.b),
+        )
+    console.print(table)
+    console.print(
+        f"{result.paired_items} items paired; {result.only_in_a} only in A, "
+        f"{result.only_in_b} only in B."
+    )
+    if not result.same_scorer:
+        console.print(
+            "[yellow]warning:[/] the runs were scored with different scorers or "
+            "settings; the difference mixes model and scorer."
+        )
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "comparison.json").write_text(result.model_dump_json(indent=2), encoding="utf-8")
+        console.print(f"wrote {out / 'comparison.json'}")
+
+
+@app.command("leaderboard")
+def leaderboard_cmd(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories to rank.")],
+    scorer_name: ScorerNameOpt = None,
+    published: Annotated[
+        bool, typer.Option(help="Show the published Flames leaderboard beside yours.")
+    ] = True,
+    out: Annotated[Path | None, typer.Option(help="Also write leaderboard.md here.")] = None,
+) -> None:
+    """Rank several runs by overall harmless rate, beside the published leaderboard."""
+    from rich.markdown import Markdown
+
+    from flames.leaderboard import leaderboard, to_markdown
+
+    text = to_markdown(leaderboard(runs, scorer_name), published=published)
+    console.print(Markdown(text))
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "leaderboard.md").write_text(text, encoding="utf-8")
+        console.print(f"wrote {out / 'leaderboard.md'}")
+
+
 @scorer_app.command("convert")
 def scorer_convert(
     source: Annotated[str, typer.Argument(help="Checkpoint folder or Hugging Face repo id.")],
@@ -473,11 +560,15 @@ def report(
     scorer_name: ScorerNameOpt = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default RUN/report).")] = None,
     formats: FormatOpt = None,
+    html: Annotated[bool, typer.Option(help="Also write the self-contained report.html.")] = True,
+    plots: Annotated[
+        bool, typer.Option(help="Also write PNG and SVG figures (needs the [plots] extra).")
+    ] = False,
     bootstrap: BootstrapOpt = 2000,
     seed: SeedOpt = 0,
 ) -> None:
-    """Print a scored run's metrics and write them as JSON, CSV and Markdown."""
-    _report(run_dir, scorer_name, out, formats, bootstrap, seed)
+    """Print a scored run's metrics; write JSON, CSV, Markdown and a self-contained HTML page."""
+    _report(run_dir, scorer_name, out, formats, bootstrap, seed, html, plots)
 
 
 def make_backend(

@@ -119,12 +119,6 @@ def import_answers(
     store = RunStore.create_or_resume(run_dir, manifest, items)
     store.record_answers(answers)
     if verdicts:
-        store.register_scorer(
-            ScorerManifest(
-                name=IMPORTED_SCORER,
-                kind="imported",
-                config={"file": path.name, "sha256": file_sha},
-            )
-        )
+        store.register_scorer(ScorerManifest(name=IMPORTED_SCORER, kind="imported"))
         store.record_verdicts(IMPORTED_SCORER, verdicts)
     return store

@@ -13,9 +13,32 @@ from rich.table import Table
 
 from flames.metrics import Estimate, GroupMetrics, Metrics
 from flames.records import RunManifest, ScorerManifest
+from flames.refusal import is_refusal
 from flames.results import Results
 
 FORMATS = ("json", "csv", "md")
+
+
+class RefusalStats(BaseModel):
+    refused: int
+    answered: int
+
+    @property
+    def rate(self) -> float:
+        return 100 * self.refused / self.answered if self.answered else 0.0
+
+
+def refusal_stats(results: Results) -> dict[str, RefusalStats]:
+    """Answers that refuse, per dimension and over all answers (see flames.refusal)."""
+    counts: dict[str, list[int]] = {}
+    for row in results.rows:
+        if row.answer and row.answer.status == "ok":
+            refused = is_refusal(row.answer.response or "")
+            for key in (row.item.dimension.value, "all"):
+                tally = counts.setdefault(key, [0, 0])
+                tally[0] += refused
+                tally[1] += 1
+    return {k: RefusalStats(refused=r, answered=n) for k, (r, n) in counts.items()}
 
 
 class Report(BaseModel):
@@ -27,6 +50,8 @@ class Report(BaseModel):
     truncated: int
     """Answers the scorer had to truncate."""
     usage: dict[str, int]
+    refusals: dict[str, RefusalStats]
+    """Answers that refuse: Flames rewards refusals, so read the harmless rate next to this."""
 
 
 def build_report(results: Results, bootstrap_samples: int = 2000, seed: int = 0) -> Report:
@@ -38,6 +63,7 @@ def build_report(results: Results, bootstrap_samples: int = 2000, seed: int = 0)
         problems=dict(problems),
         truncated=results.truncated,
         usage=results.usage,
+        refusals=refusal_stats(results),
     )
 
 
@@ -55,7 +81,7 @@ def fmt_ci(e: Estimate, digits: int) -> str:
     return f"[{e.ci_low:.{digits}f}, {e.ci_high:.{digits}f}]"
 
 
-def _rows(metrics: Metrics) -> list[tuple[str, str, GroupMetrics | None, Estimate, Estimate]]:
+def table_rows(metrics: Metrics) -> list[tuple[str, str, GroupMetrics | None, Estimate, Estimate]]:
     """(level, name, group or None, rate, score) for every line of the report table."""
     m = metrics
     rows: list[tuple[str, str, GroupMetrics | None, Estimate, Estimate]] = [
@@ -106,7 +132,7 @@ def to_csv(report: Report) -> str:
             "score_ci_high",
         ]
     )
-    for level, name, group, rate, score in _rows(report.metrics):
+    for level, name, group, rate, score in table_rows(report.metrics):
         writer.writerow(
             [
                 level,
@@ -139,6 +165,12 @@ def notes(report: Report) -> list[str]:
     if m.unscored:
         parts = ", ".join(f"{n} {why}" for why, n in sorted(m.unscored.items()))
         lines.append(f"Unscored items, excluded from every metric: {parts}.")
+    overall = report.refusals.get("all")
+    if overall:
+        lines.append(
+            f"Refusal rate {overall.rate:.1f}% ({overall.refused} of {overall.answered} answers; "
+            "a heuristic). Flames rewards refusals: read the harmless rate next to it."
+        )
     if report.truncated:
         mode = report.scorer.config.get("truncation", "?")
         lines.append(f"{report.truncated} answers were truncated by the scorer (mode `{mode}`).")
@@ -160,7 +192,7 @@ def to_markdown(report: Report) -> str:
         "| | N | Harmless rate | 95% CI | Harmless score | 95% CI |",
         "|---|---:|---:|---|---:|---|",
     ]
-    for level, name, group, rate, score in _rows(m):
+    for level, name, group, rate, score in table_rows(m):
         label = f"**{name}**" if level == "overall" else name
         if level == "subcomponent":
             label = f"&nbsp;&nbsp;{name}"
@@ -199,7 +231,7 @@ def print_report(report: Report, console: Console) -> None:
     table.add_column("", no_wrap=True)
     for header in ("N", "Rate", "95% CI", "Score", "95% CI"):
         table.add_column(header, justify="left" if header == "95% CI" else "right", no_wrap=True)
-    for level, name, group, rate, score in _rows(m):
+    for level, name, group, rate, score in table_rows(m):
         label = f"[bold]{name}[/]" if level == "overall" else name
         if level == "subcomponent":
             label = f"  [dim]{name}[/]"

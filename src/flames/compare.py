@@ -1,0 +1,140 @@
+"""Paired comparison of two runs on the same prompts.
+
+Per dimension and overall: the difference in harmless rate (B - A) with a paired bootstrap CI
+(items resampled within each dimension, both runs together), and McNemar's exact test on the
+items where one run is harmless and the other is not. With several answers per prompt, an item
+counts as harmless for McNemar when at least half of its answers are.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from math import comb
+
+import numpy as np
+from pydantic import BaseModel
+
+from flames.errors import FlamesError
+from flames.results import Results
+from flames.taxonomy import HARMLESS, Dimension
+
+
+class PairedDifference(BaseModel):
+    n: int
+    rate_a: float
+    rate_b: float
+    difference: float
+    """rate_b - rate_a, in percentage points."""
+    ci_low: float
+    ci_high: float
+    only_a_harmless: int
+    only_b_harmless: int
+    p_value: float
+    """McNemar's exact (two-sided binomial) test on the discordant items."""
+
+    def verdict(self, a: str, b: str) -> str:
+        """Plain words: a difference only when both the CI and McNemar's test agree on one."""
+        ci_excludes_zero = not (self.ci_low <= 0 <= self.ci_high)
+        significant = self.p_value < 0.05
+        if ci_excludes_zero and significant:
+            better = b if self.difference > 0 else a
+            return f"{better} more harmless by {abs(self.difference):.1f} points"
+        if ci_excludes_zero or significant:
+            return f"inconclusive: CI and McNemar disagree (n={self.n})"
+        return f"too close to tell apart at this sample size (n={self.n})"
+
+
+class Comparison(BaseModel):
+    a: str
+    """Name of run A (its directory)."""
+    b: str
+    dimensions: dict[str, PairedDifference]
+    overall: PairedDifference
+    """Macro overall: mean of the dimension differences; McNemar over all paired items."""
+    paired_items: int
+    only_in_a: int
+    only_in_b: int
+    same_scorer: bool
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value for discordant counts b and c."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(comb(n, k) for k in range(min(b, c) + 1))
+    return min(1.0, 2 * tail / 2**n)
+
+
+def _item_rates(results: Results) -> dict[str, tuple[Dimension, float]]:
+    scores: dict[str, list[int]] = defaultdict(list)
+    dims: dict[str, Dimension] = {}
+    for row in results.rows:
+        if row.score is not None:
+            scores[row.item.id].append(row.score)
+            dims[row.item.id] = row.item.dimension
+    return {i: (dims[i], sum(s == HARMLESS for s in v) / len(v)) for i, v in scores.items()}
+
+
+def _difference(a: np.ndarray, b: np.ndarray, reps: np.ndarray) -> PairedDifference:
+    harmless_a, harmless_b = a >= 0.5, b >= 0.5
+    only_a = int(np.sum(harmless_a & ~harmless_b))
+    only_b = int(np.sum(harmless_b & ~harmless_a))
+    low, high = np.percentile(reps, [2.5, 97.5])
+    return PairedDifference(
+        n=len(a),
+        rate_a=100 * float(a.mean()),
+        rate_b=100 * float(b.mean()),
+        difference=100 * float(b.mean() - a.mean()),
+        ci_low=float(low),
+        ci_high=float(high),
+        only_a_harmless=only_a,
+        only_b_harmless=only_b,
+        p_value=mcnemar_exact(only_a, only_b),
+    )
+
+
+def compare_runs(
+    a: Results, b: Results, bootstrap_samples: int = 2000, seed: int = 0
+) -> Comparison:
+    """Compare two scored runs on the items both have scored."""
+    prompts_a = {row.item.id: row.item.prompt for row in a.rows}
+    prompts_b = {row.item.id: row.item.prompt for row in b.rows}
+    for item_id in prompts_a.keys() & prompts_b.keys():
+        if prompts_a[item_id] != prompts_b[item_id]:
+            raise FlamesError(f"item {item_id} has different prompts in the two runs")
+    rates_a, rates_b = _item_rates(a), _item_rates(b)
+    common = sorted(rates_a.keys() & rates_b.keys())
+    if not common:
+        raise FlamesError("the runs have no scored item in common")
+    rng = np.random.default_rng(seed)
+    dimensions: dict[str, PairedDifference] = {}
+    dim_reps = []
+    all_a, all_b = [], []
+    for dim in Dimension:
+        ids = [i for i in common if rates_a[i][0] is dim]
+        if not ids:
+            continue
+        va = np.array([rates_a[i][1] for i in ids])
+        vb = np.array([rates_b[i][1] for i in ids])
+        index = rng.integers(0, len(ids), size=(bootstrap_samples, len(ids)))
+        reps = 100 * (vb[index].mean(axis=1) - va[index].mean(axis=1))
+        dimensions[dim.value] = _difference(va, vb, reps)
+        dim_reps.append(reps)
+        all_a.append(va)
+        all_b.append(vb)
+    macro = np.mean(dim_reps, axis=0)
+    overall = _difference(np.concatenate(all_a), np.concatenate(all_b), macro)
+    overall.rate_a = float(np.mean([d.rate_a for d in dimensions.values()]))
+    overall.rate_b = float(np.mean([d.rate_b for d in dimensions.values()]))
+    overall.difference = overall.rate_b - overall.rate_a
+    return Comparison(
+        a=a.run_dir.name,
+        b=b.run_dir.name,
+        dimensions=dimensions,
+        overall=overall,
+        paired_items=len(common),
+        only_in_a=len(rates_a.keys() - rates_b.keys()),
+        only_in_b=len(rates_b.keys() - rates_a.keys()),
+        same_scorer=(a.scorer.kind, a.scorer.config) == (b.scorer.kind, b.scorer.config),
+    )

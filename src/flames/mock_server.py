@@ -8,7 +8,8 @@ failures for that prompt, counted per prompt across attempts:
 - ``[[hang:1]]``: the first attempt hangs for 30 s (longer than any sane client timeout);
 - ``[[malformed:1]]``: the first attempt gets a body that is not JSON;
 - ``[[empty:1]]``: the first attempt gets a choice whose content is null;
-- ``[[verdict:TEXT]]``: the answer's content is TEXT (for scripted judges).
+- ``[[verdict:A||B]]``: the answer's content is A on the first attempt, then B (the last
+  alternative repeats), for scripted judges.
 
 Otherwise the answer's content is JSON echoing what the server received, so tests can check the
 decoding settings. Each request is appended to ``--log`` as one JSON line.
@@ -52,6 +53,9 @@ class MockServer:
 
     def _completion(self, body: dict[str, Any], prompt: str) -> dict[str, Any]:
         verdict = next((a for k, a in DIRECTIVE.findall(prompt) if k == "verdict"), None)
+        if verdict is not None:
+            alternatives = verdict.split("||")
+            verdict = alternatives[min(self.attempts[prompt], len(alternatives)) - 1]
         received = {k: body.get(k) for k in ("model", "temperature", "top_p", "max_tokens", "seed")}
         system = [m["content"] for m in body.get("messages", []) if m.get("role") == "system"]
         content = (

@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import tempfile
+from importlib.resources import as_file, files
 from pathlib import Path
 
 import aiohttp
@@ -125,8 +126,16 @@ def load_official() -> Dataset:
     return load_dataset(locate(), name=NAME)
 
 
+CONTROL = "control"
+"""`--data control`: a small benign control set shipped with flames (prompts any model should
+answer), for measuring over-refusal."""
+
+
 def resolve(data: str | None) -> Dataset:
-    """A dataset from a `--data` option: a path, or the official set when None or 'official'."""
+    """A dataset from a `--data` option: a path, 'control', or the official set (the default)."""
     if data in (None, "official"):
         return load_official()
+    if data == CONTROL:
+        with as_file(files("flames") / "resources" / "control_benign.jsonl") as path:
+            return load_dataset(path, name="control-benign")
     return load_dataset(Path(data))

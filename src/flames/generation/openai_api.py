@@ -98,6 +98,7 @@ class OpenAIBackend:
         max_attempts: int = 6,
         backoff_base: float = 1.0,
         backoff_max: float = 60.0,
+        extra_body: dict[str, Any] | None = None,
     ):
         self.model = model
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
@@ -107,6 +108,8 @@ class OpenAIBackend:
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
+        self.extra_body = extra_body or {}
+        """Extra request fields, e.g. ``{"response_format": {"type": "json_object"}}``."""
         self._limiter = RateLimiter(requests_per_minute) if requests_per_minute else None
         self._api_key = os.environ.get(api_key_env, "")
 
@@ -127,7 +130,7 @@ class OpenAIBackend:
         ):
             if value is not None:
                 body[name] = value
-        return body
+        return {**body, **self.extra_body}
 
     def _mask(self, text: str) -> str:
         return text.replace(self._api_key, "***") if self._api_key else text

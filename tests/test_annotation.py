@@ -1,0 +1,178 @@
+from __future__ import annotations
+
+import asyncio
+import csv
+
+import numpy as np
+import pytest
+
+from flames.annotate import export_items, import_labels, record_labels
+from flames.calibration import calibrate, cohen_kappa, fleiss_kappa
+from flames.errors import DataError
+from flames.records import ScorerManifest, Verdict
+from flames.store import RunStore
+from flames.taxonomy import Dimension
+
+from .helpers import run_cli, write_jsonl
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    rows = []
+    for dim in Dimension:
+        for i in range(20):
+            rows.append(
+                {
+                    "id": f"{dim.name}-{i:02d}",
+                    "dimension": dim.value,
+                    "subcomponent": dim.subcomponents[0],
+                    "prompt": f"{dim.value} 问题 {i}",
+                    "response": f"回答 {i}",
+                }
+            )
+    assert (
+        run_cli("import", write_jsonl(tmp_path / "a.jsonl", rows), tmp_path / "run").returncode == 0
+    )
+    return tmp_path / "run"
+
+
+def set_scorer(store, name, score_of):
+    store.register_scorer(ScorerManifest(name=name, kind="test"))
+    store.record_verdicts(
+        name, [Verdict(item_id=i.id, status="ok", score=score_of(i)) for i in store.items()]
+    )
+
+
+def test_cohen_and_fleiss_kappa_match_hand_computations():
+    # po = 3/4, pe = (2*1 + 2*3) / 16 = 1/2 -> kappa = 1/2
+    assert cohen_kappa([3, 3, 1, 1], [3, 1, 1, 1]) == pytest.approx(0.5)
+    assert cohen_kappa([3, 1, 2], [3, 1, 2]) == pytest.approx(1.0)
+    # items x categories (1, 2, 3), 2 raters: P-bar = 2/3, Pe = 1/2 -> kappa = 1/3
+    assert fleiss_kappa(np.array([[0, 0, 2], [1, 0, 1], [2, 0, 0]])) == pytest.approx(1 / 3)
+
+
+def test_export_label_import_roundtrip_with_csv(run_dir, tmp_path):
+    with RunStore.open(run_dir) as store:
+        n = export_items(store, tmp_path / "todo.csv")
+    assert n == 100
+    with (tmp_path / "todo.csv").open(encoding="utf-8-sig") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows[:30]:
+        row["label"] = "3" if row["dimension"] != "Fairness" else "2"
+    with (tmp_path / "done.csv").open("w", encoding="utf-8-sig", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=rows[0].keys())
+        writer.writeheader()
+        writer.writerows(rows)
+    proc = run_cli("annotate", "import", run_dir, tmp_path / "done.csv", "--annotator", "alice")
+    assert proc.returncode == 0, proc.stderr
+    with RunStore.open(run_dir) as store:
+        labels = {v.item_id: v.score for v in store.verdicts("human:alice")}
+        assert store.scorers()["human:alice"].kind == "human"
+    assert len(labels) == 30 and labels["FAIRNESS-00"] == 2
+
+
+def test_bad_labels_name_the_line_and_store_nothing(run_dir, tmp_path):
+    good = {"item_id": "SAFETY-00", "label": 3, "annotator": "bob"}
+    for bad, message in [
+        ({"item_id": "LEGALITY-00", "label": 2, "annotator": "bob"}, "not on the scale"),
+        ({"item_id": "nope", "label": 3, "annotator": "bob"}, "unknown item_id"),
+        ({"item_id": "SAFETY-01", "label": 3}, "no annotator"),
+    ]:
+        path = write_jsonl(tmp_path / "labels.jsonl", [good, bad])
+        with RunStore.open(run_dir) as store, pytest.raises(DataError) as info:
+            import_labels(store, path)
+        assert f"{path}:2:" in str(info.value) and message in str(info.value)
+        with RunStore.open(run_dir) as store:
+            assert "human:bob" not in store.scorers()
+
+
+def test_disagreements_are_queued_first(run_dir, tmp_path):
+    with RunStore.open(run_dir) as store:
+        set_scorer(store, "a", lambda i: 3)
+        set_scorer(store, "b", lambda i: 1 if i.id.endswith("7") else 3)
+        export_items(store, tmp_path / "q.jsonl", first=["a", "b"])
+    proc = run_cli("disagreements", run_dir, "--scorer-name", "a", "--scorer-name", "b")
+    # ids ending in 7: -07 and -17 in each of the 5 dimensions
+    assert "90.0% agree" in proc.stdout and "10 answers contested" in proc.stdout
+    import json
+
+    ids = [json.loads(line)["item_id"] for line in (tmp_path / "q.jsonl").read_text().splitlines()]
+    assert all(i.endswith("7") for i in ids[:10]) and not any(i.endswith("7") for i in ids[10:])
+
+
+def test_calibration_against_known_error_rates(run_dir):
+    with RunStore.open(run_dir) as store:
+        items = store.items()
+        # Humans: half harmless. Judge: sensitivity 80%, specificity 90% in every dimension.
+        human = {i.id: (3 if int(i.id[-2:]) < 10 else 1) for i in items}
+
+        def judged(i):
+            k = int(i.id[-2:])
+            return (1 if k < 2 else 3) if k < 10 else (3 if k == 10 else 1)
+
+        record_labels(
+            store, "ann1", [Verdict(item_id=k, status="ok", score=v) for k, v in human.items()]
+        )
+        record_labels(
+            store, "ann2", [Verdict(item_id=k, status="ok", score=v) for k, v in human.items()]
+        )
+        set_scorer(store, "judge", judged)
+        result = calibrate(store, "judge", ["human:ann1", "human:ann2"])
+    assert result.overall.n == 100 and result.overall.accuracy == pytest.approx(85.0)
+    assert result.confusion[3][3] == 40 and result.confusion[3][1] == 10
+    assert result.confusion[1][3] == 5 and result.confusion[1][1] == 45
+    # po = .85, pe = (.5*.45 + .5*.55) = .5 -> kappa = .7
+    assert result.overall.cohen_kappa == pytest.approx(0.7)
+    assert result.fleiss_kappa == pytest.approx(1.0) and result.annotated_by_all == 100
+    c = result.corrected_rates["Safety"]
+    assert (c.observed, c.sensitivity, c.specificity) == pytest.approx((45.0, 80.0, 90.0))
+    assert c.corrected == pytest.approx(50.0)  # (0.45 + 0.9 - 1) / (0.8 + 0.9 - 1)
+    proc = run_cli("calibrate", run_dir, "--judge", "judge")
+    assert proc.returncode == 0, proc.stderr
+    assert "85.0%" in proc.stdout
+
+
+def test_labelling_server_saves_each_label_at_once(run_dir):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from flames.annotate_server import make_app
+
+    async def session():
+        async with TestClient(TestServer(make_app(run_dir, "carol"))) as client:
+            first = await (await client.get("/api/item")).json()
+            assert first["index"] == 0 and first["label"] is None and first["total"] == 100
+            saved = await client.post("/api/label", json={"index": 0, "label": 3})
+            assert saved.status == 200
+            with RunStore.open(run_dir) as other:  # already on disk, seen by another reader
+                assert [v.score for v in other.verdicts("human:carol")] == [3]
+            nxt = await (await client.get("/api/item")).json()
+            assert nxt["index"] == 1
+            legal = None
+            for i in range(100):
+                shown = await (await client.get(f"/api/item?index={i}")).json()
+                if shown["dimension"] == "Legality":
+                    legal = i
+                    break
+            bad = await client.post("/api/label", json={"index": legal, "label": 2})
+            assert bad.status == 400
+            page = await (await client.get("/")).text()
+            assert "keydown" in page
+
+    asyncio.run(session())
+
+
+def test_refusals_on_the_benign_control_set(tmp_path, mock_api):
+    proc = run_cli(
+        "generate",
+        tmp_path / "run",
+        "--model",
+        "m",
+        "--base-url",
+        mock_api.base_url,
+        "--data",
+        "control",
+        "--no-progress",
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = run_cli("refusals", tmp_path / "run").stdout
+    assert "All answers: 0.0% refused (0 of 30)" in out

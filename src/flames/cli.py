@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from flames import official_data
+from flames.augment import transforms_in
 from flames.dataset import Dataset
 from flames.errors import FlamesError, IncompleteRun
 from flames.generation import Backend, run_generation
@@ -155,6 +156,59 @@ def data_fetch(
     console.print(f"official prompts verified (sha256 {official_data.SHA256[:12]}…) at {path}")
 
 
+@data_app.command("augment")
+def data_augment(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Where to write the JSONL.")
+    ] = None,
+    data: DataOpt = None,
+    transform: Annotated[
+        list[str] | None, typer.Option(help="Transform to apply (default: all); see --list.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the transforms.")] = 0,
+    source: Annotated[
+        bool, typer.Option(help="Include the untransformed prompts, to pair with.")
+    ] = True,
+    dimension: DimensionOpt = None,
+    subcomponent: SubcomponentOpt = None,
+    sample: SampleOpt = None,
+    sample_seed: SampleSeedOpt = 0,
+    list_transforms: Annotated[
+        bool, typer.Option("--list", help="List the transforms and exit.")
+    ] = False,
+) -> None:
+    """Write an adversarially augmented prompt set (pinyin, homophones, role-play, ...)."""
+    from flames.augment import TRANSFORMS, augment
+
+    if list_transforms:
+        for t in TRANSFORMS.values():
+            console.print(f"[bold]{t.name}[/]: {t.description}")
+        return
+    if output is None:
+        raise typer.BadParameter("give --output (or --list)")
+    dataset = _select(data, dimension, subcomponent, sample, sample_seed)
+    try:
+        augmented = augment(dataset, transform, seed=seed, include_source=source)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    _write_items(augmented, output)
+    console.print(f"wrote {len(augmented)} items ({augmented.selection}) to {output}")
+
+
+def _write_items(dataset: Dataset, output: Path) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with output.open("w", encoding="utf-8") as fh:
+        for item in dataset:
+            row = {
+                "id": item.id,
+                "dimension": item.dimension.value,
+                "subcomponent": item.subcomponent,
+                "prompt": item.prompt,
+                **item.meta,
+            }
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
 @data_app.command("info")
 def data_info(data: DataOpt = None) -> None:
     """Validate a prompt set and show its counts per dimension and subcomponent."""
@@ -177,17 +231,7 @@ def data_sample(
 ) -> None:
     """Write a filtered and/or stratified sample of a prompt set, with ids, as JSONL."""
     dataset = _select(data, dimension, subcomponent, n, seed)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with output.open("w", encoding="utf-8") as fh:
-        for item in dataset:
-            row = {
-                "id": item.id,
-                "dimension": item.dimension.value,
-                "subcomponent": item.subcomponent,
-                "prompt": item.prompt,
-                **item.meta,
-            }
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    _write_items(dataset, output)
     console.print(f"wrote {len(dataset)} items ({dataset.selection}) to {output}")
 
 
@@ -220,6 +264,14 @@ def _report(
         from flames.plots import write_plots
 
         written += write_plots(report, out_dir)
+    if transforms_in(row.item for row in results.rows):
+        from flames.robustness import print_robustness, robustness
+
+        effects = robustness(results, bootstrap_samples=bootstrap or 1000, seed=seed)
+        print_robustness(effects, console)
+        path = out_dir / "robustness.json"
+        path.write_text(json.dumps([e.model_dump() for e in effects], indent=2), encoding="utf-8")
+        written.append(path)
     for path in written:
         console.print(f"wrote {path}")
 

@@ -66,7 +66,8 @@ def mcnemar_exact(b: int, c: int) -> float:
     return min(1.0, 2 * tail / 2**n)
 
 
-def _item_rates(results: Results) -> dict[str, tuple[Dimension, float]]:
+def item_rates(results: Results) -> dict[str, tuple[Dimension, float]]:
+    """Per scored item: its dimension and the share of its answers scored harmless."""
     scores: dict[str, list[int]] = defaultdict(list)
     dims: dict[str, Dimension] = {}
     for row in results.rows:
@@ -94,23 +95,19 @@ def _difference(a: np.ndarray, b: np.ndarray, reps: np.ndarray) -> PairedDiffere
     )
 
 
-def compare_runs(
-    a: Results, b: Results, bootstrap_samples: int = 2000, seed: int = 0
-) -> Comparison:
-    """Compare two scored runs on the items both have scored."""
-    prompts_a = {row.item.id: row.item.prompt for row in a.rows}
-    prompts_b = {row.item.id: row.item.prompt for row in b.rows}
-    for item_id in prompts_a.keys() & prompts_b.keys():
-        if prompts_a[item_id] != prompts_b[item_id]:
-            raise FlamesError(f"item {item_id} has different prompts in the two runs")
-    rates_a, rates_b = _item_rates(a), _item_rates(b)
+def paired_by_dimension(
+    rates_a: dict[str, tuple[Dimension, float]],
+    rates_b: dict[str, tuple[Dimension, float]],
+    bootstrap_samples: int = 2000,
+    seed: int = 0,
+) -> tuple[dict[str, PairedDifference], PairedDifference]:
+    """Paired differences per dimension and overall, on the keys both sides have."""
     common = sorted(rates_a.keys() & rates_b.keys())
     if not common:
-        raise FlamesError("the runs have no scored item in common")
+        raise FlamesError("nothing to pair: no scored item in common")
     rng = np.random.default_rng(seed)
     dimensions: dict[str, PairedDifference] = {}
-    dim_reps = []
-    all_a, all_b = [], []
+    dim_reps, all_a, all_b = [], [], []
     for dim in Dimension:
         ids = [i for i in common if rates_a[i][0] is dim]
         if not ids:
@@ -123,17 +120,30 @@ def compare_runs(
         dim_reps.append(reps)
         all_a.append(va)
         all_b.append(vb)
-    macro = np.mean(dim_reps, axis=0)
-    overall = _difference(np.concatenate(all_a), np.concatenate(all_b), macro)
+    overall = _difference(np.concatenate(all_a), np.concatenate(all_b), np.mean(dim_reps, axis=0))
     overall.rate_a = float(np.mean([d.rate_a for d in dimensions.values()]))
     overall.rate_b = float(np.mean([d.rate_b for d in dimensions.values()]))
     overall.difference = overall.rate_b - overall.rate_a
+    return dimensions, overall
+
+
+def compare_runs(
+    a: Results, b: Results, bootstrap_samples: int = 2000, seed: int = 0
+) -> Comparison:
+    """Compare two scored runs on the items both have scored."""
+    prompts_a = {row.item.id: row.item.prompt for row in a.rows}
+    prompts_b = {row.item.id: row.item.prompt for row in b.rows}
+    for item_id in prompts_a.keys() & prompts_b.keys():
+        if prompts_a[item_id] != prompts_b[item_id]:
+            raise FlamesError(f"item {item_id} has different prompts in the two runs")
+    rates_a, rates_b = item_rates(a), item_rates(b)
+    dimensions, overall = paired_by_dimension(rates_a, rates_b, bootstrap_samples, seed)
     return Comparison(
         a=a.run_dir.name,
         b=b.run_dir.name,
         dimensions=dimensions,
         overall=overall,
-        paired_items=len(common),
+        paired_items=len(rates_a.keys() & rates_b.keys()),
         only_in_a=len(rates_a.keys() - rates_b.keys()),
         only_in_b=len(rates_b.keys() - rates_a.keys()),
         same_scorer=(a.scorer.kind, a.scorer.config) == (b.scorer.kind, b.scorer.config),

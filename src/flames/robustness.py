@@ -1,0 +1,70 @@
+"""How much each prompt transform lowers the harmless rate, paired on the source prompts."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+from flames.augment import SOURCE, transforms_in
+from flames.compare import PairedDifference, item_rates, paired_by_dimension
+from flames.errors import FlamesError
+from flames.results import Results
+
+
+class TransformEffect(BaseModel):
+    transform: str
+    dimensions: dict[str, PairedDifference]
+    """rate_a: the source prompts; rate_b: the transformed ones; difference: b - a."""
+    overall: PairedDifference
+
+
+def robustness(
+    results: Results, bootstrap_samples: int = 2000, seed: int = 0
+) -> list[TransformEffect]:
+    """Per transform, the paired change in harmless rate against the untransformed sources."""
+    meta = {row.item.id: row.item.meta for row in results.rows}
+    rates = item_rates(results)
+
+    def by_source(transform: str) -> dict:
+        return {
+            meta[i]["source_id"]: r
+            for i, r in rates.items()
+            if meta[i].get("transform") == transform
+        }
+
+    sources = by_source(SOURCE)
+    if not sources:
+        raise FlamesError(
+            "the run has no scored source prompts to pair with: augment with "
+            "the sources included (the default of `flames augment`)"
+        )
+    effects = []
+    for transform in transforms_in(row.item for row in results.rows):
+        dimensions, overall = paired_by_dimension(
+            sources, by_source(transform), bootstrap_samples, seed
+        )
+        effects.append(TransformEffect(transform=transform, dimensions=dimensions, overall=overall))
+    return effects
+
+
+def print_robustness(effects: list[TransformEffect], console: Console) -> None:
+    table = Table(title="Robustness: change in harmless rate under each transform (paired)")
+    table.add_column("transform")
+    table.add_column("dimension")
+    for header in ("N", "source", "transformed", "change", "95% CI", "McNemar p"):
+        table.add_column(header, justify="right")
+    for effect in effects:
+        rows = [*effect.dimensions.items(), ("Overall", effect.overall)]
+        for i, (name, d) in enumerate(rows):
+            table.add_row(
+                effect.transform if i == 0 else "",
+                name,
+                str(d.n),
+                f"{d.rate_a:.1f}%",
+                f"{d.rate_b:.1f}%",
+                f"{d.difference:+.1f}",
+                f"[{d.ci_low:+.1f}, {d.ci_high:+.1f}]",
+                f"{d.p_value:.3g}",
+            )
+    console.print(table)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -27,6 +27,9 @@ from flames.results import load_results
 from flames.scorer import OFFICIAL_REPO
 from flames.scoring import Scorer, run_scoring
 from flames.store import RunStore
+
+if TYPE_CHECKING:
+    from flames.distributed import RayOptions
 
 app = typer.Typer(
     help="Evaluate how well LLMs hold to human values in Chinese (the Flames benchmark).",
@@ -67,6 +70,58 @@ FormatOpt = Annotated[
 class BackendName(StrEnum):
     openai = "openai"
     transformers = "transformers"
+    vllm = "vllm"
+
+
+class ExecutorName(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
+ExecutorOpt = Annotated[
+    ExecutorName, typer.Option(help="Run local models in this process, or on a Ray cluster.")
+]
+RayAddressOpt = Annotated[
+    str | None, typer.Option(help="Ray cluster to join ('auto', ray://host:10001); default local.")
+]
+ReplicasOpt = Annotated[int | None, typer.Option(help="Ray replicas (default: one per GPU, or 1).")]
+GpusPerReplicaOpt = Annotated[
+    float | None, typer.Option(help="GPUs per Ray replica (default: 1 if the cluster has GPUs).")
+]
+
+
+def _ray_options(
+    executor: ExecutorName, address: str | None, replicas: int | None, gpus: float | None
+) -> RayOptions | None:
+    if executor is ExecutorName.local:
+        return None
+    from flames.distributed import RayOptions
+
+    return RayOptions(address=address, replicas=replicas, gpus_per_replica=gpus)
+
+
+def _scorer_on(scorer: Scorer, ray: RayOptions | None) -> Scorer:
+    if ray is None:
+        return scorer
+    from flames.distributed import RayScorer
+    from flames.scorer.official import OfficialScorer
+
+    assert isinstance(scorer, OfficialScorer)
+    return RayScorer(scorer, ray)
+
+
+def _backend_on(backend: Backend, ray: RayOptions | None) -> Backend:
+    if ray is None:
+        return backend
+    from flames.distributed import RayGenerator
+    from flames.generation.transformers_local import TransformersBackend
+
+    if not isinstance(backend, TransformersBackend):
+        raise typer.BadParameter(
+            "--executor ray runs the transformers backend; API backends are already concurrent"
+        )
+    ray.batch_size = backend.batch_size
+    return RayGenerator(backend, ray)
 
 
 # Options shared by `generate` and `run`.
@@ -304,6 +359,10 @@ def generate(
     sample_seed: SampleSeedOpt = 0,
     retry_errors: RetryOpt = False,
     max_errors: MaxErrorsOpt = None,
+    executor: ExecutorOpt = ExecutorName.local,
+    ray_address: RayAddressOpt = None,
+    replicas: ReplicasOpt = None,
+    gpus_per_replica: GpusPerReplicaOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
     """Answer every prompt with the model under test; resumes where it stopped."""
@@ -330,6 +389,7 @@ def generate(
         dtype,
         batch_size,
     )
+    chosen = _backend_on(chosen, _ray_options(executor, ray_address, replicas, gpus_per_replica))
     dataset = _select(data, dimension, subcomponent, sample, sample_seed)
     _generate(run_dir, dataset, chosen, retry_errors, max_errors, progress).close()
 
@@ -388,6 +448,10 @@ def score(
     max_batch: MaxBatchOpt = 64,
     scorer_name: ScorerNameSetOpt = "flames-scorer",
     retry_errors: RetryOpt = False,
+    executor: ExecutorOpt = ExecutorName.local,
+    ray_address: RayAddressOpt = None,
+    replicas: ReplicasOpt = None,
+    gpus_per_replica: GpusPerReplicaOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
     """Score a run's answers with the official Flames-scorer; resumes where it stopped."""
@@ -402,6 +466,7 @@ def score(
         max_batch,
         scorer_name,
     )
+    scorer = _scorer_on(scorer, _ray_options(executor, ray_address, replicas, gpus_per_replica))
     with RunStore.open(run_dir) as store:
         _score(store, scorer, retry_errors, progress)
 
@@ -484,6 +549,10 @@ def run(
     judge_api_key_env: JudgeKeyOpt = "OPENAI_API_KEY",
     bootstrap: BootstrapOpt = 2000,
     seed: SeedOpt = 0,
+    executor: ExecutorOpt = ExecutorName.local,
+    ray_address: RayAddressOpt = None,
+    replicas: ReplicasOpt = None,
+    gpus_per_replica: GpusPerReplicaOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
     """Generate, score (official scorer, or --judge-model), and report: the whole evaluation."""
@@ -535,6 +604,11 @@ def run(
             max_batch,
             scorer_name,
         )
+    ray = _ray_options(executor, ray_address, replicas, gpus_per_replica)
+    if backend is BackendName.transformers:  # API backends stay local; scoring still scales out
+        chosen = _backend_on(chosen, ray)
+    if not judge_model:
+        scorer = _scorer_on(scorer, ray)
     dataset = _select(data, dimension, subcomponent, sample, sample_seed)
     incomplete: IncompleteRun | None = None
     try:
@@ -887,6 +961,10 @@ def make_backend(
             timeout=timeout,
             max_attempts=max_attempts,
         )
+    if backend is BackendName.vllm:
+        from flames.generation.vllm_local import VLLMBackend
+
+        return VLLMBackend(model, decoding=decoding, dtype=dtype)
     from flames.generation.transformers_local import TransformersBackend
 
     return TransformersBackend(

@@ -1,0 +1,54 @@
+"""Writing a run's report files and printing its tables, for the commands that end in one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from flames.augment import transforms_in
+from flames.cli.app import console
+from flames.report import FORMATS, build_report, print_report, write_reports
+from flames.results import load_results
+
+
+def write_report(
+    run_dir: Path,
+    scorer_name: str | None,
+    out: Path | None,
+    formats: list[str] | None,
+    bootstrap: int,
+    seed: int,
+    html: bool = True,
+    plots: bool = False,
+) -> None:
+    chosen = tuple(formats or FORMATS)
+    unknown = set(chosen) - set(FORMATS)
+    if unknown:
+        raise typer.BadParameter(f"unknown format(s): {', '.join(sorted(unknown))}")
+    results = load_results(run_dir, scorer_name)
+    report = build_report(results, bootstrap_samples=bootstrap, seed=seed)
+    print_report(report, console)
+    out_dir = out or run_dir / "report"
+    written = write_reports(report, out_dir, chosen)
+    if html:
+        from flames.html_report import render_html
+
+        page = out_dir / "report.html"
+        page.write_text(render_html(report, results), encoding="utf-8")
+        written.append(page)
+    if plots:
+        from flames.plots import write_plots
+
+        written += write_plots(report, out_dir)
+    if transforms_in(row.item for row in results.rows):
+        from flames.robustness import print_robustness, robustness
+
+        effects = robustness(results, bootstrap_samples=bootstrap or 1000, seed=seed)
+        print_robustness(effects, console)
+        path = out_dir / "robustness.json"
+        path.write_text(json.dumps([e.model_dump() for e in effects], indent=2), encoding="utf-8")
+        written.append(path)
+    for path in written:
+        console.print(f"wrote {path}")

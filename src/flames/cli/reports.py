@@ -1,0 +1,128 @@
+"""Reading results: report, score-file, compare, leaderboard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flames import official_data
+from flames.cli.app import app, console
+from flames.cli.options import BootstrapOpt, FormatOpt, RunDirArg, ScorerNameOpt, SeedOpt
+from flames.cli.output import write_report
+from flames.errors import FlamesError
+from flames.imports import import_answers
+from flames.results import load_results
+
+
+@app.command("score-file")
+def score_file(
+    file: Annotated[Path, typer.Argument(help="JSONL of dimension, prompt, response, predicted.")],
+    run: Annotated[Path | None, typer.Option(help="Run directory (default runs/<file>).")] = None,
+    model: Annotated[str | None, typer.Option(help="Name of the model that answered.")] = None,
+    reference: Annotated[
+        str | None,
+        typer.Option(help="Prompt set to look up missing subcomponents: a path or 'official'."),
+    ] = None,
+    bootstrap: BootstrapOpt = 2000,
+    seed: SeedOpt = 0,
+    formats: FormatOpt = None,
+) -> None:
+    """Import already scored answers (the official scorer's output) and report on them."""
+    run_dir = run or Path("runs") / file.stem
+    ref = official_data.resolve(reference) if reference else None
+    with import_answers(file, run_dir, model=model, reference=ref) as store:
+        if not store.scorers():
+            raise FlamesError(f"{file}: the rows have no 'predicted' field; nothing to report")
+    write_report(run_dir, None, None, formats, bootstrap, seed)
+
+
+@app.command("report")
+def report(
+    run_dir: RunDirArg,
+    scorer_name: ScorerNameOpt = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default RUN/report).")] = None,
+    formats: FormatOpt = None,
+    html: Annotated[bool, typer.Option(help="Also write the self-contained report.html.")] = True,
+    plots: Annotated[
+        bool, typer.Option(help="Also write PNG and SVG figures (needs the [plots] extra).")
+    ] = False,
+    bootstrap: BootstrapOpt = 2000,
+    seed: SeedOpt = 0,
+) -> None:
+    """Print a scored run's metrics; write JSON, CSV, Markdown and a self-contained HTML page."""
+    write_report(run_dir, scorer_name, out, formats, bootstrap, seed, html, plots)
+
+
+@app.command("compare")
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="Run A (the baseline).")],
+    run_b: Annotated[Path, typer.Argument(help="Run B.")],
+    scorer_name: ScorerNameOpt = None,
+    out: Annotated[Path | None, typer.Option(help="Also write comparison.json here.")] = None,
+    bootstrap: BootstrapOpt = 2000,
+    seed: SeedOpt = 0,
+) -> None:
+    """Paired comparison of two runs: rate differences with CIs and McNemar's test."""
+    from rich.table import Table
+
+    from flames.compare import compare_runs
+
+    result = compare_runs(
+        load_results(run_a, scorer_name),
+        load_results(run_b, scorer_name),
+        bootstrap_samples=bootstrap,
+        seed=seed,
+    )
+    table = Table(title=f"Harmless rate: {result.a} (A) vs {result.b} (B), paired")
+    for header in ("", "N", "A", "B", "B - A", "95% CI", "McNemar p", "verdict"):
+        table.add_column(header)
+    rows = [*result.dimensions.items(), ("Overall (mean of dimensions)", result.overall)]
+    for name, d in rows:
+        table.add_row(
+            name,
+            str(d.n),
+            f"{d.rate_a:.2f}%",
+            f"{d.rate_b:.2f}%",
+            f"{d.difference:+.2f}",
+            f"[{d.ci_low:+.1f}, {d.ci_high:+.1f}]",
+            f"{d.p_value:.3g}",
+            d.verdict(result.a, result.b),
+        )
+    console.print(table)
+    console.print(
+        f"{result.paired_items} items paired; {result.only_in_a} only in A, "
+        f"{result.only_in_b} only in B."
+    )
+    if not result.same_scorer:
+        console.print(
+            "[yellow]warning:[/] the runs were scored with different scorers or "
+            "settings; the difference mixes model and scorer."
+        )
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "comparison.json").write_text(result.model_dump_json(indent=2), encoding="utf-8")
+        console.print(f"wrote {out / 'comparison.json'}")
+
+
+@app.command("leaderboard")
+def leaderboard_cmd(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories to rank.")],
+    scorer_name: ScorerNameOpt = None,
+    published: Annotated[
+        bool, typer.Option(help="Show the published Flames leaderboard beside yours.")
+    ] = True,
+    out: Annotated[Path | None, typer.Option(help="Also write leaderboard.md here.")] = None,
+) -> None:
+    """Rank several runs by overall harmless rate, beside the published leaderboard."""
+    from rich.markdown import Markdown
+
+    from flames.leaderboard import leaderboard, to_markdown
+
+    text = to_markdown(leaderboard(runs, scorer_name), published=published)
+    console.print(Markdown(text))
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "leaderboard.md").write_text(text, encoding="utf-8")
+        console.print(f"wrote {out / 'leaderboard.md'}")

@@ -269,3 +269,43 @@ def test_a_checkpoint_with_a_missing_tensor_is_refused(checkpoint, tmp_path):
     save_file(tensors, shard)
     with pytest.raises(CheckpointError, match="missing weights"):
         load_model(broken, torch.float32, "cpu")
+
+
+def test_the_checkpoints_rotary_base_is_honoured(tmp_path):
+    directory = build_checkpoint(tmp_path / "rope", hidden=64, layers=2, heads=4, seed=3)
+    config = json.loads((directory / "config.json").read_text())
+    config["rotary"]["base"] = 500
+    (directory / "config.json").write_text(json.dumps(config))
+    scorer = OfficialScorer(ScorerSettings(model=str(directory)))
+    state, _ = raw_checkpoint(directory)
+    item, answer = pairs(3)[2]
+    ids = scorer.encode(item, answer).ids
+    got = scorer._logits([type(scorer.encode(item, answer))(ids, False)])[0]
+    expected = reference_heads(state, config, ids)
+    default = reference_heads(state, {**config, "rotary": {"base": 10000}}, ids)
+    assert not torch.allclose(expected[0], default[0], atol=1e-3)  # the base matters here
+    for g, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(g, e, atol=2e-4, rtol=2e-4)
+
+
+def test_hub_ids_download_only_what_the_scorer_needs(tmp_path, monkeypatch, checkpoint):
+    import shutil
+
+    import huggingface_hub
+
+    from flames.scorer.checkpoint import HUB_PATTERNS, resolve
+
+    snapshot = tmp_path / "snapshots" / ("ab" * 20)
+    shutil.copytree(checkpoint, snapshot)
+    calls = []
+
+    def fake_download(repo_id, revision=None, allow_patterns=None):
+        calls.append((repo_id, revision, allow_patterns))
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    directory, revision = resolve("CaasiHUANG/flames-scorer", "main")
+    assert calls == [("CaasiHUANG/flames-scorer", "main", HUB_PATTERNS)]
+    assert directory == snapshot and revision == "ab" * 20
+    with pytest.raises(CheckpointError, match="not a Hugging Face repo id"):
+        resolve(str(tmp_path / "missing" / "dir"))

@@ -309,3 +309,24 @@ def test_hub_ids_download_only_what_the_scorer_needs(tmp_path, monkeypatch, chec
     assert directory == snapshot and revision == "ab" * 20
     with pytest.raises(CheckpointError, match="not a Hugging Face repo id"):
         resolve(str(tmp_path / "missing" / "dir"))
+
+
+def test_added_tokens_are_split_out_like_special_tokens(checkpoint, tmp_path):
+    import shutil
+
+    import sentencepiece as spm
+
+    copy = tmp_path / "with_added"
+    shutil.copytree(checkpoint, copy)
+    (copy / "added_tokens.json").write_text(json.dumps({"<eoh>": 600, "<|Bot|>": 601}))
+    tok = ScorerTokenizer.from_checkpoint(copy)
+    sp = spm.SentencePieceProcessor(model_file=str(copy / "tokenizer.model"))
+    assert tok.encode("回复为:<eoh>\n<|Bot|>:") == [
+        1,
+        *sp.encode("回复为:"),
+        600,
+        601,
+        *sp.encode(":"),
+    ]
+    plain = ScorerTokenizer.from_checkpoint(checkpoint)  # without the file: sentencepiece alone
+    assert plain.encode("回复为:<eoh>") == [1, *sp.encode("回复为:<eoh>")]

@@ -26,7 +26,13 @@ log = logging.getLogger(__name__)
 
 BIN_INDEX = "pytorch_model.bin.index.json"
 SAFE_INDEX = "model.safetensors.index.json"
-SIDE_FILES = ("config.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json")
+SIDE_FILES = (
+    "config.json",
+    "tokenizer.model",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+)
 IGNORED = re.compile(r"^(lm_head\.|score\.)|rotary_emb\.inv_freq$")
 HUB_PATTERNS = ["*.json", "tokenizer.model", "*.safetensors", "pytorch_model*.bin"]
 

@@ -89,7 +89,7 @@ class OfficialScorer:
         self.dtype_name = dtype_name
         on_gpu = self.device.startswith("cuda")
         self.token_budget = settings.token_budget or (32768 if on_gpu else 2048)
-        self.tokenizer = ScorerTokenizer(self.directory / "tokenizer.model")
+        self.tokenizer = ScorerTokenizer.from_checkpoint(self.directory)
         template_tokens = len(self.tokenizer.encode(render("", "")))
         if settings.max_length < template_tokens:
             raise ValueError(f"max_length must be at least {template_tokens} (the bare template)")

@@ -2,12 +2,14 @@
 
 InternLMTokenizer is a slow transformers tokenizer over `tokenizer.model`: it adds BOS, never
 EOS, pads with ``</s>`` (id 2) on the right, and, like every slow tokenizer of transformers 4.33
-(the scorer's version), splits the text on its special tokens first, strips the whitespace on
-both sides of each, and encodes the pieces between them with sentencepiece.
+(the scorer's version), splits the text on its special tokens (and on any tokens listed in the
+checkpoint's ``added_tokens.json``) first, strips the whitespace on both sides of each, and
+encodes the pieces between them with sentencepiece.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +19,6 @@ from pathlib import Path
 import sentencepiece as spm
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
-SPECIAL = re.compile("(" + "|".join(re.escape(t) for t in (BOS, EOS, UNK)) + ")")
 
 
 class Truncation(StrEnum):
@@ -36,16 +37,29 @@ class Encoded:
 
 
 class ScorerTokenizer:
-    def __init__(self, model_file: Path | str):
+    def __init__(self, model_file: Path | str, added_tokens: dict[str, int] | None = None):
         self.sp = spm.SentencePieceProcessor(model_file=str(model_file))
         self.bos_id = self.sp.piece_to_id(BOS)
         self.eos_id = self.sp.piece_to_id(EOS)
         self.pad_id = self.eos_id
-        self._special_ids = {BOS: self.bos_id, EOS: self.eos_id, UNK: self.sp.piece_to_id(UNK)}
+        self._special_ids = {
+            BOS: self.bos_id,
+            EOS: self.eos_id,
+            UNK: self.sp.piece_to_id(UNK),
+            **(added_tokens or {}),
+        }
+        longest_first = sorted(self._special_ids, key=len, reverse=True)
+        self._split = re.compile("(" + "|".join(re.escape(t) for t in longest_first) + ")")
+
+    @classmethod
+    def from_checkpoint(cls, directory: Path) -> ScorerTokenizer:
+        added = directory / "added_tokens.json"
+        tokens = json.loads(added.read_text(encoding="utf-8")) if added.is_file() else None
+        return cls(directory / "tokenizer.model", tokens)
 
     def _chunks(self, text: str) -> list[str]:
         """Split on special tokens and strip the whitespace around each, as transformers 4.33."""
-        parts = SPECIAL.split(text)
+        parts = self._split.split(text)
         for i, part in enumerate(parts):
             if part in self._special_ids:
                 if i + 1 < len(parts) and parts[i + 1]:

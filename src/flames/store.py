@@ -160,15 +160,17 @@ class RunStore:
     def record_answers(self, answers: Iterable[Answer]) -> None:
         """Write answers durably; an answer replaces an earlier error for the same sample."""
         rows = [tuple(a.model_dump()[f] for f in ANSWER_FIELDS) for a in answers]
+        self._upsert("answers", ANSWER_FIELDS, rows)
+
+    def _upsert(self, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+        """Insert or replace rows in one transaction (durable once it returns)."""
         if not rows:
             return
-        placeholders = ", ".join("?" for _ in ANSWER_FIELDS)
+        marks = ", ".join("?" for _ in columns)
         with self._db:
             self._db.execute("BEGIN")
             self._db.executemany(
-                f"INSERT OR REPLACE INTO answers ({', '.join(ANSWER_FIELDS)}) "
-                f"VALUES ({placeholders})",
-                rows,
+                f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows
             )
 
     def answers(self) -> list[Answer]:
@@ -224,16 +226,7 @@ class RunStore:
             data = v.model_dump()
             data["probabilities"] = json.dumps(v.probabilities) if v.probabilities else None
             rows.append((scorer, *(data[f] for f in VERDICT_FIELDS)))
-        if not rows:
-            return
-        placeholders = ", ".join("?" for _ in range(len(VERDICT_FIELDS) + 1))
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.executemany(
-                f"INSERT OR REPLACE INTO verdicts (scorer, {', '.join(VERDICT_FIELDS)}) "
-                f"VALUES ({placeholders})",
-                rows,
-            )
+        self._upsert("verdicts", ("scorer", *VERDICT_FIELDS), rows)
 
     def verdicts(self, scorer: str) -> list[Verdict]:
         rows = self._db.execute(

@@ -250,11 +250,13 @@ def test_sigkill_mid_run_resumes_without_losing_or_redoing_work(tmp_path):
         deadline = time.monotonic() + 120
         done_before = 0
         while time.monotonic() < deadline:
-            if (run_dir / "run.db").exists():
-                with sqlite3.connect(run_dir / "run.db") as db:
+            try:  # the file exists a moment before its tables do
+                with sqlite3.connect(f"file:{run_dir / 'run.db'}?mode=ro", uri=True) as db:
                     done_before = db.execute("SELECT count(*) FROM answers").fetchone()[0]
-                if done_before >= 12:
-                    break
+            except sqlite3.OperationalError:
+                done_before = 0
+            if done_before >= 12:
+                break
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait()

@@ -159,7 +159,7 @@ class RunStore:
 
     def record_answers(self, answers: Iterable[Answer]) -> None:
         """Write answers durably; an answer replaces an earlier error for the same sample."""
-        rows = [tuple(a.model_dump()[f] for f in ANSWER_FIELDS) for a in answers]
+        rows = [tuple(data[f] for f in ANSWER_FIELDS) for data in (a.model_dump() for a in answers)]
         self._upsert("answers", ANSWER_FIELDS, rows)
 
     def _upsert(self, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:

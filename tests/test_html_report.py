@@ -44,7 +44,7 @@ def test_html_is_self_contained_and_escapes_model_output(run_dir):
 
 def test_worst_answers_come_first_and_only_below_3(run_dir):
     rows = worst_answers(load_results(run_dir))
-    scores = [r["score"] for r in rows]
+    scores = [r.score for r in rows]
     assert scores == sorted(scores) and set(scores) <= {1, 2} and 1 in scores
 
 
@@ -76,7 +76,7 @@ def test_page_in_headless_chromium(run_dir, tmp_path):
     page_path = run_dir / "report" / "report.html"
     expected = {}
     for row in worst_answers(load_results(run_dir)):
-        expected[row["dimension"]] = expected.get(row["dimension"], 0) + 1
+        expected[row.dimension] = expected.get(row.dimension, 0) + 1
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=chromium,

@@ -53,11 +53,10 @@ def radar(values: dict[str, Estimate], title: str, size: int = 360) -> str:
             f'<text x="{lx:.1f}" y="{ly + 4:.1f}" text-anchor="{anchor}" '
             f'class="axis">{escape(name)}</text>'
         )
-    lows = [values[n].ci_low for n in names]
-    highs = [values[n].ci_high for n in names]
-    if None not in lows and None not in highs:
-        outer = [_point(cx, cy, r * h / 100, a) for h, a in zip(highs, angles, strict=True)]
-        inner = [_point(cx, cy, r * lo / 100, a) for lo, a in zip(lows, angles, strict=True)]
+    bounds = [ci for n in names if (ci := values[n].interval) is not None]
+    if len(bounds) == len(names):
+        outer = [_point(cx, cy, r * hi / 100, a) for (_, hi), a in zip(bounds, angles, strict=True)]
+        inner = [_point(cx, cy, r * lo / 100, a) for (lo, _), a in zip(bounds, angles, strict=True)]
         parts.append(
             f'<polygon points="{_polygon(outer)}" fill="#4C72B0" fill-opacity="0.12" '
             'stroke="none" class="ci"/>'
@@ -110,8 +109,8 @@ def bars(values: dict[str, Estimate], groups: dict[str, str], title: str, width:
             f'height="{row - 8}" fill="{colour}" class="bar">'
             f"<title>{escape(name)}: {est.value:.2f}</title></rect>"
         )
-        if est.ci_low is not None and est.ci_high is not None:
-            x1, x2, ym = left + est.ci_low * scale, left + est.ci_high * scale, y + row / 2 - 1
+        if (ci := est.interval) is not None:
+            x1, x2, ym = left + ci[0] * scale, left + ci[1] * scale, y + row / 2 - 1
             parts.append(
                 f'<line x1="{x1:.1f}" y1="{ym:.1f}" x2="{x2:.1f}" y2="{ym:.1f}" '
                 'stroke="#333" stroke-width="1.5"/>'

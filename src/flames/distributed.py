@@ -18,6 +18,7 @@ from flames.dataset import Item
 from flames.generation.base import Request
 from flames.records import Answer, GeneratorInfo, ScorerManifest, Verdict
 from flames.scorer.official import OfficialScorer, ScorerSettings
+from flames.taxonomy import Dimension
 
 
 @dataclass
@@ -76,7 +77,7 @@ def _map(
 def _item(row: dict[str, Any]) -> Item:
     return Item(
         id=str(row["item_id"]),
-        dimension=str(row["dimension"]),
+        dimension=Dimension(str(row["dimension"])),
         subcomponent=str(row["subcomponent"]),
         prompt=str(row["prompt"]),
     )
@@ -121,7 +122,7 @@ class RayScorer:
         return self._manifest
 
     def score(self, pairs: Sequence[tuple[Item, Answer]]) -> Iterator[list[Verdict]]:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "item_id": i.id,
                 "dimension": i.dimension.value,
@@ -165,7 +166,7 @@ class RayGenerator:
         return self.backend.info
 
     async def stream(self, requests: Sequence[Request]) -> AsyncIterator[Answer]:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "item_id": r.item.id,
                 "dimension": r.item.dimension.value,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from importlib.resources import files
 
 from jinja2 import Environment, select_autoescape
 
 from flames.charts import bars, radar
+from flames.metrics import Estimate
 from flames.report import Report, fmt_ci, notes, table_rows
 from flames.results import Results
 from flames.taxonomy import SUBCOMPONENT_DIMENSION, Dimension
@@ -16,7 +18,18 @@ MAX_ANSWERS = 500
 MAX_CHARS = 3000
 
 
-def worst_answers(results: Results, limit: int = MAX_ANSWERS) -> list[dict[str, object]]:
+@dataclass(frozen=True)
+class ShownAnswer:
+    score: int
+    p_harm: float | None
+    """1 - P(class "harmless") where the scorer gives probabilities."""
+    dimension: str
+    subcomponent: str
+    prompt: str
+    response: str
+
+
+def worst_answers(results: Results, limit: int = MAX_ANSWERS) -> list[ShownAnswer]:
     """Answers scored below 3, worst first (score, then the scorer's confidence in harm)."""
     rows = []
     for row in results.rows:
@@ -25,16 +38,16 @@ def worst_answers(results: Results, limit: int = MAX_ANSWERS) -> list[dict[str, 
         probs = row.verdict.probabilities
         p_harm = 1 - probs[0] if probs else None
         rows.append(
-            {
-                "score": row.score,
-                "p_harm": p_harm,
-                "dimension": row.item.dimension.value,
-                "subcomponent": row.item.subcomponent,
-                "prompt": row.item.prompt[:MAX_CHARS],
-                "response": (row.answer.response or "")[:MAX_CHARS],
-            }
+            ShownAnswer(
+                score=row.score,
+                p_harm=p_harm,
+                dimension=row.item.dimension.value,
+                subcomponent=row.item.subcomponent,
+                prompt=row.item.prompt[:MAX_CHARS],
+                response=(row.answer.response or "")[:MAX_CHARS],
+            )
         )
-    rows.sort(key=lambda r: (r["score"], -(r["p_harm"] or 0)))
+    rows.sort(key=lambda r: (r.score, -(r.p_harm or 0)))
     return rows[:limit]
 
 
@@ -42,7 +55,7 @@ def render_html(report: Report, results: Results) -> str:
     env = Environment(autoescape=select_autoescape(default=True))
     template = env.from_string(files("flames").joinpath("resources/report.html.j2").read_text())
     m = report.metrics
-    rates = {
+    rates: dict[str, Estimate] = {
         d.value: m.dimensions[d.value].harmless_rate for d in Dimension if d.value in m.dimensions
     }
     sub_rates = {name: g.harmless_rate for name, g in m.subcomponents.items()}
@@ -60,7 +73,7 @@ def render_html(report: Report, results: Results) -> str:
         radar=radar(rates, "Harmless rate per dimension") if len(rates) >= 3 else "",
         bars=bars(sub_rates, groups, "Harmless rate per subcomponent"),
         worst=worst,
-        dimensions=sorted({str(w["dimension"]) for w in worst}),
-        subcomponents=sorted({str(w["subcomponent"]) for w in worst}),
+        dimensions=sorted({w.dimension for w in worst}),
+        subcomponents=sorted({w.subcomponent for w in worst}),
         manifest=json.dumps(manifest, ensure_ascii=False, indent=2),
     )

@@ -167,9 +167,12 @@ class LLMJudge:
             ]
             async for reply in self.backend.stream(requests):
                 item, answer = pending[reply.item_id]
-                base = {"item_id": item.id, "sample": answer.sample}
                 if reply.status == "error":
-                    verdicts.append(Verdict(**base, status="error", error=reply.error))
+                    verdicts.append(
+                        Verdict(
+                            item_id=item.id, sample=answer.sample, status="error", error=reply.error
+                        )
+                    )
                     del pending[reply.item_id]
                     continue
                 try:
@@ -177,7 +180,15 @@ class LLMJudge:
                 except ValueError as exc:
                     last[reply.item_id] = (str(exc), reply.response or "")
                     continue
-                verdicts.append(Verdict(**base, status="ok", score=score, raw=reply.response))
+                verdicts.append(
+                    Verdict(
+                        item_id=item.id,
+                        sample=answer.sample,
+                        status="ok",
+                        score=score,
+                        raw=reply.response,
+                    )
+                )
                 del pending[reply.item_id]
         for key, (item, answer) in pending.items():
             problem, raw = last[key]

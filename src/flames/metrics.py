@@ -38,6 +38,13 @@ class Estimate(BaseModel):
     ci_low: float | None = None
     ci_high: float | None = None
 
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """(low, high) of the confidence interval, or None when there is none."""
+        if self.ci_low is None or self.ci_high is None:
+            return None
+        return self.ci_low, self.ci_high
+
 
 class GroupMetrics(BaseModel):
     """Metrics of one dimension or subcomponent."""

@@ -32,9 +32,9 @@ def write_plots(report: Report, out_dir: Path) -> list[Path]:
     values = [r.value for r in rates]
     ax.plot(closed, [*values, values[0]], color="#4C72B0", linewidth=2)
     ax.fill(closed, [*values, values[0]], color="#4C72B0", alpha=0.2)
-    if all(r.ci_low is not None for r in rates):
-        lows = [r.ci_low for r in rates]
-        highs = [r.ci_high for r in rates]
+    bounds = [ci for r in rates if (ci := r.interval) is not None]
+    if len(bounds) == len(rates):
+        lows, highs = [lo for lo, _ in bounds], [hi for _, hi in bounds]
         ax.fill_between(closed, [*lows, lows[0]], [*highs, highs[0]], color="#4C72B0", alpha=0.12)
     ax.set_xticks(angles, names)
     ax.set_ylim(0, 100)
@@ -53,8 +53,14 @@ def write_plots(report: Report, out_dir: Path) -> list[Path]:
         for s in subs
     ]
     errors = None
-    if all(e.ci_low is not None for e in est):
-        errors = np.array([[e.value - e.ci_low for e in est], [e.ci_high - e.value for e in est]])
+    cis = [ci for e in est if (ci := e.interval) is not None]
+    if len(cis) == len(est):
+        errors = np.array(
+            [
+                [e.value - lo for e, (lo, _) in zip(est, cis, strict=True)],
+                [hi - e.value for e, (_, hi) in zip(est, cis, strict=True)],
+            ]
+        )
     ax.barh(y, [e.value for e in est], xerr=errors, color=colours, capsize=3)
     ax.set_yticks(y, subs)
     ax.set_xlim(0, 100)

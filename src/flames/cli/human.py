@@ -140,7 +140,11 @@ def disagreements_cmd(
         raise typer.BadParameter("name at least two scorers")
     with RunStore.open(run_dir) as store:
         verdicts = {
-            name: {(v.item_id, v.sample): v.score for v in store.verdicts(name) if v.status == "ok"}
+            name: {
+                (v.item_id, v.sample): v.score
+                for v in store.verdicts(name)
+                if v.status == "ok" and v.score is not None
+            }
             for name in scorers
         }
         contested = disagreement_keys(store, scorers)

@@ -78,7 +78,8 @@ class TransformersBackend:
         model = AutoModelForCausalLM.from_pretrained(
             self.model_name, dtype=pick_dtype(self.dtype, self.device), **extra
         )
-        self._model = model.to(self.device).eval()
+        # transformers types PreTrainedModel.to through a decorator that mypy misreads.
+        self._model = model.to(self.device).eval()  # type: ignore[arg-type]
         self._tokenizer = tokenizer
 
     def _encode(self, prompt: str) -> list[int]:

@@ -31,7 +31,8 @@ def llama_config(internlm: dict[str, Any]) -> LlamaConfig:
         hidden_act=internlm.get("hidden_act", "silu"),
         max_position_embeddings=internlm.get("max_position_embeddings", 2048),
         rms_norm_eps=internlm.get("rms_norm_eps", 1e-6),
-        rope_theta=float(rotary.get("base", internlm.get("rope_theta", 10000.0))),
+        # transformers 5 still accepts rope_theta and folds it into rope_parameters (tested).
+        rope_theta=float(rotary.get("base", internlm.get("rope_theta", 10000.0))),  # type: ignore[call-arg]
         attention_bias=bool(internlm.get("bias", True)),
         mlp_bias=False,
         pad_token_id=internlm.get("pad_token_id", 2),
@@ -45,6 +46,9 @@ class FlamesScorerModel(nn.Module):
     def __init__(self, config: LlamaConfig):
         super().__init__()
         self.config = config
+        if config.pad_token_id is None:
+            raise ValueError("the scorer pools on the last non-pad token: pad_token_id is needed")
+        self.pad_token_id: int = config.pad_token_id
         self.model = LlamaModel(config)
         self.classifiers = nn.ModuleList(
             nn.Linear(config.hidden_size, n, bias=False) for n in HEAD_SIZES
@@ -52,7 +56,7 @@ class FlamesScorerModel(nn.Module):
 
     def pool_index(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Position of the last non-pad token of each row, exactly as the official code."""
-        return (input_ids != self.config.pad_token_id).sum(-1) - 1
+        return torch.ne(input_ids, self.pad_token_id).sum(-1) - 1
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
         """Logits of each of the 5 heads at the pooled position, in fp32: 5 x [batch, classes]."""

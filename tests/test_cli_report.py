@@ -119,3 +119,21 @@ def test_report_on_a_missing_run_fails_cleanly(tmp_path):
 def test_usage_errors_exit_2():
     assert run_cli("report").returncode == 2
     assert run_cli("no-such-command").returncode == 2
+
+
+def test_scored_answers_are_exported_and_round_trip_through_score_file(tmp_path, scored_rows):
+    scored = write_jsonl(tmp_path / "in.jsonl", scored_rows)
+    assert (
+        run_cli("score-file", scored, "--run", tmp_path / "a", "--bootstrap", "0").returncode == 0
+    )
+    export = tmp_path / "a" / "report" / "scored.jsonl"
+    rows = [json.loads(line) for line in export.read_text().splitlines()]
+    assert [(r["prompt"], r["predicted"]) for r in rows] == [
+        (r["prompt"], r["predicted"]) for r in scored_rows
+    ]
+    assert all(r["problem"] is None and r["subcomponent"] for r in rows)
+    again = run_cli("score-file", export, "--run", tmp_path / "b", "--bootstrap", "0")
+    assert again.returncode == 0, again.stderr
+    first = json.loads((tmp_path / "a" / "report" / "report.json").read_text())["metrics"]
+    second = json.loads((tmp_path / "b" / "report" / "report.json").read_text())["metrics"]
+    assert first == second

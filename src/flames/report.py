@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -220,6 +221,28 @@ def write_reports(report: Report, out_dir: Path, formats: tuple[str, ...] = FORM
         path.write_text(text, encoding="utf-8")
         written.append(path)
     return written
+
+
+def write_scored(results: Results, path: Path) -> Path:
+    """Every answer with its verdict, one JSON object a line, in the official scorer's output
+    format (dimension, prompt, response, predicted) plus id, subcomponent, sample, status and
+    probabilities; ``predicted`` is null where there is no score (see ``problem``)."""
+    with path.open("w", encoding="utf-8") as fh:
+        for row in results.rows:
+            record = {
+                "id": row.item.id,
+                "dimension": row.item.dimension.value,
+                "subcomponent": row.item.subcomponent,
+                "sample": row.sample,
+                "prompt": row.item.prompt,
+                "response": row.answer.response if row.answer else None,
+                "predicted": row.score,
+                "problem": row.problem,
+                "probabilities": row.verdict.probabilities if row.verdict else None,
+                "truncated": row.verdict.truncated if row.verdict else None,
+            }
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return path
 
 
 def print_report(report: Report, console: Console) -> None:

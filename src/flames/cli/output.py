@@ -9,7 +9,7 @@ import typer
 
 from flames.augment import transforms_in
 from flames.cli.app import console
-from flames.report import FORMATS, build_report, print_report, write_reports
+from flames.report import FORMATS, build_report, print_report, write_reports, write_scored
 from flames.results import load_results
 
 
@@ -32,6 +32,7 @@ def write_report(
     print_report(report, console)
     out_dir = out or run_dir / "report"
     written = write_reports(report, out_dir, chosen)
+    written.append(write_scored(results, out_dir / "scored.jsonl"))
     if html:
         from flames.html_report import render_html
 

@@ -135,3 +135,7 @@ def test_report_shows_the_paired_drop_per_transform(tmp_path):
         assert d["ci_high"] < 0 and d["only_a_harmless"] == 10 and d["only_b_harmless"] == 0
     assert role["overall"]["difference"] == pytest.approx(-50.0)
     assert effects["pinyin"]["overall"]["difference"] == 0
+    page = (tmp_path / "run" / "report" / "report.html").read_text()
+    assert "Robustness under prompt transforms" in page and "-50.0" in page
+    markdown = (tmp_path / "run" / "report" / "report.md").read_text()
+    assert "| roleplay | Safety | 20 | 100.0% | 50.0% | -50.0 |" in markdown

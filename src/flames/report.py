@@ -12,10 +12,12 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
+from flames.augment import transforms_in
 from flames.metrics import Estimate, GroupMetrics, Metrics
 from flames.records import RunManifest, ScorerManifest
 from flames.refusal import is_refusal
 from flames.results import Results
+from flames.robustness import TransformEffect, robustness
 
 FORMATS = ("json", "csv", "md")
 
@@ -53,6 +55,8 @@ class Report(BaseModel):
     usage: dict[str, int]
     refusals: dict[str, RefusalStats]
     """Answers that refuse: Flames rewards refusals, so read the harmless rate next to this."""
+    robustness: list[TransformEffect] | None = None
+    """For augmented prompt sets: the paired change in harmless rate under each transform."""
 
 
 def build_report(results: Results, bootstrap_samples: int = 2000, seed: int = 0) -> Report:
@@ -65,6 +69,11 @@ def build_report(results: Results, bootstrap_samples: int = 2000, seed: int = 0)
         truncated=results.truncated,
         usage=results.usage,
         refusals=refusal_stats(results),
+        robustness=(
+            robustness(results, bootstrap_samples=bootstrap_samples or 1000, seed=seed)
+            if transforms_in(row.item for row in results.rows)
+            else None
+        ),
     )
 
 
@@ -202,6 +211,21 @@ def to_markdown(report: Report) -> str:
             f"{fmt_score(score)} | {fmt_ci(score, 1)} |"
         )
     out += ["", *[f"- {line}" for line in notes(report)], ""]
+    if report.robustness:
+        out += [
+            "## Robustness (paired on the source prompts)",
+            "",
+            "| Transform | Dimension | N | Source | Transformed | Change | 95% CI | McNemar p |",
+            "|---|---|---:|---:|---:|---:|---|---:|",
+        ]
+        for effect in report.robustness:
+            for name, d in [*effect.dimensions.items(), ("Overall", effect.overall)]:
+                out.append(
+                    f"| {effect.transform} | {name} | {d.n} | {d.rate_a:.1f}% | "
+                    f"{d.rate_b:.1f}% | {d.difference:+.1f} | "
+                    f"[{d.ci_low:+.1f}, {d.ci_high:+.1f}] | {d.p_value:.3g} |"
+                )
+        out.append("")
     return "\n".join(out)
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import typer
 
-from flames.augment import transforms_in
 from flames.cli.app import console
 from flames.report import FORMATS, build_report, print_report, write_reports, write_scored
 from flames.results import load_results
@@ -43,13 +42,14 @@ def write_report(
         from flames.plots import write_plots
 
         written += write_plots(report, out_dir)
-    if transforms_in(row.item for row in results.rows):
-        from flames.robustness import print_robustness, robustness
+    if report.robustness:
+        from flames.robustness import print_robustness
 
-        effects = robustness(results, bootstrap_samples=bootstrap or 1000, seed=seed)
-        print_robustness(effects, console)
+        print_robustness(report.robustness, console)
         path = out_dir / "robustness.json"
-        path.write_text(json.dumps([e.model_dump() for e in effects], indent=2), encoding="utf-8")
+        path.write_text(
+            json.dumps([e.model_dump() for e in report.robustness], indent=2), encoding="utf-8"
+        )
         written.append(path)
     for path in written:
         console.print(f"wrote {path}")

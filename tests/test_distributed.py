@@ -126,3 +126,13 @@ def test_score_cli_with_the_ray_executor_lands_in_the_run_store(ray_local, tmp_p
     assert again.returncode == 0 and "scored 0 answers" in again.stdout
     with RunStore.open(run_dir) as store:
         assert len(store.verdicts("flames-scorer")) == 10
+
+
+def test_ray_generation_does_not_change_the_options_the_scorer_shares():
+    from flames.cli.evaluate import _backend_on
+    from flames.generation.transformers_local import TransformersBackend
+
+    shared = RayOptions(batch_size=64)
+    wrapped = _backend_on(TransformersBackend("unused", batch_size=4), shared)
+    assert isinstance(wrapped, RayGenerator) and wrapped.options.batch_size == 4
+    assert shared.batch_size == 64  # `flames run` scores with these after generating

@@ -150,7 +150,7 @@ class GeneratorReplica:
             dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)
         ]
         requests = [Request(_item(r), int(r["sample"])) for r in rows]
-        answers = self.backend._generate_or_fail(requests)
+        answers = self.backend.generate_batch(requests)
         return {"answer": np.array([a.model_dump_json() for a in answers])}
 
 

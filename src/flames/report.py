@@ -15,33 +15,11 @@ from rich.table import Table
 from flames.augment import transforms_in
 from flames.metrics import Estimate, GroupMetrics, Metrics
 from flames.records import RunManifest, ScorerManifest
-from flames.refusal import is_refusal
+from flames.refusal import ALL, RefusalStats, refusal_stats
 from flames.results import Results
 from flames.robustness import TransformEffect, robustness
 
 FORMATS = ("json", "csv", "md")
-
-
-class RefusalStats(BaseModel):
-    refused: int
-    answered: int
-
-    @property
-    def rate(self) -> float:
-        return 100 * self.refused / self.answered if self.answered else 0.0
-
-
-def refusal_stats(results: Results) -> dict[str, RefusalStats]:
-    """Answers that refuse, per dimension and over all answers (see flames.refusal)."""
-    counts: dict[str, list[int]] = {}
-    for row in results.rows:
-        if row.answer and row.answer.status == "ok":
-            refused = is_refusal(row.answer.response or "")
-            for key in (row.item.dimension.value, "all"):
-                tally = counts.setdefault(key, [0, 0])
-                tally[0] += refused
-                tally[1] += 1
-    return {k: RefusalStats(refused=r, answered=n) for k, (r, n) in counts.items()}
 
 
 class Report(BaseModel):
@@ -68,7 +46,11 @@ def build_report(results: Results, bootstrap_samples: int = 2000, seed: int = 0)
         problems=dict(problems),
         truncated=results.truncated,
         usage=results.usage,
-        refusals=refusal_stats(results),
+        refusals=refusal_stats(
+            (row.item.dimension.value, row.answer.response or "")
+            for row in results.rows
+            if row.answer and row.answer.status == "ok"
+        ),
         robustness=(
             robustness(results, bootstrap_samples=bootstrap_samples or 1000, seed=seed)
             if transforms_in(row.item for row in results.rows)
@@ -175,7 +157,7 @@ def notes(report: Report) -> list[str]:
     if m.unscored:
         parts = ", ".join(f"{n} {why}" for why, n in sorted(m.unscored.items()))
         lines.append(f"Unscored items, excluded from every metric: {parts}.")
-    overall = report.refusals.get("all")
+    overall = report.refusals.get(ALL)
     if overall:
         lines.append(
             f"Refusal rate {overall.rate:.1f}% ({overall.refused} of {overall.answered} answers; "

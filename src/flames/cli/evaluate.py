@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -105,8 +106,7 @@ def _backend_on(backend: Backend, ray: RayOptions | None) -> Backend:
         raise typer.BadParameter(
             "--executor ray runs the transformers backend; API backends are already concurrent"
         )
-    ray.batch_size = backend.batch_size
-    return RayGenerator(backend, ray)
+    return RayGenerator(backend, replace(ray, batch_size=backend.batch_size))
 
 
 def make_backend(

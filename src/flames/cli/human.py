@@ -168,16 +168,13 @@ def disagreements_cmd(
 @app.command("refusals")
 def refusals_cmd(run_dir: RunDirArg) -> None:
     """Refusal rate of a run's answers per dimension (no scorer needed): over-refusal check."""
-    from flames.refusal import is_refusal
+    from flames.refusal import ALL, refusal_stats
 
     with RunStore.open(run_dir) as store:
         dims = {item.id: item.dimension.value for item in store.items()}
-        tally: dict[str, list[int]] = {}
-        for a in store.answers():
-            if a.status == "ok":
-                for key in (dims[a.item_id], "All answers"):
-                    counts = tally.setdefault(key, [0, 0])
-                    counts[0] += is_refusal(a.response or "")
-                    counts[1] += 1
-    for key, (refused, n) in tally.items():
-        console.print(f"{key}: {100 * refused / n:.1f}% refused ({refused} of {n})")
+        stats = refusal_stats(
+            (dims[a.item_id], a.response or "") for a in store.answers() if a.status == "ok"
+        )
+    for key, s in stats.items():
+        name = "All answers" if key == ALL else key
+        console.print(f"{name}: {s.rate:.1f}% refused ({s.refused} of {s.answered})")

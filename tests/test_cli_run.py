@@ -10,7 +10,7 @@ import pytest
 from flames.store import RunStore
 
 from .helpers import run_cli
-from .test_generation_local import smollm2_gguf
+from .test_generation_local import smollm2
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.local
@@ -157,7 +157,7 @@ def test_scorer_convert_writes_a_loadable_safetensors_copy(tmp_path, tiny_scorer
 
 @pytest.mark.slow
 def test_end_to_end_with_a_real_local_model(tmp_path, tiny_scorer):
-    gguf = smollm2_gguf()
+    gguf = smollm2()
     run_dir = tmp_path / "run"
     proc = run_cli(
         "run",
@@ -184,3 +184,43 @@ def test_end_to_end_with_a_real_local_model(tmp_path, tiny_scorer):
     assert len(answers) == 6 and all(a.status == "ok" and a.response for a in answers)
     report = json.loads((run_dir / "report" / "report.json").read_text())
     assert report["metrics"]["n_scored"] == 6
+
+
+def test_vllm_engine_args_are_parsed_checked_and_recorded_without_importing_vllm():
+    import sys
+
+    from flames.cli.evaluate import parse_engine_args
+    from flames.generation.vllm_local import VLLMBackend
+    from flames.records import Decoding
+
+    args = parse_engine_args(
+        ["tensor_parallel_size=2", "enforce_eager=true", "quantization=awq", "max_model_len=4096"]
+    )
+    assert args == {
+        "tensor_parallel_size": 2,
+        "enforce_eager": True,
+        "quantization": "awq",
+        "max_model_len": 4096,
+    }
+    backend = VLLMBackend("org/model", Decoding(), "bfloat16", args)
+    assert backend.info.options == {"dtype": "bfloat16", **args}
+    assert "vllm" not in sys.modules  # imported only when the engine loads
+    with pytest.raises(ValueError, match="seed"):
+        VLLMBackend("org/model", engine_args={"seed": 1})
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_engine_args(["enforce_eager"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--vllm-arg", "enforce_eager=true"], "only the vllm backend"),
+        (["--backend", "vllm", "--vllm-arg", "model=other"], "may not set ['model']"),
+        (["--backend", "vllm", "--vllm-arg", "enforce_eager"], "KEY=VALUE"),
+    ],
+)
+def test_bad_vllm_args_are_usage_errors(tmp_path, args, message):
+    proc = run_cli("generate", tmp_path / "run", "--model", "m", *args)
+    assert proc.returncode == 2
+    assert message in " ".join(proc.stderr.split())
+    assert not (tmp_path / "run").exists()

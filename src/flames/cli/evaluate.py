@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -61,6 +62,7 @@ from flames.cli.options import (
     TokenBudgetOpt,
     TopPOpt,
     TruncationOpt,
+    VllmArgOpt,
 )
 from flames.cli.output import write_report
 from flames.dataset import Dataset
@@ -104,9 +106,24 @@ def _backend_on(backend: Backend, ray: RayOptions | None) -> Backend:
 
     if not isinstance(backend, TransformersBackend):
         raise typer.BadParameter(
-            "--executor ray runs the transformers backend; API backends are already concurrent"
+            "--executor ray runs the transformers backend; API backends are already concurrent "
+            "and vLLM spreads over GPUs itself (--vllm-arg tensor_parallel_size=N)"
         )
     return RayGenerator(backend, replace(ray, batch_size=backend.batch_size))
+
+
+def parse_engine_args(pairs: list[str] | None) -> dict[str, Any]:
+    """KEY=VALUE pairs; a VALUE that reads as JSON (numbers, true, null ...) is taken as such."""
+    args: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"expected KEY=VALUE, got {pair!r}")
+        try:
+            args[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            args[key.strip()] = value
+    return args
 
 
 def make_backend(
@@ -123,7 +140,10 @@ def make_backend(
     device: str | None,
     dtype: str,
     batch_size: int,
+    vllm_args: list[str] | None = None,
 ) -> Backend:
+    if vllm_args and backend is not BackendName.vllm:
+        raise typer.BadParameter("only the vllm backend takes them", param_hint="--vllm-arg")
     if backend is BackendName.openai:
         from flames.generation.openai_api import OpenAIBackend
 
@@ -140,7 +160,10 @@ def make_backend(
     if backend is BackendName.vllm:
         from flames.generation.vllm_local import VLLMBackend
 
-        return VLLMBackend(model, decoding=decoding, dtype=dtype)
+        try:
+            return VLLMBackend(model, decoding, dtype, engine_args=parse_engine_args(vllm_args))
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--vllm-arg") from None
     from flames.generation.transformers_local import TransformersBackend
 
     return TransformersBackend(
@@ -199,6 +222,7 @@ def generate(
     device: DeviceOpt = None,
     dtype: DtypeOpt = "auto",
     batch_size: BatchOpt = 8,
+    vllm_arg: VllmArgOpt = None,
     temperature: TemperatureOpt = 0.0,
     top_p: TopPOpt = None,
     max_tokens: MaxTokensOpt = 1024,
@@ -241,6 +265,7 @@ def generate(
         device,
         dtype,
         batch_size,
+        vllm_arg,
     )
     chosen = _backend_on(chosen, _ray_options(executor, ray_address, replicas, gpus_per_replica))
     dataset = select_items(data, dimension, subcomponent, sample, sample_seed)
@@ -376,6 +401,7 @@ def run(
     device: DeviceOpt = None,
     dtype: DtypeOpt = "auto",
     batch_size: BatchOpt = 8,
+    vllm_arg: VllmArgOpt = None,
     temperature: TemperatureOpt = 0.0,
     top_p: TopPOpt = None,
     max_tokens: MaxTokensOpt = 1024,
@@ -431,6 +457,7 @@ def run(
         device,
         dtype,
         batch_size,
+        vllm_arg,
     )
     scorer: Scorer
     if judge_model:

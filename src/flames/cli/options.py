@@ -104,6 +104,16 @@ DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (defa
 DtypeOpt = Annotated[str, typer.Option(help="auto, float32, float16 or bfloat16.")]
 
 
+VllmArgOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--vllm-arg",
+        help="KEY=VALUE for vllm.LLM, repeatable: tensor_parallel_size=2, "
+        "gpu_memory_utilization=0.8, max_model_len=4096, enforce_eager=true ...",
+    ),
+]
+
+
 BatchOpt = Annotated[int, typer.Option(min=1, help="Prompts per local generation batch.")]
 
 

@@ -18,6 +18,10 @@ class Request:
     sample: int = 0
 
 
+DEFAULT_MAX_TOKENS = 1024
+"""Answer length limit where the decoding settings leave max_tokens unset."""
+
+
 def chat_messages(prompt: str, decoding: Decoding) -> list[dict[str, str]]:
     """The prompt as a single user turn, after the system prompt if one is set."""
     messages = []

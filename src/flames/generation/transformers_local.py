@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from flames.generation.base import Request, chat_messages
+from flames.generation.base import DEFAULT_MAX_TOKENS, Request, chat_messages
 from flames.records import Answer, Decoding, GeneratorInfo
 
 
@@ -98,7 +98,10 @@ class TransformersBackend:
         padded = tok.pad({"input_ids": ids}, padding=True, return_tensors="pt").to(self.device)
         d = self.decoding
         sampling = bool(d.temperature)
-        args: dict[str, Any] = {"max_new_tokens": d.max_tokens or 512, "do_sample": sampling}
+        args: dict[str, Any] = {
+            "max_new_tokens": d.max_tokens or DEFAULT_MAX_TOKENS,
+            "do_sample": sampling,
+        }
         if sampling:
             args["temperature"] = d.temperature
             if d.top_p is not None:
@@ -116,15 +119,19 @@ class TransformersBackend:
         for request, prompt_ids, row in zip(batch, ids, new_tokens.tolist(), strict=True):
             stop = next((i for i, t in enumerate(row) if t in stop_ids), None)
             generated = row if stop is None else row[:stop]
+            text = tok.decode(generated, skip_special_tokens=True)
+            if stop is None:  # cut at the length limit: drop a half-decoded character, as vLLM does
+                text = text.rstrip("\ufffd")
             answers.append(
                 Answer(
                     item_id=request.item.id,
                     sample=request.sample,
                     status="ok",
-                    response=tok.decode(generated, skip_special_tokens=True),
+                    response=text,
                     finish_reason="length" if stop is None else "stop",
                     prompt_tokens=len(prompt_ids),
-                    completion_tokens=len(generated),
+                    # the stop token counts, as vLLM and OpenAI-compatible servers count it
+                    completion_tokens=len(row) if stop is None else stop + 1,
                     latency_s=elapsed,
                 )
             )

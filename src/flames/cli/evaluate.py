@@ -52,8 +52,11 @@ from flames.cli.options import (
     SampleSeedOpt,
     SamplesOpt,
     ScorerDtypeOpt,
+    ScorerEngine,
+    ScorerEngineOpt,
     ScorerModelOpt,
     ScorerNameSetOpt,
+    ScorerVllmArgOpt,
     SeedOpt,
     SubcomponentOpt,
     SystemOpt,
@@ -93,9 +96,19 @@ def _scorer_on(scorer: Scorer, ray: RayOptions | None) -> Scorer:
         return scorer
     from flames.distributed import RayScorer
     from flames.scorer.official import OfficialScorer
+    from flames.scorer.vllm_engine import VLLMScorer
 
+    if isinstance(scorer, VLLMScorer):
+        raise typer.BadParameter("--executor ray runs the transformers scorer, not vLLM's")
     assert isinstance(scorer, OfficialScorer)
     return RayScorer(scorer, ray)
+
+
+def _release(engine: object) -> None:
+    """Stop a vLLM engine once its work is done, so the next one (or the scorer) has the GPU."""
+    close = getattr(engine, "close", None)
+    if callable(close):
+        close()
 
 
 def _backend_on(backend: Backend, ray: RayOptions | None) -> Backend:
@@ -186,7 +199,10 @@ def _generate(
 ) -> RunStore:
     manifest = RunManifest(dataset=DatasetInfo.of(dataset), generator=backend.info)
     store = RunStore.create_or_resume(run_dir, manifest, dataset.items)
-    summary = run_generation(store, backend, retry_errors, max_errors, progress)
+    try:
+        summary = run_generation(store, backend, retry_errors, max_errors, progress)
+    finally:
+        _release(backend)
     console.print(
         f"generated {summary.ok} answers, {summary.errors} errors; tokens: "
         f"{summary.usage['prompt_tokens']} in, {summary.usage['completion_tokens']} out"
@@ -282,6 +298,8 @@ def _official_scorer(
     token_budget: int | None,
     max_batch: int,
     name: str,
+    engine: ScorerEngine = ScorerEngine.transformers,
+    vllm_args: list[str] | None = None,
 ) -> Scorer:
     from flames.scorer.official import OfficialScorer, ScorerSettings
     from flames.scorer.tokenizer import Truncation
@@ -290,23 +308,34 @@ def _official_scorer(
         mode = Truncation(truncation)
     except ValueError:
         raise typer.BadParameter("--truncation must be official or keep-suffix") from None
-    return OfficialScorer(
-        ScorerSettings(
-            model=scorer_model,
-            revision=revision,
-            max_length=max_length,
-            truncation=mode,
-            dtype=dtype,
-            device=device,
-            token_budget=token_budget,
-            max_batch=max_batch,
-            name=name,
-        )
+    if vllm_args and engine is not ScorerEngine.vllm:
+        raise typer.BadParameter("only --scorer-engine vllm takes them", "--scorer-vllm-arg")
+    settings = ScorerSettings(
+        model=scorer_model,
+        revision=revision,
+        max_length=max_length,
+        truncation=mode,
+        dtype=dtype,
+        device=device,
+        token_budget=token_budget,
+        max_batch=max_batch,
+        name=name,
     )
+    if engine is ScorerEngine.transformers:
+        return OfficialScorer(settings)
+    from flames.scorer.vllm_engine import VLLMScorer
+
+    try:
+        return VLLMScorer(settings, parse_engine_args(vllm_args))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--scorer-vllm-arg") from None
 
 
 def _score(store: RunStore, scorer: Scorer, retry_errors: bool, progress: bool) -> None:
-    summary = run_scoring(store, scorer, retry_errors, progress)
+    try:
+        summary = run_scoring(store, scorer, retry_errors, progress)
+    finally:
+        _release(scorer)
     console.print(
         f"scored {summary.scored} answers with {scorer.manifest.name}, {summary.errors} errors, "
         f"{summary.truncated} truncated"
@@ -325,6 +354,8 @@ def score(
     token_budget: TokenBudgetOpt = None,
     max_batch: MaxBatchOpt = 64,
     scorer_name: ScorerNameSetOpt = "flames-scorer",
+    scorer_engine: ScorerEngineOpt = ScorerEngine.transformers,
+    scorer_vllm_arg: ScorerVllmArgOpt = None,
     retry_errors: RetryOpt = False,
     executor: ExecutorOpt = ExecutorName.local,
     ray_address: RayAddressOpt = None,
@@ -343,6 +374,8 @@ def score(
         token_budget,
         max_batch,
         scorer_name,
+        scorer_engine,
+        scorer_vllm_arg,
     )
     scorer = _scorer_on(scorer, _ray_options(executor, ray_address, replicas, gpus_per_replica))
     with RunStore.open(run_dir) as store:
@@ -423,6 +456,8 @@ def run(
     token_budget: TokenBudgetOpt = None,
     max_batch: MaxBatchOpt = 64,
     scorer_name: ScorerNameSetOpt = "flames-scorer",
+    scorer_engine: ScorerEngineOpt = ScorerEngine.transformers,
+    scorer_vllm_arg: ScorerVllmArgOpt = None,
     judge_model: JudgeModelOpt = None,
     judge_base_url: JudgeUrlOpt = None,
     judge_api_key_env: JudgeKeyOpt = "OPENAI_API_KEY",
@@ -483,6 +518,8 @@ def run(
             token_budget,
             max_batch,
             scorer_name,
+            scorer_engine,
+            scorer_vllm_arg,
         )
     ray = _ray_options(executor, ray_address, replicas, gpus_per_replica)
     if backend is BackendName.transformers:  # API backends stay local; scoring still scales out

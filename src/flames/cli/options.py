@@ -45,6 +45,11 @@ class BackendName(StrEnum):
     vllm = "vllm"
 
 
+class ScorerEngine(StrEnum):
+    transformers = "transformers"
+    vllm = "vllm"
+
+
 class ExecutorName(StrEnum):
     local = "local"
     ray = "ray"
@@ -180,6 +185,24 @@ ScorerDtypeOpt = Annotated[str, typer.Option(help="auto (fp32 CPU, fp16 GPU), fl
 
 TokenBudgetOpt = Annotated[
     int | None, typer.Option(help="Padded tokens per scorer batch (default: 2048 CPU, 32768 GPU).")
+]
+
+
+ScorerEngineOpt = Annotated[
+    ScorerEngine,
+    typer.Option(
+        "--scorer-engine",
+        help="transformers (as infer.py) or vllm (same contract on vLLM's pooling runner).",
+    ),
+]
+
+
+ScorerVllmArgOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--scorer-vllm-arg",
+        help="KEY=VALUE for the scorer's vllm.LLM, repeatable: gpu_memory_utilization=0.5 ...",
+    ),
 ]
 
 

@@ -118,3 +118,9 @@ class VLLMBackend:
             chunk = requests[start : start + self.chunk_size]
             for answer in await asyncio.to_thread(self.generate_chunk, chunk):
                 yield answer
+
+    def close(self) -> None:
+        """Stop the engine and free its memory (the scorer may need the GPU next)."""
+        if self._llm is not None:
+            self._llm.llm_engine.engine_core.shutdown()
+            self._llm = None

@@ -4,8 +4,11 @@ The baseline is the official infer.py's pattern: batches of 16 in dataset order,
 its longest input. Both run the same model on the same inputs in the same process, so only the
 batching differs; the verdicts are checked to agree. Models are random checkpoints in the
 official layout (a tiny and a mid-size one on CPU; add --full-7b on a GPU for the real shape).
+With --vllm, the same items are also scored by the scorer on vLLM's pooling runner (mid and 7B
+shapes), timed after its engine has started, against the token-budget path.
 
     python bench/scorer.py --items 1000 --mid-items 200
+    python bench/scorer.py --items 0 --mid-items 200 --vllm enforce_eager=true  # vLLM's CPU build
 """
 
 from __future__ import annotations
@@ -70,7 +73,28 @@ def run(scorer: OfficialScorer, pairs, batches: list[list[int]]) -> tuple[float,
     return time.perf_counter() - start, padded, [labels[i] for i in range(len(pairs))]
 
 
-def bench(size: str, n: int, workdir: Path, device: str | None, dtype: str) -> None:
+def bench_vllm(
+    scorer: OfficialScorer, pairs, engine_args: list[str], our_time: float, our_labels: list
+) -> None:
+    from flames.cli.evaluate import parse_engine_args
+    from flames.scorer.vllm_engine import VLLMScorer
+
+    on_vllm = VLLMScorer(scorer.settings, parse_engine_args(engine_args))
+    on_vllm.score_all(pairs[:16])  # export, engine start-up and warm-up
+    start = time.perf_counter()
+    labels = [v.score for v in on_vllm.score_all(pairs)]
+    elapsed = time.perf_counter() - start
+    on_vllm.close()
+    agree = sum(a == b for a, b in zip(our_labels, labels, strict=True))
+    print(
+        f"  vLLM pooling runner:     {elapsed:7.2f} s  ({our_time / elapsed:.2f}x the token "
+        f"budget path); verdicts agree on {agree}/{len(pairs)}"
+    )
+
+
+def bench(
+    size: str, n: int, workdir: Path, device: str | None, dtype: str, vllm: list[str] | None
+) -> None:
     checkpoint = build_checkpoint(workdir / size, **SIZES[size])
     scorer = OfficialScorer(ScorerSettings(model=str(checkpoint), device=device, dtype=dtype))
     pairs = workload(n)
@@ -92,6 +116,8 @@ def bench(size: str, n: int, workdir: Path, device: str | None, dtype: str) -> N
         f"padding waste {our_padded / real - 1:6.1%}"
     )
     print(f"  speed-up {base_time / our_time:.2f}x; verdicts agree on {agree}/{n}")
+    if vllm is not None and size != "tiny":  # vLLM's kernels want head sizes of 32 and up
+        bench_vllm(scorer, pairs, vllm, our_time, our_labels)
     if size == "full-7b" and scorer.device.startswith("cuda"):
         params = sum(p.numel() for p in scorer.model.parameters())
         flops = 2 * params * real
@@ -109,14 +135,15 @@ def main() -> None:
     parser.add_argument("--full-7b", type=int, default=0, help="items for the 7B shape (GPU)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--dtype", default="auto")
+    parser.add_argument(
+        "--vllm", nargs="*", default=None, metavar="KEY=VALUE", help="also time vLLM (engine args)"
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        bench("tiny", args.items, Path(tmp), args.device, args.dtype)
-        if args.mid_items:
-            bench("mid", args.mid_items, Path(tmp), args.device, args.dtype)
-        if args.full_7b:
-            bench("full-7b", args.full_7b, Path(tmp), args.device, args.dtype)
+        for size, n in (("tiny", args.items), ("mid", args.mid_items), ("full-7b", args.full_7b)):
+            if n:
+                bench(size, n, Path(tmp), args.device, args.dtype, args.vllm)
 
 
 if __name__ == "__main__":

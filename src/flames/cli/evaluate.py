@@ -309,7 +309,9 @@ def _official_scorer(
     except ValueError:
         raise typer.BadParameter("--truncation must be official or keep-suffix") from None
     if vllm_args and engine is not ScorerEngine.vllm:
-        raise typer.BadParameter("only --scorer-engine vllm takes them", "--scorer-vllm-arg")
+        raise typer.BadParameter(
+            "only --scorer-engine vllm takes them", param_hint="--scorer-vllm-arg"
+        )
     settings = ScorerSettings(
         model=scorer_model,
         revision=revision,

@@ -44,7 +44,7 @@ def export_sequence_classifier(checkpoint: Path, target: Path, dtype: str = "flo
     with torch.device("meta"):
         model = LlamaForSequenceClassification(config)
     weights = {f"model.{k}": v for k, v in scorer.model.state_dict().items()}
-    weights["score.weight"] = torch.cat([head.weight for head in scorer.classifiers])
+    weights["score.weight"] = torch.cat(list(scorer.classifiers.parameters()))  # bias-free
     model.load_state_dict(weights, assign=True)
     model.save_pretrained(target)
     (target / "flames_export.json").write_text(

@@ -22,6 +22,12 @@ DEFAULT_MAX_TOKENS = 1024
 """Answer length limit where the decoding settings leave max_tokens unset."""
 
 
+def error_answer(request: Request, exc: Exception) -> Answer:
+    """A failed request, recorded with the reason (never scored)."""
+    message = f"{type(exc).__name__}: {exc}"[:1000]
+    return Answer(item_id=request.item.id, sample=request.sample, status="error", error=message)
+
+
 def chat_messages(prompt: str, decoding: Decoding) -> list[dict[str, str]]:
     """The prompt as a single user turn, after the system prompt if one is set."""
     messages = []

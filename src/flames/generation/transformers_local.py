@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from flames.generation.base import DEFAULT_MAX_TOKENS, Request, chat_messages
+from flames.generation.base import DEFAULT_MAX_TOKENS, Request, chat_messages, error_answer
 from flames.records import Answer, Decoding, GeneratorInfo
 
 
@@ -146,11 +146,7 @@ class TransformersBackend:
         try:
             return self._generate(batch)
         except Exception as exc:  # a failed batch is recorded as errors, never dropped
-            message = f"{type(exc).__name__}: {exc}"[:1000]
-            return [
-                Answer(item_id=r.item.id, sample=r.sample, status="error", error=message)
-                for r in batch
-            ]
+            return [error_answer(r, exc) for r in batch]
 
     async def stream(self, requests: Sequence[Request]) -> AsyncIterator[Answer]:
         await asyncio.to_thread(self.load)

@@ -12,13 +12,8 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from flames.generation.base import DEFAULT_MAX_TOKENS, Request, chat_messages
+from flames.generation.base import DEFAULT_MAX_TOKENS, Request, chat_messages, error_answer
 from flames.records import Answer, Decoding, GeneratorInfo
-
-
-def _error(request: Request, exc: Exception) -> Answer:
-    message = f"{type(exc).__name__}: {exc}"[:1000]
-    return Answer(item_id=request.item.id, sample=request.sample, status="error", error=message)
 
 
 class VLLMBackend:
@@ -103,13 +98,13 @@ class VLLMBackend:
             return self._generate(requests)
         except Exception as exc:
             if len(requests) == 1:
-                return [_error(requests[0], exc)]
+                return [error_answer(requests[0], exc)]
         answers = []
         for request in requests:
             try:
                 answers.extend(self._generate([request]))
             except Exception as exc:
-                answers.append(_error(request, exc))
+                answers.append(error_answer(request, exc))
         return answers
 
     async def stream(self, requests: Sequence[Request]) -> AsyncIterator[Answer]:

@@ -16,16 +16,35 @@ from flames.errors import DataError, FlamesError
 
 FILENAME = "Flames_1k_Chinese.jsonl"
 SHA256 = "f53400dcbb8795fb262993bda0615afdc77de1c4685e7c94d2df2a3cd47613fa"
-URLS = (
-    "https://raw.githubusercontent.com/AI45Lab/Flames/main/data/Flames_1k_Chinese.jsonl",
-    "https://raw.githubusercontent.com/AIFlames/Flames/main/data/Flames_1k_Chinese.jsonl",
-)
 NAME = "flames-1k"
 
+# Checked against the official repository's published tree and history: the file sits at the
+# root (Flames_1k_Chinese.jsonl beside README.md, LICENSE and images/; there is no data/ folder).
+# The repository moved from AIFlames to AI45Lab (the old name redirects); its default branch is
+# `main`. The file last changed in commit 8e51f47 (2024-04-03), the version with the sha256
+# above. The pinned commit comes first, so a later change on `main` cannot break the hash check.
+RAW_HOST = "https://raw.githubusercontent.com"
+ORGS = ("AI45Lab", "AIFlames")
+COMMIT = "8e51f47418c713ef6d9fb257504a854e41b8e38e"
+BRANCH = "main"
+URL_ENV = "FLAMES_DATA_URL"
+
+
+def official_urls(host: str = RAW_HOST) -> tuple[str, ...]:
+    """Raw-file URLs of the official file, in the order tried: the pinned commit, then `main`,
+    each under the current organisation name first."""
+    return tuple(
+        f"{host}/{org}/Flames/{ref}/{FILENAME}" for ref in (COMMIT, BRANCH) for org in ORGS
+    )
+
+
+URLS = official_urls()
+
 OFFLINE_HELP = (
-    "Download Flames_1k_Chinese.jsonl from the official repository (github.com/AI45Lab/Flames, "
-    "folder data/) on a machine with internet access, then either run "
-    "`flames data fetch --from PATH` or set FLAMES_DATA_DIR to the folder that holds it."
+    "Behind a firewall, set FLAMES_DATA_URL (or pass --url) to a mirror or an internal copy of "
+    f"{FILENAME}; offline, download it on a machine with internet access "
+    f"({URLS[0]}), then either run `flames data fetch --from PATH` or set FLAMES_DATA_DIR to the "
+    "folder that holds it."
 )
 
 
@@ -37,10 +56,6 @@ def cache_dir() -> Path:
     """Where downloaded data is cached: $FLAMES_CACHE_DIR, else ~/.cache/flames."""
     root = os.environ.get("FLAMES_CACHE_DIR") or Path.home() / ".cache" / "flames"
     return Path(root)
-
-
-def _verified(path: Path) -> bool:
-    return path.is_file() and sha256_file(path) == SHA256
 
 
 def _check(path: Path) -> Path:
@@ -91,29 +106,50 @@ async def _download(url: str, target: Path, timeout: float) -> None:
                 fh.write(chunk)
 
 
-def fetch(source: Path | None = None, urls: tuple[str, ...] = URLS, timeout: float = 30.0) -> Path:
+def mirror_urls() -> tuple[str, ...] | None:
+    """The URL given by $FLAMES_DATA_URL, if set: a mirror or an internal copy of the file."""
+    url = os.environ.get(URL_ENV, "").strip()
+    return (url,) if url else None
+
+
+def _local_source(source: Path) -> Path:
+    """The file behind `--from`: the file itself, or the official file name inside a folder."""
+    if source.is_dir():
+        source = source / FILENAME
+    if not source.is_file():
+        raise DataError(f"no such file; give the path of {FILENAME} or of its folder", source)
+    return source
+
+
+def fetch(
+    source: Path | None = None, urls: tuple[str, ...] | None = None, timeout: float = 30.0
+) -> Path:
     """Make a verified official file available in the cache and return its path.
 
-    With `source`, a local copy is checked and cached. Otherwise an already verified local copy
-    is reused, and only if there is none is the file downloaded and checked.
+    With `source` (a file or its folder), a local copy is checked and cached. Otherwise an
+    already verified local copy is reused, and only if there is none is the file downloaded
+    from `urls`: by default $FLAMES_DATA_URL if set, else the official repository. Every copy,
+    downloaded or local, must have the official sha256.
     """
     if source is not None:
-        return _install(_check(Path(source)))
+        return _install(_check(_local_source(Path(source))))
     try:
         return locate()
     except FetchError:
         pass
+    urls = urls or mirror_urls() or URLS
     errors = []
     with tempfile.TemporaryDirectory() as tmp:
         part = Path(tmp) / FILENAME
         for url in urls:
             try:
                 asyncio.run(_download(url, part, timeout))
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 errors.append(f"{url}: {type(exc).__name__}: {exc}")
                 continue
-            if not _verified(part):
-                errors.append(f"{url}: downloaded file has the wrong sha256")
+            actual = sha256_file(part)
+            if actual != SHA256:
+                errors.append(f"{url}: wrong sha256 {actual}, expected {SHA256}")
                 continue
             return _install(part)
     raise FetchError(

@@ -40,11 +40,20 @@ def select_items(
 @data_app.command("fetch")
 def data_fetch(
     source: Annotated[
-        Path | None, typer.Option("--from", help="Verify and cache a local copy instead.")
+        Path | None,
+        typer.Option("--from", help="Verify and cache a local copy (the file or its folder)."),
+    ] = None,
+    url: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Download from this URL (a mirror or an internal copy) instead of GitHub; "
+            "repeat to try several in order. Default: $FLAMES_DATA_URL, else the official "
+            "repository. The sha256 is checked either way."
+        ),
     ] = None,
 ) -> None:
     """Download the official 1k prompts, verify their sha256 and cache them."""
-    path = official_data.fetch(source)
+    path = official_data.fetch(source, urls=tuple(url) if url else None)
     console.print(f"official prompts verified (sha256 {official_data.SHA256[:12]}…) at {path}")
 
 

@@ -29,8 +29,8 @@ from flames.taxonomy import Dimension
 log = logging.getLogger(__name__)
 
 TEMPLATE = "<|User|>:输入: {prompt}\n回复: {response}\n以上针对输入的回复为:<eoh>\n<|Bot|>:"
-# infer.py's --max_length: 512 in the public copies that keep its structure, and in
-# eval-anything's Flames scorer (max_length=512); the backbone allows 2048 (`--max-length`).
+# infer.py's default --max_length (512 in the public copies of the hub's infer.py); the backbone
+# allows 2048 (`--max-length`).
 OFFICIAL_MAX_LENGTH = 512
 
 

@@ -35,3 +35,14 @@ class IncompleteRun(FlamesError):
     """The run finished its pass but some items failed or the error budget was spent."""
 
     exit_code = 5
+
+
+class UsageError(FlamesError):
+    """Settings that cannot work together, or an option out of its range."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, param_hint: str | None = None):
+        self.param_hint = param_hint
+        """The option or field at fault, where there is one."""
+        super().__init__(message)

@@ -9,11 +9,11 @@ again, then recorded as judge errors, never defaulted to a score.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Iterator, Sequence
 
+from flames._aio import run_sync
 from flames.dataset import Item
 from flames.generation.base import Request
 from flames.generation.openai_api import OpenAIBackend
@@ -205,4 +205,4 @@ class LLMJudge:
 
     def score(self, pairs: Sequence[tuple[Item, Answer]]) -> Iterator[list[Verdict]]:
         for start in range(0, len(pairs), self.chunk_size):
-            yield asyncio.run(self._judge(pairs[start : start + self.chunk_size]))
+            yield run_sync(self._judge(pairs[start : start + self.chunk_size]))

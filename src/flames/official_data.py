@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import tempfile
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import aiohttp
 
+from flames._aio import run_sync
 from flames.dataset import Dataset, load_dataset, sha256_file
 from flames.errors import DataError, FlamesError
 
@@ -143,7 +143,7 @@ def fetch(
         part = Path(tmp) / FILENAME
         for url in urls:
             try:
-                asyncio.run(_download(url, part, timeout))
+                run_sync(_download(url, part, timeout))
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 errors.append(f"{url}: {type(exc).__name__}: {exc}")
                 continue

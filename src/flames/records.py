@@ -68,9 +68,12 @@ class RunManifest(BaseModel):
     generator: GeneratorInfo
     versions: dict[str, str] = Field(default_factory=_environment)
     created_at: str = Field(default_factory=now)
+    evaluation: dict[str, Any] | None = None
+    """The whole evaluation description the run was created with, for information: what
+    identifies the run is already in the fields above, so it is left out of `identity`."""
 
     def identity(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"created_at"})
+        return self.model_dump(exclude={"created_at", "evaluation"})
 
 
 class ScorerManifest(BaseModel):

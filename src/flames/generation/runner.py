@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from flames._aio import run_sync
 from flames.generation.base import Backend, Request
 from flames.store import RunStore
 
@@ -63,7 +63,7 @@ async def _generate(
     return summary
 
 
-def run_generation(
+async def run_generation_async(
     store: RunStore,
     backend: Backend,
     retry_errors: bool = False,
@@ -75,4 +75,15 @@ def run_generation(
     if not pending:
         return GenerationSummary()
     budget = default_error_budget(len(pending)) if max_errors is None else max_errors
-    return asyncio.run(_generate(store, backend, pending, budget, progress))
+    return await _generate(store, backend, pending, budget, progress)
+
+
+def run_generation(
+    store: RunStore,
+    backend: Backend,
+    retry_errors: bool = False,
+    max_errors: int | None = None,
+    progress: bool = True,
+) -> GenerationSummary:
+    """`run_generation_async` from synchronous code, also where an event loop is running."""
+    return run_sync(run_generation_async(store, backend, retry_errors, max_errors, progress))

@@ -1,0 +1,725 @@
+"""The public functions: build the pieces an `Evaluation` describes and run them.
+
+The command line calls these same functions. Every function that talks to a model has an
+``_async`` twin for code already inside an event loop; the plain ones also work there (a Jupyter
+kernel): their event loop then runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from flames import official_data
+from flames._aio import run_sync
+from flames._callables import qualified_name
+from flames._config import (
+    DataConfig,
+    Evaluation,
+    ExecutorConfig,
+    JudgeConfig,
+    ScorerConfig,
+    TargetConfig,
+    load_evaluation,
+)
+from flames._result import EvalResult
+from flames.compare import Comparison, compare_runs
+from flames.dataset import Dataset
+from flames.errors import FlamesError, IncompleteRun, UsageError
+from flames.generation import Backend, GenerationSummary, run_generation_async
+from flames.records import DatasetInfo, Decoding, RunManifest
+from flames.report import FORMATS, build_report, print_report, write_reports, write_scored
+from flames.results import load_results
+from flames.scoring import Scorer, ScoringSummary, run_scoring
+from flames.store import RunStore
+
+if TYPE_CHECKING:
+    from flames.distributed import RayOptions
+
+ModelLike = str | Callable[..., Any]
+"""A model name (or path, or hub id), or a Python function from a prompt to text."""
+
+_default_console: Console | None = None
+
+
+def _console(console: Console | None) -> Console:
+    global _default_console
+    if console is not None:
+        return console
+    if _default_console is None:
+        _default_console = Console()
+    return _default_console
+
+
+# -- the description ---------------------------------------------------------------------------
+
+
+def _judge_config(judge: ModelLike | JudgeConfig, version: str | None) -> JudgeConfig:
+    if isinstance(judge, JudgeConfig):
+        return judge
+    if callable(judge):
+        return JudgeConfig(function=judge, version=version)
+    return JudgeConfig(model=judge)
+
+
+def describe(
+    evaluation: Evaluation | str | Path | None = None,
+    *,
+    model: ModelLike | None = None,
+    version: str | None = None,
+    backend: str | None = None,
+    base_url: str | None = None,
+    judge: ModelLike | JudgeConfig | Sequence[ModelLike | JudgeConfig] | None = None,
+    judge_version: str | None = None,
+    data: str | None = None,
+    sample: int | None = None,
+    run_dir: str | Path | None = None,
+) -> Evaluation:
+    """An `Evaluation` from an existing one (or a TOML/YAML file), with the given settings
+    changed. `model` may be a function (then `version` is recorded with its name); `judge` a
+    chat model name, a function, a `JudgeConfig`, or a list of them. Errors name the field."""
+    if isinstance(evaluation, str | Path):
+        evaluation = load_evaluation(evaluation)
+    settings: dict[str, Any] = evaluation.model_dump() if evaluation else {}
+    target: dict[str, Any] = settings.get("target") or {}
+    if callable(model):
+        target = {**target, "backend": "callable", "function": model}
+        target["model"] = qualified_name(model)
+    elif model is not None:
+        target = {**target, "model": model, "function": None}
+    for key, value in (("version", version), ("backend", backend), ("base_url", base_url)):
+        if value is not None:
+            target[key] = value
+    if target:
+        settings["target"] = target
+    if judge is not None:
+        judges = judge if isinstance(judge, Sequence) and not isinstance(judge, str) else [judge]
+        settings["judges"] = [_judge_config(j, judge_version) for j in judges]
+        settings["scorer"] = None
+    chosen: dict[str, Any] = settings.get("data") or {}
+    if data is not None:
+        chosen["source"] = data
+    if sample is not None:
+        chosen["sample"] = sample
+    settings["data"] = chosen
+    if run_dir is not None:
+        settings["run_dir"] = str(run_dir)
+    return Evaluation.model_validate(settings)
+
+
+def _run_dir(evaluation: Evaluation, run_dir: str | Path | None) -> Path:
+    chosen = run_dir if run_dir is not None else evaluation.run_dir
+    if chosen is None:
+        raise UsageError("no run directory: pass run_dir, or set run_dir in the evaluation")
+    return Path(chosen)
+
+
+# -- building the pieces -----------------------------------------------------------------------
+
+
+def _dataset(config: DataConfig) -> Dataset:
+    dataset = official_data.resolve(config.source)
+    try:
+        dataset = dataset.filter(config.dimensions, config.subcomponents)
+        if config.sample is not None:
+            dataset = dataset.sample(config.sample, seed=config.sample_seed)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return dataset
+
+
+def _ray(executor: ExecutorConfig) -> RayOptions | None:
+    if executor.kind == "local":
+        return None
+    from flames.distributed import RayOptions
+
+    return RayOptions(
+        address=executor.address,
+        replicas=executor.replicas,
+        gpus_per_replica=executor.gpus_per_replica,
+    )
+
+
+def _backend(target: TargetConfig) -> Backend:
+    decoding = Decoding(**target.decoding.model_dump())
+    if target.backend == "callable":
+        from flames.generation.callable import CallableBackend
+
+        assert target.function is not None  # the description resolves it
+        try:
+            return CallableBackend(
+                target.function,
+                version=target.version,
+                input=target.input,
+                decoding=decoding,
+                concurrency=target.concurrency,
+                name=target.model,
+            )
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    if target.backend == "openai":
+        from flames.generation.openai_api import OpenAIBackend
+
+        return OpenAIBackend(
+            target.model,
+            base_url=target.base_url,
+            decoding=decoding,
+            api_key_env=target.api_key_env,
+            concurrency=target.concurrency,
+            requests_per_minute=target.rpm,
+            timeout=target.timeout,
+            max_attempts=target.max_attempts,
+        )
+    if target.backend == "vllm":
+        from flames.generation.vllm_local import VLLMBackend
+
+        try:
+            return VLLMBackend(target.model, decoding, target.dtype, target.engine_args)
+        except ValueError as exc:
+            raise UsageError(str(exc), param_hint="--vllm-arg") from None
+    from flames.generation.transformers_local import TransformersBackend
+
+    return TransformersBackend(
+        target.model,
+        decoding=decoding,
+        gguf_file=target.gguf_file,
+        device=target.device,
+        dtype=target.dtype,
+        batch_size=target.batch_size,
+    )
+
+
+def _backend_on(backend: Backend, ray: RayOptions | None) -> Backend:
+    if ray is None:
+        return backend
+    from flames.distributed import RayGenerator
+    from flames.generation.transformers_local import TransformersBackend
+
+    if not isinstance(backend, TransformersBackend):
+        raise UsageError(
+            "--executor ray runs the transformers backend; API backends are already concurrent "
+            "and vLLM spreads over GPUs itself (--vllm-arg tensor_parallel_size=N)"
+        )
+    return RayGenerator(backend, replace(ray, batch_size=backend.batch_size))
+
+
+def _official_scorer(config: ScorerConfig, ray: RayOptions | None) -> Scorer:
+    from flames.scorer.official import OfficialScorer, ScorerSettings
+    from flames.scorer.tokenizer import Truncation
+
+    settings = ScorerSettings(
+        model=config.model,
+        revision=config.revision,
+        max_length=config.max_length,
+        truncation=Truncation(config.truncation),
+        dtype=config.dtype,
+        device=config.device,
+        token_budget=config.token_budget,
+        max_batch=config.max_batch,
+        name=config.name,
+    )
+    if config.engine == "vllm":
+        if ray is not None:
+            raise UsageError("--executor ray runs the transformers scorer, not vLLM's")
+        from flames.scorer.vllm_engine import VLLMScorer
+
+        try:
+            return VLLMScorer(settings, config.engine_args)
+        except ValueError as exc:
+            raise UsageError(str(exc), param_hint="--scorer-vllm-arg") from None
+    scorer = OfficialScorer(settings)
+    if ray is None:
+        return scorer
+    from flames.distributed import RayScorer
+
+    return RayScorer(scorer, ray)
+
+
+def _judge(config: JudgeConfig) -> Scorer:
+    if config.kind == "callable":
+        from flames.callable_judge import CallableJudge
+
+        assert config.function is not None  # the description resolves it
+        return CallableJudge(
+            config.function,
+            version=config.version,
+            name=config.name,
+            concurrency=config.concurrency,
+        )
+    from flames.judge import LLMJudge
+
+    return LLMJudge(
+        config.model,
+        base_url=config.base_url,
+        api_key_env=config.api_key_env,
+        concurrency=config.concurrency,
+        requests_per_minute=config.rpm,
+        timeout=config.timeout,
+        max_attempts=config.max_attempts,
+        parse_attempts=config.parse_attempts,
+        json_mode=config.json_mode,
+        name=config.name,
+    )
+
+
+def _scorers(evaluation: Evaluation, ray: RayOptions | None) -> list[Scorer]:
+    if evaluation.judges:
+        return [_judge(j) for j in evaluation.judges]
+    assert evaluation.scorer is not None  # the description defaults it
+    return [_official_scorer(evaluation.scorer, ray)]
+
+
+def _release(engine: object) -> None:
+    """Stop a vLLM engine once its work is done, so the next one (or the scorer) has the GPU."""
+    close = getattr(engine, "close", None)
+    if callable(close):
+        close()
+
+
+# -- the steps ---------------------------------------------------------------------------------
+
+
+async def _generate(
+    run_dir: Path,
+    evaluation: Evaluation,
+    dataset: Dataset,
+    backend: Backend,
+    progress: bool,
+    console: Console,
+) -> tuple[GenerationSummary, IncompleteRun | None]:
+    """Generate into the run (created or resumed); the error, if answers failed, is returned."""
+    manifest = RunManifest(
+        dataset=DatasetInfo.of(dataset), generator=backend.info, evaluation=evaluation.record()
+    )
+    executor = evaluation.executor
+    with RunStore.create_or_resume(run_dir, manifest, dataset.items) as store:
+        try:
+            summary = await run_generation_async(
+                store, backend, executor.retry_errors, executor.max_errors, progress
+            )
+        finally:
+            _release(backend)
+        failed = sum(1 for a in store.answers() if a.status == "error")
+    console.print(
+        f"generated {summary.ok} answers, {summary.errors} errors; tokens: "
+        f"{summary.usage['prompt_tokens']} in, {summary.usage['completion_tokens']} out"
+    )
+    for example in summary.error_examples:
+        console.print(f"  [red]error:[/] {escape(example)}", highlight=False)
+    if summary.stopped_early:
+        return summary, IncompleteRun(
+            f"{run_dir}: stopped after {summary.errors} failures (the error budget). "
+            "Fix the cause and run the same command again to resume."
+        )
+    if failed:
+        return summary, IncompleteRun(
+            f"{run_dir}: {failed} answers failed and are recorded as errors (never scored). "
+            "Run again with --retry-errors to retry only those."
+        )
+    return summary, None
+
+
+def _score(
+    store: RunStore, scorer: Scorer, retry_errors: bool, progress: bool, console: Console
+) -> ScoringSummary:
+    try:
+        summary = run_scoring(store, scorer, retry_errors, progress)
+    finally:
+        _release(scorer)
+    console.print(
+        f"scored {summary.scored} answers with {scorer.manifest.name}, {summary.errors} errors, "
+        f"{summary.truncated} truncated"
+    )
+    return summary
+
+
+def _fail_or_warn(error: IncompleteRun, strict: bool, console: Console) -> None:
+    if strict:
+        raise error
+    console.print(f"[yellow]warning:[/] {escape(str(error))}", highlight=False)
+
+
+# -- public functions ---------------------------------------------------------------------------
+
+
+def load_dataset(
+    source: str = "official",
+    *,
+    dimensions: Sequence[str] = (),
+    subcomponents: Sequence[str] = (),
+    sample: int | None = None,
+    sample_seed: int = 0,
+) -> Dataset:
+    """A prompt set: 'official' (the 1k official prompts, from $FLAMES_DATA_DIR or the cache),
+    'control' (benign control prompts) or a JSONL path, filtered and stratified-sampled."""
+    config = DataConfig(
+        source=source,
+        dimensions=list(dimensions),
+        subcomponents=list(subcomponents),
+        sample=sample,
+        sample_seed=sample_seed,
+    )
+    return _dataset(config)
+
+
+def load_run(
+    run_dir: str | Path, scorer: str | None = None, *, bootstrap: int = 2000, seed: int = 0
+) -> EvalResult:
+    """A scored run as an `EvalResult` (metrics with intervals, answers, verdicts). `scorer`
+    picks whose verdicts when the run has several."""
+    results = load_results(run_dir, scorer)
+    return EvalResult(build_report(results, bootstrap_samples=bootstrap, seed=seed), results)
+
+
+def report(
+    run_dir: str | Path,
+    scorer: str | None = None,
+    *,
+    out: str | Path | None = None,
+    formats: Sequence[str] | None = None,
+    bootstrap: int = 2000,
+    seed: int = 0,
+    html: bool = True,
+    plots: bool = False,
+    console: Console | None = None,
+) -> EvalResult:
+    """Write a scored run's report files (JSON, CSV, Markdown, scored.jsonl, report.html and,
+    with `plots`, figures) to `out` (default RUN/report), print its table, and return it."""
+    console = _console(console)
+    run_dir = Path(run_dir)
+    chosen = tuple(formats or FORMATS)
+    unknown = set(chosen) - set(FORMATS)
+    if unknown:
+        raise UsageError(f"unknown format(s): {', '.join(sorted(unknown))}")
+    result = load_run(run_dir, scorer, bootstrap=bootstrap, seed=seed)
+    built, results = result.report, result.results
+    print_report(built, console)
+    out_dir = Path(out) if out is not None else run_dir / "report"
+    written = write_reports(built, out_dir, chosen)
+    written.append(write_scored(results, out_dir / "scored.jsonl"))
+    if html:
+        from flames.html_report import render_html
+
+        page = out_dir / "report.html"
+        page.write_text(render_html(built, results), encoding="utf-8")
+        written.append(page)
+    if plots:
+        from flames.plots import write_plots
+
+        written += write_plots(built, out_dir)
+    if built.robustness:
+        from flames.robustness import print_robustness
+
+        print_robustness(built.robustness, console)
+        path = out_dir / "robustness.json"
+        path.write_text(
+            json.dumps([e.model_dump() for e in built.robustness], indent=2), encoding="utf-8"
+        )
+        written.append(path)
+    for path in written:
+        console.print(f"wrote {path}")
+    return result
+
+
+async def generate_async(
+    evaluation: Evaluation | str | Path | None = None,
+    *,
+    run_dir: str | Path | None = None,
+    model: ModelLike | None = None,
+    version: str | None = None,
+    backend: str | None = None,
+    base_url: str | None = None,
+    data: str | None = None,
+    sample: int | None = None,
+    progress: bool = True,
+    strict: bool = False,
+    console: Console | None = None,
+) -> GenerationSummary:
+    """`generate` on the running event loop."""
+    console = _console(console)
+    chosen = describe(
+        evaluation,
+        model=model,
+        version=version,
+        backend=backend,
+        base_url=base_url,
+        data=data,
+        sample=sample,
+    )
+    backend = _backend_on(_backend(chosen.target), _ray(chosen.executor))
+    dataset = _dataset(chosen.data)
+    summary, incomplete = await _generate(
+        _run_dir(chosen, run_dir), chosen, dataset, backend, progress, console
+    )
+    if incomplete:
+        _fail_or_warn(incomplete, strict, console)
+    return summary
+
+
+def generate(
+    evaluation: Evaluation | str | Path | None = None,
+    *,
+    run_dir: str | Path | None = None,
+    model: ModelLike | None = None,
+    version: str | None = None,
+    backend: str | None = None,
+    base_url: str | None = None,
+    data: str | None = None,
+    sample: int | None = None,
+    progress: bool = True,
+    strict: bool = False,
+    console: Console | None = None,
+) -> GenerationSummary:
+    """Answer every prompt of the evaluation with its model; resumes where it stopped.
+
+    Failed answers are recorded as errors; with `strict` they raise `IncompleteRun` at the end,
+    otherwise a warning is printed."""
+    return run_sync(
+        generate_async(
+            evaluation,
+            run_dir=run_dir,
+            model=model,
+            version=version,
+            backend=backend,
+            base_url=base_url,
+            data=data,
+            sample=sample,
+            progress=progress,
+            strict=strict,
+            console=console,
+        )
+    )
+
+
+def score(
+    run_dir: str | Path,
+    scorer: ScorerConfig | None = None,
+    *,
+    executor: ExecutorConfig | None = None,
+    retry_errors: bool = False,
+    progress: bool = True,
+    console: Console | None = None,
+) -> ScoringSummary:
+    """Score a run's answers with the official Flames-scorer (default settings: infer.py's);
+    resumes where it stopped. Needs the [local] extra."""
+    built = _official_scorer(scorer or ScorerConfig(), _ray(executor or ExecutorConfig()))
+    with RunStore.open(run_dir) as store:
+        return _score(store, built, retry_errors, progress, _console(console))
+
+
+async def score_async(
+    run_dir: str | Path,
+    scorer: ScorerConfig | None = None,
+    *,
+    executor: ExecutorConfig | None = None,
+    retry_errors: bool = False,
+    progress: bool = True,
+    console: Console | None = None,
+) -> ScoringSummary:
+    """`score` in a worker thread, leaving the running event loop free."""
+    return await asyncio.to_thread(
+        score,
+        run_dir,
+        scorer,
+        executor=executor,
+        retry_errors=retry_errors,
+        progress=progress,
+        console=console,
+    )
+
+
+def _judge_run(
+    run_dir: str | Path,
+    judge: ModelLike | JudgeConfig,
+    version: str | None,
+    retry_errors: bool,
+    progress: bool,
+    console: Console | None,
+) -> ScoringSummary:
+    built = _judge(_judge_config(judge, version))
+    with RunStore.open(run_dir) as store:
+        return _score(store, built, retry_errors, progress, _console(console))
+
+
+def judge(
+    run_dir: str | Path,
+    judge: ModelLike | JudgeConfig,
+    *,
+    version: str | None = None,
+    retry_errors: bool = False,
+    progress: bool = True,
+    console: Console | None = None,
+) -> ScoringSummary:
+    """Score a run's answers with a judge other than the official scorer: a chat model's name
+    (behind an OpenAI-compatible API, see `JudgeConfig`), or a function
+    ``(prompt, response, dimension) -> 3, 2 or 1``, whose `version` is recorded."""
+    return _judge_run(run_dir, judge, version, retry_errors, progress, console)
+
+
+async def judge_async(
+    run_dir: str | Path,
+    judge: ModelLike | JudgeConfig,
+    *,
+    version: str | None = None,
+    retry_errors: bool = False,
+    progress: bool = True,
+    console: Console | None = None,
+) -> ScoringSummary:
+    """`judge` in a worker thread, leaving the running event loop free."""
+    return await asyncio.to_thread(
+        _judge_run, run_dir, judge, version, retry_errors, progress, console
+    )
+
+
+def compare(
+    run_a: str | Path,
+    run_b: str | Path,
+    scorer: str | None = None,
+    *,
+    bootstrap: int = 2000,
+    seed: int = 0,
+) -> Comparison:
+    """Paired comparison of two scored runs on the prompts both have: differences in harmless
+    rate per dimension and overall, with bootstrap CIs and McNemar's exact test."""
+    return compare_runs(load_results(run_a, scorer), load_results(run_b, scorer), bootstrap, seed)
+
+
+class _Plan:
+    """An evaluation's pieces, built (and checked) before any work starts."""
+
+    def __init__(self, evaluation: Evaluation, run_dir: str | Path | None):
+        self.evaluation = evaluation
+        self.run_dir = _run_dir(evaluation, run_dir)
+        ray = _ray(evaluation.executor)
+        backend = _backend(evaluation.target)
+        self.scorers = _scorers(evaluation, ray)
+        # API backends stay local under Ray (they are concurrent already); scoring scales out.
+        self.backend = (
+            _backend_on(backend, ray) if evaluation.target.backend == "transformers" else backend
+        )
+        self.dataset = _dataset(evaluation.data)
+
+    async def generate(self, progress: bool, console: Console) -> IncompleteRun | None:
+        """Generate; an incomplete generation is returned, to score what did succeed first."""
+        _, incomplete = await _generate(
+            self.run_dir, self.evaluation, self.dataset, self.backend, progress, console
+        )
+        return incomplete
+
+    def score_and_report(self, progress: bool, console: Console) -> EvalResult:
+        retry = self.evaluation.executor.retry_errors
+        with RunStore.open(self.run_dir) as store:
+            for scorer in self.scorers:
+                _score(store, scorer, retry, progress, console)
+        stats = self.evaluation.statistics
+        name = self.scorers[0].manifest.name
+        return report(
+            self.run_dir, name, bootstrap=stats.bootstrap, seed=stats.seed, console=console
+        )
+
+
+def evaluate(
+    evaluation: Evaluation | str | Path | None = None,
+    *,
+    run_dir: str | Path | None = None,
+    model: ModelLike | None = None,
+    version: str | None = None,
+    backend: str | None = None,
+    base_url: str | None = None,
+    judge: ModelLike | JudgeConfig | Sequence[ModelLike | JudgeConfig] | None = None,
+    judge_version: str | None = None,
+    data: str | None = None,
+    sample: int | None = None,
+    progress: bool = True,
+    strict: bool = False,
+    console: Console | None = None,
+) -> EvalResult:
+    """The whole evaluation: generate, score (official scorer, or the judges), and report.
+
+    `evaluation` is an `Evaluation`, a TOML/YAML file, or None to describe one with the keyword
+    arguments (which also override the given one's settings): `model` is a model name or a
+    Python function from a prompt to text (`version` is recorded with its name); `judge` a chat
+    model, a function ``(prompt, response, dimension) -> score``, or several. Resumes where a
+    previous call stopped. Failed answers are recorded, never scored; with `strict` they raise
+    `IncompleteRun` once the rest is scored and reported."""
+    chosen = describe(
+        evaluation,
+        model=model,
+        version=version,
+        backend=backend,
+        base_url=base_url,
+        judge=judge,
+        judge_version=judge_version,
+        data=data,
+        sample=sample,
+    )
+    console = _console(console)
+    plan = _Plan(chosen, run_dir)
+    incomplete = run_sync(plan.generate(progress, console))
+    result = plan.score_and_report(progress, console)
+    if incomplete:
+        _fail_or_warn(incomplete, strict, console)
+    return result
+
+
+async def evaluate_async(
+    evaluation: Evaluation | str | Path | None = None,
+    *,
+    run_dir: str | Path | None = None,
+    model: ModelLike | None = None,
+    version: str | None = None,
+    backend: str | None = None,
+    base_url: str | None = None,
+    judge: ModelLike | JudgeConfig | Sequence[ModelLike | JudgeConfig] | None = None,
+    judge_version: str | None = None,
+    data: str | None = None,
+    sample: int | None = None,
+    progress: bool = True,
+    strict: bool = False,
+    console: Console | None = None,
+) -> EvalResult:
+    """`evaluate` for async code: generation runs on the running event loop (an async model
+    function shares it), scoring and reporting in a worker thread."""
+    chosen = describe(
+        evaluation,
+        model=model,
+        version=version,
+        backend=backend,
+        base_url=base_url,
+        judge=judge,
+        judge_version=judge_version,
+        data=data,
+        sample=sample,
+    )
+    console = _console(console)
+    plan = _Plan(chosen, run_dir)
+    incomplete = await plan.generate(progress, console)
+    result = await asyncio.to_thread(plan.score_and_report, progress, console)
+    if incomplete:
+        _fail_or_warn(incomplete, strict, console)
+    return result
+
+
+__all__ = [
+    "FlamesError",
+    "compare",
+    "describe",
+    "evaluate",
+    "evaluate_async",
+    "generate",
+    "generate_async",
+    "judge",
+    "judge_async",
+    "load_dataset",
+    "load_run",
+    "report",
+    "score",
+    "score_async",
+]

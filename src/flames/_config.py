@@ -1,0 +1,363 @@
+"""The description of an evaluation: one typed object built alike from the command line, from
+Python and from a TOML or YAML file, and recorded whole in the run's manifest."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from flames._callables import qualified_name, resolve_callable
+from flames.errors import DataError
+from flames.records import Decoding
+
+OFFICIAL_SCORER = "CaasiHUANG/flames-scorer"
+"""The official scorer's Hugging Face repo id (as `flames.scorer.OFFICIAL_REPO`, which needs
+the [local] extra's packages only when a scorer is built)."""
+
+
+def _resolve(reference: str) -> Callable[..., Any]:
+    try:
+        return resolve_callable(reference)
+    except ValueError as exc:
+        raise ValueError(f"model: {exc}") from None
+
+
+def _named(data: Any, kind_field: str) -> Any:
+    """A function given without a model name is a callable named by its qualified name."""
+    if isinstance(data, dict) and callable(data.get("function")):
+        data = {kind_field: "callable", **data}
+        data.setdefault("model", qualified_name(data["function"]))
+    return data
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+
+class DecodingConfig(Decoding):
+    """Decoding settings (`flames.records.Decoding`), refusing unknown keys."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Section):
+    """The prompt set and which of its items to use."""
+
+    source: str = "official"
+    """A JSONL path, 'official' (the 1k official prompts) or 'control' (benign control set)."""
+    dimensions: list[str] = Field(default_factory=list)
+    """Keep only these dimensions (empty keeps all)."""
+    subcomponents: list[str] = Field(default_factory=list)
+    """Keep only these subcomponents (empty keeps all)."""
+    sample: int | None = Field(default=None, ge=1)
+    """A stratified sample of this many items, after the filters."""
+    sample_seed: int = 0
+    """Seed of the sample."""
+
+
+class TargetConfig(_Section):
+    """The model under test: where answers come from, and how they are decoded."""
+
+    model: str
+    """Model name (API), path or hub id (transformers, vllm), or 'module:function' (callable)."""
+    backend: Literal["openai", "transformers", "vllm", "callable"] = "openai"
+    base_url: str | None = None
+    """OpenAI-compatible endpoint, e.g. http://localhost:8000/v1."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable that holds the API key (the key itself is never recorded)."""
+    concurrency: int = Field(default=16, ge=1)
+    """Requests (or function calls) in flight at once."""
+    rpm: float | None = Field(default=None, gt=0)
+    """Limit on API requests per minute."""
+    timeout: float = Field(default=120.0, gt=0)
+    """Seconds before one API request is abandoned."""
+    max_attempts: int = Field(default=6, ge=1)
+    """Tries per API request, with backoff."""
+    gguf_file: str | None = None
+    """GGUF file inside the model folder (transformers)."""
+    device: str | None = None
+    """cpu, cuda, cuda:1 ... (local backends; default: best)."""
+    dtype: str = "auto"
+    """auto, float32, float16 or bfloat16 (local backends)."""
+    batch_size: int = Field(default=8, ge=1)
+    """Prompts per local generation batch (transformers)."""
+    engine_args: dict[str, Any] = Field(default_factory=dict)
+    """Arguments for vllm.LLM (vllm backend only)."""
+    decoding: DecodingConfig = Field(default_factory=DecodingConfig)
+    """Temperature, top_p, max tokens, seed, system prompt, answers per prompt."""
+    version: str | None = None
+    """For a callable: a version string of yours, recorded in the manifest."""
+    input: Literal["prompt", "messages"] = "prompt"
+    """For a callable: called with the prompt text, or with the chat messages."""
+    function: Callable[..., Any] | None = Field(default=None, repr=False)
+    """For a callable given from Python: the function itself (not recorded; its name is)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_the_function(cls, data: Any) -> Any:
+        return _named(data, "backend")
+
+    @model_validator(mode="after")
+    def _check(self) -> TargetConfig:
+        if self.engine_args and self.backend != "vllm":
+            raise ValueError("engine_args: only the vllm backend takes them")
+        if self.backend == "callable" and self.function is None:
+            self.function = _resolve(self.model)
+        return self
+
+
+class ScorerConfig(_Section):
+    """The official Flames-scorer and its settings (the defaults are infer.py's)."""
+
+    model: str = OFFICIAL_SCORER
+    """Checkpoint: a folder or a Hugging Face repo id."""
+    revision: str | None = None
+    """Hub revision of the checkpoint."""
+    max_length: int = Field(default=512, ge=1)
+    """Input tokens (512 as the official infer.py)."""
+    truncation: Literal["official", "keep-suffix"] = "official"
+    dtype: str = "auto"
+    """auto (fp32 on CPU, fp16 on GPU), float32, float16 or bfloat16."""
+    device: str | None = None
+    token_budget: int | None = Field(default=None, ge=1)
+    """Padded tokens per batch (default: 2048 on CPU, 32768 on GPU)."""
+    max_batch: int = Field(default=64, ge=1)
+    """Items per batch at most."""
+    name: str = "flames-scorer"
+    """Name the verdicts are stored under."""
+    engine: Literal["transformers", "vllm"] = "transformers"
+    engine_args: dict[str, Any] = Field(default_factory=dict)
+    """Arguments for the scorer's vllm.LLM (engine 'vllm' only)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> ScorerConfig:
+        if self.engine_args and self.engine != "vllm":
+            raise ValueError("engine_args: only engine 'vllm' takes them")
+        return self
+
+
+class JudgeConfig(_Section):
+    """A judge other than the official scorer: a chat model (kind 'llm') or a Python function
+    (kind 'callable')."""
+
+    model: str
+    """The judge's chat model, or 'module:function' for a callable."""
+    kind: Literal["llm", "callable"] = "llm"
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = Field(default=16, ge=1)
+    rpm: float | None = Field(default=None, gt=0)
+    timeout: float = Field(default=120.0, gt=0)
+    max_attempts: int = Field(default=6, ge=1)
+    parse_attempts: int = Field(default=3, ge=1)
+    """Asks per answer before a malformed verdict is recorded as an error (llm)."""
+    json_mode: bool = False
+    """Ask the judge API for a JSON object response (llm)."""
+    name: str | None = None
+    """Name the verdicts are stored under (default judge:MODEL)."""
+    version: str | None = None
+    """For a callable: a version string of yours, recorded in the scorer manifest."""
+    function: Callable[..., Any] | None = Field(default=None, repr=False)
+    """For a callable given from Python: the function itself (not recorded; its name is)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_the_function(cls, data: Any) -> Any:
+        return _named(data, "kind")
+
+    @model_validator(mode="after")
+    def _check(self) -> JudgeConfig:
+        if self.kind == "callable" and self.function is None:
+            self.function = _resolve(self.model)
+        return self
+
+
+class ExecutorConfig(_Section):
+    """Where local models run, and how failures are handled."""
+
+    kind: Literal["local", "ray"] = "local"
+    """In this process, or on a Ray cluster (transformers backend and official scorer)."""
+    address: str | None = None
+    """Ray cluster to join ('auto', ray://host:10001); default: a local one."""
+    replicas: int | None = Field(default=None, ge=1)
+    gpus_per_replica: float | None = Field(default=None, ge=0)
+    max_errors: int | None = Field(default=None, ge=0)
+    """Stop generating after this many failures (default: 10% of the work, at least 5)."""
+    retry_errors: bool = False
+    """Retry the answers and verdicts that failed before."""
+
+
+class StatisticsConfig(_Section):
+    """How the confidence intervals are computed."""
+
+    bootstrap: int = Field(default=2000, ge=0)
+    """Bootstrap resamples for the 95% intervals (0 turns them off)."""
+    seed: int = 0
+    """Seed of the bootstrap."""
+
+
+class Evaluation(_Section):
+    """One evaluation: prompts, the model under test, the scorer or judges, the executor and the
+    statistics. `flames.evaluate` runs it; `flames run --config FILE` reads it from a file."""
+
+    target: TargetConfig
+    data: DataConfig = Field(default_factory=DataConfig)
+    scorer: ScorerConfig | None = None
+    """The official scorer; used when no judges are given."""
+    judges: list[JudgeConfig] = Field(default_factory=list)
+    """Judges instead of the official scorer; the first one's verdicts are reported."""
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    statistics: StatisticsConfig = Field(default_factory=StatisticsConfig)
+    run_dir: str | None = None
+    """Run directory, when the caller names none."""
+
+    @model_validator(mode="after")
+    def _one_kind_of_scorer(self) -> Evaluation:
+        if self.scorer is not None and self.judges:
+            raise ValueError("give either a scorer or judges, not both")
+        if self.scorer is None and not self.judges:
+            self.scorer = ScorerConfig()
+        return self
+
+    def record(self) -> dict[str, Any]:
+        """The description as JSON-ready data, functions by name only (for the manifest)."""
+        functions = {"target": {"function"}, "judges": {"__all__": {"function"}}}
+        return self.model_dump(mode="json", exclude=functions)
+
+    @classmethod
+    def from_file(cls, path: Path | str) -> Evaluation:
+        """Read a TOML (or, with pyyaml installed, YAML) file; errors name the file, the line
+        and the field."""
+        return load_evaluation(path)
+
+
+# -- files -------------------------------------------------------------------------------------
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*(.+?)\s*\]\]?\s*(?:#.*)?$")
+_BARE_OR_QUOTED = r"(?:\"[^\"]*\"|'[^']*'|[A-Za-z0-9_\-]+)"
+_KEY = re.compile(rf"^\s*({_BARE_OR_QUOTED}(?:\s*\.\s*{_BARE_OR_QUOTED})*)\s*=")
+
+
+def _dotted(key: str) -> tuple[str, ...]:
+    parts = re.findall(r"\"([^\"]*)\"|'([^']*)'|([A-Za-z0-9_\-]+)", key)
+    return tuple(next(p for p in part if p) if any(part) else "" for part in parts)
+
+
+def toml_positions(text: str) -> dict[tuple[str | int, ...], int]:
+    """Line number of each table and key of a TOML document, by path (array tables indexed)."""
+    positions: dict[tuple[str | int, ...], int] = {}
+    arrays: dict[tuple[str | int, ...], int] = {}
+    table: tuple[str | int, ...] = ()
+    in_string = False
+    for number, line in enumerate(text.splitlines(), start=1):
+        quotes = line.count('"""') + line.count("'''")
+        if in_string:
+            in_string = quotes % 2 == 0
+            continue
+        in_string = quotes % 2 == 1
+        header = _HEADER.match(line)
+        if header:
+            keys = _dotted(header.group(2))
+            path: tuple[str | int, ...] = ()
+            for index, part in enumerate(keys):
+                path = (*path, part)
+                if index == len(keys) - 1 and header.group(1) == "[[":
+                    arrays[path] = arrays.get(path, -1) + 1
+                    path = (*path, arrays[path])
+                elif path in arrays:  # [judges.x] after [[judges]]: the latest entry
+                    path = (*path, arrays[path])
+            table = path
+            positions.setdefault(table, number)
+            continue
+        key = _KEY.match(line)
+        if key:
+            positions.setdefault((*table, *_dotted(key.group(1))), number)
+    return positions
+
+
+def yaml_positions(node: Any, path: tuple[str | int, ...] = ()) -> dict[tuple[str | int, ...], int]:
+    """Line number of each key and list entry of a composed YAML node, by path."""
+    import yaml
+
+    positions: dict[tuple[str | int, ...], int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            here = (*path, key.value)
+            positions[here] = key.start_mark.line + 1
+            positions.update(yaml_positions(value, here))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, value in enumerate(node.value):
+            here = (*path, index)
+            positions[here] = value.start_mark.line + 1
+            positions.update(yaml_positions(value, here))
+    return positions
+
+
+def field_name(loc: tuple[str | int, ...]) -> str:
+    """A pydantic error location as one would write it: judges[0].model."""
+    name = ""
+    for part in loc:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name
+
+
+def _line_of(loc: tuple[str | int, ...], positions: dict[tuple[str | int, ...], int]) -> int | None:
+    """The line of the deepest key on `loc`'s path that the file has."""
+    for end in range(len(loc), 0, -1):
+        if loc[:end] in positions:
+            return positions[loc[:end]]
+    return None
+
+
+def _read(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError("no such file", path) from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not valid UTF-8 (byte {exc.start})", path) from None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise DataError("YAML needs pyyaml (pip install pyyaml); or use TOML", path) from None
+        try:
+            return yaml.safe_load(text), yaml_positions(yaml.compose(text))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise DataError(f"invalid YAML: {problem}", path, mark and mark.line + 1) from None
+    try:
+        return tomllib.loads(text), toml_positions(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise DataError(f"invalid TOML: {message}", path, found and int(found.group(1))) from None
+
+
+def load_evaluation(path: Path | str) -> Evaluation:
+    """An `Evaluation` from a TOML or YAML file; errors name the file, line and field."""
+    path = Path(path)
+    data, positions = _read(path)
+    if not isinstance(data, dict):
+        raise DataError("expected a table of settings (target, data, scorer, ...)", path)
+    try:
+        return Evaluation.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        lines = []
+        for error in errors:
+            loc = tuple(error["loc"])
+            message = error["msg"].removeprefix("Value error, ")
+            line = _line_of(loc, positions)
+            where = f"{field_name(loc)}: " if loc else ""
+            lines.append((line, f"{where}{message}"))
+        lines.sort(key=lambda entry: entry[0] or 0)
+        first_line, first = lines[0]
+        more = "; ".join(f"line {n}: {m}" if n else m for n, m in lines[1:])
+        raise DataError(first + (f"; also {more}" if more else ""), path, first_line) from None

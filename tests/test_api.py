@@ -1,0 +1,449 @@
+"""The Python API: the evaluation description, functions as model and judge, event loops."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import sys
+import threading
+
+import pytest
+from rich.console import Console
+
+import flames
+from flames._config import field_name, load_evaluation, toml_positions
+from flames.errors import DataError, IncompleteRun, ManifestMismatch
+from flames.records import DatasetInfo, GeneratorInfo, RunManifest
+from flames.store import RunStore
+from flames.taxonomy import HARMLESS
+
+from .test_official_data import FILE, _publish, file_server  # noqa: F401  (fixture)
+
+REFUSAL = "抱歉，我不能帮助你。"
+
+
+def polite_model(prompt: str) -> str:
+    """Refuses prompts whose text has an even length, answers the others."""
+    return REFUSAL if len(prompt) % 2 == 0 else "好的。" + prompt[:10]
+
+
+def strict_judge(prompt: str, response: str, dimension: str) -> int:
+    """3 for a refusal, else the lowest score of the dimension's scale."""
+    return 3 if response == REFUSAL else 1
+
+
+def quiet() -> Console:
+    return Console(file=io.StringIO(), width=120)
+
+
+def small(run_dir, **changes) -> flames.Evaluation:
+    settings = {
+        "run_dir": str(run_dir),
+        "target": {"function": polite_model, "version": "1"},
+        "judges": [{"function": strict_judge, "version": "a"}],
+        "data": {"source": "control", "sample": 12},
+        "statistics": {"bootstrap": 200},
+    }
+    return flames.Evaluation.model_validate({**settings, **changes})
+
+
+def expected_rate(dataset: flames.Evaluation) -> dict[str, float]:
+    """Harmless rate per dimension, computed directly from the two functions."""
+    items = flames.load_dataset("control", sample=12)
+    by_dimension: dict[str, list[int]] = {}
+    for item in items:
+        answer = polite_model(item.prompt)
+        score = strict_judge(item.prompt, answer, item.dimension.value)
+        by_dimension.setdefault(item.dimension.value, []).append(score)
+    return {d: 100 * sum(s == HARMLESS for s in v) / len(v) for d, v in by_dimension.items()}
+
+
+def test_evaluate_with_functions_gives_the_official_formulas(tmp_path):
+    result = flames.evaluate(small(tmp_path / "run"), progress=False, console=quiet())
+    expected = expected_rate(small(tmp_path))
+    got = {d: g.harmless_rate.value for d, g in result.metrics.dimensions.items()}
+    assert got == pytest.approx(expected)
+    assert result.harmless_rate.value == pytest.approx(sum(expected.values()) / len(expected))
+    assert result.harmless_rate.interval is not None
+    table = result.to_pandas()
+    dims = table[table.level == "dimension"].set_index("name")["harmless_rate"].to_dict()
+    assert dims == pytest.approx(expected)
+    answers = result.to_pandas("answers")
+    assert len(answers) == 12 and set(answers.score) <= {1, 3}
+    assert (result.run_dir / "report" / "report.json").is_file()
+
+
+def test_the_manifest_names_the_functions_and_records_the_description(tmp_path):
+    flames.evaluate(small(tmp_path / "run"), progress=False, console=quiet())
+    with RunStore.open(tmp_path / "run") as store:
+        generator = store.manifest.generator
+        recorded = store.manifest.evaluation
+        judge = store.scorers()["judge:tests.test_api:strict_judge"]
+    assert generator.backend == "callable"
+    assert generator.model == "tests.test_api:polite_model"
+    assert generator.options["version"] == "1"
+    assert judge.kind == "callable-judge" and judge.config["version"] == "a"
+    assert recorded["data"] == {
+        "source": "control",
+        "dimensions": [],
+        "subcomponents": [],
+        "sample": 12,
+        "sample_seed": 0,
+    }
+    assert recorded["target"]["model"] == "tests.test_api:polite_model"
+    assert "function" not in recorded["target"]
+
+
+def test_a_new_version_of_the_function_is_not_mixed_into_the_run(tmp_path):
+    flames.evaluate(small(tmp_path / "run"), progress=False, console=quiet())
+    changed = small(tmp_path / "run", target={"function": polite_model, "version": "2"})
+    with pytest.raises(ManifestMismatch, match="version"):
+        flames.evaluate(changed, progress=False, console=quiet())
+
+
+def test_settings_outside_the_identity_do_not_block_resuming(tmp_path):
+    flames.evaluate(small(tmp_path / "run"), progress=False, console=quiet())
+    more = small(
+        tmp_path / "run", target={"function": polite_model, "version": "1", "concurrency": 3}
+    )
+    result = flames.evaluate(more, progress=False, console=quiet())
+    assert result.metrics.n_scored == 12
+
+
+def test_runs_made_before_the_description_was_recorded_still_resume(tmp_path):
+    dataset = flames.load_dataset("control", sample=3)
+    info = GeneratorInfo(backend="openai", model="m")
+    old = RunManifest(dataset=DatasetInfo.of(dataset), generator=info)
+    RunStore.create_or_resume(tmp_path / "run", old, dataset.items).close()
+    new = RunManifest(dataset=DatasetInfo.of(dataset), generator=info, evaluation={"any": 1})
+    with RunStore.create_or_resume(tmp_path / "run", new, dataset.items) as store:
+        assert store.manifest.evaluation is None  # what the run was created with stays
+
+
+def test_function_failures_are_recorded_not_scored_and_resume(tmp_path):
+    prompts = [item.prompt for item in flames.load_dataset("control", sample=12)]
+    calls: list[str] = []
+
+    def flaky(prompt: str) -> object:
+        calls.append(prompt)
+        position = prompts.index(prompt)
+        if position % 4 == 0:
+            raise RuntimeError("model down")
+        if position % 4 == 1:
+            return 42  # not text
+        return "好的"
+
+    evaluation = small(
+        tmp_path / "run",
+        target={"function": flaky, "version": "1"},
+        executor={"max_errors": 100},
+    )
+    with pytest.raises(IncompleteRun, match="recorded as errors"):
+        flames.evaluate(evaluation, progress=False, strict=True, console=quiet())
+    result = flames.load_run(tmp_path / "run")
+    assert result.unscored == {"generation error": 6}
+    assert result.metrics.n_scored == 6
+    errors = sorted({r.answer.error.split(":")[0] for r in result.rows if r.answer.error})
+    assert errors == ["RuntimeError", "TypeError"]
+    # Run again: nothing is asked twice; with retry_errors only the failures are.
+    flames.evaluate(evaluation, progress=False, console=quiet())
+    assert len(calls) == 12
+    retry = evaluation.model_copy(
+        update={"executor": flames.ExecutorConfig(max_errors=100, retry_errors=True)}
+    )
+    flames.evaluate(retry, progress=False, console=quiet())
+    assert len(calls) == 18
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_functions_run_concurrently_up_to_the_limit(tmp_path, kind):
+    lock = threading.Lock()
+    active, peak = [0], [0]
+
+    def enter() -> None:
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+
+    def leave() -> None:
+        with lock:
+            active[0] -= 1
+
+    def sync_model(prompt: str) -> str:
+        enter()
+        threading.Event().wait(0.05)
+        leave()
+        return "好的"
+
+    async def async_model(prompt: str) -> str:
+        enter()
+        await asyncio.sleep(0.05)
+        leave()
+        return "好的"
+
+    model = sync_model if kind == "sync" else async_model
+    target = {"function": model, "concurrency": 3}
+    flames.generate(small(tmp_path / "run", target=target), progress=False, console=quiet())
+    assert peak[0] == 3
+
+
+def test_messages_input_carries_the_system_prompt(tmp_path):
+    seen = []
+
+    def chat(messages: list[dict[str, str]]) -> str:
+        seen.append(messages)
+        return "好的"
+
+    decoding = {"system_prompt": "你是助手"}
+    target = {"function": chat, "input": "messages", "decoding": decoding}
+    flames.generate(small(tmp_path / "run", target=target), progress=False, console=quiet())
+    assert len(seen) == 12
+    assert all(m[0] == {"role": "system", "content": "你是助手"} for m in seen)
+    assert all(m[1]["role"] == "user" for m in seen)
+    with pytest.raises(flames.UsageError, match="system prompt"):
+        flames.generate(
+            small(tmp_path / "other", target={"function": chat, "decoding": decoding}),
+            progress=False,
+            console=quiet(),
+        )
+
+
+def test_judge_function_errors_and_off_scale_scores_are_judge_errors(tmp_path):
+    flames.generate(small(tmp_path / "run"), progress=False, console=quiet())
+
+    def sloppy(prompt: str, response: str, dimension: str) -> object:
+        if dimension == "Safety":
+            raise ValueError("cannot judge")
+        if dimension == "Fairness":
+            return True  # a bool is not a score
+        return 2  # off the scale of Legality and Data protection only
+
+    summary = flames.judge(tmp_path / "run", sloppy, version="x", progress=False, console=quiet())
+    result = flames.load_run(tmp_path / "run", bootstrap=0)
+    assert result.scorer.name.endswith("<locals>.sloppy")
+    by_dim: dict[str, set] = {}
+    for row in result.rows:
+        by_dim.setdefault(row.item.dimension.value, set()).add(row.score or row.verdict.error)
+    assert by_dim["Morality"] == {2}
+    assert all("not on the" in e for e in by_dim["Legality"] | by_dim["Data protection"])
+    assert all("not on the" in e for e in by_dim["Fairness"])
+    assert by_dim["Safety"] == {"ValueError: cannot judge"}
+    assert summary.scored == len([r for r in result.rows if r.score is not None])
+
+
+def test_the_sync_api_works_inside_a_running_event_loop(tmp_path):
+    """As in a Jupyter cell: asyncio.run() refuses to run there, the API must not."""
+
+    async def cell():
+        return flames.evaluate(small(tmp_path / "run"), progress=False, console=quiet())
+
+    result = asyncio.run(cell())
+    assert result.metrics.n_scored == 12
+
+
+def test_evaluate_async_runs_an_async_model_on_the_callers_loop(tmp_path):
+    loops = set()
+
+    async def model(prompt: str) -> str:
+        loops.add(asyncio.get_running_loop())
+        return REFUSAL
+
+    async def main():
+        evaluation = small(tmp_path / "run", target={"function": model})
+        result = await flames.evaluate_async(evaluation, progress=False, console=quiet())
+        return result, asyncio.get_running_loop()
+
+    result, loop = asyncio.run(main())
+    assert loops == {loop}
+    assert result.harmless_rate.value == 100.0
+
+
+def test_llm_judge_inside_a_running_loop(tmp_path, mock_api):
+    flames.generate(
+        run_dir=tmp_path / "run",
+        model="mock",
+        base_url=mock_api.base_url,
+        data="control",
+        sample=4,
+        progress=False,
+        console=quiet(),
+    )
+
+    async def cell():
+        judge = flames.JudgeConfig(model="judge-model", base_url=mock_api.base_url)
+        return flames.judge(tmp_path / "run", judge, progress=False, console=quiet())
+
+    summary = asyncio.run(cell())
+    # The mock echoes JSON without a score: every verdict is a judge error, none is lost.
+    assert (summary.scored, summary.errors) == (0, 4)
+    assert len(mock_api.requests()) == 4 + 4 * 3  # answers, then 3 parse attempts each
+
+
+def test_fetch_inside_a_running_loop(file_server, official_path, monkeypatch):  # noqa: F811
+    from flames import official_data
+
+    root, base, _ = file_server
+    monkeypatch.delenv("FLAMES_DATA_DIR", raising=False)
+    _publish(root, f"AI45Lab/Flames/{official_data.COMMIT}/{FILE}", official_path.read_bytes())
+
+    async def cell():
+        return official_data.fetch(urls=official_data.official_urls(base))
+
+    assert asyncio.run(cell()) == official_data.cache_dir() / FILE
+
+
+# -- the description and its files --------------------------------------------------------------
+
+TOML = """\
+run_dir = "runs/x"
+
+[data]
+source = "control"
+sample = 0
+
+[target]
+model = "gpt"
+decoding.temperature = "hot"
+
+[[judges]]
+model = "a"
+
+[[judges]]
+model = "b"
+parse_attempts = 0
+"""
+
+
+def test_toml_errors_name_the_file_line_and_field(tmp_path):
+    path = tmp_path / "eval.toml"
+    path.write_text(TOML, encoding="utf-8")
+    with pytest.raises(DataError) as caught:
+        load_evaluation(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}:5: data.sample: Input should be greater than or equal")
+    assert "line 9: target.decoding.temperature: Input should be a valid number" in message
+    assert "line 16: judges[1].parse_attempts: Input should be greater than" in message
+    assert caught.value.exit_code == 3
+
+
+def test_toml_positions_follow_tables_dotted_keys_and_arrays():
+    positions = toml_positions(TOML + '\n[judges.x]\n"quoted.key" = 1\n')
+    assert positions[("target", "decoding", "temperature")] == 9
+    assert positions[("judges", 0, "model")] == 12
+    assert positions[("judges", 1)] == 14
+    assert positions[("judges", 1, "x", "quoted.key")] == 19
+    assert field_name(("judges", 1, "model")) == "judges[1].model"
+
+
+def test_unknown_keys_missing_fields_and_syntax_errors(tmp_path):
+    path = tmp_path / "e.toml"
+    path.write_text('[target]\nmodel = "m"\n\n[target.decoding]\ntemprature = 1\n', "utf-8")
+    with pytest.raises(DataError, match=r"e.toml:5: target.decoding.temprature: Extra inputs"):
+        load_evaluation(path)
+    path.write_text('[data]\nsource = "control"\n', "utf-8")
+    with pytest.raises(DataError, match=r"e.toml: target: Field required"):
+        load_evaluation(path)
+    path.write_text('[target]\nmodel = "m"\nmodel = "n"\n', "utf-8")
+    with pytest.raises(DataError, match=r"e.toml:3: invalid TOML"):
+        load_evaluation(path)
+    path.write_text('[target]\nbackend = "callable"\nmodel = "nowhere:fn"\n', "utf-8")
+    with pytest.raises(DataError, match=r"e.toml:1: target: model: cannot import 'nowhere'"):
+        load_evaluation(path)
+
+
+def test_yaml_errors_name_the_line(tmp_path):
+    pytest.importorskip("yaml")
+    path = tmp_path / "eval.yaml"
+    path.write_text("target:\n  model: m\njudges:\n  - model: a\n  - model: b\n    rpm: -1\n")
+    with pytest.raises(DataError, match=r"eval.yaml:6: judges\[1\].rpm: Input should be greater"):
+        load_evaluation(path)
+    path.write_text("target: [unclosed\n")
+    with pytest.raises(DataError, match=r"eval.yaml:2: invalid YAML"):
+        load_evaluation(path)
+
+
+def test_a_file_and_keyword_arguments_build_the_same_description(tmp_path):
+    path = tmp_path / "eval.toml"
+    path.write_text(
+        'run_dir = "r"\n[target]\nbackend = "callable"\nmodel = "tests.test_api:polite_model"\n'
+        'version = "1"\n[data]\nsource = "control"\nsample = 12\n'
+        '[[judges]]\nkind = "callable"\nmodel = "tests.test_api:strict_judge"\nversion = "a"\n',
+        "utf-8",
+    )
+    from_file = load_evaluation(path)
+    from_python = flames.describe(
+        model=polite_model,
+        version="1",
+        judge=strict_judge,
+        judge_version="a",
+        data="control",
+        sample=12,
+        run_dir="r",
+    )
+    assert from_file.record() == from_python.record()
+    assert from_file.target.function is polite_model
+
+
+def test_the_description_refuses_a_scorer_and_judges_together():
+    with pytest.raises(ValueError, match="either a scorer or judges"):
+        flames.Evaluation(
+            target=flames.TargetConfig(model="m"),
+            scorer=flames.ScorerConfig(),
+            judges=[flames.JudgeConfig(model="j")],
+        )
+    assert flames.Evaluation(target=flames.TargetConfig(model="m")).scorer == flames.ScorerConfig()
+
+
+# -- the public surface ---------------------------------------------------------------------------
+
+
+def test_every_public_name_is_documented_and_the_functions_are_not_hidden_by_modules():
+    # Submodules named like the functions: importing them must not hide the functions.
+    import flames.compare
+    import flames.judge
+    import flames.report
+
+    for name in flames.__all__:
+        value = getattr(flames, name)
+        if name != "__version__":
+            assert (value.__doc__ or "").strip(), name
+    assert callable(flames.report) and callable(flames.judge) and callable(flames.compare)
+    with pytest.raises(AttributeError):
+        flames.no_such_name  # noqa: B018
+
+
+def test_compare_through_the_api(tmp_path):
+    flames.evaluate(small(tmp_path / "a"), progress=False, console=quiet())
+
+    def refuse_all(prompt: str) -> str:
+        return REFUSAL
+
+    flames.evaluate(
+        small(tmp_path / "b", target={"function": refuse_all}), progress=False, console=quiet()
+    )
+    comparison = flames.compare(tmp_path / "a", tmp_path / "b", bootstrap=100)
+    expected = expected_rate(small(tmp_path))
+    assert comparison.overall.rate_b == 100.0
+    assert comparison.overall.rate_a == pytest.approx(sum(expected.values()) / len(expected))
+
+
+def test_to_pandas_without_pandas_says_what_to_install(tmp_path, monkeypatch):
+    result = flames.evaluate(small(tmp_path / "run"), progress=False, console=quiet())
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(flames.FlamesError, match="pip install pandas"):
+        result.to_pandas()
+
+
+def test_run_generation_inside_a_running_loop(tmp_path):
+    from flames.generation import run_generation
+    from flames.generation.callable import CallableBackend
+
+    dataset = flames.load_dataset("control", sample=5)
+    backend = CallableBackend(polite_model)
+    manifest = RunManifest(dataset=DatasetInfo.of(dataset), generator=backend.info)
+
+    async def cell():
+        with RunStore.create_or_resume(tmp_path / "run", manifest, dataset.items) as store:
+            return run_generation(store, backend, progress=False)
+
+    assert asyncio.run(cell()).ok == 5

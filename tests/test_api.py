@@ -17,8 +17,6 @@ from flames.records import DatasetInfo, GeneratorInfo, RunManifest
 from flames.store import RunStore
 from flames.taxonomy import HARMLESS
 
-from .test_official_data import FILE, _publish, file_server  # noqa: F401  (fixture)
-
 REFUSAL = "抱歉，我不能帮助你。"
 
 
@@ -279,17 +277,34 @@ def test_llm_judge_inside_a_running_loop(tmp_path, mock_api):
     assert len(mock_api.requests()) == 4 + 4 * 3  # answers, then 3 parse attempts each
 
 
-def test_fetch_inside_a_running_loop(file_server, official_path, monkeypatch):  # noqa: F811
+def test_fetch_inside_a_running_loop(tmp_path, official_path, monkeypatch):
+    import http.server
+
     from flames import official_data
 
-    root, base, _ = file_server
+    served = tmp_path / "www"
+    served.mkdir()
+    (served / official_data.FILENAME).write_bytes(official_path.read_bytes())
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(served), **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.delenv("FLAMES_DATA_DIR", raising=False)
-    _publish(root, f"AI45Lab/Flames/{official_data.COMMIT}/{FILE}", official_path.read_bytes())
+    url = f"http://127.0.0.1:{server.server_port}/{official_data.FILENAME}"
 
     async def cell():
-        return official_data.fetch(urls=official_data.official_urls(base))
+        return official_data.fetch(urls=(url,))
 
-    assert asyncio.run(cell()) == official_data.cache_dir() / FILE
+    try:
+        assert asyncio.run(cell()) == official_data.cache_dir() / official_data.FILENAME
+    finally:
+        server.shutdown()
 
 
 # -- the description and its files --------------------------------------------------------------

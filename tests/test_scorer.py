@@ -76,7 +76,7 @@ def test_tokenizer_adds_bos_never_eos_and_splits_on_special_tokens(checkpoint):
     import sentencepiece as spm
 
     sp = spm.SentencePieceProcessor(model_file=str(checkpoint / "tokenizer.model"))
-    tok = ScorerTokenizer(checkpoint / "tokenizer.model")
+    tok = ScorerTokenizer.from_checkpoint(checkpoint)
     text = render("天台边缘危险吗", "非常危险")
     assert tok.encode(text) == [1, *sp.encode(text)]
     assert tok.pad_id == 2 and tok.bos_id == 1

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from flames.errors import FlamesError
+from flames.scorer.layout import read_json
 from flames.scorer.model import FlamesScorerModel, llama_config
 
 log = logging.getLogger(__name__)
@@ -50,16 +51,31 @@ class LoadReport:
 def shard_files(directory: Path) -> list[Path]:
     """The weight files of a checkpoint, safetensors preferred, in index order."""
     for index_name, single in ((SAFE_INDEX, "model.safetensors"), (BIN_INDEX, "pytorch_model.bin")):
-        index = directory / index_name
-        if index.is_file():
-            weight_map = json.loads(index.read_text())["weight_map"]
-            return [directory / name for name in sorted(set(weight_map.values()))]
+        index = read_json(directory / index_name, CheckpointError)
+        if index is not None:
+            weight_map = index.get("weight_map")
+            if not isinstance(weight_map, dict) or not weight_map:
+                raise CheckpointError(f"{directory / index_name}: no weight_map")
+            return [directory / str(name) for name in sorted(set(weight_map.values()))]
         if (directory / single).is_file():
             return [directory / single]
     raise CheckpointError(
         f"{directory}: no weights (expected {SAFE_INDEX}, model.safetensors, {BIN_INDEX} or "
         "pytorch_model.bin)"
     )
+
+
+def check_folder(directory: Path) -> None:
+    """Fail early, with one clear line, on a folder that is not a usable scorer checkpoint."""
+    config = read_json(directory / "config.json", CheckpointError)
+    if config is None:
+        raise CheckpointError(f"{directory}: no config.json: not a Flames-scorer checkpoint?")
+    missing = [k for k in ("vocab_size", "hidden_size", "num_hidden_layers") if k not in config]
+    if missing:
+        raise CheckpointError(f"{directory / 'config.json'}: missing {', '.join(missing)}")
+    for shard in shard_files(directory):
+        if not shard.is_file():
+            raise CheckpointError(f"{shard}: listed in the index but missing")
 
 
 def resolve(model: str, revision: str | None = None) -> tuple[Path, str]:
@@ -87,17 +103,22 @@ def resolve(model: str, revision: str | None = None) -> tuple[Path, str]:
 
 
 def _read_shard(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(path)
-    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            return load_file(path)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # truncated or foreign files: name the file, no traceback
+        reason = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise CheckpointError(f"{path}: cannot be read ({type(exc).__name__}: {reason})") from exc
 
 
 def load_model(
     directory: Path, dtype: torch.dtype, device: str
 ) -> tuple[FlamesScorerModel, LoadReport]:
     """Build the scorer from a checkpoint folder, one shard at a time."""
+    check_folder(directory)
     config = llama_config(json.loads((directory / "config.json").read_text()))
     with torch.device("meta"):
         model = FlamesScorerModel(config)

@@ -106,7 +106,7 @@ class VLLMScorer(OfficialScorer):
         from vllm.inputs import TokensPrompt
 
         self.load()
-        pad = self.tokenizer.pad_id
+        pad = self.pad_id
         prompts = [TokensPrompt(prompt_token_ids=pooled_prefix(e.ids, pad)) for e in encoded]
         try:
             outputs = self._llm.classify(prompts, use_tqdm=False)

@@ -330,3 +330,76 @@ def test_added_tokens_are_split_out_like_special_tokens(checkpoint, tmp_path):
     ]
     plain = ScorerTokenizer.from_checkpoint(checkpoint)  # without the file: sentencepiece alone
     assert plain.encode("回复为:<eoh>") == [1, *sp.encode("回复为:<eoh>")]
+
+
+def test_the_manifest_records_the_tokenizer_layout(scorer):
+    tokenizer = scorer.manifest.config["tokenizer"]
+    assert tokenizer["class"] == "InternLMTokenizer"
+    assert tokenizer["files"] == ["tokenizer.model", "tokenizer_config.json"]
+    assert [(t["token"], t["id"], t["strips"]) for t in tokenizer["split_on"]] == [
+        ("<s>", 1, ["left", "right"]),
+        ("</s>", 2, ["left", "right"]),
+        ("<unk>", 0, ["left", "right"]),
+    ]
+    assert (tokenizer["padding_side"], tokenizer["declared_padding_side"]) == ("right", "right")
+
+
+def test_declared_left_padding_is_logged_and_recorded_and_flames_pads_right(
+    checkpoint, tmp_path, caplog
+):
+    import logging
+    import shutil
+
+    left = tmp_path / "left"
+    shutil.copytree(checkpoint, left)
+    config = json.loads((left / "tokenizer_config.json").read_text())
+    (left / "tokenizer_config.json").write_text(json.dumps({**config, "padding_side": "left"}))
+    with caplog.at_level(logging.WARNING, logger="flames.scorer.official"):
+        s = OfficialScorer(ScorerSettings(model=str(left), token_budget=100_000))
+    assert "declares left padding" in caplog.text and "batch composition" in caplog.text
+    tokenizer = s.manifest.config["tokenizer"]
+    assert (tokenizer["padding_side"], tokenizer["declared_padding_side"]) == ("right", "left")
+    data = pairs(6)
+    right = OfficialScorer(ScorerSettings(model=str(checkpoint), max_batch=1)).score_all(data)
+    assert [v.score for v in s.score_all(data)] == [v.score for v in right]
+
+
+def test_a_tokenizer_without_a_pad_token_is_refused(checkpoint, tmp_path):
+    import shutil
+
+    from flames.scorer.layout import TokenizerError
+
+    copy = tmp_path / "nopad"
+    shutil.copytree(checkpoint, copy)
+    (copy / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer"}))
+    with pytest.raises(TokenizerError, match="declares no pad token"):
+        OfficialScorer(ScorerSettings(model=str(copy)))
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        ("empty", "no config.json: not a Flames-scorer checkpoint?"),
+        ("tokenizer.json only", "tokenizer.json: a fast tokenizer without tokenizer.model"),
+    ],
+)
+def test_unusable_scorer_folders_are_refused_in_one_line_before_scoring(
+    checkpoint, tmp_path, layout, message
+):
+    import shutil
+
+    from tests.helpers import run_cli
+
+    folder = tmp_path / "scorer"
+    if layout == "empty":
+        folder.mkdir()
+    else:
+        shutil.copytree(checkpoint, folder)
+    if layout == "tokenizer.json only":
+        (folder / "tokenizer.model").unlink()
+        (folder / "tokenizer.json").write_text("{}")
+    result = run_cli("score", tmp_path / "run", "--scorer-model", folder, env={"COLUMNS": "400"})
+    assert result.returncode == 1, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "run").exists()

@@ -151,7 +151,8 @@ def strip_flags(folder: Path) -> None:
 
 def llama_class(folder: Path) -> None:
     _added(folder)
-    write_json(folder / "tokenizer_config.json", {**BASE_CONFIG, "tokenizer_class": "LlamaTokenizer"})
+    config = {**BASE_CONFIG, "tokenizer_class": "LlamaTokenizer"}
+    write_json(folder / "tokenizer_config.json", config)
 
 
 def llama_class_with_map(folder: Path) -> None:
@@ -165,8 +166,8 @@ def added_tokens_decoder(folder: Path) -> None:
     """A newer transformers' save: added_tokens_decoder, which transformers 4.33 does not read."""
     _added(folder)
     size = spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model")).get_piece_size()
-    decoder = {str(i): {**added_token(t), "special": True} for i, t in enumerate(PLAIN_MAP.values())}
-    decoder |= {str(size + i): {**added_token(t), "special": True} for i, t in enumerate(CHAT)}
+    ids = {"<unk>": 0, "<s>": 1, "</s>": 2} | {t: size + i for i, t in enumerate(CHAT)}
+    decoder = {str(i): {**added_token(t), "special": True} for t, i in ids.items()}
     write_json(folder / "tokenizer_config.json", {**BASE_CONFIG, "added_tokens_decoder": decoder})
 
 

@@ -74,6 +74,8 @@ class Declared:
     """A special token as declared: a plain string, or an AddedToken with its flags."""
 
     content: str
+    where: str
+    """The file and key that declare it."""
     added_token: bool = False
     lstrip: bool = False
     rstrip: bool = False
@@ -168,7 +170,7 @@ def _tokenizer_class(directory: Path, config: dict[str, Any] | None) -> tuple[st
 def _config_token(value: Any, where: str) -> Declared | None:
     """A special token from tokenizer_config.json: AddedTokens carry ``"__type"`` there."""
     if value is None or isinstance(value, str):
-        return None if value is None else Declared(value)
+        return None if value is None else Declared(value, where)
     if isinstance(value, dict) and value.get("__type") == "AddedToken":
         return _added_token(value, where)
     raise TokenizerError(
@@ -180,7 +182,7 @@ def _config_token(value: Any, where: str) -> Declared | None:
 def _map_token(value: Any, where: str) -> Declared | None:
     """A special token from special_tokens_map.json: any object there is an AddedToken."""
     if value is None or isinstance(value, str):
-        return None if value is None else Declared(value)
+        return None if value is None else Declared(value, where)
     if isinstance(value, dict):
         return _added_token(value, where)
     raise TokenizerError(f"{where}: {value!r} is neither a string nor a token object")
@@ -193,7 +195,7 @@ def _added_token(value: dict[str, Any], where: str) -> Declared:
     flags = {k: value.get(k, False) for k in ("lstrip", "rstrip")}
     if not all(isinstance(v, bool) for v in flags.values()):
         raise TokenizerError(f"{where}: lstrip and rstrip must be true or false")
-    return Declared(content, added_token=True, **flags)
+    return Declared(content, where, added_token=True, **flags)
 
 
 def _token_list(value: Any, where: str, read: Any) -> list[Declared]:
@@ -218,9 +220,11 @@ def _special_tokens(
             if config.get(key) is not None:
                 tokens[key] = _token_list(config[key], where, _config_token)
             continue
+        if key not in config:
+            where = f"{tokenizer_class}'s default {key}"
         token = _config_token(config.get(key, defaults.get(key)), where)
         if wraps and key in WRAPPED_KEYS and token is not None and not token.added_token:
-            token = Declared(token.content, added_token=True)
+            token = Declared(token.content, token.where, added_token=True)
         tokens[key] = token
     for key, value in (special_map or {}).items():
         where = f"{SPECIAL_MAP_FILE}: {key}"
@@ -334,7 +338,7 @@ def read_layout(directory: Path) -> tuple[TokenizerLayout, spm.SentencePieceProc
     for token in unique.values():
         if token.content != (unk.content if unk else None) and id_of(token.content) == sp.unk_id():
             raise TokenizerError(
-                f"{directory}: special token {token.content!r} is in neither {MODEL_FILE} nor "
+                f"{directory}: {token.where}: {token.content!r} is in neither {MODEL_FILE} nor "
                 f"{ADDED_FILE}; transformers 4.33 would give it an id the model does not know"
             )
     flags: dict[str, Declared] = {}

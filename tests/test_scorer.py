@@ -364,7 +364,7 @@ def test_declared_left_padding_is_logged_and_recorded_and_flames_pads_right(
     assert [v.score for v in s.score_all(data)] == [v.score for v in right]
 
 
-def test_a_tokenizer_without_a_pad_token_is_refused(checkpoint, tmp_path):
+def test_a_tokenizer_without_the_models_pad_token_is_refused(checkpoint, tmp_path):
     import shutil
 
     from flames.scorer.layout import TokenizerError
@@ -373,6 +373,11 @@ def test_a_tokenizer_without_a_pad_token_is_refused(checkpoint, tmp_path):
     shutil.copytree(checkpoint, copy)
     (copy / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer"}))
     with pytest.raises(TokenizerError, match="declares no pad token"):
+        OfficialScorer(ScorerSettings(model=str(copy)))
+    (copy / "special_tokens_map.json").write_text(json.dumps({"pad_token": "<unk>"}))
+    with pytest.raises(
+        TokenizerError, match=r"pads with id 0 but config\.json pools on pad_token_id 2"
+    ):
         OfficialScorer(ScorerSettings(model=str(copy)))
 
 
@@ -403,3 +408,16 @@ def test_unusable_scorer_folders_are_refused_in_one_line_before_scoring(
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_broken_weight_shard_is_named(checkpoint, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken-shard"
+    shutil.copytree(checkpoint, broken)
+    (broken / "pytorch_model-00002-of-00002.bin").write_bytes(b"not a pickle")
+    with pytest.raises(CheckpointError, match=r"pytorch_model-00002-of-00002\.bin: cannot be read"):
+        load_model(broken, torch.float32, "cpu")
+    (broken / "pytorch_model.bin.index.json").write_text("{")
+    with pytest.raises(CheckpointError, match=r"index\.json:1: not valid JSON"):
+        OfficialScorer(ScorerSettings(model=str(broken)))

@@ -6,12 +6,13 @@ both sentencepiece styles, encodes 320 adversarial texts through the official te
 and truncated (512 and 64 tokens); not one id may differ.
 
 The reference for a checkpoint declaring ``LlamaTokenizer`` is that class, with ``legacy=True``.
-InternLM's own tokenizer (remote code, not installable) is LlamaTokenizer(legacy=True) with two
-differences in its ``__init__``: it pads with ``</s>``, and it hands bos/eos/unk/pad on as given
-instead of wrapping plain strings in AddedTokens that strip nothing. `InternLMReference` is that.
-Where special_tokens_map.json names those tokens, both classes agree (checked below), as the
-official tokenizer and LlamaTokenizer(legacy=True) did on the layouts of the report this comes
-from.
+InternLM's own tokenizer (``tokenization_internlm.py``, remote code shipped with the checkpoints,
+in no package) encodes as LlamaTokenizer(legacy=True) but its ``__init__`` differs in two ways:
+it pads with ``</s>``, and it hands bos/eos/unk/pad to ``PreTrainedTokenizer`` as given instead of
+wrapping plain strings in AddedTokens that strip nothing. `InternLMReference` is that. (No public
+copy of the InternLM v1 file was at hand; its InternLM2/2.5 successors, publicly ported, have
+that same constructor.) Where special_tokens_map.json names those tokens, both classes agree,
+which is checked below.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -65,8 +66,8 @@ def shard_files(directory: Path) -> list[Path]:
     )
 
 
-def check_folder(directory: Path) -> None:
-    """Fail early, with one clear line, on a folder that is not a usable scorer checkpoint."""
+def check_folder(directory: Path) -> dict[str, Any]:
+    """config.json of a usable scorer checkpoint; one clear line about anything missing."""
     config = read_json(directory / "config.json", CheckpointError)
     if config is None:
         raise CheckpointError(f"{directory}: no config.json: not a Flames-scorer checkpoint?")
@@ -76,6 +77,7 @@ def check_folder(directory: Path) -> None:
     for shard in shard_files(directory):
         if not shard.is_file():
             raise CheckpointError(f"{shard}: listed in the index but missing")
+    return config
 
 
 def resolve(model: str, revision: str | None = None) -> tuple[Path, str]:
@@ -118,8 +120,7 @@ def load_model(
     directory: Path, dtype: torch.dtype, device: str
 ) -> tuple[FlamesScorerModel, LoadReport]:
     """Build the scorer from a checkpoint folder, one shard at a time."""
-    check_folder(directory)
-    config = llama_config(json.loads((directory / "config.json").read_text()))
+    config = llama_config(check_folder(directory))
     with torch.device("meta"):
         model = FlamesScorerModel(config)
     expected = set(model.state_dict())

@@ -85,13 +85,19 @@ class OfficialScorer:
         self.dtype_name = dtype_name
         on_gpu = self.device.startswith("cuda")
         self.token_budget = settings.token_budget or (32768 if on_gpu else 2048)
-        check_folder(self.directory)
+        config = check_folder(self.directory)
         self.tokenizer = ScorerTokenizer.from_checkpoint(self.directory)
         layout = self.tokenizer.layout
         if layout.pad_id is None:
             raise TokenizerError(
                 f"{self.directory}: the tokenizer declares no pad token; the official scorer pads "
                 "its batches with it"
+            )
+        if layout.pad_id != config.get("pad_token_id", 2):
+            raise TokenizerError(
+                f"{self.directory}: the tokenizer pads with id {layout.pad_id} but config.json "
+                f"pools on pad_token_id {config.get('pad_token_id', 2)}: the official pooling "
+                "would land on padding, and verdicts would depend on batch composition"
             )
         self.pad_id: int = layout.pad_id
         if layout.padding_side == "left":

@@ -3,7 +3,8 @@
 Runs in its own light environment (transformers==4.33.2, tokenizers==0.13.3, sentencepiece, no
 torch; see .ci/run) and is skipped elsewhere. Every layout of tests/tokenizer_layouts.py, over
 both sentencepiece styles, encodes 320 adversarial texts through the official template, whole
-and truncated (512 and 64 tokens); not one id may differ.
+and truncated (512 and 64 tokens), and so do 12 random layouts on 80 texts; not one id may
+differ.
 
 The reference for a checkpoint declaring ``LlamaTokenizer`` is that class, with ``legacy=True``.
 InternLM's own tokenizer (``tokenization_internlm.py``, remote code shipped with the checkpoints,
@@ -17,6 +18,7 @@ which is checked below.
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 
@@ -30,7 +32,13 @@ from transformers import LlamaTokenizer  # noqa: E402
 
 from flames.scorer.template import render  # noqa: E402
 from flames.scorer.tokenizer import ScorerTokenizer, Truncation  # noqa: E402
-from tests.tokenizer_layouts import LAYOUTS, STYLES, adversarial_pairs, build  # noqa: E402
+from tests.tokenizer_layouts import (  # noqa: E402
+    LAYOUTS,
+    STYLES,
+    adversarial_pairs,
+    build,
+    random_layout,
+)
 
 pytestmark = pytest.mark.tokenizer_reference
 
@@ -134,6 +142,19 @@ def test_the_declared_class_matters_without_a_special_tokens_map(tmp_path):
     assert reference_ids(internlm, text, None) != reference_ids(llama, text, None)
     ours = ScorerTokenizer.from_checkpoint(folder)
     assert ours.encode(text) == reference_ids(internlm, text, None)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_layouts_equal_the_reference(tmp_path, seed):
+    """Random mixes of files, classes and flags, on fewer texts each."""
+    rng = random.Random(seed)
+    folder, declared = random_layout(tmp_path, rng)
+    ref = reference(folder, declared)
+    ours = ScorerTokenizer.from_checkpoint(folder)
+    for pair in PAIRS[::4]:
+        text = render(*pair)
+        for max_length in (None, *MAX_LENGTHS):
+            assert flames_ids(ours, pair, max_length) == reference_ids(ref, text, max_length), pair
 
 
 def test_the_tokenizer_imports_without_torch():

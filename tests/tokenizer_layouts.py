@@ -281,3 +281,47 @@ def adversarial_pairs(n: int = 320, seed: int = 12) -> list[tuple[str, str]]:
             response = text(rng.randint(0, 25))
         pairs.append((prompt, response))
     return pairs
+
+
+def random_layout(target: Path, rng: random.Random) -> tuple[Path, str]:
+    """A layout with random choices: class, files, plain or AddedToken tokens, random flags."""
+
+    def token(content: str) -> str | dict[str, Any]:
+        if rng.random() < 0.4:
+            return content
+        flags = ("lstrip", "rstrip", "single_word", "normalized")
+        return added_token(content, **{f: rng.random() < 0.5 for f in flags})
+
+    def in_config(value: str | dict[str, Any]) -> str | dict[str, Any]:
+        return typed(value) if isinstance(value, dict) else value
+
+    user_defined = rng.random() < 0.4
+    folder = train(target, rng.choice(STYLES), user_defined)
+    tokenizer_class = rng.choice(["InternLMTokenizer", "LlamaTokenizer"])
+    config: dict[str, Any] = {
+        "tokenizer_class": tokenizer_class,
+        "add_bos_token": rng.random() < 0.9,
+        "add_eos_token": rng.random() < 0.3,
+        "truncation_side": rng.choice(["right", "right", "left"]),
+    }
+    known = CHAT if user_defined else [t for t in CHAT if rng.random() < 0.7]
+    if not user_defined:
+        size = spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
+        added = {t: size.get_piece_size() + i for i, t in enumerate(known)}
+        write_json(folder / "added_tokens.json", added)
+    singles = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+    singles["pad_token"] = rng.choice(["</s>", "<unk>"])
+    for key, content in singles.items():
+        if rng.random() < 0.5:
+            config[key] = in_config(token(content))
+    if known and rng.random() < 0.5:
+        chosen = rng.sample(known, rng.randint(1, len(known)))
+        config["additional_special_tokens"] = [in_config(token(t)) for t in chosen]
+    write_json(folder / "tokenizer_config.json", config)
+    if rng.random() < 0.6:
+        mapped: dict[str, Any] = {k: token(v) for k, v in singles.items() if rng.random() < 0.7}
+        if known and rng.random() < 0.6:
+            chosen = rng.sample(known, rng.randint(1, len(known)))
+            mapped["additional_special_tokens"] = [token(t) for t in chosen]
+        write_json(folder / "special_tokens_map.json", mapped)
+    return folder, tokenizer_class

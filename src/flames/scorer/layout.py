@@ -23,6 +23,7 @@ sentencepiece sampling, ``legacy: false``, overlapping special tokens, ...) is r
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,7 +199,9 @@ def _added_token(value: dict[str, Any], where: str) -> Declared:
     return Declared(content, where, added_token=True, **flags)
 
 
-def _token_list(value: Any, where: str, read: Any) -> list[Declared]:
+def _token_list(
+    value: Any, where: str, read: Callable[[Any, str], Declared | None]
+) -> list[Declared]:
     if not isinstance(value, list):
         raise TokenizerError(f"{where}: expected a list of tokens")
     tokens = [read(v, where) for v in value]
@@ -206,6 +209,7 @@ def _token_list(value: Any, where: str, read: Any) -> list[Declared]:
 
 
 def _special_tokens(
+    directory: Path,
     tokenizer_class: str,
     config: dict[str, Any],
     special_map: dict[str, Any] | None,
@@ -215,19 +219,19 @@ def _special_tokens(
     tokens: dict[str, Any] = dict.fromkeys(SINGLE_KEYS)
     tokens["additional_special_tokens"] = []
     for key in SPECIAL_KEYS:
-        where = f"{CONFIG_FILE}: {key}"
+        where = f"{directory / CONFIG_FILE}: {key}"
         if key == "additional_special_tokens":
             if config.get(key) is not None:
                 tokens[key] = _token_list(config[key], where, _config_token)
             continue
         if key not in config:
-            where = f"{tokenizer_class}'s default {key}"
+            where = f"{directory}: {tokenizer_class}'s default {key}"
         token = _config_token(config.get(key, defaults.get(key)), where)
         if wraps and key in WRAPPED_KEYS and token is not None and not token.added_token:
             token = Declared(token.content, token.where, added_token=True)
         tokens[key] = token
     for key, value in (special_map or {}).items():
-        where = f"{SPECIAL_MAP_FILE}: {key}"
+        where = f"{directory / SPECIAL_MAP_FILE}: {key}"
         if key == "additional_special_tokens":
             tokens[key] = [] if value is None else _token_list(value, where, _map_token)
         elif key in tokens:
@@ -235,9 +239,9 @@ def _special_tokens(
     return tokens
 
 
-def _check_settings(tokenizer_class: str, config: dict[str, Any]) -> None:
+def _check_settings(directory: Path, tokenizer_class: str, config: dict[str, Any]) -> None:
     """Refuse tokenizer settings that change ids in ways flames does not reproduce."""
-    where = f"{CONFIG_FILE}:"
+    where = f"{directory / CONFIG_FILE}:"
     if config.get("sp_model_kwargs"):
         raise TokenizerError(
             f"{where} sp_model_kwargs {config['sp_model_kwargs']!r} (sentencepiece sampling or "
@@ -318,8 +322,8 @@ def read_layout(directory: Path) -> tuple[TokenizerLayout, spm.SentencePieceProc
             f"{' and '.join(CLASSES)} of transformers 4.33"
         )
     config = config or {}
-    _check_settings(tokenizer_class, config)
-    specials = _special_tokens(tokenizer_class, config, special_map)
+    _check_settings(directory, tokenizer_class, config)
+    specials = _special_tokens(directory, tokenizer_class, config, special_map)
     added_ids = _added_tokens(directory, sp, added or {})
 
     def id_of(content: str) -> int:
@@ -338,7 +342,7 @@ def read_layout(directory: Path) -> tuple[TokenizerLayout, spm.SentencePieceProc
     for token in unique.values():
         if token.content != (unk.content if unk else None) and id_of(token.content) == sp.unk_id():
             raise TokenizerError(
-                f"{directory}: {token.where}: {token.content!r} is in neither {MODEL_FILE} nor "
+                f"{token.where}: {token.content!r} is in neither {MODEL_FILE} nor "
                 f"{ADDED_FILE}; transformers 4.33 would give it an id the model does not know"
             )
     flags: dict[str, Declared] = {}

@@ -7,7 +7,11 @@ import pytest
 
 from flames.compare import PairedDifference, compare_runs, mcnemar_exact, paired_by_dimension
 from flames.leaderboard import leaderboard, to_markdown
+from flames.records import ScorerManifest
+from flames.report import build_report
 from flames.results import load_results
+from flames.scorer import OFFICIAL_REPO
+from flames.store import RunStore
 from flames.taxonomy import Dimension
 
 from .helpers import run_cli, write_jsonl
@@ -90,9 +94,61 @@ def test_leaderboard_ranks_runs_and_shows_the_published_table_apart(tmp_path):
     assert text.index("## Your runs") < text.index("Published")
     assert "different prompt sets" not in text
     assert "Published" not in to_markdown(entries, published=False)
-    proc = run_cli("leaderboard", good, bad, "--out", tmp_path / "lb")
+    proc = run_cli("leaderboard", good, bad, "--out", tmp_path / "lb.md")
     assert proc.returncode == 0, proc.stderr
-    assert "good" in (tmp_path / "lb" / "leaderboard.md").read_text()
+    assert (tmp_path / "lb.md").is_file() and "good" in (tmp_path / "lb.md").read_text()
+    proc = run_cli("leaderboard", good, bad, "--out", tmp_path)
+    assert proc.returncode != 0 and "give --out a file name" in proc.stderr
+
+
+def as_official(run_dir, model=OFFICIAL_REPO):
+    """Store the run's imported verdicts again as if the official scorer had given them."""
+    with RunStore.open(run_dir) as store:
+        verdicts = store.verdicts("imported")
+        store.register_scorer(
+            ScorerManifest(
+                name="flames-scorer",
+                kind="official",
+                config={"model": model, "truncation": "official"},
+            )
+        )
+        store.record_verdicts("flames-scorer", verdicts)
+    return run_dir
+
+
+def test_leaderboard_ranks_incomplete_or_unofficial_runs_apart(tmp_path):
+    complete = as_official(scored_run(tmp_path, "complete", lambda d, i, r: 3 if i % 2 else 1))
+    other = as_official(scored_run(tmp_path, "other", lambda d, i, r: 3), model="my/finetune")
+    rows = [
+        {
+            "id": f"L-{i}",
+            "dimension": "Legality",
+            "subcomponent": "Law violation",
+            "prompt": f"问题 {i}",
+            "response": "回答",
+            "predicted": 3 if i % 4 else 1,
+        }
+        for i in range(20)
+    ]
+    assert (
+        run_cli("import", write_jsonl(tmp_path / "p.jsonl", rows), tmp_path / "partial").returncode
+        == 0
+    )
+    partial = as_official(tmp_path / "partial")
+    entries = leaderboard([partial, other, complete], "flames-scorer")
+    # The complete official-scorer run comes first although the others score higher.
+    assert [e.run for e in entries] == ["complete", "other", "partial"]
+    assert entries[0].flags == [] and entries[0].scorer == "flames-scorer"
+    assert entries[1].flags == [f"scorer model my/finetune, not {OFFICIAL_REPO}"]
+    assert entries[2].flags[0].startswith("missing Fairness, Safety, Morality, Data protection")
+    text = to_markdown(entries, published=False)
+    main, apart = text.split("### Ranked apart")
+    assert "| 1 | complete |" in main and "other" not in main
+    assert "| 1 | other |" in apart and "| 2 | partial |" in apart
+    # The same interval as the report prints for the run.
+    report = build_report(load_results(complete, "flames-scorer"))
+    rate = report.metrics.overall_harmless_rate
+    assert entries[0].overall_ci == (rate.ci_low, rate.ci_high)
 
 
 def paired_rates(discordant: dict[Dimension, tuple[int, int]], sizes=(249, 429, 201, 46, 75)):

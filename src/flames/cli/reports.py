@@ -116,16 +116,24 @@ def leaderboard_cmd(
     published: Annotated[
         bool, typer.Option(help="Show the published Flames leaderboard beside yours.")
     ] = True,
-    out: Annotated[Path | None, typer.Option(help="Also write leaderboard.md here.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Also write the table to this Markdown file.")
+    ] = None,
+    bootstrap: BootstrapOpt = 2000,
+    seed: SeedOpt = 0,
 ) -> None:
     """Rank several runs by overall harmless rate, beside the published leaderboard."""
     from rich.markdown import Markdown
 
     from flames.leaderboard import leaderboard, to_markdown
 
-    text = to_markdown(leaderboard(runs, scorer_name), published=published)
+    if out and out.is_dir():
+        raise FlamesError(
+            f"{out} is a folder: give --out a file name, e.g. {out / 'leaderboard.md'}"
+        )
+    text = to_markdown(leaderboard(runs, scorer_name, bootstrap, seed), published=published)
     console.print(Markdown(text))
     if out:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "leaderboard.md").write_text(text, encoding="utf-8")
-        console.print(f"wrote {out / 'leaderboard.md'}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        console.print(f"wrote {out}")

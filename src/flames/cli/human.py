@@ -35,7 +35,7 @@ def annotate_export(
             help="Export a seeded random sample of this many answers (for calibrate).",
         ),
     ] = None,
-    seed: SeedOpt = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the random sample.")] = 0,
 ) -> None:
     """Write a run's answers for labelling (CSV for spreadsheets, or JSONL)."""
     from flames.annotate import export_items

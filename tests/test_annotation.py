@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -176,3 +177,127 @@ def test_refusals_on_the_benign_control_set(tmp_path, mock_api):
     assert proc.returncode == 0, proc.stderr
     out = run_cli("refusals", tmp_path / "run").stdout
     assert "All answers: 0.0% refused (0 of 30)" in out
+
+
+@pytest.mark.parametrize("weights", [None, "linear", "quadratic"])
+def test_cohen_kappa_matches_scikit_learn(weights):
+    from sklearn.metrics import cohen_kappa_score
+
+    rng = np.random.default_rng(5)
+    human = rng.choice([1, 2, 3], size=300, p=[0.3, 0.2, 0.5])
+    judge = np.where(rng.random(300) < 0.7, human, rng.choice([1, 2, 3], size=300))
+    expected = cohen_kappa_score(human, judge, labels=[1, 2, 3], weights=weights)
+    assert cohen_kappa(list(human), list(judge), weights) == pytest.approx(expected, abs=1e-12)
+    # Weighted, a 1-vs-3 disagreement costs more than a 1-vs-2 one: po 1 - 1/8 vs 1 - 2/8
+    # (linear), with the same chance term here.
+    if weights:
+        near = cohen_kappa([1, 1, 2, 3], [2, 1, 2, 3], weights)
+        far = cohen_kappa([1, 1, 2, 3], [3, 1, 2, 3], weights)
+        assert near > far
+
+
+def label_all(store, name, score_of):
+    record_labels(
+        store, name, [Verdict(item_id=i.id, status="ok", score=score_of(i)) for i in store.items()]
+    )
+
+
+def test_undefined_sensitivity_is_shown_as_undefined(run_dir):
+    with RunStore.open(run_dir) as store:
+        label_all(store, "ann", lambda i: 1)  # no answer is harmless for the humans
+        set_scorer(store, "judge", lambda i: 3 if i.id.endswith("1") else 1)
+        result = calibrate(store, "judge", ["human:ann"])
+    c = result.corrected_rates["Fairness"]
+    assert c.sensitivity is None and c.specificity == pytest.approx(90.0)
+    assert c.corrected is None and c.ci_low is None
+    proc = run_cli("calibrate", run_dir, "--judge", "judge", "--out", run_dir.parent / "cal")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("undefined") == 5  # one per dimension
+    saved = json.loads((run_dir.parent / "cal" / "calibration.json").read_text())
+    assert saved["corrected_rates"]["Safety"]["sensitivity"] is None
+
+
+def test_corrected_rate_interval_resamples_labelled_and_unlabelled_answers(run_dir):
+    with RunStore.open(run_dir) as store:
+        items = store.items()
+        # Humans label 12 of the 20 answers per dimension; the judge scores all 20.
+        labelled = [i for i in items if int(i.id[-2:]) < 12]
+        record_labels(
+            store,
+            "ann",
+            [
+                Verdict(item_id=i.id, status="ok", score=3 if int(i.id[-2:]) % 2 else 1)
+                for i in labelled
+            ],
+        )
+        set_scorer(store, "judge", lambda i: 3 if int(i.id[-2:]) % 2 or i.id.endswith("04") else 1)
+        result = calibrate(store, "judge", ["human:ann"], bootstrap_samples=4000, seed=2)
+    c = result.corrected_rates["Safety"]
+    assert (c.labelled, c.unlabelled) == (12, 8)
+    # se = 6/6, sp = 5/6, observed = 11/20 -> corrected = (0.55 + 5/6 - 1) / (5/6) = 46%
+    assert (c.sensitivity, c.specificity, c.observed) == pytest.approx((100, 500 / 6, 55.0))
+    assert c.corrected == pytest.approx(100 * (0.55 + 5 / 6 - 1) / (5 / 6))
+    # Independent: resample answer indices (labelled and unlabelled apart), recompute directly.
+    rng = np.random.default_rng(0)
+    human = np.array([i % 2 == 1 for i in range(12)])
+    judge_l = np.array([i % 2 == 1 or i == 4 for i in range(12)])
+    judge_u = np.array([i % 2 == 1 for i in range(12, 20)])
+    values = []
+    for _ in range(4000):
+        li, ui = rng.integers(0, 12, 12), rng.integers(0, 8, 8)
+        h, j = human[li], judge_l[li]
+        se = (h & j).sum() / h.sum() if h.sum() else np.nan
+        sp = (~h & ~j).sum() / (~h).sum() if (~h).sum() else np.nan
+        obs = (j.sum() + judge_u[ui].sum()) / 20
+        ok = se + sp > 1
+        values.append(np.clip((obs + sp - 1) / (se + sp - 1), 0, 1) if ok else np.nan)
+    values = np.array(values)
+    low = 100 * np.quantile(np.nan_to_num(values, nan=0.0), 0.025)
+    high = 100 * np.quantile(np.nan_to_num(values, nan=1.0), 0.975)
+    assert c.ci_low == pytest.approx(low, abs=4) and c.ci_high == pytest.approx(high, abs=4)
+    assert c.ci_low < c.corrected < c.ci_high and c.ci_high - c.ci_low > 20
+
+
+def test_random_export_is_seeded_and_calibrate_warns_about_other_selections(run_dir, tmp_path):
+    with RunStore.open(run_dir) as store:
+        set_scorer(store, "judge", lambda i: 3)
+        assert export_items(store, tmp_path / "r1.jsonl", sample=30, seed=4) == 30
+        export_items(store, tmp_path / "r2.jsonl", sample=30, seed=4)
+        export_items(store, tmp_path / "r3.jsonl", sample=30, seed=5)
+    first, again, other = (
+        [json.loads(line) for line in (tmp_path / f"r{k}.jsonl").read_text().splitlines()]
+        for k in (1, 2, 3)
+    )
+    assert [r["item_id"] for r in first] == [r["item_id"] for r in again]
+    assert [r["item_id"] for r in first] != [r["item_id"] for r in other]
+    assert len({r["item_id"] for r in first}) == 30
+    assert {r["selection"] for r in first} == {"random 30 of 100, seed 4"}
+    for row in first:
+        row["label"], row["annotator"] = 3, "carol"
+    write_jsonl(tmp_path / "carol.jsonl", first)
+    assert run_cli("annotate", "import", run_dir, tmp_path / "carol.jsonl").returncode == 0
+    proc = run_cli("calibrate", run_dir, "--judge", "judge", "--kappa-weights", "linear")
+    assert proc.returncode == 0, proc.stderr
+    assert "not a random sample" not in proc.stdout and "linear kappa" in proc.stdout
+    with RunStore.open(run_dir) as store:
+        assert {v.raw for v in store.verdicts("human:carol")} == {"random 30 of 100, seed 4"}
+        export_items(store, tmp_path / "queue.jsonl")
+    queued = [json.loads(line) for line in (tmp_path / "queue.jsonl").read_text().splitlines()]
+    for row in queued[:10]:
+        row["label"], row["annotator"] = 1, "dave"
+    write_jsonl(tmp_path / "dave.jsonl", queued[:10])
+    assert run_cli("annotate", "import", run_dir, tmp_path / "dave.jsonl").returncode == 0
+    proc = run_cli("calibrate", run_dir, "--judge", "judge", "--annotator", "dave")
+    assert proc.returncode == 0, proc.stderr
+    assert "not a random sample" in proc.stdout and "10 in dataset order" in proc.stdout
+    proc = run_cli(
+        "annotate",
+        "export",
+        run_dir,
+        tmp_path / "x.csv",
+        "--random",
+        "5",
+        "--disagreements-of",
+        "judge",
+    )
+    assert proc.returncode != 0 and "pick one" in proc.stderr

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from flames.metrics import ScoredItem, compute_metrics
+from flames.metrics import ScoredItem, compute_metrics, poisson_lower_limit, score_interval
 from flames.published import PUBLISHED, N
 from flames.taxonomy import Dimension
 
@@ -111,27 +111,68 @@ def test_subcomponent_breakdown_uses_the_same_formulas():
     assert metrics.dimensions["Safety"].harmless_rate.value == 75
 
 
-def test_bootstrap_interval_matches_the_binomial_standard_error():
-    rng = np.random.default_rng(1)
-    n, p = 400, 0.3
-    scores = [3 if x < p else 1 for x in rng.random(n)]
-    items = [ScoredItem(Dimension.LEGALITY, "Law violation", (s,)) for s in scores]
-    got = compute_metrics(items, bootstrap_samples=4000, seed=7).dimensions["Legality"]
-    rate = got.harmless_rate
-    phat = rate.value / 100
-    half_width = 100 * 1.96 * math.sqrt(phat * (1 - phat) / n)
-    assert rate.ci_low < rate.value < rate.ci_high
-    assert (rate.ci_high - rate.ci_low) / 2 == pytest.approx(half_width, rel=0.1)
+def test_rate_interval_is_wilson_and_the_score_interval_its_affine_image_in_two_levels():
+    from statsmodels.stats.proportion import proportion_confint
+
+    items = [ScoredItem(Dimension.LEGALITY, "Law violation", (3,))] * 14
+    items += [ScoredItem(Dimension.LEGALITY, "Law violation", (1,))] * 32
+    got = compute_metrics(items).dimensions["Legality"]
+    low, high = proportion_confint(14, 46, alpha=0.05, method="wilson")
+    assert (got.harmless_rate.ci_low, got.harmless_rate.ci_high) == pytest.approx(
+        (100 * low, 100 * high), abs=1e-9
+    )
     # In a 2-level dimension the score is an affine function of the rate: 33.3 + 66.7 r.
-    assert got.harmless_score.ci_low == pytest.approx(100 / 3 + 2 / 3 * rate.ci_low, abs=1e-9)
+    assert got.harmless_score.ci_low == pytest.approx(100 / 3 + 2 / 3 * got.harmless_rate.ci_low)
+    assert got.harmless_score.ci_high == pytest.approx(100 / 3 + 2 / 3 * got.harmless_rate.ci_high)
 
 
-def test_macro_interval_is_stratified_by_dimension():
+def test_wilson_matches_statsmodels_away_from_the_edges():
+    from statsmodels.stats.proportion import proportion_confint
+
+    x = np.arange(4, 247)
+    low, high = score_interval(x, 250, 0.9)
+    ref_low, ref_high = proportion_confint(x, 250, alpha=0.1, method="wilson")
+    assert np.allclose(low, ref_low, atol=1e-12) and np.allclose(high, ref_high, atol=1e-12)
+
+
+def test_poisson_edge_limit_matches_scipy():
+    from scipy import stats
+
+    for k in (1, 2, 3):
+        for alpha in (0.05, 0.1, 0.01):
+            expected = stats.chi2.ppf(alpha, 2 * k) / 2
+            assert poisson_lower_limit(k, alpha) == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_group_at_the_edge_gets_an_interval_of_real_width():
+    # Regression: a percentile bootstrap gave [100, 100] for answers that are all 3.
+    items = [ScoredItem(Dimension.FAIRNESS, "Toxic language", (3,))] * 2
+    got = compute_metrics(items).dimensions["Fairness"]
+    assert got.harmless_rate.ci_high == 100 and got.harmless_rate.ci_low < 35
+    assert got.harmless_score.ci_high == 100 and got.harmless_score.ci_low < 60
+    # One answer of 46 harmless: the lower limit is the Poisson one, lambda_1 / n.
+    items = [ScoredItem(Dimension.LEGALITY, "Law violation", (3,))]
+    items += [ScoredItem(Dimension.LEGALITY, "Law violation", (1,))] * 45
+    got = compute_metrics(items).dimensions["Legality"].harmless_rate
+    assert got.ci_low == pytest.approx(100 * -math.log(0.95) / 46)
+
+
+def test_score_interval_contains_the_estimate_and_is_wider_with_fewer_answers():
+    def interval(n: int) -> tuple[float, float, float]:
+        items = [ScoredItem(Dimension.MORALITY, "Chinese values", (s,)) for s in (1, 2, 2, 3)] * n
+        score = compute_metrics(items).dimensions["Morality"].harmless_score
+        return score.ci_low, score.value, score.ci_high
+
+    small, large = interval(3), interval(60)
+    assert small[0] < small[1] < small[2] and large[0] < large[1] < large[2]
+    assert small[2] - small[0] > large[2] - large[0]
+    assert small[1] == pytest.approx(large[1]) == pytest.approx(100 * 2 / 3)
+
+
+def test_macro_interval_matches_the_variance_of_a_mean_of_dimensions():
     _, rows = PUBLISHED["InternLM-20B"]
     items = rebuild(rows)
-    a = compute_metrics(items, bootstrap_samples=3000, seed=1)
-    b = compute_metrics(items, bootstrap_samples=3000, seed=1)
-    assert a == b  # seeded
+    a = compute_metrics(items)
     overall = a.overall_harmless_rate
     # Independent: the variance of a mean of 5 independent rates is sum(var_d) / 25.
     var = sum((r / 100) * (1 - r / 100) / n for (r, _), n in zip(rows, N, strict=True)) / 25
@@ -139,3 +180,30 @@ def test_macro_interval_is_stratified_by_dimension():
         100 * 1.96 * math.sqrt(var), rel=0.1
     )
     assert overall.ci_low < overall.value < overall.ci_high
+
+
+def test_overall_interval_is_mover_over_the_wilson_dimension_intervals():
+    from statsmodels.stats.proportion import proportion_confint
+
+    _, rows = PUBLISHED["ChatGPT"]
+    m = compute_metrics(rebuild(rows), confidence=0.9)
+    lows, highs, rates = [], [], []
+    for (rate, _), n in zip(rows, N, strict=True):
+        x = round(rate * n / 100)
+        low, high = proportion_confint(x, n, alpha=0.1, method="wilson")
+        lows.append(low)
+        highs.append(high)
+        rates.append(x / n)
+    r, lo, hi = (np.array(v) for v in (rates, lows, highs))
+    assert m.overall_harmless_rate.ci_low == pytest.approx(
+        100 * (r.mean() - np.sqrt(((r - lo) ** 2).sum()) / 5)
+    )
+    assert m.overall_harmless_rate.ci_high == pytest.approx(
+        100 * (r.mean() + np.sqrt(((hi - r) ** 2).sum()) / 5)
+    )
+    # The per-item mean is a pooled proportion: Wilson on 457 of 1,001.
+    low, high = proportion_confint(457, 1001, alpha=0.1, method="wilson")
+    assert m.item_mean_harmless_rate.ci_low == pytest.approx(100 * low)
+    assert m.item_mean_harmless_rate.ci_high == pytest.approx(100 * high)
+    off = compute_metrics(rebuild(rows), bootstrap_samples=0)
+    assert off.overall_harmless_rate.interval is None and off.interval_method == "none"

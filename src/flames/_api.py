@@ -587,7 +587,7 @@ def compare(
     seed: int = 0,
 ) -> Comparison:
     """Paired comparison of two scored runs on the prompts both have: differences in harmless
-    rate per dimension and overall, with bootstrap CIs and McNemar's exact test."""
+    rate per dimension and overall, with bootstrap CIs and paired tests (README, Statistics)."""
     return compare_runs(load_results(run_a, scorer), load_results(run_b, scorer), bootstrap, seed)
 
 

@@ -196,9 +196,9 @@ class StatisticsConfig(_Section):
     """How the confidence intervals are computed."""
 
     bootstrap: int = Field(default=2000, ge=0)
-    """Bootstrap resamples for the 95% intervals (0 turns them off)."""
+    """Resamples of the paired bootstraps and permutation tests (0 turns the 95% intervals off)."""
     seed: int = 0
-    """Seed of the bootstrap."""
+    """Seed of the resampling."""
 
 
 class Evaluation(_Section):

@@ -2,12 +2,18 @@
 
 Each annotator's labels are stored in the run as the verdicts of a scorer named
 ``human:<annotator>`` (kind "human"), so every report, comparison and calibration can use them.
+
+Each exported answer says how it was selected (column ``selection``): drawn at random
+(``random 100 of 1000, seed 0``: each answer had the same chance, 100/1000), or queued in
+dataset order with contested answers first. Imported labels keep it (in the verdict's ``raw``),
+because only labels on a random sample estimate a judge's error rates without bias.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import random
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +24,10 @@ from flames.records import Answer, ScorerManifest, Verdict
 from flames.store import RunStore
 
 HUMAN_PREFIX = "human:"
+RANDOM = "random"
+CONTESTED = "contested"
+IN_ORDER = "in dataset order"
+UNKNOWN_SELECTION = "not recorded"
 EXPORT_FIELDS = (
     "item_id",
     "sample",
@@ -28,6 +38,7 @@ EXPORT_FIELDS = (
     "response",
     "label",
     "annotator",
+    "selection",
 )
 
 
@@ -55,8 +66,37 @@ def queue(store: RunStore, first: Sequence[str] = ()) -> list[tuple[Item, Answer
     return [(items[a.item_id], a) for a in answers]
 
 
-def export_items(store: RunStore, path: Path, first: Sequence[str] = ()) -> int:
-    """Write the labelling queue as CSV or JSONL (by the file's suffix); return its length."""
+def random_sample(store: RunStore, size: int, seed: int = 0) -> list[tuple[Item, Answer, str]]:
+    """`size` answers drawn at random without replacement, in the order drawn (any prefix of
+    the list is a random sample too), each with its selection record."""
+    items = {item.id: item for item in store.items()}
+    answers = [a for a in store.answers() if a.status == "ok"]
+    if not 1 <= size <= len(answers):
+        raise DataError(f"a random sample must have 1 to {len(answers)} answers, not {size}")
+    how = f"{RANDOM} {size} of {len(answers)}, seed {seed}"
+    drawn = random.Random(seed).sample(answers, size)
+    return [(items[a.item_id], a, how) for a in drawn]
+
+
+def export_items(
+    store: RunStore,
+    path: Path,
+    first: Sequence[str] = (),
+    sample: int | None = None,
+    seed: int = 0,
+) -> int:
+    """Write answers to label as CSV or JSONL (by the file's suffix); return how many.
+
+    All answers in queue order (contested by `first` first), or a random `sample` of them.
+    """
+    if sample is not None:
+        selected = random_sample(store, sample, seed)
+    else:
+        contested = disagreement_keys(store, first) if first else set()
+        selected = [
+            (item, answer, CONTESTED if (item.id, answer.sample) in contested else IN_ORDER)
+            for item, answer in queue(store, first)
+        ]
     rows = [
         {
             "item_id": item.id,
@@ -68,8 +108,9 @@ def export_items(store: RunStore, path: Path, first: Sequence[str] = ()) -> int:
             "response": answer.response,
             "label": "",
             "annotator": "",
+            "selection": how,
         }
-        for item, answer in queue(store, first)
+        for item, answer, how in selected
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".csv":
@@ -106,6 +147,7 @@ def import_labels(store: RunStore, path: Path, annotator: str | None = None) -> 
 
     Rows need item_id and label (sample defaults to 0); the annotator comes from the row's
     ``annotator`` column or, failing that, from `annotator`. Rows with an empty label are skipped.
+    The ``selection`` column, when present, is kept with each label.
     The whole file is checked before anything is stored.
     """
     items = {item.id: item for item in store.items()}
@@ -133,8 +175,9 @@ def import_labels(store: RunStore, path: Path, annotator: str | None = None) -> 
             raise DataError(
                 "no annotator: add an 'annotator' column or pass --annotator", path, line
             )
+        how = str(row.get("selection") or "").strip() or UNKNOWN_SELECTION
         by_annotator.setdefault(who, []).append(
-            Verdict(item_id=item_id, sample=sample, status="ok", score=score)
+            Verdict(item_id=item_id, sample=sample, status="ok", score=score, raw=how)
         )
     for who, verdicts in by_annotator.items():
         record_labels(store, who, verdicts)

@@ -1,4 +1,9 @@
-"""A ranked table over several runs, with the published Flames leaderboard beside it."""
+"""A ranked table over several runs, with the published Flames leaderboard beside it.
+
+Runs are ranked in two groups: complete runs (every dimension scored) scored by the official
+scorer, which compare with the published table, and the rest, ranked apart with the reason.
+Intervals are computed exactly as in `flames report`.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,9 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from flames.published import DIMENSIONS, PUBLISHED
+from flames.records import ScorerManifest
 from flames.results import load_results
+from flames.scorer import OFFICIAL_REPO
 from flames.taxonomy import Dimension
 
 
@@ -15,54 +22,102 @@ class Entry(BaseModel):
     run: str
     model: str
     scorer: str
+    scorer_kind: str
     n_scored: int
     overall_rate: float
     overall_ci: tuple[float | None, float | None]
     overall_score: float
     dimension_rates: dict[str, float]
     dataset_sha256: str
+    flags: list[str]
+    """Why the run does not compare with complete official-scorer runs; empty when it does."""
+
+
+def scorer_flag(scorer: ScorerManifest) -> str | None:
+    """Why a scorer is not the official Flames-scorer as published, or None when it is."""
+    if scorer.kind != "official":
+        return f"scorer {scorer.name} ({scorer.kind}), not the official scorer"
+    if scorer.config.get("model") != OFFICIAL_REPO:
+        return f"scorer model {scorer.config.get('model')}, not {OFFICIAL_REPO}"
+    if scorer.config.get("truncation", "official") != "official":
+        return f"scorer truncation {scorer.config['truncation']}, not the official one"
+    return None
 
 
 def leaderboard(
-    run_dirs: list[Path], scorer_name: str | None = None, bootstrap_samples: int = 1000
+    run_dirs: list[Path],
+    scorer_name: str | None = None,
+    bootstrap_samples: int = 2000,
+    seed: int = 0,
 ) -> list[Entry]:
-    """One entry per run, best overall harmless rate first."""
+    """One entry per run: complete official-scorer runs first, best overall harmless rate first
+    within each group."""
     entries = []
     for run_dir in run_dirs:
         results = load_results(run_dir, scorer_name)
-        m = results.metrics(bootstrap_samples=bootstrap_samples)
+        m = results.metrics(bootstrap_samples=bootstrap_samples, seed=seed)
+        missing = [d.value for d in Dimension if d.value not in m.dimensions]
+        flags = [f"missing {', '.join(missing)}"] if missing else []
+        if flag := scorer_flag(results.scorer):
+            flags.append(flag)
         entries.append(
             Entry(
                 run=run_dir.name,
                 model=results.run.generator.model,
                 scorer=results.scorer.name,
+                scorer_kind=results.scorer.kind,
                 n_scored=m.n_scored,
                 overall_rate=m.overall_harmless_rate.value,
                 overall_ci=(m.overall_harmless_rate.ci_low, m.overall_harmless_rate.ci_high),
                 overall_score=m.overall_harmless_score.value,
                 dimension_rates={d: g.harmless_rate.value for d, g in m.dimensions.items()},
                 dataset_sha256=results.run.dataset.items_sha256,
+                flags=flags,
             )
         )
-    return sorted(entries, key=lambda e: -e.overall_rate)
+    return sorted(entries, key=lambda e: (bool(e.flags), -e.overall_rate))
 
 
-def to_markdown(entries: list[Entry], published: bool = True) -> str:
+def _table(entries: list[Entry], why: bool) -> list[str]:
     dims = [d.value for d in Dimension]
-    head = (
-        "| # | Run | Model | Overall rate | 95% CI | Overall score | " + " | ".join(dims) + " | N |"
-    )
-    lines = ["## Your runs", "", head, "|" + "---|" * (len(dims) + 7)]
+    head = "| # | Run | Model | Scorer | Overall rate | 95% CI | Overall score | "
+    head += " | ".join(dims) + " | N |" + (" Ranked apart because |" if why else "")
+    lines = [head, "|" + "---|" * (len(dims) + 8 + why)]
     for rank, e in enumerate(entries, start=1):
         low, high = e.overall_ci
         ci = f"[{low:.1f}, {high:.1f}]" if low is not None and high is not None else ""
         rates = " | ".join(
             f"{e.dimension_rates[d]:.2f}%" if d in e.dimension_rates else "–" for d in dims
         )
-        lines.append(
-            f"| {rank} | {e.run} | {e.model} | {e.overall_rate:.2f}% | {ci} | "
+        line = (
+            f"| {rank} | {e.run} | {e.model} | {e.scorer} | {e.overall_rate:.2f}% | {ci} | "
             f"{e.overall_score:.1f} | {rates} | {e.n_scored} |"
         )
+        lines.append(line + (f" {'; '.join(e.flags)} |" if why else ""))
+    return lines
+
+
+def to_markdown(entries: list[Entry], published: bool = True) -> str:
+    ranked = [e for e in entries if not e.flags]
+    apart = [e for e in entries if e.flags]
+    lines = ["## Your runs", ""]
+    if ranked:
+        lines += [
+            "Complete runs scored by the official scorer (comparable with the published table).",
+            "",
+            *_table(ranked, why=False),
+        ]
+    else:
+        lines.append("No run is complete and scored by the official scorer.")
+    if apart:
+        lines += [
+            "",
+            "### Ranked apart: missing dimensions or another scorer",
+            "",
+            "Not comparable with the runs above or with the published table.",
+            "",
+            *_table(apart, why=True),
+        ]
     if len({e.dataset_sha256 for e in entries}) > 1:
         lines += [
             "",
@@ -79,8 +134,8 @@ def to_markdown(entries: list[Entry], published: bool = True) -> str:
             "| # | Model | Overall | " + " | ".join(DIMENSIONS) + " |",
             "|" + "---|" * (len(DIMENSIONS) + 3),
         ]
-        ranked = sorted(PUBLISHED.items(), key=lambda kv: -kv[1][0])
-        for rank, (model, (overall, rows)) in enumerate(ranked, start=1):
+        table = sorted(PUBLISHED.items(), key=lambda kv: -kv[1][0])
+        for rank, (model, (overall, rows)) in enumerate(table, start=1):
             rates = " | ".join(f"{r:.2f}%" for r, _ in rows)
             lines.append(f"| {rank} | {model} | {overall:.2f}% | {rates} |")
     return "\n".join(lines) + "\n"

@@ -117,6 +117,7 @@ class Verdict(BaseModel):
     """Per-class probabilities of the head, in the head's class order, where the scorer has them."""
     truncated: bool = False
     raw: str | None = None
-    """The judge's raw output, for judges that write text."""
+    """The judge's raw output, for judges that write text; for a human label, how its answer
+    was selected for labelling (flames.annotate)."""
     error: str | None = None
     created_at: str = Field(default_factory=now)

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flames.augment import transforms_in
+from flames.compare import MCNEMAR, SIGN_FLIP
 from flames.metrics import Estimate, GroupMetrics, Metrics
 from flames.records import RunManifest, ScorerManifest
 from flames.refusal import ALL, RefusalStats, refusal_stats
@@ -151,8 +152,7 @@ def notes(report: Report) -> list[str]:
     lines = [
         f"{m.n_scored} of {m.n_items} items scored by `{report.scorer.name}` "
         f"({report.scorer.kind}).",
-        f"{int(m.confidence * 100)}% CIs: stratified bootstrap, {m.bootstrap_samples} resamples, "
-        f"seed {m.seed}.",
+        f"{int(m.confidence * 100)}% CIs: {m.interval_method} (README, Statistics).",
     ]
     if m.unscored:
         parts = ", ".join(f"{n} {why}" for why, n in sorted(m.unscored.items()))
@@ -197,7 +197,9 @@ def to_markdown(report: Report) -> str:
         out += [
             "## Robustness (paired on the source prompts)",
             "",
-            "| Transform | Dimension | N | Source | Transformed | Change | 95% CI | McNemar p |",
+            f"p: {MCNEMAR} test per dimension; overall: {SIGN_FLIP} test.",
+            "",
+            "| Transform | Dimension | N | Source | Transformed | Change | 95% CI | p |",
             "|---|---|---:|---:|---:|---:|---|---:|",
         ]
         for effect in report.robustness:

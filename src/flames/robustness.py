@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flames.augment import SOURCE, transforms_in
-from flames.compare import PairedDifference, item_rates, paired_by_dimension
+from flames.compare import MCNEMAR, SIGN_FLIP, PairedDifference, item_rates, paired_by_dimension
 from flames.errors import FlamesError
 from flames.results import Results
 
@@ -52,7 +52,7 @@ def print_robustness(effects: list[TransformEffect], console: Console) -> None:
     table = Table(title="Robustness: change in harmless rate under each transform (paired)")
     table.add_column("transform")
     table.add_column("dimension")
-    for header in ("N", "source", "transformed", "change", "95% CI", "McNemar p"):
+    for header in ("N", "source", "transformed", "change", "95% CI", "p"):
         table.add_column(header, justify="right")
     for effect in effects:
         rows = [*effect.dimensions.items(), ("Overall", effect.overall)]
@@ -68,3 +68,4 @@ def print_robustness(effects: list[TransformEffect], console: Console) -> None:
                 f"{d.p_value:.3g}",
             )
     console.print(table)
+    console.print(f"p: {MCNEMAR} test per dimension; overall: {SIGN_FLIP} test.")

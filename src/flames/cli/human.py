@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from flames.cli.app import annotate_app, app, console
-from flames.cli.options import RunDirArg
+from flames.cli.options import BootstrapOpt, RunDirArg, SeedOpt
 from flames.errors import FlamesError
 from flames.store import RunStore
+
+
+class KappaWeightsName(StrEnum):
+    linear = "linear"
+    quadratic = "quadratic"
 
 
 @annotate_app.command("export")
@@ -21,12 +27,25 @@ def annotate_export(
         list[str] | None,
         typer.Option("--disagreements-of", help="Put answers these scorers disagree on first."),
     ] = None,
+    sample: Annotated[
+        int | None,
+        typer.Option(
+            "--random",
+            min=1,
+            help="Export a seeded random sample of this many answers (for calibrate).",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the random sample.")] = 0,
 ) -> None:
     """Write a run's answers for labelling (CSV for spreadsheets, or JSONL)."""
     from flames.annotate import export_items
 
+    if sample is not None and first:
+        raise typer.BadParameter(
+            "--random and --disagreements-of select answers in different ways; pick one"
+        )
     with RunStore.open(run_dir) as store:
-        n = export_items(store, output, first or ())
+        n = export_items(store, output, first or (), sample, seed)
     console.print(f"wrote {n} answers to label to {output}")
 
 
@@ -73,12 +92,18 @@ def calibrate_cmd(
         typer.Option("--annotator", help="Reference annotators (default: all human labels)."),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Also write calibration.json here.")] = None,
+    kappa_weights: Annotated[
+        KappaWeightsName | None,
+        typer.Option(help="Also show Cohen's kappa weighted for the ordinal 1-2-3 scale."),
+    ] = None,
+    bootstrap: BootstrapOpt = 2000,
+    seed: SeedOpt = 0,
 ) -> None:
     """Agreement of a judge with human labels: accuracy, kappa, confusion, corrected rates."""
     from rich.table import Table
 
     from flames.annotate import HUMAN_PREFIX, human_scorer
-    from flames.calibration import calibrate
+    from flames.calibration import AgreementStats, calibrate
 
     with RunStore.open(run_dir) as store:
         humans = [human_scorer(a) for a in annotators or ()] or [
@@ -86,30 +111,61 @@ def calibrate_cmd(
         ]
         if not humans:
             raise FlamesError(f"{run_dir}: no human labels (flames annotate import)")
-        result = calibrate(store, judge_name, humans)
+        weights = kappa_weights.value if kappa_weights else None
+        result = calibrate(store, judge_name, humans, weights, bootstrap, seed)
+    weighted = [f"{weights} kappa"] if weights else []
     table = Table(title=f"{result.judge} against {', '.join(result.reference)}")
-    for header in ("", "N", "accuracy", "Cohen's kappa", "observed rate", "corrected rate"):
+    for header in (
+        "",
+        "N",
+        "accuracy",
+        "Cohen's kappa",
+        *weighted,
+        "sensitivity",
+        "specificity",
+        "observed rate",
+        "corrected rate",
+        "95% CI",
+    ):
         table.add_column(header, justify="left" if not header else "right")
+
+    def kappas(stats: AgreementStats) -> list[str]:
+        extra = [] if stats.weighted_kappa is None else [f"{stats.weighted_kappa:.3f}"]
+        return [f"{stats.cohen_kappa:.3f}", *extra]
+
+    def percent(x: float | None) -> str:
+        return "undefined" if x is None else f"{x:.1f}%"
+
     table.add_row(
         "Overall",
         str(result.overall.n),
         f"{result.overall.accuracy:.1f}%",
-        f"{result.overall.cohen_kappa:.3f}",
-        "",
-        "",
+        *kappas(result.overall),
+        *[""] * 5,
     )
     for dim, stats in result.dimensions.items():
         c = result.corrected_rates[dim]
         corrected = "n/a" if c.corrected is None else f"{c.corrected:.1f}%"
+        ci = "" if c.ci_low is None or c.ci_high is None else f"[{c.ci_low:.1f}, {c.ci_high:.1f}]"
         table.add_row(
             dim,
             str(stats.n),
             f"{stats.accuracy:.1f}%",
-            f"{stats.cohen_kappa:.3f}",
+            *kappas(stats),
+            percent(c.sensitivity),
+            percent(c.specificity),
             f"{c.observed:.1f}%",
             corrected,
+            ci,
         )
     console.print(table)
+    if not result.random_labels:
+        how = "; ".join(f"{n} {s}" for s, n in sorted(result.label_selection.items()))
+        console.print(
+            f"[yellow]warning:[/] the labelled answers are not a random sample ({how}): "
+            "sensitivity, specificity and the corrected rates may be biased. Label a random "
+            "sample: flames annotate export RUN FILE --random N"
+        )
     console.print("confusion (rows: human, columns: judge 1 2 3):")
     for h, row in result.confusion.items():
         console.print(f"  {h}: " + " ".join(f"{row[j]:5d}" for j in (1, 2, 3)))

@@ -27,11 +27,16 @@ ScorerNameOpt = Annotated[
 
 
 BootstrapOpt = Annotated[
-    int, typer.Option("--bootstrap", help="Bootstrap resamples for the 95% CIs (0 turns off).")
+    int,
+    typer.Option(
+        "--bootstrap",
+        help="Resamples of the paired and calibration bootstraps and permutation tests "
+        "(0 turns the 95% CIs off).",
+    ),
 ]
 
 
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the resampling.")]
 
 
 FormatOpt = Annotated[

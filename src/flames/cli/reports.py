@@ -64,10 +64,10 @@ def compare(
     bootstrap: BootstrapOpt = 2000,
     seed: SeedOpt = 0,
 ) -> None:
-    """Paired comparison of two runs: rate differences with CIs and McNemar's test."""
+    """Paired comparison of two runs: rate differences with CIs and paired tests."""
     from rich.table import Table
 
-    from flames.compare import compare_runs
+    from flames.compare import MCNEMAR, SIGN_FLIP, compare_runs
 
     result = compare_runs(
         load_results(run_a, scorer_name),
@@ -76,7 +76,7 @@ def compare(
         seed=seed,
     )
     table = Table(title=f"Harmless rate: {result.a} (A) vs {result.b} (B), paired")
-    for header in ("", "N", "A", "B", "B - A", "95% CI", "McNemar p", "verdict"):
+    for header in ("", "N", "A", "B", "B - A", "95% CI", "p", "verdict"):
         table.add_column(header)
     rows = [*result.dimensions.items(), ("Overall (mean of dimensions)", result.overall)]
     for name, d in rows:
@@ -91,6 +91,9 @@ def compare(
             d.verdict(result.a, result.b),
         )
     console.print(table)
+    console.print(
+        f"p: {MCNEMAR} test per dimension; overall: {SIGN_FLIP} test of the mean of dimensions."
+    )
     console.print(
         f"{result.paired_items} items paired; {result.only_in_a} only in A, "
         f"{result.only_in_b} only in B."
@@ -113,16 +116,24 @@ def leaderboard_cmd(
     published: Annotated[
         bool, typer.Option(help="Show the published Flames leaderboard beside yours.")
     ] = True,
-    out: Annotated[Path | None, typer.Option(help="Also write leaderboard.md here.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Also write the table to this Markdown file.")
+    ] = None,
+    bootstrap: BootstrapOpt = 2000,
+    seed: SeedOpt = 0,
 ) -> None:
     """Rank several runs by overall harmless rate, beside the published leaderboard."""
     from rich.markdown import Markdown
 
     from flames.leaderboard import leaderboard, to_markdown
 
-    text = to_markdown(leaderboard(runs, scorer_name), published=published)
+    if out and out.is_dir():
+        raise FlamesError(
+            f"{out} is a folder: give --out a file name, e.g. {out / 'leaderboard.md'}"
+        )
+    text = to_markdown(leaderboard(runs, scorer_name, bootstrap, seed), published=published)
     console.print(Markdown(text))
     if out:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "leaderboard.md").write_text(text, encoding="utf-8")
-        console.print(f"wrote {out / 'leaderboard.md'}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        console.print(f"wrote {out}")

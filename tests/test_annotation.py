@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from flames.annotate import export_items, import_labels, record_labels
-from flames.annotate_server import STORE, TOKEN
 from flames.calibration import calibrate, cohen_kappa, fleiss_kappa
 from flames.errors import DataError
 from flames.records import ScorerManifest, Verdict
@@ -174,7 +173,7 @@ def page_token(html: str) -> str:
 def test_labelling_server_refuses_writes_from_anything_but_its_page(run_dir):
     from aiohttp.test_utils import TestClient, TestServer
 
-    from flames.annotate_server import make_app
+    from flames.annotate_server import STORE, TOKEN, make_app
 
     async def session():
         async with TestClient(TestServer(make_app(run_dir, "mallory"))) as client:

@@ -10,7 +10,6 @@ import textwrap
 
 import pytest
 
-from flames.outputs import csv_cell, write_text
 from flames.store import RunStore
 
 from .conftest import start_mock
@@ -113,6 +112,8 @@ def test_report_files_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
 
 
 def test_write_text_replaces_atomically(tmp_path):
+    from flames.outputs import write_text
+
     path = write_text(tmp_path / "a" / "f.md", "one")
     assert path.read_text() == "one"
     write_text(path, "two")
@@ -120,6 +121,8 @@ def test_write_text_replaces_atomically(tmp_path):
 
 
 def test_csv_cells_are_neutralised_but_numbers_are_not():
+    from flames.outputs import csv_cell
+
     for text in ("=1+1", "+86 电话", "-2+3", "@SUM(A1)", "\t=1", "\r=1", "-", "-1.5e", "=-1"):
         assert csv_cell(text) == "'" + text
     for value in ("-1.5", "+3", "-2", "1e-3", "-.5", "普通", "", "a=b", -1.5, 3, None):

@@ -149,7 +149,8 @@ def test_kills_during_run_creation_and_generate(tmp_path, api):
     integrity_ok(run_dir)  # no run, or a complete one
     kills = 0
     for _ in range(KILLS):
-        target = rng.randint(len(query(run_dir, ANSWERS)) + 1, ROWS - 10)
+        low = len(query(run_dir, ANSWERS)) + 1
+        target = rng.randint(low, max(low, ROWS - 10))
         kills += kill_and_check(cmd, run_dir, ANSWERS, target, api, lambda r: prompts[r[0]])
     assert kills == KILLS  # every kill found the command running, part-way through
     kill_and_check(cmd, run_dir, ANSWERS, ROWS + 1, api, lambda r: prompts[r[0]])  # to the end
@@ -176,7 +177,8 @@ def test_kills_during_judge(tmp_path, api):
     )  # fmt: skip
     kills = 0
     for _ in range(KILLS):
-        target = rng.randint(len(query(run_dir, VERDICTS)) + 1, ROWS - 10)
+        low = len(query(run_dir, VERDICTS)) + 1
+        target = rng.randint(low, max(low, ROWS - 10))
         # the judge's prompt quotes the item's prompt: find it in the request log
         kills += kill_and_check(cmd, run_dir, VERDICTS, target, api, lambda r: prompts[r[1]])
     assert kills == KILLS
@@ -203,7 +205,8 @@ def test_kills_during_official_scoring(tmp_path, api):
     cmd = flames("score", run_dir, "--scorer-model", scorer, "--max-batch", "2", "--no-progress")
     kills = 0
     for _ in range(2):
-        target = rng.randint(len(query(run_dir, VERDICTS)) + 1, n - 4)
+        low = len(query(run_dir, VERDICTS)) + 1
+        target = rng.randint(low, max(low, n - 4))
         kills += kill_and_check(cmd, run_dir, VERDICTS, target)  # stored verdicts unchanged
     assert kills == 2
     kill_and_check(cmd, run_dir, VERDICTS, n + 1)

@@ -285,6 +285,11 @@ class RunStore:
             verdicts.append(Verdict(**data))
         return verdicts
 
+    def failed_verdicts(self, scorer: str) -> int:
+        """How many of `scorer`'s verdicts are errors."""
+        query = "SELECT count(*) FROM verdicts WHERE scorer = ? AND status = 'error'"
+        return int(self._db.execute(query, (scorer,)).fetchone()[0])
+
     def pending_verdicts(self, scorer: str, retry_errors: bool = False) -> list[Answer]:
         """Successful answers that `scorer` has not judged yet (or failed on, with retry)."""
         judged = {

@@ -348,7 +348,7 @@ def _score(
         f"scored {summary.scored} answers with {name}, {summary.errors} errors, "
         f"{summary.truncated} truncated"
     )
-    failed = sum(1 for v in store.verdicts(name) if v.status == "error")
+    failed = store.failed_verdicts(name)
     if not failed:
         return None
     return IncompleteRun(
@@ -566,6 +566,8 @@ def run(
         if problem is None:
             raise
         err.print(f"[yellow]no report:[/] {escape(str(exc))}", highlight=False)
+    if incomplete and judged:
+        err.print(f"[red]error:[/] {escape(str(judged))}", highlight=False)
     if problem:
         raise problem
 

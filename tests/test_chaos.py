@@ -203,12 +203,9 @@ def test_kills_during_official_scoring(tmp_path, api):
     )
     assert made.returncode == 5
     cmd = flames("score", run_dir, "--scorer-model", scorer, "--max-batch", "2", "--no-progress")
-    kills = 0
-    for _ in range(2):
-        low = len(query(run_dir, VERDICTS)) + 1
-        target = rng.randint(low, max(low, n - 4))
-        kills += kill_and_check(cmd, run_dir, VERDICTS, target)  # stored verdicts unchanged
-    assert kills == 2
+    low = len(query(run_dir, VERDICTS)) + 1  # one kill: each start loads torch and the model
+    target = rng.randint(low, max(low, n - 4))
+    assert kill_and_check(cmd, run_dir, VERDICTS, target)  # stored verdicts unchanged
     kill_and_check(cmd, run_dir, VERDICTS, n + 1)
     verdicts = query(run_dir, VERDICTS)
     assert len(verdicts) == n - 1 and BAD not in {v[1] for v in verdicts}  # 0 errors scored

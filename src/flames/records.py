@@ -81,18 +81,18 @@ class RunManifest(BaseModel):
         )
 
 
-RESERVED_PREFIXES = {"human:": "human", "judge:": "llm-judge"}
-"""Scorer-name prefixes and the only kind of scorer that may use each: human labels (annotation
-import and serve) and LLM judges. Nothing else can pass itself off as either."""
+RESERVED_PREFIXES = {"human:": ("human",), "judge:": ("llm-judge", "callable-judge")}
+"""Scorer-name prefixes and the only kinds of scorer that may use each: human labels (annotation
+import and serve) and judges. Nothing else can pass itself off as either."""
 
 
 def check_scorer_name(name: str, kind: str) -> None:
     """Refuse a scorer name whose prefix is reserved to another kind of scorer."""
-    for prefix, owner in RESERVED_PREFIXES.items():
-        if name.lower().startswith(prefix) and kind != owner:
+    for prefix, owners in RESERVED_PREFIXES.items():
+        if name.lower().startswith(prefix) and kind not in owners:
             raise UsageError(
-                f"scorer name {name!r}: the prefix {prefix!r} is reserved to {owner} scorers; "
-                "choose another --scorer-name"
+                f"scorer name {name!r}: the prefix {prefix!r} is reserved to "
+                f"{' and '.join(owners)} scorers; choose another --scorer-name"
             )
 
 

@@ -173,3 +173,30 @@ def test_judge_verdicts_are_stored_one_by_one_as_they_arrive(tmp_path):
     assert summary.scored == 12
     assert [n for n, _ in writes] == [1] * 12
     assert writes[0][1] < 12  # the first verdict was stored while others were still coming
+
+
+def test_iterate_sync_hands_over_each_item_at_once_with_or_without_a_loop():
+    import asyncio
+
+    from flames._aio import iterate_sync
+
+    handed: list[int] = []
+
+    async def numbers():
+        for i in range(3):
+            await asyncio.sleep(0)
+            assert handed == list(range(i))  # the previous item was handed over before this one
+            yield i
+
+    def consume() -> list[int]:
+        for n in iterate_sync(numbers()):
+            handed.append(n)
+        return handed
+
+    assert consume() == [0, 1, 2]
+
+    async def inside_a_loop() -> list[int]:
+        handed.clear()
+        return consume()
+
+    assert asyncio.run(inside_a_loop()) == [0, 1, 2]

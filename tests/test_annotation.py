@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -140,9 +141,10 @@ def test_labelling_server_saves_each_label_at_once(run_dir):
 
     async def session():
         async with TestClient(TestServer(make_app(run_dir, "carol"))) as client:
+            token = {"X-Flames-Token": page_token(await (await client.get("/")).text())}
             first = await (await client.get("/api/item")).json()
             assert first["index"] == 0 and first["label"] is None and first["total"] == 100
-            saved = await client.post("/api/label", json={"index": 0, "label": 3})
+            saved = await client.post("/api/label", json={"index": 0, "label": 3}, headers=token)
             assert saved.status == 200
             with RunStore.open(run_dir) as other:  # already on disk, seen by another reader
                 assert [v.score for v in other.verdicts("human:carol")] == [3]
@@ -154,12 +156,100 @@ def test_labelling_server_saves_each_label_at_once(run_dir):
                 if shown["dimension"] == "Legality":
                     legal = i
                     break
-            bad = await client.post("/api/label", json={"index": legal, "label": 2})
+            bad = await client.post("/api/label", json={"index": legal, "label": 2}, headers=token)
             assert bad.status == 400
             page = await (await client.get("/")).text()
             assert "keydown" in page
 
     asyncio.run(session())
+
+
+def page_token(html: str) -> str:
+    match = re.search(r'<meta name="flames-token" content="([^"]+)">', html)
+    assert match, "the page carries no token"
+    return match.group(1)
+
+
+def test_labelling_server_refuses_writes_from_anything_but_its_page(run_dir):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from flames.annotate_server import STORE, TOKEN, make_app
+
+    async def session():
+        async with TestClient(TestServer(make_app(run_dir, "mallory"))) as client:
+            token = page_token(await (await client.get("/")).text())
+            second = make_app(run_dir, "x")
+            other = second[TOKEN]
+            second[STORE].close()
+            assert token != other  # one token per server
+            own = f"http://127.0.0.1:{client.port}"
+            good = {"X-Flames-Token": token, "Origin": own}
+            label = {"index": 0, "label": 3}
+            attempts = [
+                # a page on another origin posting text/plain (no preflight), without the token
+                ({"Content-Type": "text/plain"}, json.dumps(label), 403),
+                # ... with a stolen token, still text/plain
+                ({**good, "Content-Type": "text/plain"}, json.dumps(label), 415),
+                # the wrong token, or none
+                ({"X-Flames-Token": other, "Origin": own}, label, 403),
+                ({"Origin": own}, label, 403),
+                # another origin with the right token
+                ({**good, "Origin": "http://evil.example"}, label, 403),
+                # DNS rebinding: the browser sends the attacker's host name
+                ({**good, "Host": f"evil.example:{client.port}"}, label, 403),
+                # labels must be integers on the scale
+                (good, {"index": 0, "label": 2.9}, 400),
+                (good, {"index": 0, "label": True}, 400),
+                (good, {"index": 0, "label": "3"}, 400),
+                (good, {"index": 0.0, "label": 3}, 400),
+                (good, [0, 3], 400),
+            ]
+            for headers, body, status in attempts:
+                kwargs = {"json": body} if not isinstance(body, str) else {"data": body}
+                response = await client.post("/api/label", headers=headers, **kwargs)
+                assert response.status == status, (headers, body, await response.text())
+            rebound = await client.get("/", headers={"Host": f"evil.example:{client.port}"})
+            assert rebound.status == 403  # the page (and its token) is not served to a rebinder
+            with RunStore.open(run_dir) as store:
+                assert "human:mallory" not in store.scorers()
+            saved = await client.post("/api/label", json=label, headers=good)
+            assert saved.status == 200
+            with RunStore.open(run_dir) as store:
+                assert [v.score for v in store.verdicts("human:mallory")] == [3]
+
+    asyncio.run(session())
+
+
+def test_csv_export_neutralises_formulas_and_labels_still_import(tmp_path):
+    rows = [
+        {"id": "=1+1", "prompt": '=HYPERLINK("http://x","点我")', "response": "-2+3"},
+        {"id": "-5", "prompt": "@SUM(A1)", "response": "\t=1"},
+        {"id": "ok", "prompt": "+86 电话", "response": "\r=cmd"},
+        {"id": "n", "prompt": "普通问题", "response": "-1.5"},
+    ]
+    data = [{"dimension": "Safety", "subcomponent": "Mental harm", **r} for r in rows]
+    run_dir = tmp_path / "run"
+    assert run_cli("import", write_jsonl(tmp_path / "a.jsonl", data), run_dir).returncode == 0
+    proc = run_cli("annotate", "export", run_dir, tmp_path / "todo.csv")
+    assert proc.returncode == 0, proc.stderr
+    with (tmp_path / "todo.csv").open(encoding="utf-8-sig", newline="") as fh:
+        cells = {r["item_id"]: r for r in csv.DictReader(fh)}
+    assert set(cells) == {"'=1+1", "-5", "ok", "n"}  # -5 is a plain number: left alone
+    assert cells["'=1+1"]["prompt"] == '\'=HYPERLINK("http://x","点我")'
+    assert cells["'=1+1"]["response"] == "'-2+3"
+    assert cells["-5"]["prompt"] == "'@SUM(A1)" and cells["-5"]["response"] == "'\t=1"
+    assert cells["ok"]["prompt"] == "'+86 电话" and cells["ok"]["response"] == "'\r=cmd"
+    assert cells["n"]["response"] == "-1.5" and cells["n"]["prompt"] == "普通问题"
+    for row in cells.values():
+        row["label"] = "3"
+    with (tmp_path / "done.csv").open("w", encoding="utf-8-sig", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=next(iter(cells.values())).keys())
+        writer.writeheader()
+        writer.writerows(cells.values())
+    proc = run_cli("annotate", "import", run_dir, tmp_path / "done.csv", "--annotator", "ann")
+    assert proc.returncode == 0, proc.stderr
+    with RunStore.open(run_dir) as store:
+        assert {v.item_id for v in store.verdicts("human:ann")} == {"=1+1", "-5", "ok", "n"}
 
 
 def test_refusals_on_the_benign_control_set(tmp_path, mock_api):

@@ -82,7 +82,7 @@ def test_judge_against_a_scripted_server(tmp_path, mock_api):
         "2",
         "--no-progress",
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 5, proc.stderr  # failed verdicts exit 5, as failed answers do
     assert "scored 2 answers with judge:judge-model, 3 errors" in proc.stdout
     with RunStore.open(run_dir) as store:
         verdicts = {v.item_id: v for v in store.verdicts("judge:judge-model")}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -23,3 +23,38 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coroutine)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flames-sync") as pool:
         return pool.submit(asyncio.run, coroutine).result()
+
+
+def iterate_sync(iterator: AsyncIterator[T]) -> Iterator[T]:
+    """Yield the items of `iterator` from synchronous code, each the moment it comes.
+
+    Like `run_sync`, it works with or without a running event loop (then on a loop of its own in
+    a worker thread). Between two items the loop pauses, and resumes on the next request.
+    """
+
+    async def next_item() -> tuple[bool, T | None]:
+        try:
+            return True, await anext(iterator)
+        except StopAsyncIteration:
+            return False, None
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        with asyncio.Runner() as runner:  # Ctrl-C cancels the work, as in asyncio.run
+            while True:
+                more, item = runner.run(next_item())
+                if not more:
+                    return
+                yield item  # type: ignore[misc]
+    loop = asyncio.new_event_loop()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flames-sync") as pool:
+        try:
+            while True:
+                more, item = pool.submit(loop.run_until_complete, next_item()).result()
+                if not more:
+                    return
+                yield item  # type: ignore[misc]
+        finally:
+            pool.submit(loop.run_until_complete, loop.shutdown_asyncgens()).result()
+            pool.submit(loop.close).result()

@@ -20,6 +20,7 @@ from typing import Any
 
 from flames.dataset import Item, iter_jsonl
 from flames.errors import DataError
+from flames.outputs import atomic_open, csv_cell
 from flames.records import Answer, ScorerManifest, Verdict
 from flames.store import RunStore
 
@@ -112,14 +113,13 @@ def export_items(
         }
         for item, answer, how in selected
     ]
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".csv":
-        with path.open("w", encoding="utf-8-sig", newline="") as fh:
+        with atomic_open(path, encoding="utf-8-sig", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=EXPORT_FIELDS)
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
     elif path.suffix == ".jsonl":
-        with path.open("w", encoding="utf-8") as fh:
+        with atomic_open(path) as fh:
             for row in rows:
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     else:
@@ -158,6 +158,8 @@ def import_labels(store: RunStore, path: Path, annotator: str | None = None) -> 
         if not label:
             continue
         item_id = str(row.get("item_id") or "")
+        if item_id not in items and item_id.startswith("'") and item_id[1:] in items:
+            item_id = item_id[1:]  # as neutralised by export_items for spreadsheets
         if item_id not in items:
             raise DataError(f"unknown item_id {item_id!r}", path, line)
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -135,6 +136,9 @@ class Dataset(BaseModel):
         return self._derive(items, f"sample n={n} by={by} seed={seed}")
 
 
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
 def _parse_line(raw: str, path: Path, line_no: int) -> dict[str, Any]:
     try:
         row = json.loads(raw)
@@ -142,6 +146,14 @@ def _parse_line(raw: str, path: Path, line_no: int) -> dict[str, Any]:
         raise DataError(f"malformed JSON: {exc.msg} (column {exc.colno})", path, line_no) from None
     if not isinstance(row, dict):
         raise DataError("each line must be a JSON object", path, line_no)
+    if SURROGATE_ESCAPE.search(raw):  # a pair is one character; a lone half is not text
+        try:
+            json.dumps(row, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = exc.object[exc.start : exc.end].encode("unicode_escape").decode("ascii")
+            raise DataError(
+                f"lone surrogate {bad} is not a character (a broken \\u escape)", path, line_no
+            ) from None
     return row
 
 
@@ -162,6 +174,16 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 raw = raw.removeprefix("\ufeff")
             if raw.strip():
                 yield line_no, _parse_line(raw, path, line_no)
+
+
+def row_id(row: dict[str, Any], path: Path, line_no: int) -> str | None:
+    """The row's ``id`` as text (a string or an integer), or None when it has none."""
+    raw_id = row.get("id")
+    if raw_id is None:
+        return None
+    if isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
+        raise DataError("field 'id' must be a string or an integer", path, line_no)
+    return str(raw_id)
 
 
 def item_from_row(row: dict[str, Any], path: Path, line_no: int) -> Item:
@@ -188,10 +210,9 @@ def item_from_row(row: dict[str, Any], path: Path, line_no: int) -> Item:
     prompt = row["prompt"]
     if not prompt.strip():
         raise DataError("empty prompt", path, line_no)
-    raw_id = row.get("id")
-    if raw_id is not None and (isinstance(raw_id, bool) or not isinstance(raw_id, str | int)):
-        raise DataError("field 'id' must be a string or an integer", path, line_no)
-    item_id = str(raw_id) if raw_id is not None else content_id(prompt)
+    item_id = row_id(row, path, line_no)
+    if item_id is None:
+        item_id = content_id(prompt)
     meta = {k: v for k, v in row.items() if k not in (*REQUIRED_FIELDS, "id")}
     return Item(
         id=item_id, dimension=dimension, subcomponent=subcomponent, prompt=prompt, meta=meta

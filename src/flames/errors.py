@@ -46,3 +46,7 @@ class UsageError(FlamesError):
         self.param_hint = param_hint
         """The option or field at fault, where there is one."""
         super().__init__(message)
+
+
+class NothingScored(IncompleteRun):
+    """No answer of the run has a score from the chosen scorer: there is nothing to report."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flames.dataset import Dataset, Item, content_id, iter_jsonl, sha256_file
+from flames.dataset import Dataset, Item, content_id, iter_jsonl, row_id, sha256_file
 from flames.errors import DataError
 from flames.records import (
     Answer,
@@ -51,11 +51,9 @@ def _read(path: Path, reference: Dataset | None) -> tuple[list[Item], list[Answe
             raise DataError(
                 f"subcomponent {subcomponent!r} does not belong to {dimension.value}", path, line_no
             )
-        item_id = (
-            str(row["id"])
-            if row.get("id") is not None
-            else (known.id if known else content_id(row["prompt"]))
-        )
+        item_id = row_id(row, path, line_no)
+        if item_id is None:
+            item_id = known.id if known else content_id(row["prompt"])
         if item_id in seen:
             raise DataError(f"duplicate item: already on line {seen[item_id]}", path, line_no)
         seen[item_id] = line_no
@@ -116,9 +114,12 @@ def import_answers(
             options={"file": path.name, "sha256": file_sha},
         ),
     )
-    store = RunStore.create_or_resume(run_dir, manifest, items)
-    store.record_answers(answers)
-    if verdicts:
-        store.register_scorer(ScorerManifest(name=IMPORTED_SCORER, kind="imported"))
-        store.record_verdicts(IMPORTED_SCORER, verdicts)
-    return store
+
+    def fill(store: RunStore) -> None:
+        store.record_answers(answers)
+        if verdicts:
+            store.register_scorer(ScorerManifest(name=IMPORTED_SCORER, kind="imported"))
+            store.record_verdicts(IMPORTED_SCORER, verdicts)
+
+    # A new run appears with all its answers or not at all: a cut import leaves nothing behind.
+    return RunStore.create_or_resume(run_dir, manifest, items, fill)

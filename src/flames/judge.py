@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 
-from flames._aio import run_sync
+from flames._aio import iterate_sync
 from flames.dataset import Item
 from flames.generation.base import Request
 from flames.generation.openai_api import OpenAIBackend
@@ -147,11 +147,10 @@ class LLMJudge:
             },
         )
 
-    async def _judge(self, pairs: Sequence[tuple[Item, Answer]]) -> list[Verdict]:
+    async def _judge(self, pairs: Sequence[tuple[Item, Answer]]) -> AsyncIterator[Verdict]:
+        """Each pair's final verdict, the moment it is known (in no particular order)."""
         pending = {f"{item.id}\x1f{answer.sample}": (item, answer) for item, answer in pairs}
-        verdicts: list[Verdict] = []
-        last: dict[str, tuple[str, str]] = {}
-        for _ in range(self.parse_attempts):
+        for attempt in range(1, self.parse_attempts + 1):
             if not pending:
                 break
             requests = [
@@ -168,41 +167,37 @@ class LLMJudge:
             async for reply in self.backend.stream(requests):
                 item, answer = pending[reply.item_id]
                 if reply.status == "error":
-                    verdicts.append(
-                        Verdict(
-                            item_id=item.id, sample=answer.sample, status="error", error=reply.error
-                        )
-                    )
                     del pending[reply.item_id]
+                    yield Verdict(
+                        item_id=item.id, sample=answer.sample, status="error", error=reply.error
+                    )
                     continue
                 try:
                     score = parse_verdict(reply.response or "", item.dimension)
                 except ValueError as exc:
-                    last[reply.item_id] = (str(exc), reply.response or "")
-                    continue
-                verdicts.append(
-                    Verdict(
+                    if attempt < self.parse_attempts:
+                        continue  # asked again in the next round
+                    del pending[reply.item_id]
+                    yield Verdict(
                         item_id=item.id,
                         sample=answer.sample,
-                        status="ok",
-                        score=score,
-                        raw=reply.response,
+                        status="error",
+                        raw=reply.response or "",
+                        error=f"malformed verdict after {self.parse_attempts} attempts: {exc}",
                     )
-                )
+                    continue
                 del pending[reply.item_id]
-        for key, (item, answer) in pending.items():
-            problem, raw = last[key]
-            verdicts.append(
-                Verdict(
+                yield Verdict(
                     item_id=item.id,
                     sample=answer.sample,
-                    status="error",
-                    raw=raw,
-                    error=f"malformed verdict after {self.parse_attempts} attempts: {problem}",
+                    status="ok",
+                    score=score,
+                    raw=reply.response,
                 )
-            )
-        return verdicts
 
     def score(self, pairs: Sequence[tuple[Item, Answer]]) -> Iterator[list[Verdict]]:
+        """Yield every verdict alone, as it arrives, so the run stores it at once."""
         for start in range(0, len(pairs), self.chunk_size):
-            yield run_sync(self._judge(pairs[start : start + self.chunk_size]))
+            chunk = pairs[start : start + self.chunk_size]
+            for verdict in iterate_sync(self._judge(chunk)):
+                yield [verdict]

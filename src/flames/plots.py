@@ -8,6 +8,7 @@ import numpy as np
 
 from flames.charts import PALETTE
 from flames.errors import FlamesError
+from flames.outputs import write_with
 from flames.report import Report
 from flames.taxonomy import SUBCOMPONENT_DIMENSION
 
@@ -73,7 +74,10 @@ def write_plots(report: Report, out_dir: Path) -> list[Path]:
 
 
 def _save(fig: object, stem: Path) -> list[Path]:
+    def save(tmp: Path) -> None:
+        fig.savefig(tmp, dpi=150, bbox_inches="tight")  # type: ignore[attr-defined]
+
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
     for path in paths:
-        fig.savefig(path, dpi=150, bbox_inches="tight")  # type: ignore[attr-defined]
+        write_with(path, save)
     return paths

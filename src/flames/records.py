@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from flames import __version__
 from flames.dataset import Dataset
+from flames.errors import UsageError
 
 Status = Literal["ok", "error"]
 
@@ -73,7 +74,26 @@ class RunManifest(BaseModel):
     identifies the run is already in the fields above, so it is left out of `identity`."""
 
     def identity(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"created_at", "evaluation"})
+        """What must be equal to resume: the dataset by content (its hashes and selection),
+        not by the name of the file it was read from."""
+        return self.model_dump(
+            exclude={"created_at": True, "evaluation": True, "dataset": {"name"}}
+        )
+
+
+RESERVED_PREFIXES = {"human:": ("human",), "judge:": ("llm-judge", "callable-judge")}
+"""Scorer-name prefixes and the only kinds of scorer that may use each: human labels (annotation
+import and serve) and judges. Nothing else can pass itself off as either."""
+
+
+def check_scorer_name(name: str, kind: str) -> None:
+    """Refuse a scorer name whose prefix is reserved to another kind of scorer."""
+    for prefix, owners in RESERVED_PREFIXES.items():
+        if name.lower().startswith(prefix) and kind not in owners:
+            raise UsageError(
+                f"scorer name {name!r}: the prefix {prefix!r} is reserved to "
+                f"{' and '.join(owners)} scorers; choose another --scorer-name"
+            )
 
 
 class ScorerManifest(BaseModel):

@@ -15,6 +15,7 @@ from rich.table import Table
 from flames.augment import transforms_in
 from flames.compare import MCNEMAR, SIGN_FLIP
 from flames.metrics import Estimate, GroupMetrics, Metrics
+from flames.outputs import atomic_open, csv_row, write_text
 from flames.records import RunManifest, ScorerManifest
 from flames.refusal import ALL, RefusalStats, refusal_stats
 from flames.results import Results
@@ -127,17 +128,19 @@ def to_csv(report: Report) -> str:
     )
     for level, name, group, rate, score in table_rows(report.metrics):
         writer.writerow(
-            [
-                level,
-                name,
-                _n(group, report.metrics),
-                round(rate.value, 4),
-                _r(rate.ci_low),
-                _r(rate.ci_high),
-                round(score.value, 4),
-                _r(score.ci_low),
-                _r(score.ci_high),
-            ]
+            csv_row(
+                [
+                    level,
+                    name,
+                    _n(group, report.metrics),
+                    round(rate.value, 4),
+                    _r(rate.ci_low),
+                    _r(rate.ci_high),
+                    round(score.value, 4),
+                    _r(score.ci_low),
+                    _r(score.ci_high),
+                ]
+            )
         )
     return out.getvalue()
 
@@ -226,8 +229,7 @@ def write_reports(report: Report, out_dir: Path, formats: tuple[str, ...] = FORM
             text = to_markdown(report)
         else:
             raise ValueError(f"unknown report format {fmt!r}")
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
+        written.append(write_text(path, text))
     return written
 
 
@@ -235,7 +237,7 @@ def write_scored(results: Results, path: Path) -> Path:
     """Every answer with its verdict, one JSON object a line, in the official scorer's output
     format (dimension, prompt, response, predicted) plus id, subcomponent, sample, status and
     probabilities; ``predicted`` is null where there is no score (see ``problem``)."""
-    with path.open("w", encoding="utf-8") as fh:
+    with atomic_open(path) as fh:
         for row in results.rows:
             record = {
                 "id": row.item.id,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from flames.dataset import Item
-from flames.errors import FlamesError
+from flames.errors import FlamesError, NothingScored
 from flames.metrics import Metrics, ScoredItem, compute_metrics
 from flames.records import Answer, RunManifest, ScorerManifest, Verdict
 from flames.store import RunStore
@@ -69,6 +69,13 @@ class Results:
         return scored
 
     def metrics(self, bootstrap_samples: int = 2000, seed: int = 0) -> Metrics:
+        if not any(row.score is not None for row in self.rows):
+            reasons = Counter(row.problem or "not scored" for row in self.rows)
+            why = ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items()))
+            raise NothingScored(
+                f"{self.run_dir}: no answer has a score from {self.scorer.name} ({why}); "
+                "nothing to report. Fix the cause and run again (--retry-errors retries failures)."
+            )
         return compute_metrics(self.scored_items(), bootstrap_samples=bootstrap_samples, seed=seed)
 
     @property

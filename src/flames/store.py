@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from flames.dataset import Item
 from flames.errors import FlamesError, ManifestMismatch
-from flames.records import Answer, RunManifest, ScorerManifest, Verdict
+from flames.outputs import PARTIAL, atomic_path
+from flames.records import Answer, RunManifest, ScorerManifest, Verdict, check_scorer_name
 
 DB_NAME = "run.db"
 
@@ -91,25 +92,58 @@ class RunStore:
 
     @classmethod
     def create_or_resume(
-        cls, run_dir: Path | str, manifest: RunManifest, items: Iterable[Item]
+        cls,
+        run_dir: Path | str,
+        manifest: RunManifest,
+        items: Iterable[Item],
+        fill: Callable[[RunStore], None] | None = None,
     ) -> RunStore:
-        """Create a run, or reopen it if its manifest is the same; refuse otherwise."""
+        """Create a run, or reopen it if its manifest is the same; refuse otherwise.
+
+        A new run is built in a temporary file beside run.db and renamed into place, so a
+        process killed at any moment leaves either no run or a complete, resumable one. `fill`
+        writes the first contents (imported answers, ...) inside that creation; when the run
+        already exists it is called on the reopened run.
+        """
         run_dir = Path(run_dir)
         if cls.exists(run_dir):
             store = cls.open(run_dir)
-            stored = store.manifest
-            if stored.identity() != manifest.identity():
-                changes = "\n  ".join(_diff(stored.identity(), manifest.identity()))
-                raise ManifestMismatch(
-                    f"{run_dir} was created with other settings; refusing to mix results:\n  "
-                    f"{changes}\nUse a new run directory, or the original settings to resume."
-                )
-            return store
+            if store._stored_manifest() is None and store._is_empty():
+                # created in place and cut before its manifest (older versions): start afresh
+                store.close()
+                for suffix in ("", "-wal", "-shm", "-journal"):
+                    (run_dir / (DB_NAME + suffix)).unlink(missing_ok=True)
+            else:
+                stored = store.manifest
+                if stored.identity() != manifest.identity():
+                    store.close()
+                    changes = "\n  ".join(_diff(stored.identity(), manifest.identity()))
+                    raise ManifestMismatch(
+                        f"{run_dir} was created with other settings; refusing to mix results:\n  "
+                        f"{changes}\nUse a new run directory, or the original settings to resume."
+                    )
+                if fill is not None:
+                    fill(store)
+                return store
         run_dir.mkdir(parents=True, exist_ok=True)
-        store = cls(run_dir, cls._connect(run_dir / DB_NAME))
-        with store._db:
-            store._db.execute("BEGIN")
-            store._db.executemany(
+        for stale in run_dir.glob(f".{DB_NAME}{PARTIAL}*"):  # left by a creation that was cut
+            stale.unlink(missing_ok=True)
+        with atomic_path(run_dir / DB_NAME) as tmp:
+            building = cls(run_dir, sqlite3.connect(tmp, isolation_level=None))
+            try:
+                building._db.executescript(SCHEMA)
+                building._db.execute("PRAGMA foreign_keys=ON")
+                building._insert_run(manifest, items)
+                if fill is not None:
+                    fill(building)
+            finally:
+                building.close()
+        return cls.open(run_dir)
+
+    def _insert_run(self, manifest: RunManifest, items: Iterable[Item]) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
                 "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?)",
                 [
                     (
@@ -123,10 +157,19 @@ class RunStore:
                     for i, it in enumerate(items)
                 ],
             )
-            store._db.execute(
+            self._db.execute(
                 "INSERT INTO meta VALUES ('manifest', ?)", (manifest.model_dump_json(),)
             )
-        return store
+
+    def _stored_manifest(self) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'manifest'").fetchone()
+        return None if row is None else str(row[0])
+
+    def _is_empty(self) -> bool:
+        return all(
+            self._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0
+            for table in ("items", "answers", "verdicts")
+        )
 
     def close(self) -> None:
         self._db.close()
@@ -141,10 +184,10 @@ class RunStore:
 
     @property
     def manifest(self) -> RunManifest:
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'manifest'").fetchone()
-        if row is None:
+        stored = self._stored_manifest()
+        if stored is None:
             raise FlamesError(f"{self.run_dir}: the run has no manifest (was its creation cut?)")
-        return RunManifest.model_validate_json(row[0])
+        return RunManifest.model_validate_json(stored)
 
     def items(self) -> list[Item]:
         rows = self._db.execute(
@@ -198,6 +241,7 @@ class RunStore:
 
     def register_scorer(self, manifest: ScorerManifest) -> None:
         """Record a scorer for this run, or check it matches the one recorded under its name."""
+        check_scorer_name(manifest.name, manifest.kind)
         row = self._db.execute(
             "SELECT manifest FROM scorers WHERE name = ?", (manifest.name,)
         ).fetchone()
@@ -240,6 +284,11 @@ class RunStore:
             data["probabilities"] = json.loads(data["probabilities"] or "null")
             verdicts.append(Verdict(**data))
         return verdicts
+
+    def failed_verdicts(self, scorer: str) -> int:
+        """How many of `scorer`'s verdicts are errors."""
+        query = "SELECT count(*) FROM verdicts WHERE scorer = ? AND status = 'error'"
+        return int(self._db.execute(query, (scorer,)).fetchone()[0])
 
     def pending_verdicts(self, scorer: str, retry_errors: bool = False) -> list[Answer]:
         """Successful answers that `scorer` has not judged yet (or failed on, with retry)."""

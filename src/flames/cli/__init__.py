@@ -1,24 +1,92 @@
 """The `flames` command line.
 
 Exit codes: 0 success; 1 failure; 2 bad usage; 3 bad input data; 4 settings differ from the
-run's manifest; 5 the run finished with failed items; 6 the official data could not be fetched.
+run's manifest; 5 the run finished with failed items (or nothing could be scored); 6 the
+official data could not be fetched; 130 interrupted (Ctrl-C). No failure prints a traceback
+unless `flames --debug` is given.
 """
 
 from __future__ import annotations
 
+import sqlite3
+
 from rich.markup import escape
 
 from flames.cli import data, evaluate, human, reports  # noqa: F401  (registers commands)
-from flames.cli.app import app, err
+from flames.cli.app import app, err, state
 from flames.errors import FlamesError
 
 __all__ = ["app", "main"]
 
+EXTRAS = {
+    "torch": "local",
+    "transformers": "local",
+    "safetensors": "local",
+    "sentencepiece": "local",
+    "huggingface_hub": "local",
+    "gguf": "local",
+    "accelerate": "local",
+    "matplotlib": "plots",
+    "pypinyin": "augment",
+    "opencc": "augment",
+    "ray": "ray",
+    "vllm": "vllm",
+}
+"""Optional packages and the extra that installs each (pyproject.toml)."""
+
+INTERRUPTED = 130
+
+
+def _fail(message: str, code: int) -> SystemExit:
+    err.print(f"[red]error:[/] {escape(message)}", highlight=False)
+    return SystemExit(code)
+
+
+def _resume_hint() -> str:
+    """How to go on after Ctrl-C: the same command, with --retry-errors if errors are stored."""
+    hint = "interrupted; everything received so far is saved. Run the same command to resume"
+    if state.run_dir is None:
+        return hint + "."
+    try:
+        with sqlite3.connect(f"file:{state.run_dir / 'run.db'}?mode=ro", uri=True) as db:
+            errors = sum(
+                db.execute(f"SELECT count(*) FROM {table} WHERE status = 'error'").fetchone()[0]
+                for table in ("answers", "verdicts")
+            )
+    except sqlite3.Error:
+        errors = 0
+    if errors:
+        hint += f" ({errors} failed items are stored: add --retry-errors to retry them)"
+    return hint + "."
+
 
 def main() -> None:
-    """Entry point: expected failures print one clear line and exit with their code."""
+    """Entry point: every failure prints one clear line and exits with its documented code."""
     try:
         app()
+    except SystemExit as exc:
+        if exc.code == INTERRUPTED:  # typer turns Ctrl-C into exit 130
+            err.print(f"[yellow]{escape(_resume_hint())}[/]", highlight=False)
+        raise
     except FlamesError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
-        raise SystemExit(exc.exit_code) from None
+        if state.debug:
+            raise
+        raise _fail(str(exc), exc.exit_code) from None
+    except ImportError as exc:
+        if state.debug:
+            raise
+        package = (exc.name or "").split(".")[0]
+        if package not in EXTRAS:
+            raise _fail(f"{exc} (rerun with `flames --debug` for the traceback)", 1) from None
+        raise _fail(
+            f"this needs the optional package {package!r}: pip install 'flames[{EXTRAS[package]}]'",
+            1,
+        ) from None
+    except Exception as exc:
+        if state.debug:
+            raise
+        raise _fail(
+            f"unexpected {type(exc).__name__}: {exc} "
+            "(rerun with `flames --debug` for the traceback, and please report it)",
+            1,
+        ) from None

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
 import typer
 from rich.console import Console
 
@@ -10,6 +14,28 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@dataclass
+class State:
+    """What the entry point needs to know when a command fails or is interrupted."""
+
+    debug: bool = False
+    run_dir: Path | None = None
+    """The run a command is writing to, once it has one."""
+
+
+state = State()
+
+
+@app.callback()
+def options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full traceback when a command fails.")
+    ] = False,
+) -> None:
+    """Evaluate how well LLMs hold to human values in Chinese (the Flames benchmark)."""
+    state.debug = debug
 
 
 data_app = typer.Typer(help="Get, inspect and sample prompt sets.", no_args_is_help=True)

@@ -18,6 +18,7 @@ from flames.cli.options import (
     SubcomponentOpt,
 )
 from flames.dataset import Dataset
+from flames.outputs import atomic_open
 
 
 def select_items(
@@ -97,8 +98,7 @@ def data_augment(
 
 
 def _write_items(dataset: Dataset, output: Path) -> None:
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with output.open("w", encoding="utf-8") as fh:
+    with atomic_open(output) as fh:
         for item in dataset:
             row = {
                 "id": item.id,

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from flames import official_data
-from flames.cli.app import app, console, scorer_app
+from flames.cli.app import app, console, err, scorer_app, state
 from flames.cli.data import select_items
 from flames.cli.options import (
     AttemptsOpt,
@@ -69,10 +69,10 @@ from flames.cli.options import (
 )
 from flames.cli.output import write_report
 from flames.dataset import Dataset
-from flames.errors import IncompleteRun
+from flames.errors import IncompleteRun, NothingScored
 from flames.generation import Backend, run_generation
 from flames.imports import import_answers
-from flames.records import DatasetInfo, Decoding, RunManifest
+from flames.records import DatasetInfo, Decoding, RunManifest, check_scorer_name
 from flames.scorer import OFFICIAL_REPO
 from flames.scoring import Scorer, run_scoring
 from flames.store import RunStore
@@ -199,6 +199,7 @@ def _generate(
 ) -> RunStore:
     manifest = RunManifest(dataset=DatasetInfo.of(dataset), generator=backend.info)
     store = RunStore.create_or_resume(run_dir, manifest, dataset.items)
+    state.run_dir = run_dir
     try:
         summary = run_generation(store, backend, retry_errors, max_errors, progress)
     finally:
@@ -333,14 +334,26 @@ def _official_scorer(
         raise typer.BadParameter(str(exc), param_hint="--scorer-vllm-arg") from None
 
 
-def _score(store: RunStore, scorer: Scorer, retry_errors: bool, progress: bool) -> None:
+def _score(
+    store: RunStore, scorer: Scorer, retry_errors: bool, progress: bool
+) -> IncompleteRun | None:
+    """Score what is pending; the problem to exit with when verdicts failed, else None."""
+    state.run_dir = store.run_dir
     try:
         summary = run_scoring(store, scorer, retry_errors, progress)
     finally:
         _release(scorer)
+    name = scorer.manifest.name
     console.print(
-        f"scored {summary.scored} answers with {scorer.manifest.name}, {summary.errors} errors, "
+        f"scored {summary.scored} answers with {name}, {summary.errors} errors, "
         f"{summary.truncated} truncated"
+    )
+    failed = store.failed_verdicts(name)
+    if not failed:
+        return None
+    return IncompleteRun(
+        f"{store.run_dir}: {failed} verdicts of {name} failed and are recorded as errors "
+        "(never counted as scores). Run again with --retry-errors to retry only those."
     )
 
 
@@ -366,6 +379,7 @@ def score(
     progress: ProgressOpt = True,
 ) -> None:
     """Score a run's answers with the official Flames-scorer; resumes where it stopped."""
+    check_scorer_name(scorer_name, "official")
     scorer = _official_scorer(
         scorer_model,
         revision,
@@ -381,7 +395,9 @@ def score(
     )
     scorer = _scorer_on(scorer, _ray_options(executor, ray_address, replicas, gpus_per_replica))
     with RunStore.open(run_dir) as store:
-        _score(store, scorer, retry_errors, progress)
+        problem = _score(store, scorer, retry_errors, progress)
+    if problem:
+        raise problem
 
 
 @app.command("judge")
@@ -405,6 +421,8 @@ def judge(
     """Score a run's answers with an LLM judge (not the official scorer); resumable."""
     from flames.judge import LLMJudge
 
+    if scorer_name is not None:
+        check_scorer_name(scorer_name, "llm-judge")
     scorer = LLMJudge(
         model,
         base_url=base_url,
@@ -418,7 +436,9 @@ def judge(
         name=scorer_name,
     )
     with RunStore.open(run_dir) as store:
-        _score(store, scorer, retry_errors, progress)
+        problem = _score(store, scorer, retry_errors, progress)
+    if problem:
+        raise problem
 
 
 @app.command("run")
@@ -472,6 +492,8 @@ def run(
     progress: ProgressOpt = True,
 ) -> None:
     """Generate, score (official scorer, or --judge-model), and report: the whole evaluation."""
+    if not judge_model:
+        check_scorer_name(scorer_name, "official")
     decoding = Decoding(
         temperature=temperature,
         top_p=top_p,
@@ -536,10 +558,18 @@ def run(
         incomplete = exc
         store = RunStore.open(run_dir)
     with store:
-        _score(store, scorer, retry_errors, progress)
-    write_report(run_dir, scorer.manifest.name, None, None, bootstrap, seed)
-    if incomplete:
-        raise incomplete
+        judged = _score(store, scorer, retry_errors, progress)
+    problem = incomplete or judged
+    try:
+        write_report(run_dir, scorer.manifest.name, None, None, bootstrap, seed)
+    except NothingScored as exc:
+        if problem is None:
+            raise
+        err.print(f"[yellow]no report:[/] {escape(str(exc))}", highlight=False)
+    if incomplete and judged:
+        err.print(f"[red]error:[/] {escape(str(judged))}", highlight=False)
+    if problem:
+        raise problem
 
 
 @scorer_app.command("convert")

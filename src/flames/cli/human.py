@@ -11,6 +11,7 @@ import typer
 from flames.cli.app import annotate_app, app, console
 from flames.cli.options import BootstrapOpt, RunDirArg, SeedOpt
 from flames.errors import FlamesError
+from flames.outputs import write_text
 from flames.store import RunStore
 
 
@@ -178,7 +179,7 @@ def calibrate_cmd(
         console.print(f"{result.no_majority} answers had no majority label and were left out.")
     if out:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "calibration.json").write_text(result.model_dump_json(indent=2), encoding="utf-8")
+        write_text(out / "calibration.json", result.model_dump_json(indent=2))
 
 
 @app.command("disagreements")

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from flames.cli.app import console
+from flames.outputs import write_text
 from flames.report import FORMATS, build_report, print_report, write_reports, write_scored
 from flames.results import load_results
 
@@ -35,9 +36,7 @@ def write_report(
     if html:
         from flames.html_report import render_html
 
-        page = out_dir / "report.html"
-        page.write_text(render_html(report, results), encoding="utf-8")
-        written.append(page)
+        written.append(write_text(out_dir / "report.html", render_html(report, results)))
     if plots:
         from flames.plots import write_plots
 
@@ -46,10 +45,7 @@ def write_report(
         from flames.robustness import print_robustness
 
         print_robustness(report.robustness, console)
-        path = out_dir / "robustness.json"
-        path.write_text(
-            json.dumps([e.model_dump() for e in report.robustness], indent=2), encoding="utf-8"
-        )
-        written.append(path)
+        text = json.dumps([e.model_dump() for e in report.robustness], indent=2)
+        written.append(write_text(out_dir / "robustness.json", text))
     for path in written:
         console.print(f"wrote {path}")

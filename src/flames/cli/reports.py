@@ -13,6 +13,7 @@ from flames.cli.options import BootstrapOpt, FormatOpt, RunDirArg, ScorerNameOpt
 from flames.cli.output import write_report
 from flames.errors import FlamesError
 from flames.imports import import_answers
+from flames.outputs import write_text
 from flames.results import load_results
 
 
@@ -105,7 +106,7 @@ def compare(
         )
     if out:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "comparison.json").write_text(result.model_dump_json(indent=2), encoding="utf-8")
+        write_text(out / "comparison.json", result.model_dump_json(indent=2))
         console.print(f"wrote {out / 'comparison.json'}")
 
 
@@ -135,5 +136,5 @@ def leaderboard_cmd(
     console.print(Markdown(text))
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
+        write_text(out, text)
         console.print(f"wrote {out}")

@@ -61,13 +61,15 @@ class MockAPI:
         return sum(1 for r in self.requests() if prompt_part in r["prompt"])
 
 
-def start_mock(tmp_path: Path, latency: float = 0.0) -> MockAPI:
+def start_mock(tmp_path: Path, latency: float = 0.0, *options: str) -> MockAPI:
+    """Start the mock server; `options` are more of its command-line options."""
     import subprocess
     import sys
 
     log = tmp_path / f"mock-{latency}.log"
+    command = [sys.executable, "-m", "flames.mock_server", "--latency", str(latency)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flames.mock_server", "--latency", str(latency), "--log", str(log)],
+        [*command, "--log", str(log), *options],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -268,7 +268,7 @@ def test_llm_judge_inside_a_running_loop(tmp_path, mock_api):
     )
 
     async def cell():
-        judge = flames.JudgeConfig(model="judge-model", base_url=mock_api.base_url)
+        judge = flames.JudgeConfig(model="judge-model", base_url=mock_api.base_url, skip_check=True)
         return flames.judge(tmp_path / "run", judge, progress=False, console=quiet())
 
     summary = asyncio.run(cell())

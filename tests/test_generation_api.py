@@ -142,9 +142,12 @@ def test_error_budget_stops_the_run(tmp_path, mock_api):
         "2",
     )
     assert proc.returncode == 5
-    assert "error budget" in proc.stderr
+    message = " ".join(proc.stderr.split())
+    assert "stopped after 3 failures, the error budget (--max-errors 3)" in message
+    assert "3 answers are stored as errors" in message
+    assert "run the same command with --retry-errors" in message
     got, _ = answers(tmp_path / "run")
-    assert 4 <= len(got) < 40
+    assert len(got) == 3 and all(a.status == "error" for a in got.values())
     assert len(mock_api.requests()) < 40
 
 
@@ -280,3 +283,76 @@ def test_sigkill_mid_run_resumes_without_losing_or_redoing_work(tmp_path):
     finally:
         api.proc.kill()
         api.proc.wait()
+
+
+def test_seeded_samples_are_distinct_and_reproducible(tmp_path, mock_api):
+    """The mock server samples by the request's seed, as vLLM does."""
+    data = prompts(tmp_path, ["[[sample]]甲", "[[sample]]乙"])
+    sampling = ["--samples", "4", "--temperature", "0.7", "--gen-seed", "3", "--max-tokens", "12"]
+    for run in ("run", "again"):
+        assert generate(tmp_path / run, data, mock_api, *sampling).returncode == 0
+    first = responses(tmp_path / "run")
+    for item_id in ("p-0", "p-1"):
+        texts = [first[item_id, k] for k in range(4)]
+        assert len(set(texts)) == 4, texts  # one seed per sample: four different answers
+    assert responses(tmp_path / "again") == first  # the same seeds again: the same answers
+    greedy = generate(tmp_path / "greedy", data, mock_api, "--samples", "3", "--max-tokens", "12")
+    assert greedy.returncode == 0
+    assert len({text for (item, _), text in responses(tmp_path / "greedy").items()}) == 2
+
+
+def responses(run_dir):
+    """{(item position as p-N, sample): response} of a run."""
+    with RunStore.open(run_dir) as store:
+        position = {item.id: f"p-{i}" for i, item in enumerate(store.items())}
+        return {(position[a.item_id], a.sample): a.response for a in store.answers()}
+
+
+def test_answers_clamped_by_the_server_are_flagged_and_counted(tmp_path):
+    """Like vLLM, the mock server lowers max_tokens to fit its context window, silently."""
+    from flames.records import ScorerManifest, Verdict
+
+    api = start_mock(tmp_path, 0.0, "--context", "40")
+    try:
+        data = prompts(tmp_path, ["[[sample]]短问题", "[[sample]]另一个问题"])
+        clamped = generate(tmp_path / "run", data, api, "--max-tokens", "100")
+        assert clamped.returncode == 0, clamped.stderr
+        summary = " ".join(clamped.stdout.split())
+        assert "2 answers were cut by the server before --max-tokens 100" in summary
+        with RunStore.open(tmp_path / "run") as store:
+            got = store.answers()
+            store.register_scorer(ScorerManifest(name="s", kind="human"))
+            store.record_verdicts(
+                "s", [Verdict(item_id=a.item_id, status="ok", score=3) for a in got]
+            )
+        for answer in got:
+            assert answer.finish_reason == "length" and answer.completion_tokens < 100
+            assert answer.prompt_tokens + answer.completion_tokens == 40
+        report = run_cli("report", tmp_path / "run", "--bootstrap", "0", "-f", "json", "--no-html")
+        assert report.returncode == 0, report.stderr
+        assert json.loads((tmp_path / "run" / "report" / "report.json").read_text())["clamped"] == 2
+        assert "2 answers were cut by the server before --max-tokens 100" in report.stdout
+
+        within = generate(tmp_path / "short", data, api, "--max-tokens", "8")
+        assert within.returncode == 0, within.stderr
+        assert "cut by the server" not in within.stdout  # finish 'length' at the limit asked
+        with RunStore.open(tmp_path / "short") as store:
+            assert [a.completion_tokens for a in store.answers()] == [8, 8]
+    finally:
+        api.proc.kill()
+        api.proc.wait()
+
+
+def test_concurrency_is_recorded_but_does_not_stop_a_resume(tmp_path, mock_api):
+    data = prompts(tmp_path, ["一", "二", "三"])
+    run_dir = tmp_path / "run"
+    assert (
+        generate(run_dir, data, mock_api, "--concurrency", "2", "--max-errors", "0").returncode == 0
+    )
+    with RunStore.open(run_dir) as store:
+        assert store.manifest.generator.concurrency == 2
+        assert "concurrency" not in store.manifest.identity()["generator"]
+    resumed = generate(run_dir, data, mock_api, "--concurrency", "1")
+    assert resumed.returncode == 0, resumed.stderr
+    changed = generate(run_dir, data, mock_api, "--concurrency", "1", "--temperature", "1")
+    assert changed.returncode == 4  # settings that change answers still refuse

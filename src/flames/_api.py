@@ -34,6 +34,7 @@ from flames.compare import Comparison, compare_runs
 from flames.dataset import Dataset
 from flames.errors import FlamesError, IncompleteRun, UsageError
 from flames.generation import Backend, GenerationSummary, run_generation_async
+from flames.generation.runner import incomplete_run, summary_lines
 from flames.records import DatasetInfo, Decoding, RunManifest
 from flames.report import FORMATS, build_report, print_report, write_reports, write_scored
 from flames.results import load_results
@@ -264,9 +265,19 @@ def _judge(config: JudgeConfig) -> Scorer:
         timeout=config.timeout,
         max_attempts=config.max_attempts,
         parse_attempts=config.parse_attempts,
+        max_tokens=config.max_tokens,
         json_mode=config.json_mode,
         name=config.name,
     )
+
+
+def _vet(scorer: Scorer, skip: bool, console: Console) -> None:
+    """The sanity check of an LLM judge, before its verdicts count (flames.judge_check)."""
+    from flames.judge import LLMJudge
+    from flames.judge_check import vet_judge
+
+    if isinstance(scorer, LLMJudge):
+        console.print(vet_judge(scorer, skip), highlight=False)
 
 
 def _scorers(evaluation: Evaluation, ray: RayOptions | None) -> list[Scorer]:
@@ -307,23 +318,11 @@ async def _generate(
         finally:
             _release(backend)
         failed = sum(1 for a in store.answers() if a.status == "error")
-    console.print(
-        f"generated {summary.ok} answers, {summary.errors} errors; tokens: "
-        f"{summary.usage['prompt_tokens']} in, {summary.usage['completion_tokens']} out"
-    )
+    for line in summary_lines(summary, backend.info.decoding.max_tokens):
+        console.print(line)
     for example in summary.error_examples:
         console.print(f"  [red]error:[/] {escape(example)}", highlight=False)
-    if summary.stopped_early:
-        return summary, IncompleteRun(
-            f"{run_dir}: stopped after {summary.errors} failures (the error budget). "
-            "Fix the cause and run the same command again to resume."
-        )
-    if failed:
-        return summary, IncompleteRun(
-            f"{run_dir}: {failed} answers failed and are recorded as errors (never scored). "
-            "Run again with --retry-errors to retry only those."
-        )
-    return summary, None
+    return summary, incomplete_run(run_dir, summary, failed)
 
 
 def _score(
@@ -543,8 +542,11 @@ def _judge_run(
     progress: bool,
     console: Console | None,
 ) -> ScoringSummary:
-    built = _judge(_judge_config(judge, version))
+    config = _judge_config(judge, version)
+    built = _judge(config)
     with RunStore.open(run_dir) as store:
+        if store.pending_verdicts(built.manifest.name, retry_errors):  # else nothing to check
+            _vet(built, config.skip_check, _console(console))
         return _score(store, built, retry_errors, progress, _console(console))
 
 
@@ -606,6 +608,11 @@ class _Plan:
         )
         self.dataset = _dataset(evaluation.data)
 
+    def vet_judges(self, console: Console) -> None:
+        """Check each LLM judge before anything is generated: one that fails stops here."""
+        for config, scorer in zip(self.evaluation.judges, self.scorers, strict=False):
+            _vet(scorer, config.skip_check, console)
+
     async def generate(self, progress: bool, console: Console) -> IncompleteRun | None:
         """Generate; an incomplete generation is returned, to score what did succeed first."""
         _, incomplete = await _generate(
@@ -662,6 +669,7 @@ def evaluate(
     )
     console = _console(console)
     plan = _Plan(chosen, run_dir)
+    plan.vet_judges(console)
     incomplete = run_sync(plan.generate(progress, console))
     result = plan.score_and_report(progress, console)
     if incomplete:
@@ -700,6 +708,7 @@ async def evaluate_async(
     )
     console = _console(console)
     plan = _Plan(chosen, run_dir)
+    await asyncio.to_thread(plan.vet_judges, console)
     incomplete = await plan.generate(progress, console)
     result = await asyncio.to_thread(plan.score_and_report, progress, console)
     if incomplete:

@@ -158,6 +158,10 @@ class JudgeConfig(_Section):
     """Asks per answer before a malformed verdict is recorded as an error (llm)."""
     json_mode: bool = False
     """Ask the judge API for a JSON object response (llm)."""
+    max_tokens: int = Field(default=256, ge=1)
+    """Tokens per judge answer; a verdict cut at the limit is asked again with twice it (llm)."""
+    skip_check: bool = False
+    """Judge without the sanity check on flames' probe answers (llm; reports say so)."""
     name: str | None = None
     """Name the verdicts are stored under (default judge:MODEL)."""
     version: str | None = None

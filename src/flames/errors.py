@@ -50,3 +50,9 @@ class UsageError(FlamesError):
 
 class NothingScored(IncompleteRun):
     """No answer of the run has a score from the chosen scorer: there is nothing to report."""
+
+
+class JudgeRejected(FlamesError):
+    """A judge failed its sanity check: its verdicts would not mean anything."""
+
+    exit_code = 5

@@ -11,6 +11,12 @@ failures for that prompt, counted per prompt across attempts:
 - ``[[verdict:A||B]]``: the answer's content is A on the first attempt, then B (the last
   alternative repeats), for scripted judges.
 
+A prompt holding ``[[sample]]`` is answered as a language model that never stops would answer
+it: one character a token, drawn from a seeded generator (the request's ``seed``; greedy at
+temperature 0; fresh randomness without a seed), up to ``max_tokens`` (default 16), finish
+``length``. Like vLLM, the server clamps that limit to its context window (``--context``, in
+prompt characters plus answer tokens) without saying so.
+
 Otherwise the answer's content is JSON echoing what the server received, so tests can check the
 decoding settings. Each request is appended to ``--log`` as one JSON line.
 
@@ -22,17 +28,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import re
 from collections import Counter
 from typing import Any
 
 DIRECTIVE = re.compile(r"\[\[(fail|hang|malformed|empty|verdict):([^\]]*)\]\]")
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests"}
+SAMPLE = "[[sample]]"
+VOCABULARY = "天地玄黄宇宙洪荒日月盈昃辰宿列张寒来暑往秋收冬藏"
+
+
+def sampled_answer(body: dict[str, Any], prompt: str, context: int) -> str:
+    """What a seeded sampling model writes for `prompt`: as many tokens as it may."""
+    limit = min(body.get("max_tokens") or 16, max(context - len(prompt), 0))
+    # Greedy always gives the same answer; when sampling, a seed of None draws fresh randomness.
+    rng = random.Random(body.get("seed") if body.get("temperature") else prompt)
+    return "".join(rng.choice(VOCABULARY) for _ in range(limit))
 
 
 class MockServer:
-    def __init__(self, latency: float = 0.0, log_path: str | None = None):
+    def __init__(self, latency: float = 0.0, log_path: str | None = None, context: int = 4096):
         self.latency = latency
+        self.context = context
         self.attempts: Counter[str] = Counter()
         self.log = open(log_path, "a", encoding="utf-8") if log_path else None  # noqa: SIM115
 
@@ -66,6 +84,9 @@ class MockServer:
                 ensure_ascii=False,
             )
         )
+        sampled = SAMPLE in prompt
+        if sampled:
+            content = sampled_answer(body, prompt, self.context)
         return {
             "id": f"mock-{sum(self.attempts.values())}",
             "object": "chat.completion",
@@ -74,7 +95,7 @@ class MockServer:
             "choices": [
                 {
                     "index": 0,
-                    "finish_reason": "stop",
+                    "finish_reason": "length" if sampled else "stop",
                     "message": {"role": "assistant", "content": content},
                 }
             ],
@@ -139,8 +160,8 @@ class MockServer:
             writer.close()
 
 
-async def serve(port: int, latency: float, log_path: str | None) -> None:
-    mock = MockServer(latency, log_path)
+async def serve(port: int, latency: float, log_path: str | None, context: int) -> None:
+    mock = MockServer(latency, log_path, context)
     server = await asyncio.start_server(mock.handle, "127.0.0.1", port, backlog=1024)
     print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
     async with server:
@@ -152,8 +173,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
     parser.add_argument("--log", default=None, help="append one JSON line per request here")
+    parser.add_argument("--context", type=int, default=4096, help="context window ([[sample]])")
     args = parser.parse_args()
-    asyncio.run(serve(args.port, args.latency, args.log))
+    asyncio.run(serve(args.port, args.latency, args.log, args.context))
 
 
 if __name__ == "__main__":

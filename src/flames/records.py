@@ -56,6 +56,10 @@ class GeneratorInfo(BaseModel):
     decoding: Decoding = Field(default_factory=Decoding)
     options: dict[str, Any] = Field(default_factory=dict)
     """Backend-specific settings that change answers (dtype, chat template, ...)."""
+    concurrency: int | None = None
+    """Requests in flight at once when the run was created. Information, not identity: a run
+    resumes under another concurrency, though a batching server's greedy answers can depend
+    on it (see the README)."""
 
 
 def _environment() -> dict[str, str]:
@@ -77,7 +81,12 @@ class RunManifest(BaseModel):
         """What must be equal to resume: the dataset by content (its hashes and selection),
         not by the name of the file it was read from."""
         return self.model_dump(
-            exclude={"created_at": True, "evaluation": True, "dataset": {"name"}}
+            exclude={
+                "created_at": True,
+                "evaluation": True,
+                "dataset": {"name"},
+                "generator": {"concurrency"},
+            }
         )
 
 
@@ -105,9 +114,12 @@ class ScorerManifest(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=_environment)
     created_at: str = Field(default_factory=now)
+    check: dict[str, Any] | None = None
+    """The latest sanity check of a judge (flames.judge_check), or None. A record of how the
+    judge did, not a setting: left out of `identity`."""
 
     def identity(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"created_at"})
+        return self.model_dump(exclude={"created_at", "check"})
 
 
 class Answer(BaseModel):
@@ -124,6 +136,10 @@ class Answer(BaseModel):
     latency_s: float | None = None
     attempts: int = 1
     created_at: str = Field(default_factory=now)
+
+
+TRUNCATED_VERDICT = "truncated"
+"""How the error of a judge's answer cut at its token limit begins."""
 
 
 class Verdict(BaseModel):

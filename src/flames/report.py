@@ -14,6 +14,7 @@ from rich.table import Table
 
 from flames.augment import transforms_in
 from flames.compare import MCNEMAR, SIGN_FLIP
+from flames.judge_check import judge_check_note
 from flames.metrics import Estimate, GroupMetrics, Metrics
 from flames.outputs import atomic_open, csv_row, write_text
 from flames.records import RunManifest, ScorerManifest
@@ -32,6 +33,8 @@ class Report(BaseModel):
     """Rows (item x sample) without a score, by reason."""
     truncated: int
     """Answers the scorer had to truncate."""
+    clamped: int = 0
+    """Answers the server cut before --max-tokens (finish 'length' with fewer tokens)."""
     usage: dict[str, int]
     refusals: dict[str, RefusalStats]
     """Answers that refuse: Flames rewards refusals, so read the harmless rate next to this."""
@@ -47,6 +50,7 @@ def build_report(results: Results, bootstrap_samples: int = 2000, seed: int = 0)
         metrics=results.metrics(bootstrap_samples=bootstrap_samples, seed=seed),
         problems=dict(problems),
         truncated=results.truncated,
+        clamped=results.clamped,
         usage=results.usage,
         refusals=refusal_stats(
             (row.item.dimension.value, row.answer.response or "")
@@ -155,8 +159,13 @@ def notes(report: Report) -> list[str]:
     lines = [
         f"{m.n_scored} of {m.n_items} items scored by `{report.scorer.name}` "
         f"({report.scorer.kind}).",
-        f"{int(m.confidence * 100)}% CIs: {m.interval_method} (README, Statistics).",
+        f"{int(m.confidence * 100)}% CIs: {m.interval_method} (README, Statistics)."
+        if m.bootstrap_samples
+        else "No confidence intervals (--bootstrap 0).",
     ]
+    check = report.scorer.check
+    if check is not None:
+        lines.append(judge_check_note(check))
     if m.unscored:
         parts = ", ".join(f"{n} {why}" for why, n in sorted(m.unscored.items()))
         lines.append(f"Unscored items, excluded from every metric: {parts}.")
@@ -169,6 +178,12 @@ def notes(report: Report) -> list[str]:
     if report.truncated:
         mode = report.scorer.config.get("truncation", "?")
         lines.append(f"{report.truncated} answers were truncated by the scorer (mode `{mode}`).")
+    if report.clamped:
+        max_tokens = report.run.generator.decoding.max_tokens
+        lines.append(
+            f"{report.clamped} answers were cut by the server before --max-tokens {max_tokens} "
+            "(it lowered the limit, usually to fit its context window)."
+        )
     if not m.overall_complete:
         lines.append("Not all five dimensions are present: the overall is over those present.")
     return lines

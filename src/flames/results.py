@@ -8,8 +8,9 @@ from pathlib import Path
 
 from flames.dataset import Item
 from flames.errors import FlamesError, NothingScored
+from flames.generation.base import is_clamped
 from flames.metrics import Metrics, ScoredItem, compute_metrics
-from flames.records import Answer, RunManifest, ScorerManifest, Verdict
+from flames.records import TRUNCATED_VERDICT, Answer, RunManifest, ScorerManifest, Verdict
 from flames.store import RunStore
 
 
@@ -38,7 +39,8 @@ class Row:
         if self.verdict is None:
             return "not scored"
         if self.verdict.status == "error":
-            return "judge error"
+            cut = (self.verdict.error or "").startswith(TRUNCATED_VERDICT)
+            return "judge answer truncated" if cut else "judge error"
         return None
 
 
@@ -81,6 +83,12 @@ class Results:
     @property
     def truncated(self) -> int:
         return sum(1 for r in self.rows if r.verdict and r.verdict.truncated)
+
+    @property
+    def clamped(self) -> int:
+        """Answers the server cut before the run's max tokens (see is_clamped)."""
+        max_tokens = self.run.generator.decoding.max_tokens
+        return sum(1 for r in self.rows if r.answer and is_clamped(r.answer, max_tokens))
 
     @property
     def usage(self) -> dict[str, int]:

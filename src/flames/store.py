@@ -259,6 +259,13 @@ class RunStore:
                 f"refusing to mix verdicts:\n  {changes}\n"
                 "Pass another --scorer-name to keep both sets of verdicts."
             )
+        if manifest.check is not None and manifest.check != stored.check:  # the latest check
+            updated = stored.model_copy(update={"check": manifest.check})
+            with self._db:
+                self._db.execute(
+                    "UPDATE scorers SET manifest = ? WHERE name = ?",
+                    (updated.model_dump_json(), manifest.name),
+                )
 
     def scorers(self) -> dict[str, ScorerManifest]:
         rows = self._db.execute("SELECT name, manifest FROM scorers ORDER BY name")

@@ -32,6 +32,7 @@ from flames.cli.options import (
     GpusPerReplicaOpt,
     JsonModeOpt,
     JudgeKeyOpt,
+    JudgeMaxTokensOpt,
     JudgeModelOpt,
     JudgeUrlOpt,
     KeyEnvOpt,
@@ -58,6 +59,7 @@ from flames.cli.options import (
     ScorerNameSetOpt,
     ScorerVllmArgOpt,
     SeedOpt,
+    SkipJudgeCheckOpt,
     SubcomponentOpt,
     SystemOpt,
     TemperatureOpt,
@@ -71,6 +73,7 @@ from flames.cli.output import write_report
 from flames.dataset import Dataset
 from flames.errors import IncompleteRun, NothingScored
 from flames.generation import Backend, run_generation
+from flames.generation.runner import incomplete_run, summary_lines
 from flames.imports import import_answers
 from flames.records import DatasetInfo, Decoding, RunManifest, check_scorer_name
 from flames.scorer import OFFICIAL_REPO
@@ -79,6 +82,7 @@ from flames.store import RunStore
 
 if TYPE_CHECKING:
     from flames.distributed import RayOptions
+    from flames.judge import LLMJudge
 
 
 def _ray_options(
@@ -204,23 +208,14 @@ def _generate(
         summary = run_generation(store, backend, retry_errors, max_errors, progress)
     finally:
         _release(backend)
-    console.print(
-        f"generated {summary.ok} answers, {summary.errors} errors; tokens: "
-        f"{summary.usage['prompt_tokens']} in, {summary.usage['completion_tokens']} out"
-    )
+    for line in summary_lines(summary, backend.info.decoding.max_tokens):
+        console.print(line)
     for example in summary.error_examples:
         console.print(f"  [red]error:[/] {escape(example)}", highlight=False)
-    if summary.stopped_early:
-        raise IncompleteRun(
-            f"{run_dir}: stopped after {summary.errors} failures (the error budget). "
-            "Fix the cause and run the same command again to resume."
-        )
     failed = sum(1 for a in store.answers() if a.status == "error")
-    if failed:
-        raise IncompleteRun(
-            f"{run_dir}: {failed} answers failed and are recorded as errors (never scored). "
-            "Run again with --retry-errors to retry only those."
-        )
+    error = incomplete_run(run_dir, summary, failed)
+    if error:
+        raise error
     return store
 
 
@@ -357,6 +352,13 @@ def _score(
     )
 
 
+def _check_judge(judge: LLMJudge, skip: bool) -> None:
+    """Before a judge scores a run, check it can tell harmful from harmless answers."""
+    from flames.judge_check import vet_judge
+
+    console.print(vet_judge(judge, skip), highlight=False)
+
+
 @app.command("score")
 def score(
     run_dir: RunDirArg,
@@ -412,6 +414,8 @@ def judge(
     max_attempts: AttemptsOpt = 6,
     parse_attempts: ParseAttemptsOpt = 3,
     json_mode: JsonModeOpt = False,
+    judge_max_tokens: JudgeMaxTokensOpt = 256,
+    skip_judge_check: SkipJudgeCheckOpt = False,
     scorer_name: Annotated[
         str | None, typer.Option(help="Name for the verdicts (default judge:MODEL).")
     ] = None,
@@ -432,10 +436,13 @@ def judge(
         timeout=timeout,
         max_attempts=max_attempts,
         parse_attempts=parse_attempts,
+        max_tokens=judge_max_tokens,
         json_mode=json_mode,
         name=scorer_name,
     )
     with RunStore.open(run_dir) as store:
+        if store.pending_verdicts(scorer.name, retry_errors):  # else nothing to check
+            _check_judge(scorer, skip_judge_check)
         problem = _score(store, scorer, retry_errors, progress)
     if problem:
         raise problem
@@ -483,6 +490,8 @@ def run(
     judge_model: JudgeModelOpt = None,
     judge_base_url: JudgeUrlOpt = None,
     judge_api_key_env: JudgeKeyOpt = "OPENAI_API_KEY",
+    judge_max_tokens: JudgeMaxTokensOpt = 256,
+    skip_judge_check: SkipJudgeCheckOpt = False,
     bootstrap: BootstrapOpt = 2000,
     seed: SeedOpt = 0,
     executor: ExecutorOpt = ExecutorName.local,
@@ -519,10 +528,11 @@ def run(
         vllm_arg,
     )
     scorer: Scorer
+    judge: LLMJudge | None = None
     if judge_model:
         from flames.judge import LLMJudge
 
-        scorer = LLMJudge(
+        scorer = judge = LLMJudge(
             judge_model,
             base_url=judge_base_url,
             api_key_env=judge_api_key_env,
@@ -530,6 +540,7 @@ def run(
             requests_per_minute=rpm,
             timeout=timeout,
             max_attempts=max_attempts,
+            max_tokens=judge_max_tokens,
         )
     else:
         scorer = _official_scorer(
@@ -551,6 +562,8 @@ def run(
     if not judge_model:
         scorer = _scorer_on(scorer, ray)
     dataset = select_items(data, dimension, subcomponent, sample, sample_seed)
+    if judge is not None:  # before generating: a judge that fails would waste the answers
+        _check_judge(judge, skip_judge_check)
     incomplete: IncompleteRun | None = None
     try:
         store = _generate(run_dir, dataset, chosen, retry_errors, max_errors, progress)

@@ -136,7 +136,10 @@ TopPOpt = Annotated[float | None, typer.Option(help="Nucleus sampling top_p.")]
 MaxTokensOpt = Annotated[int | None, typer.Option(help="Maximum tokens per answer.")]
 
 
-GenSeedOpt = Annotated[int | None, typer.Option("--gen-seed", help="Decoding seed.")]
+GenSeedOpt = Annotated[
+    int | None,
+    typer.Option("--gen-seed", min=0, help="Decoding seed (answer k of a prompt gets its own)."),
+]
 
 
 SystemOpt = Annotated[str | None, typer.Option(help="System prompt (none by default).")]
@@ -232,4 +235,23 @@ JsonModeOpt = Annotated[bool, typer.Option(help="Ask the judge API for a JSON ob
 ParseAttemptsOpt = Annotated[
     int,
     typer.Option(min=1, help="Asks per answer before a malformed verdict is recorded as an error."),
+]
+
+
+JudgeMaxTokensOpt = Annotated[
+    int,
+    typer.Option(
+        "--judge-max-tokens",
+        min=1,
+        help="Tokens per judge answer; a verdict cut at the limit is asked again with twice it.",
+    ),
+]
+
+
+SkipJudgeCheckOpt = Annotated[
+    bool,
+    typer.Option(
+        "--skip-judge-check",
+        help="Judge without the sanity check on flames' probe answers (reports say so).",
+    ),
 ]

@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+
 from flames.dataset import Item
 from flames.records import Answer, Decoding, GeneratorInfo
 
@@ -20,6 +22,32 @@ class Request:
 
 DEFAULT_MAX_TOKENS = 1024
 """Answer length limit where the decoding settings leave max_tokens unset."""
+
+
+def sample_seed(seed: int | None, sample: int) -> int | None:
+    """The decoding seed of answer number `sample`, the same in every backend.
+
+    Sample 0 uses `seed` as given, so a single answer per prompt is asked exactly as a direct
+    request with that seed would be. Sample k > 0 gets a seed drawn from numpy's SeedSequence
+    keyed by (seed, k): distinct per sample, and not shared with the samples of a nearby seed
+    (as ``seed + k`` would be). None stays None: the server or library picks.
+    """
+    if seed is None or sample == 0:
+        return seed
+    state = np.random.SeedSequence(seed, spawn_key=(sample,)).generate_state(1)[0]
+    return int(state) >> 1  # 31 bits: a valid seed for every server and library
+
+
+def is_clamped(answer: Answer, max_tokens: int | None) -> bool:
+    """An answer cut for length before reaching `max_tokens`: the server lowered the limit,
+    usually to fit its context window, without saying so."""
+    return (
+        answer.status == "ok"
+        and answer.finish_reason == "length"
+        and max_tokens is not None
+        and answer.completion_tokens is not None
+        and answer.completion_tokens < max_tokens
+    )
 
 
 def error_answer(request: Request, exc: Exception) -> Answer:

@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from flames.generation.base import Request, chat_messages
+from flames.generation.base import Request, chat_messages, sample_seed
 from flames.records import Answer, Decoding, GeneratorInfo
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -116,17 +116,21 @@ class OpenAIBackend:
     @property
     def info(self) -> GeneratorInfo:
         return GeneratorInfo(
-            backend="openai", model=self.model, base_url=self.base_url, decoding=self.decoding
+            backend="openai",
+            model=self.model,
+            base_url=self.base_url,
+            decoding=self.decoding,
+            concurrency=self.concurrency,
         )
 
-    def request_body(self, prompt: str) -> dict[str, Any]:
+    def request_body(self, prompt: str, sample: int = 0) -> dict[str, Any]:
         d = self.decoding
         body: dict[str, Any] = {"model": self.model, "messages": chat_messages(prompt, d)}
         for name, value in (
             ("temperature", d.temperature),
             ("top_p", d.top_p),
             ("max_tokens", d.max_tokens),
-            ("seed", d.seed),
+            ("seed", sample_seed(d.seed, sample)),
         ):
             if value is not None:
                 body[name] = value
@@ -153,7 +157,7 @@ class OpenAIBackend:
             raise ApiError(f"{kind}: {exc}".rstrip(": "), retryable=True) from None
 
     async def _ask(self, session: aiohttp.ClientSession, request: Request) -> Answer:
-        body = self.request_body(request.item.prompt)
+        body = self.request_body(request.item.prompt, request.sample)
         started = time.monotonic()
         attempt = 0
         while True:

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from flames._aio import run_sync
-from flames.generation.base import Backend, Request
+from flames.errors import IncompleteRun
+from flames.generation.base import Backend, Request, is_clamped
 from flames.store import RunStore
 
 
@@ -21,6 +22,46 @@ class GenerationSummary:
         default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0}
     )
     error_examples: list[str] = field(default_factory=list)
+    error_budget: int | None = None
+    """Failures allowed before the run stops."""
+    clamped: int = 0
+    """Answers cut for length before --max-tokens: the server lowered the limit (is_clamped)."""
+
+
+def summary_lines(summary: GenerationSummary, max_tokens: int | None) -> list[str]:
+    """What a generation pass tells the user (rich markup; error examples not included)."""
+    lines = [
+        f"generated {summary.ok} answers, {summary.errors} errors; tokens: "
+        f"{summary.usage['prompt_tokens']} in, {summary.usage['completion_tokens']} out"
+    ]
+    if summary.clamped:
+        lines.append(
+            f"[yellow]warning:[/] {summary.clamped} answers were cut by the server before "
+            f"--max-tokens {max_tokens} (finish 'length' with fewer tokens): it lowered the "
+            "limit, usually to fit its context window. Lower --max-tokens or serve a longer "
+            "context; reports count these answers as clamped."
+        )
+    return lines
+
+
+def incomplete_run(
+    run_dir: object, summary: GenerationSummary, failed: int
+) -> IncompleteRun | None:
+    """The error for a pass that stopped early or left `failed` answers stored as errors."""
+    if summary.stopped_early:
+        plural = "s" if summary.errors != 1 else ""
+        return IncompleteRun(
+            f"{run_dir}: stopped after {summary.errors} failure{plural}, the error budget "
+            f"(--max-errors {summary.error_budget}); {failed} answers are stored as errors. "
+            "Fix the cause, then run the same command with --retry-errors to retry them and "
+            "resume."
+        )
+    if failed:
+        return IncompleteRun(
+            f"{run_dir}: {failed} answers failed and are recorded as errors (never scored). "
+            "Run again with --retry-errors to retry only those."
+        )
+    return None
 
 
 def default_error_budget(pending: int) -> int:
@@ -31,7 +72,8 @@ def default_error_budget(pending: int) -> int:
 async def _generate(
     store: RunStore, backend: Backend, requests: list[Request], max_errors: int, progress: bool
 ) -> GenerationSummary:
-    summary = GenerationSummary()
+    summary = GenerationSummary(error_budget=max_errors)
+    max_tokens = backend.info.decoding.max_tokens
     bar = Progress(
         TextColumn("[bold]generate[/]"),
         BarColumn(),
@@ -50,12 +92,13 @@ async def _generate(
                     summary.ok += 1
                     summary.usage["prompt_tokens"] += answer.prompt_tokens or 0
                     summary.usage["completion_tokens"] += answer.completion_tokens or 0
+                    summary.clamped += is_clamped(answer, max_tokens)
                 else:
                     summary.errors += 1
                     if len(summary.error_examples) < 3 and answer.error:
                         summary.error_examples.append(answer.error)
                 bar.update(task, advance=1, errors=summary.errors)
-                if summary.errors > max_errors:
+                if answer.status == "error" and summary.errors >= max_errors:
                     summary.stopped_early = True
                     break
         finally:

@@ -8,7 +8,13 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from flames.generation.base import DEFAULT_MAX_TOKENS, Request, chat_messages, error_answer
+from flames.generation.base import (
+    DEFAULT_MAX_TOKENS,
+    Request,
+    chat_messages,
+    error_answer,
+    sample_seed,
+)
 from flames.records import Answer, Decoding, GeneratorInfo
 
 
@@ -62,6 +68,7 @@ class TransformersBackend:
             model=self.model_name,
             decoding=self.decoding,
             options={"gguf_file": self.gguf_file, "dtype": self.dtype},
+            concurrency=self.batch_size,
         )
 
     def load(self) -> None:
@@ -108,8 +115,9 @@ class TransformersBackend:
                 args["top_p"] = d.top_p
         else:
             args.update(temperature=None, top_p=None, top_k=None)
-        if d.seed is not None:
-            torch.manual_seed(d.seed)
+        seed = sample_seed(d.seed, batch[0].sample)  # a batch holds one sample number
+        if seed is not None:
+            torch.manual_seed(seed)
         with torch.inference_mode():
             output = self._model.generate(**padded, **args, pad_token_id=tok.pad_token_id)
         new_tokens = output[:, padded["input_ids"].shape[1] :]
@@ -143,14 +151,19 @@ class TransformersBackend:
         return (ids | {self._tokenizer.eos_token_id, self._tokenizer.pad_token_id}) - {None}
 
     def generate_batch(self, batch: list[Request]) -> list[Answer]:
-        try:
-            return self._generate(batch)
-        except Exception as exc:  # a failed batch is recorded as errors, never dropped
-            return [error_answer(r, exc) for r in batch]
+        """Answers for a batch; each sample number is generated apart, under its own seed."""
+        answers = []
+        for sample in sorted({r.sample for r in batch}):
+            same_sample = [r for r in batch if r.sample == sample]
+            try:
+                answers += self._generate(same_sample)
+            except Exception as exc:  # a failed batch is recorded as errors, never dropped
+                answers += [error_answer(r, exc) for r in same_sample]
+        return answers
 
     async def stream(self, requests: Sequence[Request]) -> AsyncIterator[Answer]:
         await asyncio.to_thread(self.load)
-        ordered = sorted(requests, key=lambda r: len(r.item.prompt))
+        ordered = sorted(requests, key=lambda r: (r.sample, len(r.item.prompt)))
         for start in range(0, len(ordered), self.batch_size):
             batch = ordered[start : start + self.batch_size]
             for answer in await asyncio.to_thread(self.generate_batch, batch):

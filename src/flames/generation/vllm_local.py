@@ -12,7 +12,13 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from flames.generation.base import DEFAULT_MAX_TOKENS, Request, chat_messages, error_answer
+from flames.generation.base import (
+    DEFAULT_MAX_TOKENS,
+    Request,
+    chat_messages,
+    error_answer,
+    sample_seed,
+)
 from flames.records import Answer, Decoding, GeneratorInfo
 
 
@@ -66,7 +72,7 @@ class VLLMBackend:
             temperature=d.temperature or 0.0,
             top_p=d.top_p or 1.0,
             max_tokens=d.max_tokens or DEFAULT_MAX_TOKENS,
-            seed=None if d.seed is None else d.seed + request.sample,
+            seed=sample_seed(d.seed, request.sample),
         )
 
     def _generate(self, requests: Sequence[Request]) -> list[Answer]:

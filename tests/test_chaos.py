@@ -173,7 +173,7 @@ def test_kills_during_judge(tmp_path, api):
     assert made.returncode == 5  # q007 failed, as planned
     cmd = flames(
         "judge", run_dir, "--model", "j", "--base-url", api.base_url, "--concurrency", "4",
-        "--max-attempts", "1", "--no-progress",
+        "--max-attempts", "1", "--skip-judge-check", "--no-progress",
     )  # fmt: skip
     kills = 0
     for _ in range(KILLS):

@@ -108,6 +108,7 @@ def test_failed_answers_and_verdicts_exit_5(tmp_path, mock_api):
     )
     check(run_cli("import", file, run_dir), OK)
     judge = ("judge", run_dir, "--model", "j", "--base-url", mock_api.base_url, "--no-progress")
+    judge += ("--skip-judge-check",)  # the mock is no judge: its sanity check is tested apart
     check(run_cli(*judge), INCOMPLETE, "1 verdicts of judge:j failed", "--retry-errors")
     check(run_cli(*judge), INCOMPLETE, "scored 0 answers")  # still failed, and said so again
 
@@ -118,6 +119,7 @@ def test_nothing_scored_is_a_message_not_a_traceback(tmp_path, mock_api):
     url = mock_api.base_url
     run = ("run", tmp_path / "r", "--model", "m", "--base-url", url, "--data", data)
     judge = ("--judge-model", "j", "--judge-base-url", url, "--max-attempts", "1")
+    judge += ("--skip-judge-check",)  # the mock is no judge: its sanity check is tested apart
     check(run_cli(*run, *judge, "--no-progress"), INCOMPLETE, "2 answers failed", "no report")
     # A judge that never answers in JSON: nothing scored; report and leaderboard say so.
     run_dir = tmp_path / "imported"
@@ -136,6 +138,7 @@ def test_nothing_scored_is_a_message_not_a_traceback(tmp_path, mock_api):
         url,
         "--parse-attempts",
         "1",
+        "--skip-judge-check",
         "--no-progress",
     )
     check(judged, INCOMPLETE, "1 verdicts")

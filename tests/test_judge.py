@@ -154,7 +154,8 @@ def test_judge_against_a_scripted_server(tmp_path, mock_api):
     again = run_cli(
         "judge", run_dir, "--model", "judge-model", "--base-url", mock_api.base_url, "--no-progress"
     )
-    assert again.returncode == 0, again.stderr  # nothing to judge: no sanity check either
+    assert again.returncode == 5, again.stderr  # the stored failures are still there
+    assert "sanity check" not in again.stdout + again.stderr  # nothing to judge, nothing checked
     assert "scored 0 answers" in again.stdout and len(mock_api.requests()) == before
 
 

@@ -82,7 +82,8 @@ def test_rubrics_follow_each_dimensions_scale():
 
 
 def test_json_mode_asks_for_a_json_object():
-    body = LLMJudge("m", base_url="http://x", json_mode=True).backend.request_body("p")
+    judge = LLMJudge("m", base_url="http://x", api_key_env="", json_mode=True)
+    body = judge.backend.request_body("p")
     assert body["response_format"] == {"type": "json_object"}
     assert body["temperature"] == 0.0 and body["messages"][0]["role"] == "system"
 

@@ -56,3 +56,9 @@ class JudgeRejected(FlamesError):
     """A judge failed its sanity check: its verdicts would not mean anything."""
 
     exit_code = 5
+
+
+class EndpointUnreachable(FlamesError):
+    """No request ever reached the server: a DNS failure, a refused connection, ..."""
+
+    exit_code = 1

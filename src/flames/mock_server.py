@@ -5,11 +5,23 @@ failures for that prompt, counted per prompt across attempts:
 
 - ``[[fail:429x2]]``: the first 2 attempts get HTTP 429 (any status code works; 4xx error
   messages quote the API key received, as some real servers do);
+- ``[[retry-after:VALUE]]``: failures of this prompt carry the header ``Retry-After: VALUE``;
 - ``[[hang:1]]``: the first attempt hangs for 30 s (longer than any sane client timeout);
 - ``[[malformed:1]]``: the first attempt gets a body that is not JSON;
 - ``[[empty:1]]``: the first attempt gets a choice whose content is null;
+- ``[[blank:1]]``: the first attempt gets a choice whose content is "";
+- ``[[extra:1]]``: the first attempt's reply is sent twice on the same kept-alive connection,
+  the copy a moment later, when a careless client reads it as its next request's reply;
+- ``[[ansi:1]]``: the first attempt gets HTTP 502 with a plain-text body full of terminal
+  escape sequences (clear screen, OSC 52 clipboard write, C1 controls);
+- ``[[leak:500x2]]``: the first 2 attempts get that status with a body echoing the API key in
+  every form a server might (plain, URL-encoded, JSON-escaped, base64 of the key and of the
+  whole Authorization header), one copy straddling each common cut (200, 500, 1000
+  characters); a 200 gets such a body that is not JSON;
 - ``[[verdict:A||B]]``: the answer's content is A on the first attempt, then B (the last
-  alternative repeats), for scripted judges.
+  alternative repeats), for scripted judges;
+- ``[[score:auto]]``: the answer's content is JSON holding the prompt's echo and a score in
+  1..3 derived from the prompt (``expected_score``), so a judge's verdicts can be checked.
 
 A prompt holding ``[[sample]]`` is answered as a language model that never stops would answer
 it: one character a token, drawn from a seeded generator (the request's ``seed``; greedy at
@@ -18,7 +30,9 @@ temperature 0; fresh randomness without a seed), up to ``max_tokens`` (default 1
 prompt characters plus answer tokens) without saying so.
 
 Otherwise the answer's content is JSON echoing what the server received, so tests can check the
-decoding settings. Each request is appended to ``--log`` as one JSON line.
+decoding settings. As vLLM does, a completion's id is ``chatcmpl-`` followed by the request's
+``X-Request-Id`` header when there is one (``--no-request-ids`` turns that off). Each request is
+appended to ``--log`` as one JSON line.
 
 Run: ``python -m flames.mock_server --port 0 --latency 0.05``; it prints ``PORT <n>`` when ready.
 """
@@ -27,16 +41,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import random
 import re
+import zlib
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, quote_plus
 
-DIRECTIVE = re.compile(r"\[\[(fail|hang|malformed|empty|verdict):([^\]]*)\]\]")
+DIRECTIVE = re.compile(
+    r"\[\[(fail|retry-after|hang|malformed|empty|blank|extra|ansi|leak|verdict|score):([^\]]*)\]\]"
+)
+ATTEMPT_COUNTED = ("hang", "malformed", "empty", "blank", "extra", "ansi")
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests"}
 SAMPLE = "[[sample]]"
 VOCABULARY = "天地玄黄宇宙洪荒日月盈昃辰宿列张寒来暑往秋收冬藏"
+TERMINAL_ATTACK = (
+    "upstream failed\x1b[2J\x1b[H\x1b]52;c;ZmxhbWVz\x07\x1b]0;pwned\x1b\\\x9b31m\x07\x08\r\x00 done"
+)
+"""Clears the screen, writes the clipboard (OSC 52), sets the title, colours via C1 CSI."""
 
 
 def sampled_answer(body: dict[str, Any], prompt: str, context: int) -> str:
@@ -47,9 +72,61 @@ def sampled_answer(body: dict[str, Any], prompt: str, context: int) -> str:
     return "".join(rng.choice(VOCABULARY) for _ in range(limit))
 
 
+def expected_score(prompt: str) -> int:
+    """The score ``[[score:auto]]`` answers for this prompt: 1, 2 or 3."""
+    return 1 + zlib.crc32(prompt.encode("utf-8")) % 3
+
+
+def key_echoes(key: str) -> str:
+    """An error body echoing `key` in every form a server might, straddling common cuts."""
+    header = f"Bearer {key}"
+    forms = [
+        key,
+        quote(key, safe=""),
+        quote_plus(key),
+        json.dumps(key)[1:-1].replace("/", "\\/"),
+        base64.b64encode(key.encode()).decode(),
+        base64.urlsafe_b64encode(key.encode()).decode(),
+        base64.b64encode(header.encode()).decode(),
+        f"Authorization: {header}",
+        f"https://user:{quote(key, safe='')}@example.invalid/v1?api_key={quote(key, safe='')}",
+    ]
+    text = " | ".join(forms)
+    for cut in (200, 500, 1000):  # one plain copy across each cut
+        text = text[: cut - len(key) // 2].ljust(cut - len(key) // 2, ".") + key + text
+    return text
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    extra: bytes | None = None
+    """An unsolicited second reply, sent right after this one on the same connection."""
+
+
+def http_message(reply: Reply) -> bytes:
+    head = [
+        f"HTTP/1.1 {reply.status} {REASONS.get(reply.status, 'Error')}",
+        f"Content-Type: {reply.content_type}",
+        f"Content-Length: {len(reply.body)}",
+        *(f"{k}: {v}" for k, v in reply.headers.items()),
+    ]
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + reply.body
+
+
 class MockServer:
-    def __init__(self, latency: float = 0.0, log_path: str | None = None, context: int = 4096):
+    def __init__(
+        self,
+        latency: float = 0.0,
+        log_path: str | None = None,
+        request_ids: bool = True,
+        context: int = 4096,
+    ):
         self.latency = latency
+        self.request_ids = request_ids
         self.context = context
         self.attempts: Counter[str] = Counter()
         self.log = open(log_path, "a", encoding="utf-8") if log_path else None  # noqa: SIM115
@@ -59,36 +136,40 @@ class MockServer:
         self.attempts[prompt] += 1
         attempt = self.attempts[prompt]
         for kind, arg in DIRECTIVE.findall(prompt):
-            if kind == "verdict":
-                continue
-            if kind == "fail":
+            if kind in ("fail", "leak"):
                 status, _, times = arg.partition("x")
                 if attempt <= int(times or 1):
-                    return "fail", int(status)
-            elif attempt <= int(arg or 1):
+                    return kind, int(status)
+            elif kind in ATTEMPT_COUNTED and attempt <= int(arg or 1):
                 return kind, None
         return "ok", None
 
-    def _completion(self, body: dict[str, Any], prompt: str) -> dict[str, Any]:
-        verdict = next((a for k, a in DIRECTIVE.findall(prompt) if k == "verdict"), None)
+    def _completion(self, body: dict[str, Any], prompt: str, request_id: str) -> dict[str, Any]:
+        directives = dict(DIRECTIVE.findall(prompt))
+        verdict = directives.get("verdict")
         if verdict is not None:
             alternatives = verdict.split("||")
             verdict = alternatives[min(self.attempts[prompt], len(alternatives)) - 1]
         received = {k: body.get(k) for k in ("model", "temperature", "top_p", "max_tokens", "seed")}
         system = [m["content"] for m in body.get("messages", []) if m.get("role") == "system"]
-        content = (
-            verdict
-            if verdict is not None
-            else json.dumps(
+        if verdict is not None:
+            content = verdict
+        elif directives.get("score") == "auto":
+            content = json.dumps(
+                {"score": expected_score(prompt), "echo": prompt}, ensure_ascii=False
+            )
+        else:
+            content = json.dumps(
                 {"echo": prompt, "system": system[0] if system else None, **received},
                 ensure_ascii=False,
             )
-        )
         sampled = SAMPLE in prompt
         if sampled:
             content = sampled_answer(body, prompt, self.context)
         return {
-            "id": f"mock-{sum(self.attempts.values())}",
+            "id": f"chatcmpl-{request_id}"
+            if request_id and self.request_ids
+            else f"mock-{sum(self.attempts.values())}",
             "object": "chat.completion",
             "created": 0,
             "model": body.get("model", "mock"),
@@ -106,7 +187,7 @@ class MockServer:
             },
         }
 
-    async def respond(self, body: dict[str, Any], api_key: str = "") -> tuple[int, bytes]:
+    async def respond(self, body: dict[str, Any], api_key: str = "", request_id: str = "") -> Reply:
         messages = body.get("messages") or [{}]
         prompt = next(
             (m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), ""
@@ -120,15 +201,25 @@ class MockServer:
         if action == "fail":
             # Like some real servers, 4xx errors quote the key they were given.
             quoted = f" (key {api_key!r})" if 400 <= arg < 500 else ""
-            return arg, json.dumps({"error": {"message": f"injected {arg}{quoted}"}}).encode()
+            message = json.dumps({"error": {"message": f"injected {arg}{quoted}"}})
+            retry_after = dict(DIRECTIVE.findall(prompt)).get("retry-after")
+            headers = {"Retry-After": retry_after} if retry_after is not None else {}
+            return Reply(arg, message.encode(), headers=headers)
+        if action == "leak":
+            return Reply(arg, key_echoes(api_key).encode(), content_type="text/plain")
+        if action == "ansi":
+            return Reply(502, TERMINAL_ATTACK.encode(), content_type="text/plain")
         if action == "hang":
             await asyncio.sleep(30)
         if action == "malformed":
-            return 200, b'{"id": "broken", "choices": [ {"mess'
-        completion = self._completion(body, prompt)
-        if action == "empty":
-            completion["choices"][0]["message"]["content"] = None
-        return 200, json.dumps(completion, ensure_ascii=False).encode()
+            return Reply(200, b'{"id": "broken", "choices": [ {"mess')
+        completion = self._completion(body, prompt, request_id)
+        if action in ("empty", "blank"):
+            completion["choices"][0]["message"]["content"] = None if action == "empty" else ""
+        reply = Reply(200, json.dumps(completion, ensure_ascii=False).encode())
+        if action == "extra":
+            reply.extra = reply.body
+        return reply
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -142,26 +233,30 @@ class MockServer:
                     headers[name.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", 0)))
                 method, path, _ = request_line.decode("latin-1").split(" ", 2)
-                if method == "POST" and path.rstrip("/").endswith("/chat/completions"):
+                if method == "POST" and path.split("?")[0].rstrip("/").endswith(
+                    "/chat/completions"
+                ):
                     key = headers.get("authorization", "").removeprefix("Bearer ")
-                    status, payload = await self.respond(json.loads(body or b"{}"), key)
+                    request_id = headers.get("x-request-id", "")
+                    reply = await self.respond(json.loads(body or b"{}"), key, request_id)
                 else:
-                    status, payload = 404, b'{"error": {"message": "not found"}}'
-                head = (
-                    f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
-                    "Content-Type: application/json\r\n"
-                    f"Content-Length: {len(payload)}\r\n\r\n"
-                )
-                writer.write(head.encode("latin-1") + payload)
+                    reply = Reply(404, b'{"error": {"message": "not found"}}')
+                writer.write(http_message(reply))
                 await writer.drain()
+                if reply.extra is not None:
+                    await asyncio.sleep(0.001)  # arrives on its own, after the client read
+                    writer.write(http_message(Reply(200, reply.extra)))
+                    await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
             writer.close()
 
 
-async def serve(port: int, latency: float, log_path: str | None, context: int) -> None:
-    mock = MockServer(latency, log_path, context)
+async def serve(
+    port: int, latency: float, log_path: str | None, request_ids: bool, context: int
+) -> None:
+    mock = MockServer(latency, log_path, request_ids, context)
     server = await asyncio.start_server(mock.handle, "127.0.0.1", port, backlog=1024)
     print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
     async with server:
@@ -173,9 +268,15 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
     parser.add_argument("--log", default=None, help="append one JSON line per request here")
+    parser.add_argument(
+        "--no-request-ids",
+        dest="request_ids",
+        action="store_false",
+        help="do not name completions after the X-Request-Id header",
+    )
     parser.add_argument("--context", type=int, default=4096, help="context window ([[sample]])")
     args = parser.parse_args()
-    asyncio.run(serve(args.port, args.latency, args.log, args.context))
+    asyncio.run(serve(args.port, args.latency, args.log, args.request_ids, args.context))
 
 
 if __name__ == "__main__":

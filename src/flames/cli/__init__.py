@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from flames.cli import data, evaluate, human, reports  # noqa: F401  (registers commands)
 from flames.cli.app import app, err, state
+from flames.cli.terminal import remote
 from flames.errors import FlamesError
 
 __all__ = ["app", "main"]
@@ -38,7 +39,7 @@ INTERRUPTED = 130
 
 
 def _fail(message: str, code: int) -> SystemExit:
-    err.print(f"[red]error:[/] {escape(message)}", highlight=False)
+    err.print(f"[red]error:[/] {remote(message)}", highlight=False)
     return SystemExit(code)
 
 

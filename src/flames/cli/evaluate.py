@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from flames import official_data
 from flames.cli.app import app, console, err, scorer_app, state
@@ -70,6 +69,7 @@ from flames.cli.options import (
     VllmArgOpt,
 )
 from flames.cli.output import write_report
+from flames.cli.terminal import remote
 from flames.dataset import Dataset
 from flames.errors import IncompleteRun, NothingScored
 from flames.generation import Backend, run_generation
@@ -211,7 +211,7 @@ def _generate(
     for line in summary_lines(summary, backend.info.decoding.max_tokens):
         console.print(line)
     for example in summary.error_examples:
-        console.print(f"  [red]error:[/] {escape(example)}", highlight=False)
+        console.print(f"  [red]error:[/] {remote(example)}", highlight=False)
     failed = sum(1 for a in store.answers() if a.status == "error")
     error = incomplete_run(run_dir, summary, failed)
     if error:

@@ -2,36 +2,98 @@
 
 Requests go out over one aiohttp session. aiohttp is used rather than the openai SDK because
 the client's own cost per request bounds throughput against fast local servers:
-bench/generation.py measures it.
+bench/generation.py measures it. Connections are kept alive, but one is reused only while it is
+clean (see `CleanConnector`), so a reply is never read as another request's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import random
+import re
+import secrets
 import time
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
 
+from flames.errors import EndpointUnreachable
 from flames.generation.base import Request, chat_messages, sample_seed
+from flames.generation.endpoint import DEFAULT_BASE_URL, Endpoint, api_key
 from flames.records import Answer, Decoding, GeneratorInfo
+from flames.redaction import Redactor
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 """Besides every 5xx status. Other 4xx statuses are final: retrying cannot fix the request."""
+ERROR_CHARS = 1000
+"""Recorded error messages are cut to this length, after secrets are masked."""
+UNREACHABLE_ATTEMPTS = 2
+"""Connection failures (DNS, refused) before the server ever answered end the run this soon."""
+REQUEST_ID_HEADER = "X-Request-Id"
+"""Sent with a fresh id per request. vLLM names its reply after it (``"id": "chatcmpl-<it>"``,
+vllm/entrypoints/openai/serving_chat.py, `_base_request_id`), and proxies often echo it back as
+a header; a reply naming another request's id is out of step with its connection."""
+REQUEST_ID = re.compile(r"flames-[0-9a-f]{16}")
 
 
 class ApiError(Exception):
-    """A request that failed; `retryable` says whether trying again may help."""
+    """A request that failed; `retryable` says whether trying again may help.
 
-    def __init__(self, message: str, retryable: bool, retry_after: float | None = None):
+    `unreachable` marks failures to connect at all (DNS, refused, TLS), as opposed to a server
+    that answered badly.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        retryable: bool,
+        retry_after: float | None = None,
+        unreachable: bool = False,
+    ):
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
+        self.unreachable = unreachable
+
+
+class CleanConnector(aiohttp.TCPConnector):
+    """Keep-alive, but a connection is reused only while it is in step with its requests.
+
+    aiohttp reuses any open pooled connection, and bytes a server sent while it was idle (an
+    unsolicited extra reply) stay queued on it, to be read as the next request's reply. Such a
+    connection, or one left in any other unexpected state (`should_close`), is closed instead
+    of reused. An extra reply that arrives only after the next request went out cannot be told
+    from that request's reply by HTTP/1.1 alone; where the server echoes the request id
+    (`REQUEST_ID_HEADER`), the client sees it and closes the connection with `discard`.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._carrying: dict[str, Any] = {}
+        """Request id -> the protocol (connection) it was sent on, while it is in flight."""
+
+    async def connect(self, req: aiohttp.ClientRequest, *args: Any, **kwargs: Any) -> Any:
+        while True:
+            connection = await super().connect(req, *args, **kwargs)
+            protocol = connection.protocol
+            if protocol is not None and not protocol.should_close:
+                request_id = req.headers.get(REQUEST_ID_HEADER)
+                if request_id:
+                    self._carrying[request_id] = protocol
+                return connection
+            connection.close()
+
+    def done(self, request_id: str, in_step: bool = True) -> None:
+        """The request's reply was read; close its connection if the reply was not its own."""
+        protocol = self._carrying.pop(request_id, None)
+        if protocol is not None and not in_step:
+            protocol.close()
 
 
 class RateLimiter:
@@ -50,29 +112,58 @@ class RateLimiter:
         await asyncio.sleep(start - now)
 
 
-def _retry_after(headers: Any) -> float | None:
-    try:
-        return float(headers.get("retry-after", ""))
-    except ValueError:
+def retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delay-seconds or HTTP-date), or None.
+
+    A value that is not a finite, non-negative delay (``nan``, ``inf``, ``-1``, a date in the
+    past, garbage) is ignored: the client's own backoff applies.
+    """
+    if not value:
         return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            date = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if date.tzinfo is None:
+            return None
+        seconds = (date - (now or datetime.now(UTC))).total_seconds()
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def other_request(request_id: str, *echoes: object) -> str | None:
+    """The id of another request of ours that a reply names (body id or header), if any."""
+    for echo in echoes:
+        for found in REQUEST_ID.findall(str(echo or "")):
+            if found != request_id:
+                return found
+    return None
 
 
 def parse_completion(status: int, body: bytes, headers: Any) -> dict[str, Any]:
-    """The first choice of a chat completion; raise ApiError for anything else."""
+    """The first choice of a chat completion; raise ApiError for anything else.
+
+    Messages hold the whole body: they are masked before they are cut (`OpenAIBackend`).
+    """
     text = body.decode("utf-8", "replace")
     if status != 200:
         retryable = status >= 500 or status in RETRYABLE_STATUS
-        raise ApiError(f"HTTP {status}: {text[:500]}", retryable, _retry_after(headers))
+        raise ApiError(f"HTTP {status}: {text}", retryable, retry_after(headers.get("retry-after")))
     try:
         data = json.loads(body)
         choice = data["choices"][0]
         content = choice["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise ApiError(f"malformed response ({exc!r}): {text[:200]}", retryable=True) from None
-    if not isinstance(content, str):
+        raise ApiError(f"malformed response ({exc!r}): {text}", retryable=True) from None
+    if not isinstance(content, str) or not content:
+        # An empty answer is treated as a failed one, even with finish_reason "stop".
         reason = choice.get("finish_reason")
-        raise ApiError(f"no content in the response (finish_reason={reason})", retryable=True)
+        what = "empty content" if content == "" else "no content"
+        raise ApiError(f"{what} in the response (finish_reason={reason})", retryable=True)
     return {
+        "id": data.get("id"),
         "content": content,
         "finish_reason": choice.get("finish_reason"),
         "usage": data.get("usage") or {},
@@ -82,8 +173,11 @@ def parse_completion(status: int, body: bytes, headers: Any) -> dict[str, Any]:
 class OpenAIBackend:
     """Concurrent chat completions with bounded retries; every failure is returned as an error.
 
-    The API key is read from the environment variable named `api_key_env`; it is sent only in
-    the Authorization header and masked in every recorded error message.
+    The API key is read from the environment variable named `api_key_env` (required unless the
+    server is on loopback or no variable is named); it is sent only in the Authorization header
+    and masked, in every form, in recorded errors and answers. A server that cannot be reached
+    before it ever answered (DNS failure, refused connection) ends the stream at once with
+    EndpointUnreachable rather than spending every request's retries.
     """
 
     def __init__(
@@ -101,7 +195,11 @@ class OpenAIBackend:
         extra_body: dict[str, Any] | None = None,
     ):
         self.model = model
-        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        self.endpoint = Endpoint.parse(
+            base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        )
+        self.base_url = self.endpoint.display
+        """Normalised, with credential-like query values masked: what manifests record."""
         self.decoding = decoding or Decoding()
         self.concurrency = concurrency
         self.timeout = timeout
@@ -111,7 +209,10 @@ class OpenAIBackend:
         self.extra_body = extra_body or {}
         """Extra request fields, e.g. ``{"response_format": {"type": "json_object"}}``."""
         self._limiter = RateLimiter(requests_per_minute) if requests_per_minute else None
-        self._api_key = os.environ.get(api_key_env, "")
+        self._api_key = api_key(api_key_env, self.endpoint)
+        self._redactor = Redactor([self._api_key, *self.endpoint.query_secrets])
+        self._reached = False
+        """Whether the server has answered anything yet (any HTTP status)."""
 
     @property
     def info(self) -> GeneratorInfo:
@@ -136,25 +237,52 @@ class OpenAIBackend:
                 body[name] = value
         return {**body, **self.extra_body}
 
-    def _mask(self, text: str) -> str:
-        return text.replace(self._api_key, "***") if self._api_key else text
-
     def _delay(self, attempt: int, error: ApiError) -> float:
-        """Exponential backoff with full jitter; a server's Retry-After is honoured."""
+        """Exponential backoff with full jitter; a server's Retry-After is honoured, capped."""
         if error.retry_after is not None:
             return min(error.retry_after, self.backoff_max)
         return random.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1)))
 
     async def _post(self, session: aiohttp.ClientSession, body: dict[str, Any]) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-        url = self.base_url.rstrip("/") + "/chat/completions"
+        request_id = f"flames-{secrets.token_hex(8)}"
+        headers = {REQUEST_ID_HEADER: request_id}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        connector = session.connector
+        assert isinstance(connector, CleanConnector)
+        in_step = True
         try:
-            async with session.post(url, json=body, headers=headers) as response:
+            async with session.post(
+                self.endpoint.chat_completions, json=body, headers=headers
+            ) as response:
+                self._reached = True
                 payload = await response.read()
-                return parse_completion(response.status, payload, response.headers)
+            stray = other_request(request_id, response.headers.get(REQUEST_ID_HEADER))
+            if stray is None:
+                result = parse_completion(response.status, payload, response.headers)
+                stray = other_request(request_id, result["id"])
+                if stray is None:
+                    return result
+            in_step = False
+            raise ApiError(
+                f"got the reply to another request ({stray}): the connection was out of step "
+                "with its requests and is closed",
+                retryable=True,
+            )
+        except aiohttp.ClientConnectorError as exc:
+            raise ApiError(f"{type(exc).__name__}: {exc}", True, unreachable=True) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             kind = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
             raise ApiError(f"{kind}: {exc}".rstrip(": "), retryable=True) from None
+        finally:
+            connector.done(request_id, in_step)
+
+    def _unreachable(self, error: ApiError) -> EndpointUnreachable:
+        return EndpointUnreachable(
+            f"cannot reach {self.base_url}: {self._redactor.error(str(error))[:ERROR_CHARS]}. "
+            "Check --base-url and that the server is running, then run the same command again "
+            "(nothing was recorded for the requests that could not be sent)."
+        )
 
     async def _ask(self, session: aiohttp.ClientSession, request: Request) -> Answer:
         body = self.request_body(request.item.prompt, request.sample)
@@ -167,12 +295,14 @@ class OpenAIBackend:
             try:
                 result = await self._post(session, body)
             except ApiError as error:
+                if error.unreachable and not self._reached and attempt >= UNREACHABLE_ATTEMPTS:
+                    raise self._unreachable(error) from None
                 if not error.retryable or attempt >= self.max_attempts:
                     return Answer(
                         item_id=request.item.id,
                         sample=request.sample,
                         status="error",
-                        error=self._mask(str(error))[:1000],
+                        error=self._redactor.error(str(error))[:ERROR_CHARS],
                         latency_s=round(time.monotonic() - started, 4),
                         attempts=attempt,
                     )
@@ -183,7 +313,7 @@ class OpenAIBackend:
                 item_id=request.item.id,
                 sample=request.sample,
                 status="ok",
-                response=result["content"],
+                response=self._redactor.known(result["content"]),
                 finish_reason=result["finish_reason"],
                 prompt_tokens=usage.get("prompt_tokens"),
                 completion_tokens=usage.get("completion_tokens"),
@@ -192,7 +322,7 @@ class OpenAIBackend:
             )
 
     async def stream(self, requests: Sequence[Request]) -> AsyncIterator[Answer]:
-        connector = aiohttp.TCPConnector(limit=self.concurrency)
+        connector = CleanConnector(limit=self.concurrency)
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
             slots = asyncio.Semaphore(self.concurrency)

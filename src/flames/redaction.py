@@ -1,0 +1,89 @@
+"""Masking secrets (API keys and their encodings) in text that is stored or printed.
+
+A server may echo the key it was given: plainly, URL-encoded, JSON-escaped, or base64-encoded
+(for instance a whole ``Authorization: Bearer KEY`` header). Every such form of every known
+secret is masked, and so is anything that merely looks like a credential in error text: URL
+userinfo, key-like query parameters and ``Bearer``/``Basic`` tokens. Masking comes before any
+cut, so a key cannot survive by straddling one.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
+
+MASK = "***"
+MIN_SECRET_CHARS = 6
+"""Shorter values are still masked verbatim, but not in their encodings (too many false hits)."""
+
+_SECRET_NAMES = (
+    r"api[-_]?key|key|token|access[-_]?token|auth|secret|client[-_]?secret|password|passwd"
+    r"|sig|signature"
+)
+SECRET_PARAMETER = re.compile(rf"(?i)^(?:{_SECRET_NAMES})$")
+"""Names of URL query parameters whose values are credentials."""
+
+_USERINFO = re.compile(r"(?<=://)[^/\s@]+@")
+_QUERY_SECRET = re.compile(rf"(?i)([?&;](?:{_SECRET_NAMES})=)[^&;#\s\"'<>]+")
+_AUTH_SCHEME = re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{4,}")
+
+
+def base64_cores(secret: bytes, alphabet: bytes | None = None) -> list[str]:
+    """What base64 of any data holding `secret` must contain, whatever precedes it.
+
+    Base64 turns 3 bytes into 4 characters, so the encoding of `secret` depends on its offset
+    modulo 3 in the surrounding data. For each offset this is the run of characters fixed by the
+    secret's bytes alone, without the 1-2 boundary characters shared with its neighbours.
+    """
+    cores = []
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + secret, altchars=alphabet).decode("ascii")
+        start = -(-8 * offset // 6)  # first character made of the secret's bits only
+        end = 8 * (offset + len(secret)) // 6
+        cores.append(encoded[start:end])
+    return cores
+
+
+def encoded_forms(secret: str) -> set[str]:
+    """The secret as servers may echo it: verbatim, URL-encoded, JSON-escaped, base64."""
+    forms = {secret}
+    if len(secret) < MIN_SECRET_CHARS:
+        return forms
+    for encoded in (quote(secret, safe=""), quote_plus(secret), quote(secret)):
+        forms.add(encoded)
+        forms.add(re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), encoded))
+    escaped = json.dumps(secret)[1:-1]
+    forms |= {escaped, escaped.replace("/", "\\/")}
+    raw = secret.encode("utf-8")
+    for alphabet in (None, b"-_"):
+        forms.update(base64_cores(raw, alphabet))
+    return {f for f in forms if f}
+
+
+class Redactor:
+    """Masks known secrets in all their forms, and credential-like text in error messages."""
+
+    def __init__(self, secrets: Iterable[str] = ()):
+        forms: set[str] = set()
+        for secret in secrets:
+            if secret:
+                forms |= encoded_forms(secret)
+        self._known = (
+            re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)))
+            if forms
+            else None
+        )
+
+    def known(self, text: str) -> str:
+        """Mask the known secrets only: for model output, which is otherwise kept as it is."""
+        return self._known.sub(MASK, text) if self._known else text
+
+    def error(self, text: str) -> str:
+        """Mask known secrets and anything shaped like a credential: for error messages."""
+        text = self.known(text)
+        text = _USERINFO.sub(MASK + "@", text)
+        text = _QUERY_SECRET.sub(r"\1" + MASK, text)
+        return _AUTH_SCHEME.sub(r"\1\2" + MASK, text)

@@ -28,6 +28,7 @@ SECRET_PARAMETER = re.compile(rf"(?i)^(?:{_SECRET_NAMES})$")
 
 _USERINFO = re.compile(r"(?<=://)[^/\s@]+@")
 _QUERY_SECRET = re.compile(rf"(?i)([?&;](?:{_SECRET_NAMES})=)[^&;#\s\"'<>]+")
+_REPEATED_MASK = re.compile(rf"(?:{re.escape(MASK)}){{2,}}")
 _AUTH_SCHEME = re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{4,}")
 
 
@@ -64,7 +65,13 @@ def encoded_forms(secret: str) -> set[str]:
 
 
 class Redactor:
-    """Masks known secrets in all their forms, and credential-like text in error messages."""
+    """Masks known secrets in all their forms, and credential-like text in error messages.
+
+    In error messages, any run of `FRAGMENT` or more characters shared with a form of a secret
+    is masked too: a server that cut its own message through the key leaves a piece of it.
+    """
+
+    FRAGMENT = 12
 
     def __init__(self, secrets: Iterable[str] = ()):
         forms: set[str] = set()
@@ -76,14 +83,40 @@ class Redactor:
             if forms
             else None
         )
+        n = self.FRAGMENT
+        long_forms = [f for f in forms if len(f) >= n]
+        self._pieces = {f[i : i + n] for f in long_forms for i in range(len(f) - n + 1)}
+        # Any run of n characters of a form holds one of these aligned blocks: a cheap pre-check.
+        half = n // 2
+        self._blocks = {
+            f[i : i + half] for f in long_forms for i in range(0, len(f) - half + 1, half)
+        }
 
     def known(self, text: str) -> str:
         """Mask the known secrets only: for model output, which is otherwise kept as it is."""
         return self._known.sub(MASK, text) if self._known else text
 
     def error(self, text: str) -> str:
-        """Mask known secrets and anything shaped like a credential: for error messages."""
-        text = self.known(text)
+        """Mask known secrets, pieces of them, and anything shaped like a credential."""
+        text = self._pieces_masked(self.known(text))
         text = _USERINFO.sub(MASK + "@", text)
         text = _QUERY_SECRET.sub(r"\1" + MASK, text)
-        return _AUTH_SCHEME.sub(r"\1\2" + MASK, text)
+        text = _AUTH_SCHEME.sub(r"\1\2" + MASK, text)
+        return _REPEATED_MASK.sub(MASK, text)
+
+    def _pieces_masked(self, text: str) -> str:
+        n = self.FRAGMENT
+        if not any(block in text for block in self._blocks):
+            return text
+        runs: list[list[int]] = []
+        for i in range(len(text) - n + 1):
+            if text[i : i + n] in self._pieces:
+                if runs and i <= runs[-1][1]:
+                    runs[-1][1] = i + n
+                else:
+                    runs.append([i, i + n])
+        out, last = [], 0
+        for start, end in runs:
+            out += [text[last:start], MASK]
+            last = end
+        return "".join(out) + text[last:]

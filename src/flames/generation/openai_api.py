@@ -15,6 +15,7 @@ import os
 import random
 import re
 import secrets
+import socket
 import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -131,6 +132,15 @@ def retry_after(value: str | None, now: datetime | None = None) -> float | None:
             return None
         seconds = (date - (now or datetime.now(UTC))).total_seconds()
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def connect_failure(exc: aiohttp.ClientConnectorError) -> str:
+    """A short reason for a failure to connect at all."""
+    if isinstance(exc.os_error, socket.gaierror):
+        return f"host name not found ({exc.os_error.strerror})"
+    if isinstance(exc.os_error, ConnectionRefusedError):
+        return "connection refused"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def other_request(request_id: str, *echoes: object) -> str | None:
@@ -270,7 +280,7 @@ class OpenAIBackend:
                 retryable=True,
             )
         except aiohttp.ClientConnectorError as exc:
-            raise ApiError(f"{type(exc).__name__}: {exc}", True, unreachable=True) from None
+            raise ApiError(connect_failure(exc), retryable=True, unreachable=True) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             kind = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
             raise ApiError(f"{kind}: {exc}".rstrip(": "), retryable=True) from None
@@ -280,8 +290,7 @@ class OpenAIBackend:
     def _unreachable(self, error: ApiError) -> EndpointUnreachable:
         return EndpointUnreachable(
             f"cannot reach {self.base_url}: {self._redactor.error(str(error))[:ERROR_CHARS]}. "
-            "Check --base-url and that the server is running, then run the same command again "
-            "(nothing was recorded for the requests that could not be sent)."
+            "Check --base-url and that the server is up, then run the same command again."
         )
 
     async def _ask(self, session: aiohttp.ClientSession, request: Request) -> Answer:

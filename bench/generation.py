@@ -2,7 +2,7 @@
 
 Prints wall time for the concurrent backend against the ideal (N x latency / concurrency) and
 against a sequential client (concurrency 1), measured in the same run, through the real path:
-the OpenAI SDK, retries, and durable writes to the run store.
+the aiohttp client, retries, and durable writes to the run store.
 
     python bench/generation.py --n 1000 --latency 0.05 --concurrency 64
 """

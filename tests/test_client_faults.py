@@ -209,7 +209,8 @@ def test_a_missing_key_is_reported_before_any_request(tmp_path, mock_api, monkey
 def test_credentials_in_the_base_url_are_refused_cleanly_and_never_stored(tmp_path, mock_api):
     secret = "sk-in-the-url-0123456789"
     url = mock_api.base_url.replace("http://", f"http://user:{secret}@")
-    proc = generate(tmp_path / "run", prompts(tmp_path, ["问题"]), url)
+    data = prompts(tmp_path, ["问题"])
+    proc = generate(tmp_path / "run", data, url, "--api-key-env", "K", env={"K": "sk-other"})
     assert proc.returncode == 2, proc.stderr
     assert "must not hold credentials" in proc.stderr and "Traceback" not in proc.stderr
     assert secret not in proc.stdout + proc.stderr

@@ -90,7 +90,12 @@ BaseUrlOpt = Annotated[
 ]
 
 
-KeyEnvOpt = Annotated[str, typer.Option(help="Environment variable that holds the API key.")]
+KeyEnvOpt = Annotated[
+    str,
+    typer.Option(
+        help="Environment variable that holds the API key ('' for none; loopback needs none)."
+    ),
+]
 
 
 ConcurrencyOpt = Annotated[int, typer.Option(min=1, help="API requests in flight at once.")]

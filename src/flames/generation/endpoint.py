@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from dataclasses import dataclass
+from functools import cached_property
 
 from yarl import URL
 
@@ -54,7 +55,7 @@ class Endpoint:
             raise UsageError("--base-url must be an http(s) URL, e.g. http://localhost:8000/v1")
         return cls(url.with_path(url.path.rstrip("/")).with_query(url.query).with_fragment(None))
 
-    @property
+    @cached_property
     def chat_completions(self) -> URL:
         path = self.url.path.rstrip("/") + "/chat/completions"
         return self.url.with_path(path).with_query(self.url.query)

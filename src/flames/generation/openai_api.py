@@ -3,7 +3,7 @@
 Requests go out over one aiohttp session. aiohttp is used rather than the openai SDK because
 the client's own cost per request bounds throughput against fast local servers:
 bench/generation.py measures it. Connections are kept alive, but one is reused only while it is
-clean (see `CleanConnector`), so a reply is never read as another request's.
+in step with its requests (`CleanConnector`).
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class CleanConnector(aiohttp.TCPConnector):
     connection, or one left in any other unexpected state (`should_close`), is closed instead
     of reused. An extra reply that arrives only after the next request went out cannot be told
     from that request's reply by HTTP/1.1 alone; where the server echoes the request id
-    (`REQUEST_ID_HEADER`), the client sees it and closes the connection with `discard`.
+    (`REQUEST_ID_HEADER`), the client sees it and closes the connection with `done`.
     """
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -136,9 +136,10 @@ def retry_after(value: str | None, now: datetime | None = None) -> float | None:
 
 def connect_failure(exc: aiohttp.ClientConnectorError) -> str:
     """A short reason for a failure to connect at all."""
-    if isinstance(exc.os_error, socket.gaierror):
-        return f"host name not found ({exc.os_error.strerror})"
-    if isinstance(exc.os_error, ConnectionRefusedError):
+    cause = getattr(exc, "os_error", None)
+    if isinstance(cause, socket.gaierror):
+        return f"host name not found ({cause.strerror})"
+    if isinstance(cause, ConnectionRefusedError):
         return "connection refused"
     return f"{type(exc).__name__}: {exc}"
 

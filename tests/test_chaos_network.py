@@ -92,10 +92,14 @@ def test_generate_judge_and_report_under_every_network_fault(tmp_path, mock_api)
     for item_id, answer in ok.items():
         assert json.loads(answer.response)["echo"] == prompt_of[item_id]
     failed = {prompt_of[a.item_id] for a in answers if a.status == "error"}
-    assert failed == {t for t in texts if any(f in t for f in PERMANENT)}
+    # Failures only where a fault outlasts the attempts. A final 401 or 400 may be missed when
+    # a stray reply took its place (and was caught): the next attempt succeeds.
+    always = {t for t in texts if "x99]]" in t or "[[blank:99]]" in t}
+    assert always <= failed <= {t for t in texts if any(f in t for f in PERMANENT)}
+    assert always
     assert all(a.error and a.response is None for a in answers if a.status == "error")
     asked = Counter(r["prompt"] for r in mock_api.requests())
-    assert max(asked.values()) <= ATTEMPTS + 1  # + one per stray reply caught
+    assert max(asked.values()) <= ATTEMPTS
     assert integrity(run_dir) == "ok"
 
     # --retry-errors asks again for the failures only: 0 asked again.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from flames.cli.terminal import printable, remote
+from flames.terminal import printable, remote
 
 from .helpers import run_cli, write_jsonl
 

@@ -40,6 +40,7 @@ from flames.report import FORMATS, build_report, print_report, write_reports, wr
 from flames.results import load_results
 from flames.scoring import Scorer, ScoringSummary, run_scoring
 from flames.store import RunStore
+from flames.terminal import remote
 
 if TYPE_CHECKING:
     from flames.distributed import RayOptions
@@ -321,7 +322,7 @@ async def _generate(
     for line in summary_lines(summary, backend.info.decoding.max_tokens):
         console.print(line)
     for example in summary.error_examples:
-        console.print(f"  [red]error:[/] {escape(example)}", highlight=False)
+        console.print(f"  [red]error:[/] {remote(example)}", highlight=False)
     return summary, incomplete_run(run_dir, summary, failed)
 
 

@@ -14,8 +14,8 @@ from rich.markup import escape
 
 from flames.cli import data, evaluate, human, reports  # noqa: F401  (registers commands)
 from flames.cli.app import app, err, state
-from flames.cli.terminal import remote
 from flames.errors import FlamesError
+from flames.terminal import remote
 
 __all__ = ["app", "main"]
 

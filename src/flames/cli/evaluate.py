@@ -69,7 +69,6 @@ from flames.cli.options import (
     VllmArgOpt,
 )
 from flames.cli.output import write_report
-from flames.cli.terminal import remote
 from flames.dataset import Dataset
 from flames.errors import IncompleteRun, NothingScored
 from flames.generation import Backend, run_generation
@@ -79,6 +78,7 @@ from flames.records import DatasetInfo, Decoding, RunManifest, check_scorer_name
 from flames.scorer import OFFICIAL_REPO
 from flames.scoring import Scorer, run_scoring
 from flames.store import RunStore
+from flames.terminal import remote
 
 if TYPE_CHECKING:
     from flames.distributed import RayOptions
@@ -578,9 +578,9 @@ def run(
     except NothingScored as exc:
         if problem is None:
             raise
-        err.print(f"[yellow]no report:[/] {escape(str(exc))}", highlight=False)
+        err.print(f"[yellow]no report:[/] {remote(str(exc))}", highlight=False)
     if incomplete and judged:
-        err.print(f"[red]error:[/] {escape(str(judged))}", highlight=False)
+        err.print(f"[red]error:[/] {remote(str(judged))}", highlight=False)
     if problem:
         raise problem
 

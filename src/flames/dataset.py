@@ -14,7 +14,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from flames.errors import DataError
-from flames.taxonomy import SUBCOMPONENTS, Dimension, parse_dimension
+from flames.taxonomy import (
+    SUBCOMPONENTS,
+    Dimension,
+    match_dimension,
+    match_subcomponent,
+    parse_dimension,
+    taxonomy_order,
+)
 
 REQUIRED_FIELDS = ("dimension", "subcomponent", "prompt")
 
@@ -72,11 +79,14 @@ class Dataset(BaseModel):
         return digest.hexdigest()
 
     def counts(self) -> dict[str, dict[str, int]]:
-        """Number of items per dimension and subcomponent."""
+        """Number of items per dimension and subcomponent, in the taxonomy's order."""
         table: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         for item in self.items:
             table[item.dimension.value][item.subcomponent] += 1
-        return {dim: dict(subs) for dim, subs in table.items()}
+        return {
+            dim: {sub: table[dim][sub] for sub in sorted(table[dim], key=taxonomy_order)}
+            for dim in sorted(table, key=taxonomy_order)
+        }
 
     def _derive(self, items: list[Item], step: str) -> Dataset:
         selection = step if self.selection == "all" else f"{self.selection}; {step}"
@@ -90,11 +100,8 @@ class Dataset(BaseModel):
         subcomponents: Iterable[str] = (),
     ) -> Dataset:
         """Keep items in any of `dimensions` and any of `subcomponents` (empty keeps all)."""
-        dims = {parse_dimension(d) for d in dimensions}
-        subs = set(subcomponents)
-        unknown = subs - {s for group in SUBCOMPONENTS.values() for s in group}
-        if unknown:
-            raise ValueError(f"unknown subcomponent(s): {', '.join(sorted(unknown))}")
+        dims = {match_dimension(d) for d in dimensions}
+        subs = {match_subcomponent(s) for s in subcomponents}
         kept = [
             item
             for item in self.items
@@ -140,10 +147,12 @@ SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 def _parse_line(raw: str, path: Path, line_no: int) -> dict[str, Any]:
+    line = raw.rstrip("\r\n")  # else an error at the end of the line is put on the next one
     try:
-        row = json.loads(raw)
+        row = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise DataError(f"malformed JSON: {exc.msg} (column {exc.colno})", path, line_no) from None
+        where = "at the end of the line" if exc.pos >= len(line) else f"column {exc.pos + 1}"
+        raise DataError(f"malformed JSON: {exc.msg} ({where})", path, line_no) from None
     if not isinstance(row, dict):
         raise DataError("each line must be a JSON object", path, line_no)
     if SURROGATE_ESCAPE.search(raw):  # a pair is one character; a lone half is not text

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+from functools import partial
 from importlib.resources import files
+from typing import Any
 
 from jinja2 import Environment, select_autoescape
 
-from flames.charts import bars, radar
+from flames.augment import SOURCE
+from flames.charts import bars, heatmap, radar
+from flames.i18n import NAMES_ZH, Lang, local_name, t
 from flames.metrics import Estimate
-from flames.report import Report, fmt_ci, notes, table_rows
+from flames.report import Report, fmt_ci, fmt_refusal, notes, refusal_rate, table_rows
 from flames.results import Results
-from flames.taxonomy import SUBCOMPONENT_DIMENSION, Dimension
+from flames.robustness import TransformEffect
+from flames.taxonomy import SUBCOMPONENT_DIMENSION, Dimension, taxonomy_order
 
 MAX_ANSWERS = 500
 MAX_CHARS = 3000
@@ -25,6 +29,8 @@ class ShownAnswer:
     """1 - P(class "harmless") where the scorer gives probabilities."""
     dimension: str
     subcomponent: str
+    transform: str
+    """The prompt transform (augmented runs); empty for an untransformed prompt."""
     prompt: str
     response: str
 
@@ -43,6 +49,7 @@ def worst_answers(results: Results, limit: int = MAX_ANSWERS) -> list[ShownAnswe
                 p_harm=p_harm,
                 dimension=row.item.dimension.value,
                 subcomponent=row.item.subcomponent,
+                transform=_transform(row.item.meta),
                 prompt=row.item.prompt[:MAX_CHARS],
                 response=(row.answer.response or "")[:MAX_CHARS],
             )
@@ -51,7 +58,44 @@ def worst_answers(results: Results, limit: int = MAX_ANSWERS) -> list[ShownAnswe
     return rows[:limit]
 
 
-def render_html(report: Report, results: Results) -> str:
+def _transform(meta: dict[str, Any]) -> str:
+    name = meta.get("transform")
+    return "" if name in (None, SOURCE) else str(name)
+
+
+def manifest_tree(value: Any) -> Any:
+    """The manifest as nested (key, value) lists for a definition list; leaves as text."""
+    if isinstance(value, dict):
+        return [(str(k), manifest_tree(v)) for k, v in value.items() if v not in (None, {}, [])]
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def robustness_heatmap(effects: list[TransformEffect], lang: Lang) -> str:
+    """Transform x dimension, coloured by the change in harmless rate, * where p < 0.05."""
+    overall = t("overall_short", lang)
+    dims = sorted({d for e in effects for d in e.dimensions}, key=taxonomy_order)
+    cells = {}
+    for e in effects:
+        for dim, d in [*e.dimensions.items(), (overall, e.overall)]:
+            cells[(e.transform, dim)] = (d.difference, d.p_value < 0.05)
+    return heatmap(
+        cells,
+        [e.transform for e in effects],
+        [*dims, overall],
+        t("robustness", lang),
+        labels=_labels(lang),
+        legend_labels=(t("change", lang), "* p < 0.05"),
+    )
+
+
+def _labels(lang: Lang) -> dict[str, str]:
+    return {n: local_name(n, lang) for n in NAMES_ZH}
+
+
+def render_html(report: Report, results: Results, lang: Lang | str = Lang.en) -> str:
+    lang = Lang(lang)
     env = Environment(autoescape=select_autoescape(default=True))
     template = env.from_string(files("flames").joinpath("resources/report.html.j2").read_text())
     m = report.metrics
@@ -63,17 +107,40 @@ def render_html(report: Report, results: Results) -> str:
         sub: SUBCOMPONENT_DIMENSION[sub].value for sub in sub_rates if sub in SUBCOMPONENT_DIMENSION
     }
     worst = worst_answers(results)
-    manifest = {"run": report.run.model_dump(), "scorer": report.scorer.model_dump()}
+    rows = [
+        (level, local_name(name, lang), group, rate, score, refusal_rate(report, level, name))
+        for level, name, group, rate, score in table_rows(m, lang)
+    ]
+    labels = _labels(lang)
+    radar_svg = ""
+    if len(rates) >= 3:
+        radar_svg = radar(
+            rates,
+            t("radar_caption", lang),
+            labels=labels,
+            legend_labels=(t("harmless_rate", lang), t("ci", lang)),
+        )
     return template.render(
+        lang="zh-CN" if lang is Lang.zh else "en",
+        t=partial(t, lang=lang),
+        name=partial(local_name, lang=lang),
         report=report,
         m=m,
-        rows=table_rows(m),
-        notes=notes(report),
+        rows=rows,
+        notes=notes(report, lang),
         ci=lambda e, digits: fmt_ci(e, digits) or "–",
-        radar=radar(rates, "Harmless rate per dimension") if len(rates) >= 3 else "",
-        bars=bars(sub_rates, groups, "Harmless rate per subcomponent"),
+        refusal=fmt_refusal,
+        radar=radar_svg,
+        bars=bars(sub_rates, groups, t("bars_caption", lang), labels=labels),
+        heatmap=robustness_heatmap(report.robustness, lang) if report.robustness else "",
         worst=worst,
-        dimensions=sorted({w.dimension for w in worst}),
-        subcomponents=sorted({w.subcomponent for w in worst}),
-        manifest=json.dumps(manifest, ensure_ascii=False, indent=2),
+        dimensions=sorted({w.dimension for w in worst}, key=taxonomy_order),
+        subcomponents=sorted({w.subcomponent for w in worst}, key=taxonomy_order),
+        transforms=sorted({w.transform for w in worst if w.transform}),
+        manifest=manifest_tree(
+            {
+                "run": report.run.model_dump(mode="json"),
+                "scorer": report.scorer.model_dump(mode="json"),
+            }
+        ),
     )

@@ -10,7 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import BaseModel
+from rich.console import Console
 
+from flames.console_table import Col, print_table
+from flames.i18n import Lang, local_name, t
 from flames.published import DIMENSIONS, PUBLISHED
 from flames.records import ScorerManifest
 from flames.results import load_results
@@ -78,34 +81,121 @@ def leaderboard(
     return sorted(entries, key=lambda e: (bool(e.flags), -e.overall_rate))
 
 
-def _table(entries: list[Entry], why: bool) -> list[str]:
-    dims = [d.value for d in Dimension]
-    head = "| # | Run | Model | Scorer | Overall rate | 95% CI | Overall score | "
-    head += " | ".join(dims) + " | N |" + (" Ranked apart because |" if why else "")
+def _cells(rank: int, e: Entry) -> list[str]:
+    """One row: #, run, model, scorer, overall rate, CI, overall score, dimensions..., N."""
+    low, high = e.overall_ci
+    ci = f"[{low:.1f}, {high:.1f}]" if low is not None and high is not None else ""
+    rates = [
+        f"{e.dimension_rates[d.value]:.2f}%" if d.value in e.dimension_rates else "–"
+        for d in Dimension
+    ]
+    return [
+        str(rank),
+        e.run,
+        e.model,
+        e.scorer,
+        f"{e.overall_rate:.2f}%",
+        ci,
+        f"{e.overall_score:.1f}",
+        *rates,
+        str(e.n_scored),
+    ]
+
+
+def _table(entries: list[Entry], why: bool, lang: Lang | str = Lang.en) -> list[str]:
+    dims = [local_name(d.value, lang) for d in Dimension]
+    if Lang(lang) is Lang.zh:
+        head = "| # | 运行 | 模型 | 评分器 | 总体无害率 | 95% 置信区间 | 总体无害分 | "
+        head += " | ".join(dims) + " | N |" + (" 单独排名的原因 |" if why else "")
+    else:
+        head = "| # | Run | Model | Scorer | Overall rate | 95% CI | Overall score | "
+        head += " | ".join(dims) + " | N |" + (" Ranked apart because |" if why else "")
     lines = [head, "|" + "---|" * (len(dims) + 8 + why)]
     for rank, e in enumerate(entries, start=1):
-        low, high = e.overall_ci
-        ci = f"[{low:.1f}, {high:.1f}]" if low is not None and high is not None else ""
-        rates = " | ".join(
-            f"{e.dimension_rates[d]:.2f}%" if d in e.dimension_rates else "–" for d in dims
-        )
-        line = (
-            f"| {rank} | {e.run} | {e.model} | {e.scorer} | {e.overall_rate:.2f}% | {ci} | "
-            f"{e.overall_score:.1f} | {rates} | {e.n_scored} |"
-        )
+        line = "| " + " | ".join(_cells(rank, e)) + " |"
         lines.append(line + (f" {'; '.join(e.flags)} |" if why else ""))
     return lines
 
 
-def to_markdown(entries: list[Entry], published: bool = True) -> str:
+SHORT = {
+    "Fairness": "Fair.",
+    "Safety": "Safe.",
+    "Morality": "Moral.",
+    "Legality": "Legal.",
+    "Data protection": "Data",
+}
+"""Dimension headers abbreviated for narrow consoles."""
+
+
+def _dimension_cols(lang: Lang | str) -> list[Col]:
+    english = Lang(lang) is Lang.en
+    return [
+        Col(local_name(d.value, lang), short=SHORT[d.value] if english else None) for d in Dimension
+    ]
+
+
+def print_leaderboard(
+    entries: list[Entry], console: Console, published: bool = True, lang: Lang | str = Lang.en
+) -> None:
+    """Your runs (ranked apart ones separately), then the published leaderboard, as tables that
+    fit the console: no number is cut at 80 columns."""
+    cols = [
+        Col("#"),
+        Col(t("run", lang), text=True),
+        Col(t("model", lang), text=True),
+        Col(t("scorer", lang), text=True, drop=3),
+        Col(t("overall_short", lang)),
+        Col(t("ci", lang), short=t("ci_short", lang), drop=1),
+        Col(t("score", lang), drop=2),
+        *_dimension_cols(lang),
+        Col("N"),
+    ]
     ranked = [e for e in entries if not e.flags]
     apart = [e for e in entries if e.flags]
-    lines = ["## Your runs", ""]
+    if ranked:
+        rows = [_cells(rank, e) for rank, e in enumerate(ranked, start=1)]
+        print_table(console, cols, rows, title=t("your_runs", lang), lang=lang)
+    else:
+        console.print("No run is complete and scored by the official scorer.")
+    if apart:
+        rows = [[*_cells(rank, e), "; ".join(e.flags)] for rank, e in enumerate(apart, start=1)]
+        why = Col("Ranked apart because" if Lang(lang) is Lang.en else "单独排名的原因", text=True)
+        title = "Ranked apart: missing dimensions or another scorer"
+        print_table(console, [*cols, why], rows, title=title, lang=lang)
+    if len({e.dataset_sha256 for e in entries}) > 1:
+        console.print(
+            "[yellow]warning:[/] these runs used different prompt sets; ranks are not comparable."
+        )
+    if published:
+        cols = [Col("#"), Col(t("model", lang), text=True), Col(t("overall_short", lang))]
+        rows = [
+            [str(rank), model, f"{overall:.2f}%", *(f"{r:.2f}%" for r, _ in rates)]
+            for rank, (model, (overall, rates)) in enumerate(_published(), start=1)
+        ]
+        title = t("published", lang)
+        print_table(console, [*cols, *_dimension_cols(lang)], rows, title=title, lang=lang)
+        console.print(PUBLISHED_NOTE)
+
+
+PUBLISHED_NOTE = (
+    "Harmless rate as printed in the official repository's README (Dec 11, 2023): "
+    "17 models, the official scorer, 1,001 prompts of the public set as it stood then."
+)
+
+
+def _published() -> list[tuple[str, tuple[float, list[tuple[float, float]]]]]:
+    return sorted(PUBLISHED.items(), key=lambda kv: -kv[1][0])
+
+
+def to_markdown(entries: list[Entry], published: bool = True, lang: Lang | str = Lang.en) -> str:
+    ranked = [e for e in entries if not e.flags]
+    apart = [e for e in entries if e.flags]
+    lines = [f"## {t('your_runs', lang)}", ""]
     if ranked:
         lines += [
             "Complete runs scored by the official scorer (comparable with the published table).",
             "",
-            *_table(ranked, why=False),
+            *_table(ranked, why=False, lang=lang),
         ]
     else:
         lines.append("No run is complete and scored by the official scorer.")
@@ -116,7 +206,7 @@ def to_markdown(entries: list[Entry], published: bool = True) -> str:
             "",
             "Not comparable with the runs above or with the published table.",
             "",
-            *_table(apart, why=True),
+            *_table(apart, why=True, lang=lang),
         ]
     if len({e.dataset_sha256 for e in entries}) > 1:
         lines += [
@@ -126,16 +216,16 @@ def to_markdown(entries: list[Entry], published: bool = True) -> str:
     if published:
         lines += [
             "",
-            "## Published Flames leaderboard (not produced by this tool)",
+            f"## {t('published', lang)}",
             "",
-            "Harmless rate as printed in the official repository's README (Dec 11, 2023): "
-            "17 models, the official scorer, 1,001 prompts of the public set as it stood then.",
+            PUBLISHED_NOTE,
             "",
-            "| # | Model | Overall | " + " | ".join(DIMENSIONS) + " |",
+            f"| # | {t('model', lang)} | {t('overall_short', lang)} | "
+            + " | ".join(local_name(d, lang) for d in DIMENSIONS)
+            + " |",
             "|" + "---|" * (len(DIMENSIONS) + 3),
         ]
-        table = sorted(PUBLISHED.items(), key=lambda kv: -kv[1][0])
-        for rank, (model, (overall, rows)) in enumerate(table, start=1):
+        for rank, (model, (overall, rows)) in enumerate(_published(), start=1):
             rates = " | ".join(f"{r:.2f}%" for r, _ in rows)
             lines.append(f"| {rank} | {model} | {overall:.2f}% | {rates} |")
     return "\n".join(lines) + "\n"

@@ -10,10 +10,11 @@ from pathlib import Path
 
 from pydantic import BaseModel
 from rich.console import Console
-from rich.table import Table
 
 from flames.augment import transforms_in
 from flames.compare import MCNEMAR, SIGN_FLIP
+from flames.console_table import Col, print_table
+from flames.i18n import Lang, local_name, t
 from flames.judge_check import judge_check_note
 from flames.metrics import Estimate, GroupMetrics, Metrics
 from flames.outputs import atomic_open, csv_row, write_text
@@ -37,13 +38,21 @@ class Report(BaseModel):
     """Answers the server cut before --max-tokens (finish 'length' with fewer tokens)."""
     usage: dict[str, int]
     refusals: dict[str, RefusalStats]
-    """Answers that refuse: Flames rewards refusals, so read the harmless rate next to this."""
+    """Answers that refuse, per dimension and over all answers (key "all"): Flames rewards
+    refusals, so read the harmless rate next to this."""
+    subcomponent_refusals: dict[str, RefusalStats] = {}
+    """The same per subcomponent."""
     robustness: list[TransformEffect] | None = None
     """For augmented prompt sets: the paired change in harmless rate under each transform."""
 
 
 def build_report(results: Results, bootstrap_samples: int = 2000, seed: int = 0) -> Report:
     problems = Counter(p for row in results.rows if (p := row.problem))
+    answered = [
+        (row.item, row.answer.response or "")
+        for row in results.rows
+        if row.answer and row.answer.status == "ok"
+    ]
     return Report(
         run=results.run,
         scorer=results.scorer,
@@ -52,11 +61,12 @@ def build_report(results: Results, bootstrap_samples: int = 2000, seed: int = 0)
         truncated=results.truncated,
         clamped=results.clamped,
         usage=results.usage,
-        refusals=refusal_stats(
-            (row.item.dimension.value, row.answer.response or "")
-            for row in results.rows
-            if row.answer and row.answer.status == "ok"
-        ),
+        refusals=refusal_stats((item.dimension.value, text) for item, text in answered),
+        subcomponent_refusals={
+            k: v
+            for k, v in refusal_stats((item.subcomponent, text) for item, text in answered).items()
+            if k != ALL
+        },
         robustness=(
             robustness(results, bootstrap_samples=bootstrap_samples or 1000, seed=seed)
             if transforms_in(row.item for row in results.rows)
@@ -79,13 +89,16 @@ def fmt_ci(e: Estimate, digits: int) -> str:
     return f"[{e.ci_low:.{digits}f}, {e.ci_high:.{digits}f}]"
 
 
-def table_rows(metrics: Metrics) -> list[tuple[str, str, GroupMetrics | None, Estimate, Estimate]]:
-    """(level, name, group or None, rate, score) for every line of the report table."""
+def table_rows(
+    metrics: Metrics, lang: Lang | str = Lang.en
+) -> list[tuple[str, str, GroupMetrics | None, Estimate, Estimate]]:
+    """(level, name, group or None, rate, score) for every line of the report table; names of
+    dimensions and subcomponents stay the taxonomy's (see `flames.i18n.local_name`)."""
     m = metrics
     rows: list[tuple[str, str, GroupMetrics | None, Estimate, Estimate]] = [
         (
             "overall",
-            "Overall (mean of dimensions)",
+            t("overall", lang),
             None,
             m.overall_harmless_rate,
             m.overall_harmless_score,
@@ -101,7 +114,7 @@ def table_rows(metrics: Metrics) -> list[tuple[str, str, GroupMetrics | None, Es
     rows.append(
         (
             "item_mean",
-            "Item mean (micro, not official)",
+            t("item_mean", lang),
             None,
             m.item_mean_harmless_rate,
             m.item_mean_harmless_score,
@@ -112,6 +125,27 @@ def table_rows(metrics: Metrics) -> list[tuple[str, str, GroupMetrics | None, Es
 
 def _n(group: GroupMetrics | None, metrics: Metrics) -> int:
     return group.n if group else metrics.n_scored
+
+
+def refusal_rate(report: Report, level: str, group_name: str) -> float | None:
+    """The refusal rate (%) of one line of the report table: dimensions and subcomponents their
+    own; the overall, like the harmless rate, the mean over dimensions; the item mean over all
+    answers."""
+    if level == "dimension":
+        found = report.refusals.get(group_name)
+        return found.rate if found else None
+    if level == "subcomponent":
+        found = report.subcomponent_refusals.get(group_name)
+        return found.rate if found else None
+    if level == "overall":
+        dims = [s.rate for k, s in report.refusals.items() if k != ALL]
+        return sum(dims) / len(dims) if dims else None
+    overall = report.refusals.get(ALL)
+    return overall.rate if overall else None
+
+
+def fmt_refusal(rate: float | None) -> str:
+    return "–" if rate is None else f"{rate:.1f}%"
 
 
 def to_csv(report: Report) -> str:
@@ -153,77 +187,105 @@ def _r(value: float | None) -> float | str:
     return "" if value is None else round(value, 4)
 
 
-def notes(report: Report) -> list[str]:
+def notes(report: Report, lang: Lang | str = Lang.en) -> list[str]:
     """Plain-language caveats a reader must see next to the numbers."""
     m = report.metrics
     lines = [
-        f"{m.n_scored} of {m.n_items} items scored by `{report.scorer.name}` "
-        f"({report.scorer.kind}).",
-        f"{int(m.confidence * 100)}% CIs: {m.interval_method} (README, Statistics)."
+        t(
+            "scored_by",
+            lang,
+            n=m.n_scored,
+            total=m.n_items,
+            scorer=report.scorer.name,
+            kind=report.scorer.kind,
+        ),
+        t("ci_note", lang, pct=int(m.confidence * 100), method=m.interval_method)
         if m.bootstrap_samples
-        else "No confidence intervals (--bootstrap 0).",
+        else t("no_ci_note", lang),
     ]
     check = report.scorer.check
     if check is not None:
         lines.append(judge_check_note(check))
     if m.unscored:
         parts = ", ".join(f"{n} {why}" for why, n in sorted(m.unscored.items()))
-        lines.append(f"Unscored items, excluded from every metric: {parts}.")
+        lines.append(t("unscored", lang, parts=parts))
     overall = report.refusals.get(ALL)
     if overall:
         lines.append(
-            f"Refusal rate {overall.rate:.1f}% ({overall.refused} of {overall.answered} answers; "
-            "a heuristic). Flames rewards refusals: read the harmless rate next to it."
+            t(
+                "refusal_note",
+                lang,
+                rate=overall.rate,
+                refused=overall.refused,
+                answered=overall.answered,
+            )
         )
     if report.truncated:
         mode = report.scorer.config.get("truncation", "?")
-        lines.append(f"{report.truncated} answers were truncated by the scorer (mode `{mode}`).")
+        lines.append(t("truncated_note", lang, n=report.truncated, mode=mode))
     if report.clamped:
         max_tokens = report.run.generator.decoding.max_tokens
-        lines.append(
-            f"{report.clamped} answers were cut by the server before --max-tokens {max_tokens} "
-            "(it lowered the limit, usually to fit its context window)."
-        )
+        lines.append(t("clamped_note", lang, n=report.clamped, max_tokens=max_tokens))
     if not m.overall_complete:
-        lines.append("Not all five dimensions are present: the overall is over those present.")
+        lines.append(t("incomplete_note", lang))
+    if Lang(lang) is Lang.zh:
+        lines.append(t("own_translation", lang))
     return lines
 
 
-def to_markdown(report: Report) -> str:
+def to_markdown(report: Report, lang: Lang | str = Lang.en) -> str:
     m = report.metrics
     gen = report.run.generator
-    out = [
-        f"# Flames report: {gen.model}",
-        "",
-        f"Dataset `{report.run.dataset.name}` (sha256 `{report.run.dataset.source_sha256[:12]}…`,"
-        f" {report.run.dataset.n_items} items, selection: {report.run.dataset.selection}); "
-        f"backend `{gen.backend}`; scorer `{report.scorer.name}`.",
-        "",
-        "| | N | Harmless rate | 95% CI | Harmless score | 95% CI |",
-        "|---|---:|---:|---|---:|---|",
+    ds = report.run.dataset
+    head = [
+        t(k, lang) for k in ("n", "harmless_rate", "ci", "harmless_score", "ci", "refusal_rate")
     ]
-    for level, name, group, rate, score in table_rows(m):
-        label = f"**{name}**" if level == "overall" else name
-        if level == "subcomponent":
-            label = f"&nbsp;&nbsp;{name}"
+    out = [
+        f"# {t('title', lang)}: {gen.model}",
+        "",
+        t(
+            "dataset_line",
+            lang,
+            name=ds.name,
+            sha=ds.source_sha256[:12],
+            n=ds.n_items,
+            selection=ds.selection,
+            backend=gen.backend,
+            scorer=report.scorer.name,
+        ),
+        "",
+        "| | " + " | ".join(head) + " |",
+        "|---|---:|---:|---|---:|---|---:|",
+    ]
+    for level, group_name, group, rate, score in table_rows(m, lang):
+        label = local_name(group_name, lang)
+        if level == "overall":
+            label = f"**{label}**"
+        elif level == "subcomponent":
+            label = f"&nbsp;&nbsp;{label}"
         out.append(
             f"| {label} | {_n(group, m)} | {fmt_rate(rate)} | {fmt_ci(rate, 2)} | "
-            f"{fmt_score(score)} | {fmt_ci(score, 1)} |"
+            f"{fmt_score(score)} | {fmt_ci(score, 1)} | "
+            f"{fmt_refusal(refusal_rate(report, level, group_name))} |"
         )
-    out += ["", *[f"- {line}" for line in notes(report)], ""]
+    out += ["", *[f"- {line}" for line in notes(report, lang)], ""]
     if report.robustness:
+        head = [
+            t(k, lang)
+            for k in ("transform", "dimension", "n", "source", "transformed", "change", "ci")
+        ]
         out += [
-            "## Robustness (paired on the source prompts)",
+            f"## {t('robustness', lang)}",
             "",
-            f"p: {MCNEMAR} test per dimension; overall: {SIGN_FLIP} test.",
+            t("p_note", lang, mcnemar=MCNEMAR, sign_flip=SIGN_FLIP),
             "",
-            "| Transform | Dimension | N | Source | Transformed | Change | 95% CI | p |",
+            "| " + " | ".join(head) + " | p |",
             "|---|---|---:|---:|---:|---:|---|---:|",
         ]
         for effect in report.robustness:
-            for name, d in [*effect.dimensions.items(), ("Overall", effect.overall)]:
+            for dim, d in [*effect.dimensions.items(), (t("overall_short", lang), effect.overall)]:
                 out.append(
-                    f"| {effect.transform} | {name} | {d.n} | {d.rate_a:.1f}% | "
+                    f"| {effect.transform} | {local_name(dim, lang)} | {d.n} | {d.rate_a:.1f}% | "
                     f"{d.rate_b:.1f}% | {d.difference:+.1f} | "
                     f"[{d.ci_low:+.1f}, {d.ci_high:+.1f}] | {d.p_value:.3g} |"
                 )
@@ -231,7 +293,13 @@ def to_markdown(report: Report) -> str:
     return "\n".join(out)
 
 
-def write_reports(report: Report, out_dir: Path, formats: tuple[str, ...] = FORMATS) -> list[Path]:
+def write_reports(
+    report: Report,
+    out_dir: Path,
+    formats: tuple[str, ...] = FORMATS,
+    lang: Lang | str = Lang.en,
+) -> list[Path]:
+    """report.FORMAT for each format; `lang` is the Markdown's (JSON and CSV keys stay English)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for fmt in formats:
@@ -241,7 +309,7 @@ def write_reports(report: Report, out_dir: Path, formats: tuple[str, ...] = FORM
         elif fmt == "csv":
             text = to_csv(report)
         elif fmt == "md":
-            text = to_markdown(report)
+            text = to_markdown(report, lang)
         else:
             raise ValueError(f"unknown report format {fmt!r}")
         written.append(write_text(path, text))
@@ -270,27 +338,42 @@ def write_scored(results: Results, path: Path) -> Path:
     return path
 
 
-def print_report(report: Report, console: Console) -> None:
+def print_report(report: Report, console: Console, lang: Lang | str = Lang.en) -> None:
+    """The report table, fitted to the console's width, and its notes."""
     m = report.metrics
-    table = Table(
-        title=f"Flames: {report.run.generator.model} · scorer {report.scorer.name}",
-        caption="Rate: harmless rate (% scored 3). Score: harmless score (100·Σs/3N).",
-    )
-    table.add_column("", no_wrap=True)
-    for header in ("N", "Rate", "95% CI", "Score", "95% CI"):
-        table.add_column(header, justify="left" if header == "95% CI" else "right", no_wrap=True)
-    for level, name, group, rate, score in table_rows(m):
-        label = f"[bold]{name}[/]" if level == "overall" else name
-        if level == "subcomponent":
-            label = f"  [dim]{name}[/]"
-        table.add_row(
-            label,
-            str(_n(group, m)),
-            fmt_rate(rate),
-            fmt_ci(rate, 1),
-            fmt_score(score),
-            fmt_ci(score, 1),
+    cols = [
+        Col("", text=True),
+        Col(t("n", lang)),
+        Col(t("rate", lang)),
+        Col(t("ci", lang), short=t("ci_short", lang)),
+        Col(t("score", lang)),
+        Col(t("ci", lang), short=t("ci_short", lang), drop=2),
+        Col(
+            t("refusal_rate", lang),
+            short="Ref." if Lang(lang) is Lang.en else "拒答",
+            drop=1,
+        ),
+    ]
+    rows = []
+    for level, group_name, group, rate, score in table_rows(m, lang):
+        label = local_name(group_name, lang)
+        if level == "overall":
+            label = f"[bold]{label}[/]"
+        elif level == "subcomponent":
+            label = f"  [dim]{label}[/]"
+        rows.append(
+            [
+                label,
+                str(_n(group, m)),
+                fmt_rate(rate),
+                fmt_ci(rate, 1),
+                fmt_score(score),
+                fmt_ci(score, 1),
+                fmt_refusal(refusal_rate(report, level, group_name)),
+            ]
         )
-    console.print(table)
-    for line in notes(report):
+    gen, scorer = report.run.generator.model, report.scorer.name
+    title = f"{t('title', lang)}: {gen} · {t('scorer', lang)} {scorer}"
+    print_table(console, cols, rows, title=title, caption=t("caption", lang), lang=lang)
+    for line in notes(report, lang):
         console.print(f"• {line}")

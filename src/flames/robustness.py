@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 from rich.console import Console
-from rich.table import Table
 
 from flames.augment import SOURCE, transforms_in
 from flames.compare import MCNEMAR, SIGN_FLIP, PairedDifference, item_rates, paired_by_dimension
+from flames.console_table import Col, print_table
 from flames.errors import FlamesError
+from flames.i18n import Lang, local_name, t
 from flames.results import Results
 
 
@@ -48,24 +49,35 @@ def robustness(
     return effects
 
 
-def print_robustness(effects: list[TransformEffect], console: Console) -> None:
-    table = Table(title="Robustness: change in harmless rate under each transform (paired)")
-    table.add_column("transform")
-    table.add_column("dimension")
-    for header in ("N", "source", "transformed", "change", "95% CI", "p"):
-        table.add_column(header, justify="right")
+def print_robustness(
+    effects: list[TransformEffect], console: Console, lang: Lang | str = Lang.en
+) -> None:
+    """The robustness table, fitted to the console's width."""
+    cols = [
+        Col(t("transform", lang), text=True),
+        Col(t("dimension", lang), text=True),
+        Col(t("n", lang)),
+        Col(t("source", lang), short="Src" if Lang(lang) is Lang.en else None),
+        Col(t("transformed", lang), short="Trans." if Lang(lang) is Lang.en else None),
+        Col(t("change", lang), short="Δ"),
+        Col(t("ci", lang), short=t("ci_short", lang), drop=1),
+        Col("p"),
+    ]
+    rows = []
     for effect in effects:
-        rows = [*effect.dimensions.items(), ("Overall", effect.overall)]
-        for i, (name, d) in enumerate(rows):
-            table.add_row(
-                effect.transform if i == 0 else "",
-                name,
-                str(d.n),
-                f"{d.rate_a:.1f}%",
-                f"{d.rate_b:.1f}%",
-                f"{d.difference:+.1f}",
-                f"[{d.ci_low:+.1f}, {d.ci_high:+.1f}]",
-                f"{d.p_value:.3g}",
+        dims = [*effect.dimensions.items(), (t("overall_short", lang), effect.overall)]
+        for i, (dim, d) in enumerate(dims):
+            rows.append(
+                [
+                    effect.transform if i == 0 else "",
+                    local_name(dim, lang),
+                    str(d.n),
+                    f"{d.rate_a:.1f}%",
+                    f"{d.rate_b:.1f}%",
+                    f"{d.difference:+.1f}",
+                    f"[{d.ci_low:+.1f}, {d.ci_high:+.1f}]",
+                    f"{d.p_value:.3g}",
+                ]
             )
-    console.print(table)
-    console.print(f"p: {MCNEMAR} test per dimension; overall: {SIGN_FLIP} test.")
+    print_table(console, cols, rows, title=t("robustness", lang), lang=lang)
+    console.print(t("p_note", lang, mcnemar=MCNEMAR, sign_flip=SIGN_FLIP))

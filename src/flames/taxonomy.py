@@ -68,3 +68,33 @@ def parse_dimension(name: str) -> Dimension:
     except ValueError:
         known = ", ".join(repr(d.value) for d in Dimension)
         raise ValueError(f"unknown dimension {name!r} (expected one of {known})") from None
+
+
+def match_dimension(name: str) -> Dimension:
+    """The dimension called `name` in any letter case (or a legacy alias); raise ValueError."""
+    wanted = name.strip().casefold()
+    for known, dim in [*((d.value, d) for d in Dimension), *LEGACY_DIMENSION_NAMES.items()]:
+        if known.casefold() == wanted:
+            return dim
+    return parse_dimension(name)  # raises, listing the names
+
+
+def match_subcomponent(name: str) -> str:
+    """The subcomponent called `name` in any letter case; raise ValueError."""
+    wanted = name.strip().casefold()
+    for sub in SUBCOMPONENT_DIMENSION:
+        if sub.casefold() == wanted:
+            return sub
+    known = ", ".join(repr(s) for s in SUBCOMPONENT_DIMENSION)
+    raise ValueError(f"unknown subcomponent {name!r} (expected one of {known})")
+
+
+_ORDER = {
+    name: i
+    for i, name in enumerate(n for dim in Dimension for n in (dim.value, *SUBCOMPONENTS[dim]))
+}
+
+
+def taxonomy_order(name: str) -> tuple[int, str]:
+    """Sort key putting dimensions and subcomponents in the taxonomy's order (others last)."""
+    return (_ORDER.get(name, len(_ORDER)), name)

@@ -9,14 +9,16 @@ from typing import Annotated
 import typer
 
 from flames import official_data
-from flames.cli.app import console, data_app
+from flames.cli.app import console, data_app, err
 from flames.cli.options import (
     DataOpt,
     DimensionOpt,
+    JsonOpt,
     SampleOpt,
     SampleSeedOpt,
     SubcomponentOpt,
 )
+from flames.cli.output import print_json
 from flames.dataset import Dataset
 from flames.outputs import atomic_open
 
@@ -111,11 +113,26 @@ def _write_items(dataset: Dataset, output: Path) -> None:
 
 
 @data_app.command("info")
-def data_info(data: DataOpt = None) -> None:
+def data_info(data: DataOpt = None, as_json: JsonOpt = False) -> None:
     """Validate a prompt set and show its counts per dimension and subcomponent."""
     dataset = official_data.resolve(data)
+    counts = dataset.counts()
+    if as_json:
+        print_json(
+            json.dumps(
+                {
+                    "name": dataset.name,
+                    "n_items": len(dataset),
+                    "sha256": dataset.source_sha256,
+                    "counts": counts,
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return
     console.print(f"[bold]{dataset.name}[/]: {len(dataset)} items, sha256 {dataset.source_sha256}")
-    for dim, subs in dataset.counts().items():
+    for dim, subs in counts.items():
         console.print(f"  {dim}: {sum(subs.values())}")
         for sub, n in subs.items():
             console.print(f"    {sub}: {n}")
@@ -125,12 +142,20 @@ def data_info(data: DataOpt = None) -> None:
 def data_sample(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the JSONL.")],
     data: DataOpt = None,
-    n: Annotated[int | None, typer.Option("--n", help="Stratified sample size.")] = None,
-    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
-    dimension: Annotated[list[str] | None, typer.Option(help="Keep this dimension.")] = None,
-    subcomponent: Annotated[list[str] | None, typer.Option(help="Keep this subcomponent.")] = None,
+    sample: SampleOpt = None,
+    sample_seed: SampleSeedOpt = 0,
+    dimension: DimensionOpt = None,
+    subcomponent: SubcomponentOpt = None,
+    old_n: Annotated[int | None, typer.Option("--n", min=1, hidden=True)] = None,
+    old_seed: Annotated[int | None, typer.Option("--seed", hidden=True)] = None,
 ) -> None:
     """Write a filtered and/or stratified sample of a prompt set, with ids, as JSONL."""
-    dataset = select_items(data, dimension, subcomponent, n, seed)
+    if old_n is not None or old_seed is not None:
+        err.print("[yellow]note:[/] --n and --seed are now --sample and --sample-seed")
+    if sample is None:
+        sample = old_n
+    if old_seed is not None:
+        sample_seed = old_seed
+    dataset = select_items(data, dimension, subcomponent, sample, sample_seed)
     _write_items(dataset, output)
     console.print(f"wrote {len(dataset)} items ({dataset.selection}) to {output}")

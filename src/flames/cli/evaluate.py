@@ -35,6 +35,7 @@ from flames.cli.options import (
     JudgeModelOpt,
     JudgeUrlOpt,
     KeyEnvOpt,
+    LangOpt,
     MaxBatchOpt,
     MaxErrorsOpt,
     MaxLengthOpt,
@@ -73,6 +74,7 @@ from flames.dataset import Dataset
 from flames.errors import IncompleteRun, NothingScored
 from flames.generation import Backend, run_generation
 from flames.generation.runner import incomplete_run, summary_lines
+from flames.i18n import Lang
 from flames.imports import import_answers
 from flames.records import DatasetInfo, Decoding, RunManifest, check_scorer_name
 from flames.scorer import OFFICIAL_REPO
@@ -293,7 +295,7 @@ def _official_scorer(
     device: str | None,
     token_budget: int | None,
     max_batch: int,
-    name: str,
+    name: str | None,
     engine: ScorerEngine = ScorerEngine.transformers,
     vllm_args: list[str] | None = None,
 ) -> Scorer:
@@ -317,7 +319,7 @@ def _official_scorer(
         device=device,
         token_budget=token_budget,
         max_batch=max_batch,
-        name=name,
+        name=name or "flames-scorer",
     )
     if engine is ScorerEngine.transformers:
         return OfficialScorer(settings)
@@ -381,23 +383,24 @@ def score(
     progress: ProgressOpt = True,
 ) -> None:
     """Score a run's answers with the official Flames-scorer; resumes where it stopped."""
-    check_scorer_name(scorer_name, "official")
-    scorer = _official_scorer(
-        scorer_model,
-        revision,
-        max_length,
-        truncation,
-        dtype,
-        device,
-        token_budget,
-        max_batch,
-        scorer_name,
-        scorer_engine,
-        scorer_vllm_arg,
-    )
-    scorer = _scorer_on(scorer, _ray_options(executor, ray_address, replicas, gpus_per_replica))
-    with RunStore.open(run_dir) as store:
-        problem = _score(store, scorer, retry_errors, progress)
+    if scorer_name is not None:
+        check_scorer_name(scorer_name, "official")
+    with RunStore.open(run_dir) as store:  # a missing run fails before any download
+        scorer = _official_scorer(
+            scorer_model,
+            revision,
+            max_length,
+            truncation,
+            dtype,
+            device,
+            token_budget,
+            max_batch,
+            scorer_name,
+            scorer_engine,
+            scorer_vllm_arg,
+        )
+        ray = _ray_options(executor, ray_address, replicas, gpus_per_replica)
+        problem = _score(store, _scorer_on(scorer, ray), retry_errors, progress)
     if problem:
         raise problem
 
@@ -484,16 +487,19 @@ def run(
     scorer_dtype: ScorerDtypeOpt = "auto",
     token_budget: TokenBudgetOpt = None,
     max_batch: MaxBatchOpt = 64,
-    scorer_name: ScorerNameSetOpt = "flames-scorer",
+    scorer_name: ScorerNameSetOpt = None,
     scorer_engine: ScorerEngineOpt = ScorerEngine.transformers,
     scorer_vllm_arg: ScorerVllmArgOpt = None,
     judge_model: JudgeModelOpt = None,
     judge_base_url: JudgeUrlOpt = None,
     judge_api_key_env: JudgeKeyOpt = "OPENAI_API_KEY",
+    parse_attempts: ParseAttemptsOpt = 3,
+    json_mode: JsonModeOpt = False,
     judge_max_tokens: JudgeMaxTokensOpt = 256,
     skip_judge_check: SkipJudgeCheckOpt = False,
     bootstrap: BootstrapOpt = 2000,
     seed: SeedOpt = 0,
+    lang: LangOpt = Lang.en,
     executor: ExecutorOpt = ExecutorName.local,
     ray_address: RayAddressOpt = None,
     replicas: ReplicasOpt = None,
@@ -501,8 +507,8 @@ def run(
     progress: ProgressOpt = True,
 ) -> None:
     """Generate, score (official scorer, or --judge-model), and report: the whole evaluation."""
-    if not judge_model:
-        check_scorer_name(scorer_name, "official")
+    if scorer_name is not None:
+        check_scorer_name(scorer_name, "llm-judge" if judge_model else "official")
     decoding = Decoding(
         temperature=temperature,
         top_p=top_p,
@@ -540,7 +546,10 @@ def run(
             requests_per_minute=rpm,
             timeout=timeout,
             max_attempts=max_attempts,
+            parse_attempts=parse_attempts,
+            json_mode=json_mode,
             max_tokens=judge_max_tokens,
+            name=scorer_name,
         )
     else:
         scorer = _official_scorer(
@@ -574,7 +583,7 @@ def run(
         judged = _score(store, scorer, retry_errors, progress)
     problem = incomplete or judged
     try:
-        write_report(run_dir, scorer.manifest.name, None, None, bootstrap, seed)
+        write_report(run_dir, scorer.manifest.name, None, None, bootstrap, seed, lang=lang)
     except NothingScored as exc:
         if problem is None:
             raise

@@ -226,12 +226,14 @@ def disagreements_cmd(
 def refusals_cmd(run_dir: RunDirArg) -> None:
     """Refusal rate of a run's answers per dimension (no scorer needed): over-refusal check."""
     from flames.refusal import ALL, refusal_stats
+    from flames.taxonomy import taxonomy_order
 
     with RunStore.open(run_dir) as store:
         dims = {item.id: item.dimension.value for item in store.items()}
         stats = refusal_stats(
             (dims[a.item_id], a.response or "") for a in store.answers() if a.status == "ok"
         )
-    for key, s in stats.items():
+    for key in sorted(stats, key=lambda k: (k != ALL, taxonomy_order(k))):
+        s = stats[key]
         name = "All answers" if key == ALL else key
         console.print(f"{name}: {s.rate:.1f}% refused ({s.refused} of {s.answered})")

@@ -1,4 +1,8 @@
-"""Command-line options shared by several commands."""
+"""Command-line options, declared once and shared by the commands that take them.
+
+Each option carries its help panel (what it is about: target, decoding, scorer, judge ...) and its
+valid range, so every command shows and checks it the same way.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,32 @@ from typing import Annotated
 
 import typer
 
+from flames.i18n import Lang
 from flames.report import FORMATS
+
+
+def _positive(value: float | None, name: str) -> float | None:
+    if value is not None and value <= 0:
+        raise typer.BadParameter(f"{value} is not above 0", param_hint=name)
+    return value
+
+
+# Help panels, in the order `--help` shows them.
+TARGET = "Model under test"
+DECODING = "Decoding"
+PROMPTS = "Prompts"
+API = "API requests"
+SCORER = "Official scorer"
+JUDGE = "LLM judge (instead of the scorer)"
+EXECUTION = "Execution"
+REPORT = "Report"
 
 DataOpt = Annotated[
     str | None,
     typer.Option(
-        "--data", help="Prompt set: a JSONL path, 'control' (benign) or 'official' (default)."
+        "--data",
+        help="Prompt set: a JSONL path, 'control' (benign) or 'official' (default).",
+        rich_help_panel=PROMPTS,
     ),
 ]
 
@@ -30,17 +54,42 @@ BootstrapOpt = Annotated[
     int,
     typer.Option(
         "--bootstrap",
+        min=0,
         help="Resamples of the paired and calibration bootstraps and permutation tests "
         "(0 turns the 95% CIs off).",
+        rich_help_panel=REPORT,
     ),
 ]
 
 
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the resampling.")]
+SeedOpt = Annotated[
+    int, typer.Option("--seed", help="Seed of the resampling.", rich_help_panel=REPORT)
+]
 
 
 FormatOpt = Annotated[
-    list[str] | None, typer.Option("--format", "-f", help=f"Report formats: {', '.join(FORMATS)}.")
+    list[str] | None,
+    typer.Option(
+        "--format", "-f", help=f"Report formats: {', '.join(FORMATS)}.", rich_help_panel=REPORT
+    ),
+]
+
+
+LangOpt = Annotated[
+    Lang,
+    typer.Option(
+        "--lang",
+        help="Language of the report's labels: en or zh (JSON and CSV keys stay English).",
+        rich_help_panel=REPORT,
+    ),
+]
+
+
+JsonOpt = Annotated[
+    bool,
+    typer.Option(
+        "--json", help="Print machine-readable JSON on stdout instead of tables (for pipelines)."
+    ),
 ]
 
 
@@ -61,62 +110,109 @@ class ExecutorName(StrEnum):
 
 
 ExecutorOpt = Annotated[
-    ExecutorName, typer.Option(help="Run local models in this process, or on a Ray cluster.")
+    ExecutorName,
+    typer.Option(
+        help="Run local models in this process, or on a Ray cluster.", rich_help_panel=EXECUTION
+    ),
 ]
 
 
 RayAddressOpt = Annotated[
-    str | None, typer.Option(help="Ray cluster to join ('auto', ray://host:10001); default local.")
+    str | None,
+    typer.Option(
+        help="Ray cluster to join ('auto', ray://host:10001); default local.",
+        rich_help_panel=EXECUTION,
+    ),
 ]
 
 
-ReplicasOpt = Annotated[int | None, typer.Option(help="Ray replicas (default: one per GPU, or 1).")]
+ReplicasOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1, help="Ray replicas (default: one per GPU, or 1).", rich_help_panel=EXECUTION
+    ),
+]
 
 
 GpusPerReplicaOpt = Annotated[
-    float | None, typer.Option(help="GPUs per Ray replica (default: 1 if the cluster has GPUs).")
+    float | None,
+    typer.Option(
+        min=0,
+        help="GPUs per Ray replica (default: 1 if the cluster has GPUs).",
+        rich_help_panel=EXECUTION,
+    ),
 ]
 
 
 # Options shared by `generate` and `run`.
-ModelOpt = Annotated[str, typer.Option(help="Model name (API) or path / hub id (transformers).")]
+ModelOpt = Annotated[
+    str,
+    typer.Option(help="Model name (API) or path / hub id (transformers).", rich_help_panel=TARGET),
+]
 
 
-BackendOpt = Annotated[BackendName, typer.Option(help="Where answers come from.")]
+BackendOpt = Annotated[
+    BackendName, typer.Option(help="Where answers come from.", rich_help_panel=TARGET)
+]
 
 
 BaseUrlOpt = Annotated[
-    str | None, typer.Option(help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.")
+    str | None,
+    typer.Option(
+        help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1", rich_help_panel=API
+    ),
 ]
 
 
 KeyEnvOpt = Annotated[
     str,
     typer.Option(
-        help="Environment variable that holds the API key ('' for none; loopback needs none)."
+        help="Environment variable that holds the API key ('' for none; loopback needs none).",
+        rich_help_panel=API,
     ),
 ]
 
 
-ConcurrencyOpt = Annotated[int, typer.Option(min=1, help="API requests in flight at once.")]
+ConcurrencyOpt = Annotated[
+    int, typer.Option(min=1, help="API requests in flight at once.", rich_help_panel=API)
+]
 
 
-RpmOpt = Annotated[float | None, typer.Option("--rpm", help="Limit API requests per minute.")]
+RpmOpt = Annotated[
+    float | None,
+    typer.Option("--rpm", min=1, help="Limit API requests per minute.", rich_help_panel=API),
+]
 
 
-TimeoutOpt = Annotated[float, typer.Option(help="Seconds before one API request is abandoned.")]
+TimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        callback=lambda v: _positive(v, "--timeout"),
+        help="Seconds before one API request is abandoned.",
+        rich_help_panel=API,
+    ),
+]
 
 
-AttemptsOpt = Annotated[int, typer.Option(min=1, help="Tries per API request (with backoff).")]
+AttemptsOpt = Annotated[
+    int, typer.Option(min=1, help="Tries per API request (with backoff).", rich_help_panel=API)
+]
 
 
-GgufOpt = Annotated[str | None, typer.Option(help="GGUF file inside the model folder.")]
+GgufOpt = Annotated[
+    str | None, typer.Option(help="GGUF file inside the model folder.", rich_help_panel=TARGET)
+]
 
 
-DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: best).")]
+DeviceOpt = Annotated[
+    str | None,
+    typer.Option(help="cpu, cuda, cuda:1 ... (default: best).", rich_help_panel=EXECUTION),
+]
 
 
-DtypeOpt = Annotated[str, typer.Option(help="auto, float32, float16 or bfloat16.")]
+DtypeOpt = Annotated[
+    str, typer.Option(help="auto, float32, float16 or bfloat16.", rich_help_panel=TARGET)
+]
 
 
 VllmArgOpt = Annotated[
@@ -125,79 +221,153 @@ VllmArgOpt = Annotated[
         "--vllm-arg",
         help="KEY=VALUE for vllm.LLM, repeatable: tensor_parallel_size=2, "
         "gpu_memory_utilization=0.8, max_model_len=4096, enforce_eager=true ...",
+        metavar="KEY=VALUE",
+        rich_help_panel=TARGET,
     ),
 ]
 
 
-BatchOpt = Annotated[int, typer.Option(min=1, help="Prompts per local generation batch.")]
+BatchOpt = Annotated[
+    int,
+    typer.Option(min=1, help="Prompts per local generation batch.", rich_help_panel=TARGET),
+]
 
 
-TemperatureOpt = Annotated[float | None, typer.Option(help="Sampling temperature (0: greedy).")]
+TemperatureOpt = Annotated[
+    float | None,
+    typer.Option(min=0, help="Sampling temperature (0: greedy).", rich_help_panel=DECODING),
+]
 
 
-TopPOpt = Annotated[float | None, typer.Option(help="Nucleus sampling top_p.")]
+TopPOpt = Annotated[
+    float | None,
+    typer.Option(
+        max=1,
+        callback=lambda v: _positive(v, "--top-p"),
+        help="Nucleus sampling top_p, in (0, 1].",
+        rich_help_panel=DECODING,
+    ),
+]
 
 
-MaxTokensOpt = Annotated[int | None, typer.Option(help="Maximum tokens per answer.")]
+MaxTokensOpt = Annotated[
+    int | None,
+    typer.Option(min=1, help="Maximum tokens per answer.", rich_help_panel=DECODING),
+]
 
 
 GenSeedOpt = Annotated[
     int | None,
-    typer.Option("--gen-seed", min=0, help="Decoding seed (answer k of a prompt gets its own)."),
+    typer.Option(
+        "--gen-seed",
+        min=0,
+        help="Decoding seed (answer k of a prompt gets its own).",
+        rich_help_panel=DECODING,
+    ),
 ]
 
 
-SystemOpt = Annotated[str | None, typer.Option(help="System prompt (none by default).")]
+SystemOpt = Annotated[
+    str | None, typer.Option(help="System prompt (none by default).", rich_help_panel=DECODING)
+]
 
 
-SamplesOpt = Annotated[int, typer.Option(min=1, help="Answers per prompt.")]
+SamplesOpt = Annotated[
+    int, typer.Option(min=1, help="Answers per prompt.", rich_help_panel=DECODING)
+]
 
 
-DimensionOpt = Annotated[list[str] | None, typer.Option(help="Keep only this dimension.")]
+DimensionOpt = Annotated[
+    list[str] | None,
+    typer.Option(help="Keep only this dimension (any case; repeatable).", rich_help_panel=PROMPTS),
+]
 
 
-SubcomponentOpt = Annotated[list[str] | None, typer.Option(help="Keep only this subcomponent.")]
+SubcomponentOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="Keep only this subcomponent (any case; repeatable).", rich_help_panel=PROMPTS
+    ),
+]
 
 
-SampleOpt = Annotated[int | None, typer.Option("--sample", help="Stratified sample of N items.")]
+SampleOpt = Annotated[
+    int | None,
+    typer.Option("--sample", min=1, help="Stratified sample of N items.", rich_help_panel=PROMPTS),
+]
 
 
-SampleSeedOpt = Annotated[int, typer.Option(help="Seed of --sample.")]
+SampleSeedOpt = Annotated[
+    int, typer.Option("--sample-seed", help="Seed of --sample.", rich_help_panel=PROMPTS)
+]
 
 
-RetryOpt = Annotated[bool, typer.Option(help="Retry only the answers that failed before.")]
+RetryOpt = Annotated[
+    bool,
+    typer.Option(
+        "--retry-errors",
+        help="Retry only the answers that failed before.",
+        rich_help_panel=EXECUTION,
+    ),
+]
 
 
 MaxErrorsOpt = Annotated[
-    int | None, typer.Option(help="Stop after this many failures (default: 10%, at least 5).")
+    int | None,
+    typer.Option(
+        min=1,
+        help="Stop after this many failures (default: 10%, at least 5).",
+        rich_help_panel=EXECUTION,
+    ),
 ]
 
 
-ProgressOpt = Annotated[bool, typer.Option(help="Show a progress bar.")]
+ProgressOpt = Annotated[bool, typer.Option(help="Show a progress bar.", rich_help_panel=EXECUTION)]
 
 
 # Options of the official scorer, shared by `score` and `run`.
 ScorerModelOpt = Annotated[
-    str, typer.Option(help="Scorer checkpoint: a folder or a Hugging Face repo id.")
+    str,
+    typer.Option(
+        help="Scorer checkpoint: a folder or a Hugging Face repo id.", rich_help_panel=SCORER
+    ),
 ]
 
 
-RevisionOpt = Annotated[str | None, typer.Option(help="Hub revision of the scorer checkpoint.")]
+RevisionOpt = Annotated[
+    str | None,
+    typer.Option(help="Hub revision of the scorer checkpoint.", rich_help_panel=SCORER),
+]
 
 
 MaxLengthOpt = Annotated[
-    int, typer.Option(help="Scorer input tokens (512 as the official infer.py; up to 2048).")
+    int,
+    typer.Option(
+        min=1,
+        max=2048,
+        help="Scorer input tokens (512 as the official infer.py; up to 2048).",
+        rich_help_panel=SCORER,
+    ),
 ]
 
 
-TruncationOpt = Annotated[str, typer.Option(help="official (as infer.py) or keep-suffix.")]
+TruncationOpt = Annotated[
+    str, typer.Option(help="official (as infer.py) or keep-suffix.", rich_help_panel=SCORER)
+]
 
 
-ScorerDtypeOpt = Annotated[str, typer.Option(help="auto (fp32 CPU, fp16 GPU), float32, ...")]
+ScorerDtypeOpt = Annotated[
+    str, typer.Option(help="auto (fp32 CPU, fp16 GPU), float32, ...", rich_help_panel=SCORER)
+]
 
 
 TokenBudgetOpt = Annotated[
-    int | None, typer.Option(help="Padded tokens per scorer batch (default: 2048 CPU, 32768 GPU).")
+    int | None,
+    typer.Option(
+        min=1,
+        help="Padded tokens per scorer batch (default: 2048 CPU, 32768 GPU).",
+        rich_help_panel=SCORER,
+    ),
 ]
 
 
@@ -206,6 +376,7 @@ ScorerEngineOpt = Annotated[
     typer.Option(
         "--scorer-engine",
         help="transformers (as infer.py) or vllm (same contract on vLLM's pooling runner).",
+        rich_help_panel=SCORER,
     ),
 ]
 
@@ -215,31 +386,61 @@ ScorerVllmArgOpt = Annotated[
     typer.Option(
         "--scorer-vllm-arg",
         help="KEY=VALUE for the scorer's vllm.LLM, repeatable: gpu_memory_utilization=0.5 ...",
+        metavar="KEY=VALUE",
+        rich_help_panel=SCORER,
     ),
 ]
 
 
-MaxBatchOpt = Annotated[int, typer.Option(help="Items per scorer batch at most.")]
+MaxBatchOpt = Annotated[
+    int, typer.Option(min=1, help="Items per scorer batch at most.", rich_help_panel=SCORER)
+]
 
 
-ScorerNameSetOpt = Annotated[str, typer.Option(help="Name the verdicts are stored under.")]
+ScorerNameSetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--scorer-name",
+        help="Name the verdicts are stored under (default: flames-scorer, or judge:MODEL).",
+        rich_help_panel=SCORER,
+    ),
+]
 
 
-JudgeModelOpt = Annotated[str | None, typer.Option(help="Judge with this chat model instead.")]
+JudgeModelOpt = Annotated[
+    str | None, typer.Option(help="Judge with this chat model instead.", rich_help_panel=JUDGE)
+]
 
 
-JudgeUrlOpt = Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint of the judge.")]
+JudgeUrlOpt = Annotated[
+    str | None,
+    typer.Option(help="OpenAI-compatible endpoint of the judge.", rich_help_panel=JUDGE),
+]
 
 
-JudgeKeyOpt = Annotated[str, typer.Option(help="Environment variable with the judge's API key.")]
+JudgeKeyOpt = Annotated[
+    str,
+    typer.Option(help="Environment variable with the judge's API key.", rich_help_panel=JUDGE),
+]
 
 
-JsonModeOpt = Annotated[bool, typer.Option(help="Ask the judge API for a JSON object response.")]
+JsonModeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--json-mode",
+        help="Ask the judge API for a JSON object response.",
+        rich_help_panel=JUDGE,
+    ),
+]
 
 
 ParseAttemptsOpt = Annotated[
     int,
-    typer.Option(min=1, help="Asks per answer before a malformed verdict is recorded as an error."),
+    typer.Option(
+        min=1,
+        help="Asks per answer before a malformed verdict is recorded as an error.",
+        rich_help_panel=JUDGE,
+    ),
 ]
 
 
@@ -249,6 +450,7 @@ JudgeMaxTokensOpt = Annotated[
         "--judge-max-tokens",
         min=1,
         help="Tokens per judge answer; a verdict cut at the limit is asked again with twice it.",
+        rich_help_panel=JUDGE,
     ),
 ]
 
@@ -258,5 +460,6 @@ SkipJudgeCheckOpt = Annotated[
     typer.Option(
         "--skip-judge-check",
         help="Judge without the sanity check on flames' probe answers (reports say so).",
+        rich_help_panel=JUDGE,
     ),
 ]

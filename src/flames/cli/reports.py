@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from flames import official_data
-from flames.cli.app import app, console
-from flames.cli.options import BootstrapOpt, FormatOpt, RunDirArg, ScorerNameOpt, SeedOpt
-from flames.cli.output import write_report
+from flames.cli.app import app, console, err
+from flames.cli.options import (
+    REPORT,
+    BootstrapOpt,
+    FormatOpt,
+    JsonOpt,
+    LangOpt,
+    RunDirArg,
+    ScorerNameOpt,
+    SeedOpt,
+)
+from flames.cli.output import print_json, write_report
+from flames.console_table import Col, print_table
 from flames.errors import FlamesError
+from flames.i18n import Lang, t
 from flames.imports import import_answers
 from flames.outputs import write_text
 from flames.results import load_results
+
+if TYPE_CHECKING:
+    from flames.compare import Comparison
 
 
 @app.command("score-file")
@@ -29,6 +44,7 @@ def score_file(
     bootstrap: BootstrapOpt = 2000,
     seed: SeedOpt = 0,
     formats: FormatOpt = None,
+    lang: LangOpt = Lang.en,
 ) -> None:
     """Import already scored answers (the official scorer's output) and report on them."""
     run_dir = run or Path("runs") / file.stem
@@ -36,24 +52,39 @@ def score_file(
     with import_answers(file, run_dir, model=model, reference=ref) as store:
         if not store.scorers():
             raise FlamesError(f"{file}: the rows have no 'predicted' field; nothing to report")
-    write_report(run_dir, None, None, formats, bootstrap, seed)
+    write_report(run_dir, None, None, formats, bootstrap, seed, lang=lang)
 
 
 @app.command("report")
 def report(
     run_dir: RunDirArg,
     scorer_name: ScorerNameOpt = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder (default RUN/report).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output folder (default RUN/report).", rich_help_panel=REPORT),
+    ] = None,
     formats: FormatOpt = None,
-    html: Annotated[bool, typer.Option(help="Also write the self-contained report.html.")] = True,
+    html: Annotated[
+        bool,
+        typer.Option(help="Also write the self-contained report.html.", rich_help_panel=REPORT),
+    ] = True,
     plots: Annotated[
-        bool, typer.Option(help="Also write PNG and SVG figures (needs the [plots] extra).")
+        bool,
+        typer.Option(
+            "--plots",
+            help="Also write PNG and SVG figures (needs the \\[plots] extra).",
+            rich_help_panel=REPORT,
+        ),
     ] = False,
+    lang: LangOpt = Lang.en,
     bootstrap: BootstrapOpt = 2000,
     seed: SeedOpt = 0,
+    as_json: JsonOpt = False,
 ) -> None:
     """Print a scored run's metrics; write JSON, CSV, Markdown and a self-contained HTML page."""
-    write_report(run_dir, scorer_name, out, formats, bootstrap, seed, html, plots)
+    write_report(
+        run_dir, scorer_name, out, formats, bootstrap, seed, html, plots, lang, as_json=as_json
+    )
 
 
 @app.command("compare")
@@ -64,11 +95,10 @@ def compare(
     out: Annotated[Path | None, typer.Option(help="Also write comparison.json here.")] = None,
     bootstrap: BootstrapOpt = 2000,
     seed: SeedOpt = 0,
+    as_json: JsonOpt = False,
 ) -> None:
     """Paired comparison of two runs: rate differences with CIs and paired tests."""
-    from rich.table import Table
-
-    from flames.compare import MCNEMAR, SIGN_FLIP, compare_runs
+    from flames.compare import compare_runs
 
     result = compare_runs(
         load_results(run_a, scorer_name),
@@ -76,12 +106,31 @@ def compare(
         bootstrap_samples=bootstrap,
         seed=seed,
     )
-    table = Table(title=f"Harmless rate: {result.a} (A) vs {result.b} (B), paired")
-    for header in ("", "N", "A", "B", "B - A", "95% CI", "p", "verdict"):
-        table.add_column(header)
-    rows = [*result.dimensions.items(), ("Overall (mean of dimensions)", result.overall)]
-    for name, d in rows:
-        table.add_row(
+    if as_json:
+        print_json(result.model_dump_json(indent=2))
+    else:
+        _print_comparison(result)
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text(out / "comparison.json", result.model_dump_json(indent=2))
+        (err if as_json else console).print(f"wrote {out / 'comparison.json'}")
+
+
+def _print_comparison(result: Comparison) -> None:
+    from flames.compare import MCNEMAR, SIGN_FLIP
+
+    cols = [
+        Col("", text=True),
+        Col("N"),
+        Col("A"),
+        Col("B"),
+        Col("B - A"),
+        Col("95% CI", short="CI"),
+        Col("p"),
+        Col("verdict", text=True),
+    ]
+    rows = [
+        [
             name,
             str(d.n),
             f"{d.rate_a:.2f}%",
@@ -90,8 +139,12 @@ def compare(
             f"[{d.ci_low:+.1f}, {d.ci_high:+.1f}]",
             f"{d.p_value:.3g}",
             d.verdict(result.a, result.b),
-        )
-    console.print(table)
+        ]
+        for name, d in [*result.dimensions.items(), (t("overall"), result.overall)]
+    ]
+    print_table(
+        console, cols, rows, title=f"Harmless rate: {result.a} (A) vs {result.b} (B), paired"
+    )
     console.print(
         f"p: {MCNEMAR} test per dimension; overall: {SIGN_FLIP} test of the mean of dimensions."
     )
@@ -104,10 +157,6 @@ def compare(
             "[yellow]warning:[/] the runs were scored with different scorers or "
             "settings; the difference mixes model and scorer."
         )
-    if out:
-        out.mkdir(parents=True, exist_ok=True)
-        write_text(out / "comparison.json", result.model_dump_json(indent=2))
-        console.print(f"wrote {out / 'comparison.json'}")
 
 
 @app.command("leaderboard")
@@ -122,19 +171,22 @@ def leaderboard_cmd(
     ] = None,
     bootstrap: BootstrapOpt = 2000,
     seed: SeedOpt = 0,
+    lang: LangOpt = Lang.en,
+    as_json: JsonOpt = False,
 ) -> None:
     """Rank several runs by overall harmless rate, beside the published leaderboard."""
-    from rich.markdown import Markdown
-
-    from flames.leaderboard import leaderboard, to_markdown
+    from flames.leaderboard import leaderboard, print_leaderboard, to_markdown
 
     if out and out.is_dir():
         raise FlamesError(
             f"{out} is a folder: give --out a file name, e.g. {out / 'leaderboard.md'}"
         )
-    text = to_markdown(leaderboard(runs, scorer_name, bootstrap, seed), published=published)
-    console.print(Markdown(text))
+    entries = leaderboard(runs, scorer_name, bootstrap, seed)
+    if as_json:
+        print_json(json.dumps([e.model_dump() for e in entries], ensure_ascii=False, indent=2))
+    else:
+        print_leaderboard(entries, console, published=published, lang=lang)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
-        write_text(out, text)
-        console.print(f"wrote {out}")
+        write_text(out, to_markdown(entries, published=published, lang=lang))
+        (err if as_json else console).print(f"wrote {out}")

@@ -100,7 +100,11 @@ def resolve(model: str, revision: str | None = None) -> tuple[Path, str]:
     try:
         local = Path(snapshot_download(model, revision=revision, allow_patterns=HUB_PATTERNS))
     except Exception as exc:  # network, auth or missing repo: say so plainly
-        raise CheckpointError(f"could not download {model}: {exc}") from exc
+        raise CheckpointError(
+            f"could not download {model}: {exc}. Download the checkpoint where there is a "
+            "connection and pass its folder with --scorer-model FOLDER, or score with an LLM "
+            "judge instead: flames judge RUN --model MODEL"
+        ) from exc
     return local, local.name
 
 

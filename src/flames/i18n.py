@@ -1,0 +1,193 @@
+"""Every word a report shows a reader, in English and Chinese: one table, so wording stays the same.
+
+The Flames paper and its repository name the dimensions, subcomponents and metrics in English
+only (README of github.com/AIFlames/Flames, checked in its stored copies); no official Chinese
+names are known. Every Chinese name here is therefore flames' own translation, and reports say
+so (``OWN_TRANSLATION``). JSON and CSV keys never change with the language: they stay English.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Lang(StrEnum):
+    en = "en"
+    zh = "zh"
+
+
+NAMES_ZH: dict[str, str] = {
+    # Dimensions.
+    "Fairness": "公平",
+    "Safety": "安全",
+    "Morality": "道德",
+    "Legality": "合法",
+    "Data protection": "数据保护",
+    # Subcomponents.
+    "Bias and discrimination": "偏见与歧视",
+    "Toxic language": "有毒言论",
+    "Physical harm": "身体伤害",
+    "Mental harm": "心理伤害",
+    "Property safety": "财产安全",
+    "Non-anthropomorphism": "非拟人化",
+    "Disobey social norm": "违背社会规范",
+    "Chinese values": "中国价值观",
+    "Non-environmental friendly": "不利于环境",
+    "Law violation": "违法",
+    "Personal data": "个人数据",
+    "Sensitive information": "敏感信息",
+    "(unknown)": "（未知）",
+}
+"""Chinese names of the taxonomy (flames' own translation)."""
+
+
+TEXT: dict[str, tuple[str, str]] = {
+    # Metrics and table headers: (English, Chinese).
+    "harmless_rate": ("Harmless rate", "无害率"),
+    "harmless_score": ("Harmless score", "无害分"),
+    "refusal_rate": ("Refusal rate", "拒答率"),
+    "rate": ("Rate", "无害率"),
+    "score": ("Score", "无害分"),
+    "ci": ("95% CI", "95% 置信区间"),
+    "ci_short": ("CI", "区间"),
+    "n": ("N", "N"),
+    "overall": ("Overall (mean of dimensions)", "总体（各维度平均）"),
+    "overall_short": ("Overall", "总体"),
+    "item_mean": ("Item mean (micro, not official)", "逐条平均（微平均，非官方）"),
+    "dimension": ("Dimension", "维度"),
+    "subcomponent": ("Subcomponent", "子维度"),
+    "transform": ("Transform", "变换"),
+    "source": ("Source", "原始"),
+    "transformed": ("Transformed", "变换后"),
+    "change": ("Change", "变化"),
+    "prompt": ("Prompt", "提示"),
+    "answer": ("Answer", "回答"),
+    "run": ("Run", "运行"),
+    "model": ("Model", "模型"),
+    "scorer": ("Scorer", "评分器"),
+    "all": ("all", "全部"),
+    # Sentences of the console, Markdown and HTML reports.
+    "title": ("Flames report", "Flames 评测报告"),
+    "caption": (
+        "Rate: harmless rate (% scored 3). Score: harmless score (100·Σs/3N).",
+        "无害率：得 3 分的比例（%）。无害分：100·Σs/3N。",
+    ),
+    "dropped": (
+        "{n} columns wide: left out {cols}; widen the console or use --json.",
+        "控制台宽 {n} 列：省略了 {cols}；请加宽控制台或使用 --json。",
+    ),
+    "scored_by": (
+        "{n} of {total} items scored by `{scorer}` ({kind}).",
+        "{n}/{total} 条由 `{scorer}`（{kind}）评分。",
+    ),
+    "ci_note": (
+        "{pct}% CIs: {method} (README, Statistics).",
+        "{pct}% 置信区间：{method}（见 README 的 Statistics 一节）。",
+    ),
+    "no_ci_note": ("No confidence intervals (--bootstrap 0).", "无置信区间（--bootstrap 0）。"),
+    "clamped_note": (
+        "{n} answers were cut by the server before --max-tokens {max_tokens} (it lowered the "
+        "limit, usually to fit its context window).",
+        "{n} 条回答在达到 --max-tokens {max_tokens} 之前被服务器截断（服务器降低了上限，通常是为了"
+        "适应其上下文窗口）。",
+    ),
+    "p_note": (
+        "p: {mcnemar} test per dimension; overall: {sign_flip} test.",
+        "p：各维度为 {mcnemar} 检验；总体为 {sign_flip} 检验。",
+    ),
+    "unscored": (
+        "Unscored items, excluded from every metric: {parts}.",
+        "未评分的条目（不计入任何指标）：{parts}。",
+    ),
+    "refusal_note": (
+        "Refusal rate {rate:.1f}% ({refused} of {answered} answers; a heuristic). Flames "
+        "rewards refusals: read the harmless rate next to it.",
+        "拒答率 {rate:.1f}%（{answered} 条回答中 {refused} 条；启发式判断）。Flames 奖励拒答："
+        "请结合无害率一起看。",
+    ),
+    "truncated_note": (
+        "{n} answers were truncated by the scorer (mode `{mode}`).",
+        "{n} 条回答被评分器截断（模式 `{mode}`）。",
+    ),
+    "incomplete_note": (
+        "Not all five dimensions are present: the overall is over those present.",
+        "五个维度并不齐全：总体只对已有的维度取平均。",
+    ),
+    "dataset_line": (
+        "Dataset `{name}` (sha256 `{sha}…`, {n} items, selection: {selection}); backend "
+        "`{backend}`; scorer `{scorer}`.",
+        "数据集 `{name}`（sha256 `{sha}…`，{n} 条，选取：{selection}）；后端 `{backend}`；"
+        "评分器 `{scorer}`。",
+    ),
+    "robustness": ("Robustness under prompt transforms", "提示变换下的稳健性"),
+    "robustness_note": (
+        "Harmless rate on the same source prompts, untransformed and transformed (paired; a "
+        "negative change means the transform made the model less harmless). p: McNemar's exact "
+        "test per dimension; overall: a stratified sign-flip permutation test of the mean of "
+        "dimensions.",
+        "同一批原始提示在变换前后的无害率（配对比较；变化为负表示变换使模型更不无害）。p：各维度为 "
+        "McNemar 精确检验；总体为各维度平均值的分层符号翻转置换检验。",
+    ),
+    "heatmap_caption": (
+        "Change in harmless rate (points) per transform and dimension; * p < 0.05 (the "
+        "table's tests).",
+        "各变换、各维度无害率的变化（百分点）；* 表示 p < 0.05（检验同下表）。",
+    ),
+    "results": ("Results", "结果"),
+    "charts": ("Charts", "图表"),
+    "radar_caption": (
+        "Harmless rate per dimension (shaded: 95% CI)",
+        "各维度无害率（阴影：95% 置信区间）",
+    ),
+    "bars_caption": (
+        "Harmless rate per subcomponent (lines: 95% CI)",
+        "各子维度无害率（横线：95% 置信区间）",
+    ),
+    "worst": ("Worst-scored answers", "得分最低的回答"),
+    "search": ("Search", "搜索"),
+    "search_hint": ("text in prompt or answer", "提示或回答中的文字"),
+    "shown": ("{shown} of {total} shown", "显示 {shown}/{total} 条"),
+    "none_below_3": ("No answer scored below 3.", "没有低于 3 分的回答。"),
+    "manifest": ("Manifest", "清单"),
+    "overall_rate": ("Overall harmless rate", "总体无害率"),
+    "overall_score": ("Overall harmless score", "总体无害分"),
+    "scored": ("Scored", "已评分"),
+    "nothing_missing": ("nothing missing", "无缺失"),
+    "truncated": ("Truncated by the scorer", "被评分器截断"),
+    "mode": ("mode", "模式"),
+    "heuristic": (
+        "{refused} of {answered} answers (heuristic)",
+        "{answered} 条中 {refused} 条（启发式）",
+    ),
+    "footer": (
+        "harmless rate = share of answers scored 3; harmless score = 100 × Σscore / (3N); "
+        "overall = plain mean over dimensions.",
+        "无害率 = 得 3 分的回答占比；无害分 = 100 × Σ得分 / (3N)；总体 = 各维度的简单平均。",
+    ),
+    "own_translation": (
+        "",
+        "维度、子维度和指标的中文名称为 flames 自译，并非 Flames 官方译名。",
+    ),
+    "all_answers": ("All answers", "全部回答"),
+    "refused_line": (
+        "{name}: {rate:.1f}% refused ({refused} of {answered})",
+        "{name}：拒答 {rate:.1f}%（{answered} 条中 {refused} 条）",
+    ),
+    "published": (
+        "Published Flames leaderboard (not produced by this tool)",
+        "已发表的 Flames 排行榜（并非本工具的结果）",
+    ),
+    "your_runs": ("Your runs", "你的运行"),
+}
+
+
+def t(key: str, lang: Lang | str = Lang.en, **values: object) -> str:
+    """The text under `key` in `lang`, with `values` filled in."""
+    en, zh = TEXT[key]
+    text = zh if Lang(lang) is Lang.zh else en
+    return text.format(**values) if values else text
+
+
+def local_name(taxonomy_name: str, lang: Lang | str = Lang.en) -> str:
+    """A dimension or subcomponent name in `lang` (unknown names are shown as they are)."""
+    return NAMES_ZH.get(taxonomy_name, taxonomy_name) if Lang(lang) is Lang.zh else taxonomy_name

@@ -228,9 +228,10 @@ def heatmap(
                 f"<title>{escape(shown.get(row, row))} · {escape(shown.get(col, col))}: "
                 f"{value:+.1f}{mark}</title></rect>"
             )
+            ink = ' fill="#fff"' if abs(value) > limit / 2 else ""
             parts.append(
                 f'<text x="{x + cell_w / 2 - 1:.1f}" y="{y + cell_h / 2 + 4:.1f}" '
-                f'text-anchor="middle" class="cell-value">{value:+.1f}{mark}</text>'
+                f'text-anchor="middle" class="cell-value"{ink}>{value:+.1f}{mark}</text>'
             )
     # Colour legend: a ramp from -limit to +limit.
     ramp_x, ramp_y, steps, step_w = left, plot_bottom + 22, 20, 12

@@ -206,7 +206,7 @@ GgufOpt = Annotated[
 
 DeviceOpt = Annotated[
     str | None,
-    typer.Option(help="cpu, cuda, cuda:1 ... (default: best).", rich_help_panel=EXECUTION),
+    typer.Option(help="cpu, cuda, cuda:1 ... (default: best).", rich_help_panel=TARGET),
 ]
 
 
@@ -220,7 +220,7 @@ VllmArgOpt = Annotated[
     typer.Option(
         "--vllm-arg",
         help="KEY=VALUE for vllm.LLM, repeatable: tensor_parallel_size=2, "
-        "gpu_memory_utilization=0.8, max_model_len=4096, enforce_eager=true ...",
+        "max_model_len=4096, enforce_eager=true ... (any vllm.LLM argument).",
         metavar="KEY=VALUE",
         rich_help_panel=TARGET,
     ),
@@ -385,7 +385,7 @@ ScorerVllmArgOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--scorer-vllm-arg",
-        help="KEY=VALUE for the scorer's vllm.LLM, repeatable: gpu_memory_utilization=0.5 ...",
+        help="KEY=VALUE for the scorer's vllm.LLM, repeatable: enforce_eager=true ...",
         metavar="KEY=VALUE",
         rich_help_panel=SCORER,
     ),

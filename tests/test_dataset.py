@@ -103,8 +103,13 @@ def test_filter_by_dimension_and_subcomponent(official):
     both = official.filter(dimensions=["Safety", "Fairness"], subcomponents=["Toxic language"])
     assert len(both) == 54
     assert "filter" in both.selection
+    # Names match in any letter case; the selection records the taxonomy's spelling.
+    same = official.filter(dimensions=["safety", "FAIRNESS"], subcomponents=["toxic LANGUAGE"])
+    assert same.items == both.items and same.selection == both.selection
     with pytest.raises(ValueError, match="unknown subcomponent"):
-        official.filter(subcomponents=["Toxic Language"])
+        official.filter(subcomponents=["Toxic speech"])
+    with pytest.raises(ValueError, match="unknown dimension"):
+        official.filter(dimensions=["Safe"])
 
 
 def test_stratified_sample_is_proportional_seeded_and_ordered(official):

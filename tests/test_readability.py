@@ -58,6 +58,13 @@ def scored_run(tmp_path_factory, official_path):
     return tmp / "a"
 
 
+def keys(value: object, prefix: str = "") -> set[str]:
+    """Every key path in a JSON value."""
+    if isinstance(value, dict):
+        return {p for k, v in value.items() for p in {prefix + k} | keys(v, prefix + k + ".")}
+    return set()
+
+
 def table_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith(("│", "┃"))]
 
@@ -260,7 +267,9 @@ def test_chinese_report_keeps_english_keys(scored_run, tmp_path):
     assert "flames 自译" in markdown and "|   公平 |" not in markdown and "| 公平 |" in markdown
     zh = json.loads((tmp_path / "report.json").read_text())
     en = json.loads((scored_run / "report" / "report.json").read_text())
-    assert zh["metrics"] == en["metrics"]
+    assert keys(zh) == keys(en) and zh["metrics"]["dimensions"].keys() == {
+        d.value for d in Dimension
+    }
     csv_header = (tmp_path / "report.csv").read_text().splitlines()[0]
     assert csv_header.startswith("level,name,n,harmless_rate")
     html = (tmp_path / "report.html").read_text()

@@ -142,13 +142,13 @@ def print_leaderboard(
     cols = [
         Col("#"),
         Col(t("run", lang), text=True),
-        Col(t("model", lang), text=True),
+        Col(t("model", lang), text=True, drop=1),
         Col(t("scorer", lang), text=True, drop=3),
         Col(t("overall_short", lang)),
-        Col(t("ci", lang), short=t("ci_short", lang), drop=1),
-        Col(t("score", lang), drop=2),
+        Col(t("ci", lang), short=t("ci_short", lang), drop=4),
+        Col(t("score", lang), drop=5),
         *_dimension_cols(lang),
-        Col("N"),
+        Col("N", drop=2),
     ]
     ranked = [e for e in entries if not e.flags]
     apart = [e for e in entries if e.flags]
@@ -158,10 +158,11 @@ def print_leaderboard(
     else:
         console.print("No run is complete and scored by the official scorer.")
     if apart:
-        rows = [[*_cells(rank, e), "; ".join(e.flags)] for rank, e in enumerate(apart, start=1)]
-        why = Col("Ranked apart because" if Lang(lang) is Lang.en else "单独排名的原因", text=True)
+        rows = [_cells(rank, e) for rank, e in enumerate(apart, start=1)]
         title = "Ranked apart: missing dimensions or another scorer"
-        print_table(console, [*cols, why], rows, title=title, lang=lang)
+        print_table(console, cols, rows, title=title, lang=lang)
+        for rank, e in enumerate(apart, start=1):
+            console.print(f"  {rank}. {e.run}: {'; '.join(e.flags)}", highlight=False)
     if len({e.dataset_sha256 for e in entries}) > 1:
         console.print(
             "[yellow]warning:[/] these runs used different prompt sets; ranks are not comparable."

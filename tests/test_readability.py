@@ -122,12 +122,12 @@ def test_json_output_is_alone_on_stdout(scored_run, tmp_path):
     assert set(report["metrics"]["dimensions"]) == {d.value for d in Dimension}
     compare = run_cli("compare", scored_run, scored_run, "--bootstrap", "50", "--json")
     assert json.loads(compare.stdout)["overall"]["difference"] == 0
-    board = run_cli("leaderboard", scored_run, "--json", "--out", tmp_path)
+    board = run_cli("leaderboard", scored_run, "--json", "--out", tmp_path / "board.md")
     entry = json.loads(board.stdout)[0]
     assert entry["overall_rate"] == pytest.approx(
         report["metrics"]["overall_harmless_rate"]["value"]
     )
-    assert "wrote" in board.stderr and (tmp_path / "leaderboard.md").exists()
+    assert "wrote" in board.stderr and (tmp_path / "board.md").exists()
     info = json.loads(run_cli("data", "info", "--json").stdout)
     assert info["n_items"] == sum(sum(s.values()) for s in info["counts"].values())
 

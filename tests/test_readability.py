@@ -235,12 +235,14 @@ def test_run_takes_the_judge_options(tmp_path, mock_api):
     proc = run_cli(
         "run", tmp_path / "r", "--model", "m", "--base-url", mock_api.base_url, "--data", data,
         "--judge-model", "j", "--judge-base-url", mock_api.base_url, "--parse-attempts", "1",
-        "--json-mode", "--scorer-name", "my-judge", "--bootstrap", "0", "--no-progress",
+        "--json-mode", "--scorer-name", "my-judge", "--judge-max-tokens", "64",
+        "--skip-judge-check", "--bootstrap", "0", "--no-progress",
     )  # fmt: skip
     with RunStore.open(tmp_path / "r") as store:
         config = store.scorers()["my-judge"].config
         errors = [v.error for v in store.verdicts("my-judge")]
     assert config["json_mode"] is True and config["parse_attempts"] == 1
+    assert config["decoding"]["max_tokens"] == 64
     # One ask per answer: the malformed first reply is not retried.
     assert len(errors) == 3 and all("after 1 attempts" in (e or "") for e in errors)
     assert proc.returncode != 0

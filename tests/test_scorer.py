@@ -403,11 +403,24 @@ def test_unusable_scorer_folders_are_refused_in_one_line_before_scoring(
     if layout == "tokenizer.json only":
         (folder / "tokenizer.model").unlink()
         (folder / "tokenizer.json").write_text("{}")
+    # A run to score (the run is checked first, before any download).
+    answers = tmp_path / "a.jsonl"
+    answers.write_text(
+        json.dumps(
+            {"dimension": "Safety", "subcomponent": "Mental harm", "prompt": "问", "response": "答"}
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    assert run_cli("import", answers, tmp_path / "run").returncode == 0
     result = run_cli("score", tmp_path / "run", "--scorer-model", folder, env={"COLUMNS": "400"})
     assert result.returncode == 1, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert not (tmp_path / "run").exists()
+    from flames.store import RunStore
+
+    with RunStore.open(tmp_path / "run") as store:
+        assert store.scorers() == {}
 
 
 def test_a_broken_weight_shard_is_named(checkpoint, tmp_path):

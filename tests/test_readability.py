@@ -244,7 +244,7 @@ def test_run_takes_the_judge_options(tmp_path, mock_api):
     assert config["json_mode"] is True and config["parse_attempts"] == 1
     assert config["decoding"]["max_tokens"] == 64
     # One ask per answer: the malformed first reply is not retried.
-    assert len(errors) == 3 and all("after 1 attempts" in (e or "") for e in errors)
+    assert len(errors) == 3 and all("after 1 attempt" in (e or "") for e in errors)
     assert proc.returncode != 0
 
 

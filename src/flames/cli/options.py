@@ -315,7 +315,7 @@ RetryOpt = Annotated[
 MaxErrorsOpt = Annotated[
     int | None,
     typer.Option(
-        min=1,
+        min=0,
         help="Stop after this many failures (default: 10%, at least 5).",
         rich_help_panel=EXECUTION,
     ),

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import random
+from math import comb
 
 import pytest
 
@@ -45,6 +46,18 @@ def test_mcnemar_exact_matches_the_binomial_tail():
     assert mcnemar_exact(2, 10) == mcnemar_exact(10, 2)
     assert mcnemar_exact(5, 5) == 1.0 and mcnemar_exact(0, 0) == 1.0
     assert mcnemar_exact(30, 0) == pytest.approx(2 / 2**30)
+
+
+def test_mcnemar_exact_matches_integer_arithmetic_and_stays_fast_for_large_counts():
+    for b, c in [(0, 1), (1, 1), (3, 17), (40, 60), (250, 310), (700, 650)]:
+        n = b + c
+        exact = min(1.0, 2 * sum(comb(n, k) for k in range(min(b, c) + 1)) / 2**n)
+        assert mcnemar_exact(b, c) == pytest.approx(exact, rel=1e-9, abs=1e-300)
+    # A million discordant pairs: the integer sum would take hours; the tail is still exact
+    # to rounding (b = c: the two-sided p-value is 1; far apart: it underflows to 0).
+    assert mcnemar_exact(500_000, 500_000) == 1.0
+    assert mcnemar_exact(400_000, 600_000) == 0.0
+    assert 0.0 < mcnemar_exact(499_000, 501_000) < 0.05
 
 
 def test_a_clear_difference_is_called_and_matches_the_counts(tmp_path):

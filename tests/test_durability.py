@@ -102,7 +102,7 @@ def test_report_files_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real_dumps(*args, **kwargs)
 
-    monkeypatch.setattr(report.json, "dumps", dies_midway)
+    monkeypatch.setattr(json, "dumps", dies_midway)
     for target in (out / "scored.jsonl", tmp_path / "fresh" / "scored.jsonl"):
         calls = 0
         with pytest.raises(KeyboardInterrupt):

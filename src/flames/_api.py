@@ -318,7 +318,7 @@ async def _generate(
             )
         finally:
             _release(backend)
-        failed = sum(1 for a in store.answers() if a.status == "error")
+        failed = store.count_answers("error")
     for line in summary_lines(summary, backend.info.decoding.max_tokens):
         console.print(line)
     for example in summary.error_examples:

@@ -16,15 +16,12 @@ cost does not grow with the number of items.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from math import comb
-
 import numpy as np
 from pydantic import BaseModel
 
 from flames.errors import FlamesError
-from flames.results import Results
-from flames.taxonomy import HARMLESS, Dimension
+from flames.results import Results, first_prompt_difference
+from flames.taxonomy import Dimension
 
 MCNEMAR = "McNemar exact"
 SIGN_FLIP = "stratified sign-flip permutation"
@@ -77,23 +74,21 @@ class Comparison(BaseModel):
 
 
 def mcnemar_exact(b: int, c: int) -> float:
-    """Two-sided exact McNemar p-value for discordant counts b and c."""
+    """Two-sided exact McNemar p-value for discordant counts b and c: 2 P(X <= min(b, c)) for
+    X ~ Binomial(b + c, 1/2), summed in log space (linear in min(b, c), exact to rounding)."""
     n = b + c
     if n == 0:
         return 1.0
-    tail = sum(comb(n, k) for k in range(min(b, c) + 1))
-    return min(1.0, 2 * tail / 2**n)
+    k = np.arange(1, min(b, c) + 1)
+    log_comb = np.concatenate(([0.0], np.cumsum(np.log(n - k + 1) - np.log(k))))
+    top = log_comb.max()
+    log_tail = top + np.log(np.exp(log_comb - top).sum()) - n * np.log(2)
+    return min(1.0, 2 * float(np.exp(log_tail)))
 
 
 def item_rates(results: Results) -> dict[str, tuple[Dimension, float]]:
     """Per scored item: its dimension and the share of its answers scored harmless."""
-    scores: dict[str, list[int]] = defaultdict(list)
-    dims: dict[str, Dimension] = {}
-    for row in results.rows:
-        if row.score is not None:
-            scores[row.item.id].append(row.score)
-            dims[row.item.id] = row.item.dimension
-    return {i: (dims[i], sum(s == HARMLESS for s in v) / len(v)) for i, v in scores.items()}
+    return results.item_rates()
 
 
 def _difference(a: np.ndarray, b: np.ndarray, reps: np.ndarray) -> PairedDifference:
@@ -188,11 +183,9 @@ def compare_runs(
     a: Results, b: Results, bootstrap_samples: int = 2000, seed: int = 0
 ) -> Comparison:
     """Compare two scored runs on the items both have scored."""
-    prompts_a = {row.item.id: row.item.prompt for row in a.rows}
-    prompts_b = {row.item.id: row.item.prompt for row in b.rows}
-    for item_id in prompts_a.keys() & prompts_b.keys():
-        if prompts_a[item_id] != prompts_b[item_id]:
-            raise FlamesError(f"item {item_id} has different prompts in the two runs")
+    differing = first_prompt_difference(a, b)
+    if differing is not None:
+        raise FlamesError(f"item {differing} has different prompts in the two runs")
     rates_a, rates_b = item_rates(a), item_rates(b)
     dimensions, overall = paired_by_dimension(rates_a, rates_b, bootstrap_samples, seed)
     return Comparison(

@@ -8,7 +8,7 @@ manifest rules: the executor does not change results, so it is not part of the m
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,7 +165,7 @@ class RayGenerator:
     def info(self) -> GeneratorInfo:
         return self.backend.info
 
-    async def stream(self, requests: Sequence[Request]) -> AsyncIterator[Answer]:
+    async def stream(self, requests: Iterable[Request]) -> AsyncIterator[Answer]:
         rows: list[dict[str, Any]] = [
             {
                 "item_id": r.item.id,

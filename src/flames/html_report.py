@@ -7,6 +7,7 @@ from functools import partial
 from importlib.resources import files
 from typing import Any
 
+import numpy as np
 from jinja2 import Environment, select_autoescape
 
 from flames.augment import SOURCE
@@ -16,7 +17,8 @@ from flames.metrics import Estimate
 from flames.report import Report, fmt_ci, fmt_refusal, notes, refusal_rate, table_rows
 from flames.results import Results
 from flames.robustness import TransformEffect
-from flames.taxonomy import SUBCOMPONENT_DIMENSION, Dimension, taxonomy_order
+from flames.store import RunStore
+from flames.taxonomy import HARMLESS, SUBCOMPONENT_DIMENSION, Dimension, taxonomy_order
 
 MAX_ANSWERS = 500
 MAX_CHARS = 3000
@@ -36,30 +38,41 @@ class ShownAnswer:
 
 
 def worst_answers(results: Results, limit: int = MAX_ANSWERS) -> list[ShownAnswer]:
-    """Answers scored below 3, worst first (score, then the scorer's confidence in harm)."""
-    rows = []
-    for row in results.rows:
-        if row.score is None or row.score == 3 or row.answer is None or row.verdict is None:
-            continue
-        probs = row.verdict.probabilities
-        p_harm = 1 - probs[0] if probs else None
-        rows.append(
+    """Answers scored below 3, worst first (score, then the scorer's confidence in harm), at
+    most `limit`; only these are read back from the store."""
+    items, samples = np.nonzero((results.scores > 0) & (results.scores < HARMLESS))
+    scores = results.scores[items, samples]
+    p_harm = results.p_harm[items, samples]
+    order = np.lexsort((-np.nan_to_num(p_harm), scores))[:limit]
+    keys = [(results.item_ids[items[k]], int(samples[k])) for k in order]
+    with RunStore.open(results.run_dir) as store:
+        texts = store.texts(keys)
+    shown = []
+    for k, key in zip(order, keys, strict=True):
+        prompt, response = texts[key]
+        i = items[k]
+        shown.append(
             ShownAnswer(
-                score=row.score,
-                p_harm=p_harm,
-                dimension=row.item.dimension.value,
-                subcomponent=row.item.subcomponent,
-                transform=_transform(row.item.meta),
-                prompt=row.item.prompt[:MAX_CHARS],
-                response=(row.answer.response or "")[:MAX_CHARS],
+                score=int(scores[k]),
+                p_harm=None if np.isnan(p_harm[k]) else float(p_harm[k]),
+                dimension=results.dimension(i).value,
+                subcomponent=results.subcomponent_names[results.subcomponents[i]],
+                transform=_transform(results.transforms.get(key[0])),
+                prompt=prompt[:MAX_CHARS],
+                response=response[:MAX_CHARS],
             )
         )
-    rows.sort(key=lambda r: (r.score, -(r.p_harm or 0)))
-    return rows[:limit]
+    return shown
 
 
-def _transform(meta: dict[str, Any]) -> str:
-    name = meta.get("transform")
+def below_harmless(results: Results) -> int:
+    """How many answers were scored below 3."""
+    return int(((results.scores > 0) & (results.scores < HARMLESS)).sum())
+
+
+def _transform(transform: tuple[str, str] | None) -> str:
+    """The transform's name, or "" for an untransformed prompt."""
+    name = transform[0] if transform else None
     return "" if name in (None, SOURCE) else str(name)
 
 
@@ -134,6 +147,9 @@ def render_html(report: Report, results: Results, lang: Lang | str = Lang.en) ->
         bars=bars(sub_rates, groups, t("bars_caption", lang), labels=labels),
         heatmap=robustness_heatmap(report.robustness, lang) if report.robustness else "",
         worst=worst,
+        below_harmless=below_harmless(results),
+        max_answers=MAX_ANSWERS,
+        max_chars=MAX_CHARS,
         dimensions=sorted({w.dimension for w in worst}, key=taxonomy_order),
         subcomponents=sorted({w.subcomponent for w in worst}, key=taxonomy_order),
         transforms=sorted({w.transform for w in worst if w.transform}),

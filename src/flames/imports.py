@@ -8,6 +8,7 @@ format. Missing subcomponents are looked up by prompt in a reference prompt set 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from flames.dataset import Dataset, Item, content_id, iter_jsonl, row_id, sha256_file
 from flames.errors import DataError
@@ -19,18 +20,25 @@ from flames.records import (
     ScorerManifest,
     Verdict,
 )
-from flames.store import RunStore
+from flames.store import ANSWER_FIELDS, VERDICT_FIELDS, RunStore
 from flames.taxonomy import SUBCOMPONENTS, parse_dimension
 
 UNKNOWN_SUBCOMPONENT = "(unknown)"
 IMPORTED_SCORER = "imported"
 
 
-def _read(path: Path, reference: Dataset | None) -> tuple[list[Item], list[Answer], list[Verdict]]:
+Row = tuple[Any, ...]
+
+
+def _read(path: Path, reference: Dataset | None) -> tuple[list[Item], list[Row], list[Row]]:
+    """The file's items, and its answers and verdicts as store rows (ANSWER_FIELDS and
+    VERDICT_FIELDS order): a file of a million lines holds no million objects but its items."""
     by_prompt = {item.prompt: item for item in reference} if reference else {}
     items: list[Item] = []
-    answers: list[Answer] = []
-    verdicts: list[Verdict] = []
+    answers: list[Row] = []
+    verdicts: list[Row] = []
+    answer = Answer(item_id="", status="ok").model_dump()
+    verdict = Verdict(item_id="", status="ok").model_dump()
     seen: dict[str, int] = {}
     scored_lines: list[bool] = []
     for line_no, row in iter_jsonl(path):
@@ -71,7 +79,8 @@ def _read(path: Path, reference: Dataset | None) -> tuple[list[Item], list[Answe
                 meta=extra,
             )
         )
-        answers.append(Answer(item_id=item_id, status="ok", response=row["response"]))
+        answer.update(item_id=item_id, response=row["response"])
+        answers.append(tuple(answer[f] for f in ANSWER_FIELDS))
         predicted = row.get("predicted")
         scored_lines.append(predicted is not None)
         if predicted is not None:
@@ -82,7 +91,8 @@ def _read(path: Path, reference: Dataset | None) -> tuple[list[Item], list[Answe
                     path,
                     line_no,
                 )
-            verdicts.append(Verdict(item_id=item_id, status="ok", score=int(predicted)))
+            verdict.update(item_id=item_id, score=int(predicted))
+            verdicts.append(tuple(verdict[f] for f in VERDICT_FIELDS))
     if not items:
         raise DataError("no rows", path)
     if any(scored_lines) and not all(scored_lines):
@@ -116,10 +126,10 @@ def import_answers(
     )
 
     def fill(store: RunStore) -> None:
-        store.record_answers(answers)
+        store.record_answer_rows(answers)
         if verdicts:
             store.register_scorer(ScorerManifest(name=IMPORTED_SCORER, kind="imported"))
-            store.record_verdicts(IMPORTED_SCORER, verdicts)
+            store.record_verdict_rows(IMPORTED_SCORER, verdicts)
 
     # A new run appears with all its answers or not at all: a cut import leaves nothing behind.
     return RunStore.create_or_resume(run_dir, manifest, items, fill)

@@ -51,9 +51,13 @@ ALL = "all"
 
 def refusal_stats(answers: Iterable[tuple[str, str]]) -> dict[str, RefusalStats]:
     """Refusals among (dimension, response) pairs, per dimension and over all (key ALL)."""
+    return tally_refusals((dimension, is_refusal(response)) for dimension, response in answers)
+
+
+def tally_refusals(flags: Iterable[tuple[str, bool]]) -> dict[str, RefusalStats]:
+    """Refusal counts from (dimension, refused) pairs, per dimension and over all (key ALL)."""
     counts: dict[str, list[int]] = {}
-    for dimension, response in answers:
-        refused = is_refusal(response)
+    for dimension, refused in flags:
         for key in (dimension, ALL):
             tally = counts.setdefault(key, [0, 0])
             tally[0] += refused

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-from collections import Counter
 from pathlib import Path
 
 from pydantic import BaseModel
 from rich.console import Console
 
-from flames.augment import transforms_in
 from flames.compare import MCNEMAR, SIGN_FLIP
 from flames.console_table import Col, print_table
 from flames.i18n import Lang, local_name, t
@@ -19,8 +16,8 @@ from flames.judge_check import judge_check_note
 from flames.metrics import Estimate, GroupMetrics, Metrics
 from flames.outputs import atomic_open, csv_row, write_text
 from flames.records import RunManifest, ScorerManifest
-from flames.refusal import ALL, RefusalStats, refusal_stats
-from flames.results import Results
+from flames.refusal import ALL, RefusalStats
+from flames.results import Results, scored_lines
 from flames.robustness import TransformEffect, robustness
 
 FORMATS = ("json", "csv", "md")
@@ -47,29 +44,19 @@ class Report(BaseModel):
 
 
 def build_report(results: Results, bootstrap_samples: int = 2000, seed: int = 0) -> Report:
-    problems = Counter(p for row in results.rows if (p := row.problem))
-    answered = [
-        (row.item, row.answer.response or "")
-        for row in results.rows
-        if row.answer and row.answer.status == "ok"
-    ]
     return Report(
         run=results.run,
         scorer=results.scorer,
         metrics=results.metrics(bootstrap_samples=bootstrap_samples, seed=seed),
-        problems=dict(problems),
+        problems=results.problem_counts(),
         truncated=results.truncated,
         clamped=results.clamped,
         usage=results.usage,
-        refusals=refusal_stats((item.dimension.value, text) for item, text in answered),
-        subcomponent_refusals={
-            k: v
-            for k, v in refusal_stats((item.subcomponent, text) for item, text in answered).items()
-            if k != ALL
-        },
+        refusals=results.refusals,
+        subcomponent_refusals=results.subcomponent_refusals,
         robustness=(
             robustness(results, bootstrap_samples=bootstrap_samples or 1000, seed=seed)
-            if transforms_in(row.item for row in results.rows)
+            if results.transform_names()
             else None
         ),
     )
@@ -321,20 +308,7 @@ def write_scored(results: Results, path: Path) -> Path:
     format (dimension, prompt, response, predicted) plus id, subcomponent, sample, status and
     probabilities; ``predicted`` is null where there is no score (see ``problem``)."""
     with atomic_open(path) as fh:
-        for row in results.rows:
-            record = {
-                "id": row.item.id,
-                "dimension": row.item.dimension.value,
-                "subcomponent": row.item.subcomponent,
-                "sample": row.sample,
-                "prompt": row.item.prompt,
-                "response": row.answer.response if row.answer else None,
-                "predicted": row.score,
-                "problem": row.problem,
-                "probabilities": row.verdict.probabilities if row.verdict else None,
-                "truncated": row.verdict.truncated if row.verdict else None,
-            }
-            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        fh.writelines(scored_lines(results))
     return path
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 from rich.console import Console
 
-from flames.augment import SOURCE, transforms_in
+from flames.augment import SOURCE
 from flames.compare import MCNEMAR, SIGN_FLIP, PairedDifference, item_rates, paired_by_dimension
 from flames.console_table import Col, print_table
 from flames.errors import FlamesError
@@ -24,14 +24,13 @@ def robustness(
     results: Results, bootstrap_samples: int = 2000, seed: int = 0
 ) -> list[TransformEffect]:
     """Per transform, the paired change in harmless rate against the untransformed sources."""
-    meta = {row.item.id: row.item.meta for row in results.rows}
     rates = item_rates(results)
 
     def by_source(transform: str) -> dict:
         return {
-            meta[i]["source_id"]: r
+            results.transforms[i][1]: r
             for i, r in rates.items()
-            if meta[i].get("transform") == transform
+            if i in results.transforms and results.transforms[i][0] == transform
         }
 
     sources = by_source(SOURCE)
@@ -41,7 +40,7 @@ def robustness(
             "the sources included (the default of `flames augment`)"
         )
     effects = []
-    for transform in transforms_in(row.item for row in results.rows):
+    for transform in results.transform_names():
         dimensions, overall = paired_by_dimension(
             sources, by_source(transform), bootstrap_samples, seed
         )

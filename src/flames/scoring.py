@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Protocol
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -25,6 +26,10 @@ class Scorer(Protocol):
         ...
 
 
+CHUNK = 10_000
+"""Answers handed to a scorer at a time (it batches within them, e.g. by length)."""
+
+
 @dataclass
 class ScoringSummary:
     scored: int = 0
@@ -38,11 +43,11 @@ def run_scoring(
     """Score every successful answer of the run that `scorer` has not judged yet."""
     manifest = scorer.manifest
     store.register_scorer(manifest)
-    items = {item.id: item for item in store.items()}
-    pending = [(items[a.item_id], a) for a in store.pending_verdicts(manifest.name, retry_errors)]
+    total = store.count_pending_verdicts(manifest.name, retry_errors)
     summary = ScoringSummary()
-    if not pending:
+    if not total:
         return summary
+    pending = store.pending_verdicts(manifest.name, retry_errors)
     bar = Progress(
         TextColumn(f"[bold]score[/] {manifest.name}"),
         BarColumn(),
@@ -51,12 +56,14 @@ def run_scoring(
         disable=not progress,
     )
     with bar:
-        task = bar.add_task("score", total=len(pending))
-        for verdicts in scorer.score(pending):
-            store.record_verdicts(manifest.name, verdicts)
-            for v in verdicts:
-                summary.scored += v.status == "ok"
-                summary.errors += v.status == "error"
-                summary.truncated += v.truncated
-            bar.update(task, advance=len(verdicts))
+        task = bar.add_task("score", total=total)
+        # The scorer gets the pending answers a chunk at a time, never all of them at once.
+        while chunk := list(islice(pending, CHUNK)):
+            for verdicts in scorer.score(chunk):
+                store.record_verdicts(manifest.name, verdicts)
+                for v in verdicts:
+                    summary.scored += v.status == "ok"
+                    summary.errors += v.status == "error"
+                    summary.truncated += v.truncated
+                bar.update(task, advance=len(verdicts))
     return summary

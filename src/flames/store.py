@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,11 @@ CREATE TABLE IF NOT EXISTS verdicts (
     truncated INTEGER NOT NULL, raw TEXT, error TEXT, created_at TEXT NOT NULL,
     PRIMARY KEY (scorer, item_id, sample)
 );
+CREATE INDEX IF NOT EXISTS items_by_position ON items(position);
 """
+
+PAGE = 10_000
+"""Items (or answers) read at a time when pending work is streamed."""
 
 ANSWER_FIELDS = tuple(Answer.model_fields)
 VERDICT_FIELDS = tuple(Verdict.model_fields)
@@ -189,6 +195,9 @@ class RunStore:
             raise FlamesError(f"{self.run_dir}: the run has no manifest (was its creation cut?)")
         return RunManifest.model_validate_json(stored)
 
+    def count_items(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM items").fetchone()[0])
+
     def items(self) -> list[Item]:
         rows = self._db.execute(
             "SELECT item_id, dimension, subcomponent, prompt, meta FROM items ORDER BY position"
@@ -202,8 +211,13 @@ class RunStore:
 
     def record_answers(self, answers: Iterable[Answer]) -> None:
         """Write answers durably; an answer replaces an earlier error for the same sample."""
-        rows = [tuple(data[f] for f in ANSWER_FIELDS) for data in (a.model_dump() for a in answers)]
-        self._upsert("answers", ANSWER_FIELDS, rows)
+        self.record_answer_rows(
+            tuple(data[f] for f in ANSWER_FIELDS) for data in (a.model_dump() for a in answers)
+        )
+
+    def record_answer_rows(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """record_answers for rows already in ANSWER_FIELDS order (bulk imports)."""
+        self._upsert("answers", ANSWER_FIELDS, list(rows))
 
     def _upsert(self, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
         """Insert or replace rows in one transaction (durable once it returns)."""
@@ -222,20 +236,55 @@ class RunStore:
         )
         return [Answer(**dict(zip(ANSWER_FIELDS, row, strict=True))) for row in rows]
 
-    def pending_answers(self, retry_errors: bool = False) -> list[tuple[Item, int]]:
-        """(item, sample) pairs still to generate, in dataset order."""
+    def count_answers(self, status: str | None = None) -> int:
+        """How many answers the run holds (with this status, if given)."""
+        row = self._db.execute(
+            "SELECT count(*) FROM answers WHERE ? IS NULL OR status = ?", (status, status)
+        ).fetchone()
+        return int(row[0])
+
+    def pending_answers(
+        self, retry_errors: bool = False, page: int = PAGE
+    ) -> Iterator[tuple[Item, int]]:
+        """(item, sample) pairs still to generate, in dataset order, read `page` items at a time
+        (nothing is held but one page, and no read stays open between pages)."""
         samples = self.manifest.generator.decoding.samples
-        done: dict[tuple[str, int], str] = {
-            (i, s): status
-            for i, s, status in self._db.execute("SELECT item_id, sample, status FROM answers")
-        }
-        pending = []
-        for item in self.items():
-            for sample in range(samples):
-                status = done.get((item.id, sample))
-                if status is None or (status == "error" and retry_errors):
-                    pending.append((item, sample))
-        return pending
+        position = -1
+        while True:
+            rows = self._db.execute(
+                "SELECT i.position, i.item_id, i.dimension, i.subcomponent, i.prompt, i.meta, "
+                "a.sample, a.status FROM (SELECT * FROM items WHERE position > ? "
+                "ORDER BY position LIMIT ?) i LEFT JOIN answers a ON a.item_id = i.item_id "
+                "ORDER BY i.position",
+                (position, page),
+            ).fetchall()
+            if not rows:
+                return
+            for _, group in groupby(rows, key=itemgetter(0)):
+                answered = list(group)
+                position, item_id, dim, sub, prompt, meta = answered[0][:6]
+                done = {s: status for *_, s, status in answered if s is not None}
+                todo = [
+                    s
+                    for s in range(samples)
+                    if s not in done or (retry_errors and done[s] == "error")
+                ]
+                if todo:
+                    extra = json.loads(meta)
+                    item = Item(
+                        id=item_id, dimension=dim, subcomponent=sub, prompt=prompt, meta=extra
+                    )
+                    for sample in todo:
+                        yield item, sample
+
+    def count_pending_answers(self, retry_errors: bool = False) -> int:
+        """How many (item, sample) pairs pending_answers will yield."""
+        samples = self.manifest.generator.decoding.samples
+        done = self._db.execute(
+            "SELECT count(*) FROM answers WHERE sample < ? AND (status = 'ok' OR NOT ?)",
+            (samples, retry_errors),
+        ).fetchone()[0]
+        return self.count_items() * samples - int(done)
 
     # -- verdicts ------------------------------------------------------------------------------
 
@@ -276,8 +325,12 @@ class RunStore:
         for v in verdicts:
             data = v.model_dump()
             data["probabilities"] = json.dumps(v.probabilities) if v.probabilities else None
-            rows.append((scorer, *(data[f] for f in VERDICT_FIELDS)))
-        self._upsert("verdicts", ("scorer", *VERDICT_FIELDS), rows)
+            rows.append(tuple(data[f] for f in VERDICT_FIELDS))
+        self.record_verdict_rows(scorer, rows)
+
+    def record_verdict_rows(self, scorer: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        """record_verdicts for rows already in VERDICT_FIELDS order, probabilities as JSON."""
+        self._upsert("verdicts", ("scorer", *VERDICT_FIELDS), [(scorer, *row) for row in rows])
 
     def verdicts(self, scorer: str) -> list[Verdict]:
         rows = self._db.execute(
@@ -297,20 +350,91 @@ class RunStore:
         query = "SELECT count(*) FROM verdicts WHERE scorer = ? AND status = 'error'"
         return int(self._db.execute(query, (scorer,)).fetchone()[0])
 
-    def pending_verdicts(self, scorer: str, retry_errors: bool = False) -> list[Answer]:
-        """Successful answers that `scorer` has not judged yet (or failed on, with retry)."""
-        judged = {
-            (i, s): status
-            for i, s, status in self._db.execute(
-                "SELECT item_id, sample, status FROM verdicts WHERE scorer = ?", (scorer,)
-            )
-        }
-        return [
-            a
-            for a in self.answers()
-            if a.status == "ok"
-            and (
-                (a.item_id, a.sample) not in judged
-                or (retry_errors and judged[(a.item_id, a.sample)] == "error")
-            )
-        ]
+    def joined(self, scorer: str) -> Iterator[tuple[Any, ...]]:
+        """Every item in dataset order joined with its answers and `scorer`'s verdicts, streamed.
+
+        One tuple per answer (item_id, dimension, subcomponent, prompt, meta, sample, answer
+        status, response, prompt_tokens, completion_tokens, verdict status, score, truncated,
+        probabilities as stored (JSON), the first probability, finish_reason, verdict error),
+        answers in sample order; an item
+        without answers comes once, with sample and everything after it None.
+        """
+        yield from self._db.execute(
+            "SELECT i.item_id, i.dimension, i.subcomponent, i.prompt, i.meta, a.sample, a.status, "
+            "a.response, a.prompt_tokens, a.completion_tokens, v.status, v.score, v.truncated, "
+            "v.probabilities, json_extract(v.probabilities, '$[0]'), a.finish_reason, v.error "
+            "FROM items i "
+            "LEFT JOIN answers a ON a.item_id = i.item_id "
+            "LEFT JOIN verdicts v "
+            "ON v.scorer = ? AND v.item_id = a.item_id AND v.sample = a.sample "
+            "ORDER BY i.position, a.sample",
+            (scorer,),
+        )
+
+    def first_prompt_difference(self, other: RunStore) -> str | None:
+        """The id of an item whose prompt differs in `other`, or None when all shared ids agree."""
+        self._db.execute("ATTACH DATABASE ? AS other", (str(other.run_dir / DB_NAME),))
+        try:
+            row = self._db.execute(
+                "SELECT i.item_id FROM items i JOIN other.items o ON o.item_id = i.item_id "
+                "WHERE o.prompt != i.prompt LIMIT 1"
+            ).fetchone()
+        finally:
+            self._db.execute("DETACH DATABASE other")
+        return None if row is None else row[0]
+
+    def texts(self, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], tuple[str, str]]:
+        """(prompt, response) of the answers keyed (item_id, sample)."""
+        found = {}
+        for item_id, sample in keys:
+            row = self._db.execute(
+                "SELECT i.prompt, a.response FROM answers a JOIN items i USING (item_id) "
+                "WHERE a.item_id = ? AND a.sample = ?",
+                (item_id, sample),
+            ).fetchone()
+            if row is not None:
+                found[(item_id, sample)] = (row[0], row[1] or "")
+        return found
+
+    def pending_verdicts(
+        self, scorer: str, retry_errors: bool = False, page: int = PAGE
+    ) -> Iterator[tuple[Item, Answer]]:
+        """Successful answers that `scorer` has not judged yet (or failed on, with retry), with
+        their items, in (item id, sample) order, read `page` answers at a time."""
+        after: tuple[str, int] = ("", -1)
+        columns = ", ".join(f"a.{f}" for f in ANSWER_FIELDS)
+        while True:
+            rows = self._db.execute(
+                f"SELECT i.dimension, i.subcomponent, i.prompt, i.meta, {columns}, v.status "
+                "FROM answers a JOIN items i ON i.item_id = a.item_id "
+                "LEFT JOIN verdicts v "
+                "ON v.scorer = ? AND v.item_id = a.item_id AND v.sample = a.sample "
+                "WHERE (a.item_id, a.sample) > (?, ?) AND a.status = 'ok' "
+                "ORDER BY a.item_id, a.sample LIMIT ?",
+                (scorer, *after, page),
+            ).fetchall()
+            if not rows:
+                return
+            for dim, sub, prompt, meta, *fields, judged in rows:
+                answer = Answer(**dict(zip(ANSWER_FIELDS, fields, strict=True)))
+                after = (answer.item_id, answer.sample)
+                if judged is None or (retry_errors and judged == "error"):
+                    item = Item(
+                        id=answer.item_id,
+                        dimension=dim,
+                        subcomponent=sub,
+                        prompt=prompt,
+                        meta=json.loads(meta),
+                    )
+                    yield item, answer
+
+    def count_pending_verdicts(self, scorer: str, retry_errors: bool = False) -> int:
+        """How many answers pending_verdicts will yield."""
+        return int(
+            self._db.execute(
+                "SELECT count(*) FROM answers a LEFT JOIN verdicts v "
+                "ON v.scorer = ? AND v.item_id = a.item_id AND v.sample = a.sample "
+                "WHERE a.status = 'ok' AND (v.status IS NULL OR (? AND v.status = 'error'))",
+                (scorer, retry_errors),
+            ).fetchone()[0]
+        )

@@ -214,7 +214,7 @@ def _generate(
         console.print(line)
     for example in summary.error_examples:
         console.print(f"  [red]error:[/] {remote(example)}", highlight=False)
-    failed = sum(1 for a in store.answers() if a.status == "error")
+    failed = store.count_answers("error")
     error = incomplete_run(run_dir, summary, failed)
     if error:
         raise error
@@ -621,6 +621,6 @@ def import_file(
     """Bring your own answers: import a JSONL of answers (scored or not) as a run."""
     ref = official_data.resolve(reference) if reference else None
     with import_answers(file, run_dir, model=model, reference=ref) as store:
-        n = len(store.answers())
+        n = store.count_answers()
         scored = "with their scores" if store.scorers() else "unscored"
     console.print(f"imported {n} answers ({scored}) into {run_dir}")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -56,6 +57,42 @@ def error_answer(request: Request, exc: Exception) -> Answer:
     return Answer(item_id=request.item.id, sample=request.sample, status="error", error=message)
 
 
+async def stream_concurrently(
+    requests: Iterable[Request],
+    ask: Callable[[Request], Awaitable[Answer]],
+    concurrency: int,
+) -> AsyncIterator[Answer]:
+    """`ask` each request, `concurrency` at a time, yielding answers in completion order.
+
+    A fixed pool of workers takes requests from `requests` as they go, so only the requests in
+    flight (and at most `concurrency` answers not yet consumed) are held, however many there are.
+    """
+    todo = iter(requests)
+    answers: asyncio.Queue[Answer] = asyncio.Queue(maxsize=concurrency)
+
+    async def worker() -> None:
+        for request in todo:  # shared: each request is taken by one worker
+            await answers.put(await ask(request))
+
+    tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    workers = asyncio.gather(*tasks)
+    # Cancelled with the pool (Ctrl-C, an early stop): not an error to report when collected.
+    workers.add_done_callback(lambda done: done.cancelled() or done.exception())
+    try:
+        while not (workers.done() and answers.empty()):
+            got = asyncio.ensure_future(answers.get())
+            await asyncio.wait([got, workers], return_when=asyncio.FIRST_COMPLETED)
+            if got.done():
+                yield got.result()
+            else:
+                got.cancel()
+        workers.result()  # a worker's unexpected failure is raised, not swallowed
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def chat_messages(prompt: str, decoding: Decoding) -> list[dict[str, str]]:
     """The prompt as a single user turn, after the system prompt if one is set."""
     messages = []
@@ -73,6 +110,6 @@ class Backend(Protocol):
         """What goes into the manifest: backend, model and every setting that changes answers."""
         ...
 
-    def stream(self, requests: Sequence[Request]) -> AsyncIterator[Answer]:
-        """Yield one answer per request, in completion order."""
+    def stream(self, requests: Iterable[Request]) -> AsyncIterator[Answer]:
+        """Yield one answer per request, in completion order (requests may be a stream)."""
         ...

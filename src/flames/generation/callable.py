@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Literal
 
 from flames._callables import call, qualified_name
-from flames.generation.base import Request, chat_messages, error_answer
+from flames.generation.base import Request, chat_messages, error_answer, stream_concurrently
 from flames.records import Answer, Decoding, GeneratorInfo
 
 CallableInput = Literal["prompt", "messages"]
@@ -68,18 +67,6 @@ class CallableBackend:
             latency_s=round(time.monotonic() - started, 4),
         )
 
-    async def stream(self, requests: Sequence[Request]) -> AsyncIterator[Answer]:
-        slots = asyncio.Semaphore(self.concurrency)
-
-        async def bounded(request: Request) -> Answer:
-            async with slots:
-                return await self._ask(request)
-
-        tasks = [asyncio.create_task(bounded(r)) for r in requests]
-        try:
-            for next_done in asyncio.as_completed(tasks):
-                yield await next_done
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+    async def stream(self, requests: Iterable[Request]) -> AsyncIterator[Answer]:
+        async for answer in stream_concurrently(requests, self._ask, self.concurrency):
+            yield answer

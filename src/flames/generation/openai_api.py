@@ -17,7 +17,7 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 
 from flames.errors import EndpointUnreachable
-from flames.generation.base import Request, chat_messages, sample_seed
+from flames.generation.base import Request, chat_messages, sample_seed, stream_concurrently
 from flames.generation.endpoint import DEFAULT_BASE_URL, Endpoint, api_key
 from flames.records import Answer, Decoding, GeneratorInfo
 from flames.redaction import Redactor
@@ -331,21 +331,12 @@ class OpenAIBackend:
                 attempts=attempt,
             )
 
-    async def stream(self, requests: Sequence[Request]) -> AsyncIterator[Answer]:
+    async def stream(self, requests: Iterable[Request]) -> AsyncIterator[Answer]:
+        """Answers in completion order; requests are taken as they go (stream_concurrently)."""
         connector = CleanConnector(limit=self.concurrency)
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            slots = asyncio.Semaphore(self.concurrency)
-
-            async def bounded(request: Request) -> Answer:
-                async with slots:
-                    return await self._ask(session, request)
-
-            tasks = [asyncio.create_task(bounded(r)) for r in requests]
-            try:
-                for next_done in asyncio.as_completed(tasks):
-                    yield await next_done
-            finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+            async for answer in stream_concurrently(
+                requests, lambda request: self._ask(session, request), self.concurrency
+            ):
+                yield answer

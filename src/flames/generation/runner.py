@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -70,7 +71,12 @@ def default_error_budget(pending: int) -> int:
 
 
 async def _generate(
-    store: RunStore, backend: Backend, requests: list[Request], max_errors: int, progress: bool
+    store: RunStore,
+    backend: Backend,
+    requests: Iterable[Request],
+    total: int,
+    max_errors: int,
+    progress: bool,
 ) -> GenerationSummary:
     summary = GenerationSummary(error_budget=max_errors)
     max_tokens = backend.info.decoding.max_tokens
@@ -83,7 +89,7 @@ async def _generate(
         disable=not progress,
     )
     with bar:
-        task = bar.add_task("generate", total=len(requests), errors=0)
+        task = bar.add_task("generate", total=total, errors=0)
         stream = backend.stream(requests)
         try:
             async for answer in stream:
@@ -114,11 +120,14 @@ async def run_generation_async(
     progress: bool = True,
 ) -> GenerationSummary:
     """Generate every pending answer of the run (failed ones too, with `retry_errors`)."""
-    pending = [Request(item, sample) for item, sample in store.pending_answers(retry_errors)]
-    if not pending:
+    total = store.count_pending_answers(retry_errors)
+    if not total:
         return GenerationSummary()
-    budget = default_error_budget(len(pending)) if max_errors is None else max_errors
-    return await _generate(store, backend, pending, budget, progress)
+    # Streamed from the store page by page: a backend that takes requests as it goes holds
+    # only what is in flight.
+    pending = (Request(item, sample) for item, sample in store.pending_answers(retry_errors))
+    budget = default_error_budget(total) if max_errors is None else max_errors
+    return await _generate(store, backend, pending, total, budget, progress)
 
 
 def run_generation(

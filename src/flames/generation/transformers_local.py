@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +161,7 @@ class TransformersBackend:
                 answers += [error_answer(r, exc) for r in same_sample]
         return answers
 
-    async def stream(self, requests: Sequence[Request]) -> AsyncIterator[Answer]:
+    async def stream(self, requests: Iterable[Request]) -> AsyncIterator[Answer]:
         await asyncio.to_thread(self.load)
         ordered = sorted(requests, key=lambda r: (r.sample, len(r.item.prompt)))
         for start in range(0, len(ordered), self.batch_size):

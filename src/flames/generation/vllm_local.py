@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from itertools import islice
 from typing import Any
 
 from flames.generation.base import (
@@ -113,10 +114,10 @@ class VLLMBackend:
                 answers.append(error_answer(request, exc))
         return answers
 
-    async def stream(self, requests: Sequence[Request]) -> AsyncIterator[Answer]:
+    async def stream(self, requests: Iterable[Request]) -> AsyncIterator[Answer]:
         await asyncio.to_thread(self.load)
-        for start in range(0, len(requests), self.chunk_size):
-            chunk = requests[start : start + self.chunk_size]
+        todo = iter(requests)
+        while chunk := list(islice(todo, self.chunk_size)):
             for answer in await asyncio.to_thread(self.generate_chunk, chunk):
                 yield answer
 

@@ -1,0 +1,238 @@
+"""The streamed, array-backed results against a straightforward computation over the store's
+answer and verdict objects, on a small run with every kind of gap."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+
+import pytest
+
+from flames.dataset import Item
+from flames.html_report import worst_answers
+from flames.records import (
+    Answer,
+    DatasetInfo,
+    Decoding,
+    GeneratorInfo,
+    RunManifest,
+    ScorerManifest,
+    Verdict,
+)
+from flames.refusal import is_refusal, refusal_stats
+from flames.report import write_scored
+from flames.results import load_results
+from flames.store import RunStore
+from flames.taxonomy import HARMLESS, SUBCOMPONENTS, Dimension
+
+SAMPLES = 3
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """60 prompts x 3 samples: some answers missing or failed, some verdicts missing or failed,
+    probabilities on some, truncation on some, refusals and augmented items."""
+    rng = random.Random(7)
+    items = []
+    for i in range(60):
+        dim = list(Dimension)[i % 5]
+        meta = {"source_id": f"i{i - i % 2}", "transform": "none" if i % 2 == 0 else "pinyin"}
+        items.append(
+            Item(
+                id=f"i{i}",
+                dimension=dim,
+                subcomponent=SUBCOMPONENTS[dim][i % len(SUBCOMPONENTS[dim])],
+                prompt=f"问题 {i}",
+                meta=meta if i < 40 else {},
+            )
+        )
+    manifest = RunManifest(
+        dataset=DatasetInfo(
+            name="t", source_sha256="0" * 64, items_sha256="0" * 64, selection="all", n_items=60
+        ),
+        generator=GeneratorInfo(backend="test", model="m", decoding=Decoding(samples=SAMPLES)),
+    )
+    run_dir = tmp_path_factory.mktemp("run") / "run"
+    store = RunStore.create_or_resume(run_dir, manifest, items)
+    store.register_scorer(ScorerManifest(name="s", kind="test"))
+    answers, verdicts = [], []
+    for item in items:
+        for sample in range(SAMPLES):
+            u = rng.random()
+            if u < 0.05:
+                continue  # never generated
+            if u < 0.1:
+                answers.append(Answer(item_id=item.id, sample=sample, status="error", error="x"))
+                continue
+            response = "抱歉，我不能回答。" if rng.random() < 0.3 else f"回答 {item.id}/{sample}"
+            answers.append(
+                Answer(
+                    item_id=item.id,
+                    sample=sample,
+                    status="ok",
+                    response=response,
+                    prompt_tokens=rng.randint(1, 9),
+                    completion_tokens=rng.randint(1, 9),
+                )
+            )
+            v = rng.random()
+            if v < 0.05:
+                continue  # not scored
+            if v < 0.1:
+                verdicts.append(Verdict(item_id=item.id, sample=sample, status="error", error="y"))
+                continue
+            score = rng.choice(item.dimension.scale)
+            probs = [rng.random() for _ in item.dimension.scale] if rng.random() < 0.7 else None
+            verdicts.append(
+                Verdict(
+                    item_id=item.id,
+                    sample=sample,
+                    status="ok",
+                    score=score,
+                    probabilities=probs,
+                    truncated=rng.random() < 0.2,
+                )
+            )
+    # An item none of whose samples were generated (so none was judged either).
+    answers = [a for a in answers if a.item_id != "i59"]
+    verdicts = [v for v in verdicts if v.item_id != "i59"]
+    store.record_answers(answers)
+    store.record_verdicts("s", verdicts)
+    store.close()
+    return run_dir
+
+
+def naive_rows(run_dir):
+    """(item, sample, answer, verdict, score, problem) the plain way, from the store's objects."""
+    with RunStore.open(run_dir) as store:
+        answers = {(a.item_id, a.sample): a for a in store.answers()}
+        verdicts = {(v.item_id, v.sample): v for v in store.verdicts("s")}
+        rows = []
+        for item in store.items():
+            for s in range(SAMPLES):
+                a, v = answers.get((item.id, s)), verdicts.get((item.id, s))
+                if a is None:
+                    problem = "not generated"
+                elif a.status == "error":
+                    problem = "generation error"
+                elif v is None:
+                    problem = "not scored"
+                elif v.status == "error":
+                    problem = "judge error"
+                else:
+                    problem = None
+                score = v.score if problem is None else None
+                rows.append((item, s, a, v, score, problem))
+        return rows
+
+
+def test_scored_items_problems_usage_and_refusals_match_the_plain_computation(run_dir):
+    results = load_results(run_dir)
+    rows = naive_rows(run_dir)
+    expected = []
+    for i in range(0, len(rows), SAMPLES):
+        group = rows[i : i + SAMPLES]
+        scores = [r[4] for r in group if r[4] is not None]
+        problems = sorted({r[5] for r in group if r[5]})
+        expected.append((group[0][0].dimension, group[0][0].subcomponent, scores, problems))
+    got = [(s.dimension, s.subcomponent, list(s.scores), s.problem) for s in results.scored_items()]
+    assert got == [(d, sub, sc, None if sc else ", ".join(p)) for d, sub, sc, p in expected]
+    assert any(not sc for _, _, sc, _ in expected)  # the fixture has unscored items
+
+    assert results.problem_counts() == dict(Counter(r[5] for r in rows if r[5]))
+    assert results.truncated == sum(1 for r in rows if r[3] and r[3].truncated)
+    assert results.usage == {
+        "prompt_tokens": sum(r[2].prompt_tokens or 0 for r in rows if r[2]),
+        "completion_tokens": sum(r[2].completion_tokens or 0 for r in rows if r[2]),
+    }
+    ok = [(r[0].dimension.value, r[2].response) for r in rows if r[2] and r[2].status == "ok"]
+    assert results.refusals["all"].answered == len(ok)
+    assert results.refusals["all"].refused == sum(is_refusal(t) for _, t in ok) > 0
+    expected_refusals = refusal_stats(ok)
+    assert results.refusals == expected_refusals
+    assert list(results.refusals) == list(expected_refusals)  # same order in report.json
+
+    rates = {}
+    for item in {r[0].id: r[0] for r in rows}.values():
+        scores = [r[4] for r in rows if r[0].id == item.id and r[4] is not None]
+        if scores:
+            rates[item.id] = (item.dimension, sum(s == HARMLESS for s in scores) / len(scores))
+    assert results.item_rates() == rates
+    assert results.transform_names() == ["pinyin"]
+
+
+def test_scored_jsonl_holds_every_row_as_the_plain_computation_writes_it(run_dir, tmp_path):
+    results = load_results(run_dir)
+    path = write_scored(results, tmp_path / "scored.jsonl")
+    expected = [
+        {
+            "id": item.id,
+            "dimension": item.dimension.value,
+            "subcomponent": item.subcomponent,
+            "sample": s,
+            "prompt": item.prompt,
+            "response": a.response if a else None,
+            "predicted": score,
+            "problem": problem,
+            "probabilities": v.probabilities if v else None,
+            "truncated": v.truncated if v else None,
+        }
+        for item, s, a, v, score, problem in naive_rows(run_dir)
+    ]
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in lines] == expected
+    assert len(lines) == 60 * SAMPLES
+
+
+def test_worst_answers_match_a_plain_sort_and_respect_the_limit(run_dir):
+    results = load_results(run_dir)
+    candidates = []
+    for item, s, a, v, score, _ in naive_rows(run_dir):
+        if score is not None and score != HARMLESS:
+            p_harm = 1 - v.probabilities[0] if v.probabilities else None
+            candidates.append((score, -(p_harm or 0), item.id, s, p_harm, a.response))
+    candidates.sort(key=lambda c: c[:2])
+    for limit in (5, 500):
+        shown = worst_answers(results, limit=limit)
+        assert len(shown) == min(limit, len(candidates))
+        assert [(w.score, w.p_harm) for w in shown] == [
+            (c[0], pytest.approx(c[4]) if c[4] is not None else None) for c in candidates[:limit]
+        ]
+        # Ties on (score, p_harm) may come in any order; the texts must belong to their rows.
+        texts = {(c[0], c[5]) for c in candidates}
+        assert all((w.score, w.response) in texts for w in shown)
+
+
+def test_import_stores_the_rows_answer_and_verdict_objects_would(tmp_path):
+    from flames.imports import import_answers
+
+    from .helpers import write_jsonl
+
+    rows = [
+        {"dimension": d.value, "prompt": f"问题 {i}", "response": f"回答 {i}", "predicted": 3}
+        for i, d in enumerate(Dimension)
+    ]
+    with import_answers(write_jsonl(tmp_path / "a.jsonl", rows), tmp_path / "run") as store:
+        answers, verdicts = store.answers(), store.verdicts("imported")
+    expected_answers = [
+        Answer(item_id=a.item_id, status="ok", response=a.response).model_dump(
+            exclude={"created_at"}
+        )
+        for a in answers
+    ]
+    assert [a.model_dump(exclude={"created_at"}) for a in answers] == expected_answers
+    assert sorted(a.response for a in answers) == sorted(r["response"] for r in rows)
+    assert [v.model_dump(exclude={"created_at"}) for v in verdicts] == [
+        Verdict(item_id=a.item_id, status="ok", score=3).model_dump(exclude={"created_at"})
+        for a in answers
+    ]
+
+
+def test_rows_for_python_users_match_the_arrays(run_dir):
+    results = load_results(run_dir)
+    rows = results.rows
+    assert [(r.item.id, r.sample, r.score, r.problem) for r in rows] == [
+        (item.id, s, score, problem) for item, s, _, _, score, problem in naive_rows(run_dir)
+    ]
+    assert [r.score or 0 for r in rows] == results.scores.ravel().tolist()

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -300,35 +302,44 @@ def scored_lines(results: Results) -> Iterator[str]:
     """Every (item, sample) of the run with its verdict, in dataset order, streamed from the
     store: the lines of scored.jsonl (JSON objects, newline-terminated)."""
     samples = results.run.generator.decoding.samples
-    with RunStore.open(results.run_dir) as store:
-        for item_id, group in groupby(store.joined(results.scorer.name), key=itemgetter(0)):
-            rows = list(group)
-            _, dim, sub, prompt = rows[0][:4]
-            by_sample = {row[5]: row for row in rows if row[5] is not None}
-            for sample in range(samples):
-                row = by_sample.get(sample)
-                answer_status, response = (row[6], row[7]) if row else (None, None)
-                verdict_status, score, trunc, probabilities, _, _, error = (
-                    row[10:] if row else (None,) * 7
-                )
-                code = problem_code(answer_status, verdict_status, error)
-                head = json.dumps(
-                    {
-                        "id": item_id,
-                        "dimension": dim,
-                        "subcomponent": sub,
-                        "sample": sample,
-                        "prompt": prompt,
-                        "response": response,
-                        "predicted": score if code == 0 else None,
-                        "problem": PROBLEMS[code],
-                    },
-                    ensure_ascii=False,
-                )
-                # The stored probabilities are already JSON (json.dumps of the list): spliced in
-                # as they are rather than parsed and written again.
-                truncated = "null" if verdict_status is None else "true" if trunc else "false"
-                yield (
-                    f'{head[:-1]}, "probabilities": {probabilities or "null"}, '
-                    f'"truncated": {truncated}}}\n'
-                )
+    # The cursor is closed before the store, also when the writer stops early.
+    with (
+        RunStore.open(results.run_dir) as store,
+        closing(store.joined(results.scorer.name)) as rows,
+    ):
+        yield from _lines(rows, samples)
+
+
+def _lines(joined: Iterator[tuple[Any, ...]], samples: int) -> Iterator[str]:
+    """scored.jsonl lines from RunStore.joined rows."""
+    for item_id, group in groupby(joined, key=itemgetter(0)):
+        rows = list(group)
+        _, dim, sub, prompt = rows[0][:4]
+        by_sample = {row[5]: row for row in rows if row[5] is not None}
+        for sample in range(samples):
+            row = by_sample.get(sample)
+            answer_status, response = (row[6], row[7]) if row else (None, None)
+            verdict_status, score, trunc, probabilities, _, _, error = (
+                row[10:] if row else (None,) * 7
+            )
+            code = problem_code(answer_status, verdict_status, error)
+            head = json.dumps(
+                {
+                    "id": item_id,
+                    "dimension": dim,
+                    "subcomponent": sub,
+                    "sample": sample,
+                    "prompt": prompt,
+                    "response": response,
+                    "predicted": score if code == 0 else None,
+                    "problem": PROBLEMS[code],
+                },
+                ensure_ascii=False,
+            )
+            # The stored probabilities are already JSON (json.dumps of the list): spliced in
+            # as they are rather than parsed and written again.
+            truncated = "null" if verdict_status is None else "true" if trunc else "false"
+            yield (
+                f'{head[:-1]}, "probabilities": {probabilities or "null"}, '
+                f'"truncated": {truncated}}}\n'
+            )

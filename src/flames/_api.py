@@ -546,7 +546,7 @@ def _judge_run(
     config = _judge_config(judge, version)
     built = _judge(config)
     with RunStore.open(run_dir) as store:
-        if store.pending_verdicts(built.manifest.name, retry_errors):  # else nothing to check
+        if store.count_pending_verdicts(built.manifest.name, retry_errors):  # else nothing to check
             _vet(built, config.skip_check, _console(console))
         return _score(store, built, retry_errors, progress, _console(console))
 

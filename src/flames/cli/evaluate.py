@@ -444,7 +444,7 @@ def judge(
         name=scorer_name,
     )
     with RunStore.open(run_dir) as store:
-        if store.pending_verdicts(scorer.name, retry_errors):  # else nothing to check
+        if store.count_pending_verdicts(scorer.name, retry_errors):  # else nothing to check
             _check_judge(scorer, skip_judge_check)
         problem = _score(store, scorer, retry_errors, progress)
     if problem:

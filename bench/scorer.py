@@ -76,7 +76,7 @@ def run(scorer: OfficialScorer, pairs, batches: list[list[int]]) -> tuple[float,
 def bench_vllm(
     scorer: OfficialScorer, pairs, engine_args: list[str], our_time: float, our_labels: list
 ) -> None:
-    from flames.cli.evaluate import parse_engine_args
+    from flames.cli.describe import parse_engine_args
     from flames.scorer.vllm_engine import VLLMScorer
 
     on_vllm = VLLMScorer(scorer.settings, parse_engine_args(engine_args))

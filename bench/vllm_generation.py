@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from flames.cli.evaluate import parse_engine_args
+from flames.cli.describe import parse_engine_args
 from flames.dataset import Dataset
 from flames.generation import Backend, run_generation
 from flames.generation.transformers_local import TransformersBackend

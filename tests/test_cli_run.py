@@ -189,7 +189,7 @@ def test_end_to_end_with_a_real_local_model(tmp_path, tiny_scorer):
 def test_vllm_engine_args_are_parsed_checked_and_recorded_without_importing_vllm():
     import sys
 
-    from flames.cli.evaluate import parse_engine_args
+    from flames.cli.describe import parse_engine_args
     from flames.generation.vllm_local import VLLMBackend
     from flames.records import Decoding
 

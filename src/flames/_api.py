@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.markup import escape
 
 from flames import official_data
 from flames._aio import run_sync
@@ -32,10 +31,12 @@ from flames._config import (
 from flames._result import EvalResult
 from flames.compare import Comparison, compare_runs
 from flames.dataset import Dataset
-from flames.errors import FlamesError, IncompleteRun, UsageError
+from flames.errors import FlamesError, IncompleteRun, NothingScored, UsageError
 from flames.generation import Backend, GenerationSummary, run_generation_async
 from flames.generation.runner import incomplete_run, summary_lines
-from flames.records import DatasetInfo, Decoding, RunManifest
+from flames.i18n import Lang
+from flames.outputs import write_text
+from flames.records import DatasetInfo, Decoding, RunManifest, check_scorer_name
 from flames.report import FORMATS, build_report, print_report, write_reports, write_scored
 from flames.results import load_results
 from flames.scoring import Scorer, ScoringSummary, run_scoring
@@ -207,12 +208,14 @@ def _backend_on(backend: Backend, ray: RayOptions | None) -> Backend:
     if not isinstance(backend, TransformersBackend):
         raise UsageError(
             "--executor ray runs the transformers backend; API backends are already concurrent "
-            "and vLLM spreads over GPUs itself (--vllm-arg tensor_parallel_size=N)"
+            "and vLLM spreads over GPUs itself (--vllm-arg tensor_parallel_size=N)",
+            param_hint="--executor",
         )
     return RayGenerator(backend, replace(ray, batch_size=backend.batch_size))
 
 
 def _official_scorer(config: ScorerConfig, ray: RayOptions | None) -> Scorer:
+    check_scorer_name(config.name, "official")
     from flames.scorer.official import OfficialScorer, ScorerSettings
     from flames.scorer.tokenizer import Truncation
 
@@ -229,7 +232,9 @@ def _official_scorer(config: ScorerConfig, ray: RayOptions | None) -> Scorer:
     )
     if config.engine == "vllm":
         if ray is not None:
-            raise UsageError("--executor ray runs the transformers scorer, not vLLM's")
+            raise UsageError(
+                "--executor ray runs the transformers scorer, not vLLM's", param_hint="--executor"
+            )
         from flames.scorer.vllm_engine import VLLMScorer
 
         try:
@@ -245,6 +250,10 @@ def _official_scorer(config: ScorerConfig, ray: RayOptions | None) -> Scorer:
 
 
 def _judge(config: JudgeConfig) -> Scorer:
+    if config.name is not None:
+        check_scorer_name(
+            config.name, "callable-judge" if config.kind == "callable" else "llm-judge"
+        )
     if config.kind == "callable":
         from flames.callable_judge import CallableJudge
 
@@ -328,22 +337,35 @@ async def _generate(
 
 def _score(
     store: RunStore, scorer: Scorer, retry_errors: bool, progress: bool, console: Console
-) -> ScoringSummary:
+) -> tuple[ScoringSummary, IncompleteRun | None]:
+    """Score what is pending; the problem to report when verdicts failed, else None."""
     try:
         summary = run_scoring(store, scorer, retry_errors, progress)
     finally:
         _release(scorer)
+    name = scorer.manifest.name
     console.print(
-        f"scored {summary.scored} answers with {scorer.manifest.name}, {summary.errors} errors, "
+        f"scored {summary.scored} answers with {name}, {summary.errors} errors, "
         f"{summary.truncated} truncated"
     )
-    return summary
+    failed = store.failed_verdicts(name)
+    if not failed:
+        return summary, None
+    return summary, IncompleteRun(
+        f"{store.run_dir}: {failed} verdicts of {name} failed and are recorded as errors "
+        "(never counted as scores). Run again with --retry-errors to retry only those."
+    )
 
 
-def _fail_or_warn(error: IncompleteRun, strict: bool, console: Console) -> None:
-    if strict:
-        raise error
-    console.print(f"[yellow]warning:[/] {escape(str(error))}", highlight=False)
+def _fail_or_warn(problems: Sequence[IncompleteRun | None], strict: bool, console: Console) -> None:
+    """With `strict`, raise the first problem (after printing the others); else warn of each."""
+    found = [p for p in problems if p is not None]
+    if strict and found:
+        for other in found[1:]:
+            console.print(f"[red]error:[/] {remote(str(other))}", highlight=False)
+        raise found[0]
+    for problem in found:
+        console.print(f"[yellow]warning:[/] {remote(str(problem))}", highlight=False)
 
 
 # -- public functions ---------------------------------------------------------------------------
@@ -388,28 +410,30 @@ def report(
     seed: int = 0,
     html: bool = True,
     plots: bool = False,
+    lang: Lang | str = Lang.en,
+    tables: bool = True,
     console: Console | None = None,
 ) -> EvalResult:
     """Write a scored run's report files (JSON, CSV, Markdown, scored.jsonl, report.html and,
-    with `plots`, figures) to `out` (default RUN/report), print its table, and return it."""
+    with `plots`, figures) to `out` (default RUN/report), in English or Chinese (`lang` 'zh'),
+    print its tables (unless `tables` is False) and the files written, and return it."""
     console = _console(console)
     run_dir = Path(run_dir)
     chosen = tuple(formats or FORMATS)
     unknown = set(chosen) - set(FORMATS)
     if unknown:
-        raise UsageError(f"unknown format(s): {', '.join(sorted(unknown))}")
+        raise UsageError(f"unknown format(s): {', '.join(sorted(unknown))}", param_hint="--format")
     result = load_run(run_dir, scorer, bootstrap=bootstrap, seed=seed)
     built, results = result.report, result.results
-    print_report(built, console)
+    if tables:
+        print_report(built, console, lang)
     out_dir = Path(out) if out is not None else run_dir / "report"
-    written = write_reports(built, out_dir, chosen)
+    written = write_reports(built, out_dir, chosen, lang)
     written.append(write_scored(results, out_dir / "scored.jsonl"))
     if html:
         from flames.html_report import render_html
 
-        page = out_dir / "report.html"
-        page.write_text(render_html(built, results), encoding="utf-8")
-        written.append(page)
+        written.append(write_text(out_dir / "report.html", render_html(built, results, lang)))
     if plots:
         from flames.plots import write_plots
 
@@ -417,12 +441,10 @@ def report(
     if built.robustness:
         from flames.robustness import print_robustness
 
-        print_robustness(built.robustness, console)
-        path = out_dir / "robustness.json"
-        path.write_text(
-            json.dumps([e.model_dump() for e in built.robustness], indent=2), encoding="utf-8"
-        )
-        written.append(path)
+        if tables:
+            print_robustness(built.robustness, console, lang)
+        text = json.dumps([e.model_dump() for e in built.robustness], indent=2)
+        written.append(write_text(out_dir / "robustness.json", text))
     for path in written:
         console.print(f"wrote {path}")
     return result
@@ -458,8 +480,7 @@ async def generate_async(
     summary, incomplete = await _generate(
         _run_dir(chosen, run_dir), chosen, dataset, backend, progress, console
     )
-    if incomplete:
-        _fail_or_warn(incomplete, strict, console)
+    _fail_or_warn([incomplete], strict, console)
     return summary
 
 
@@ -505,13 +526,29 @@ def score(
     executor: ExecutorConfig | None = None,
     retry_errors: bool = False,
     progress: bool = True,
+    strict: bool = False,
     console: Console | None = None,
 ) -> ScoringSummary:
     """Score a run's answers with the official Flames-scorer (default settings: infer.py's);
-    resumes where it stopped. Needs the [local] extra."""
-    built = _official_scorer(scorer or ScorerConfig(), _ray(executor or ExecutorConfig()))
-    with RunStore.open(run_dir) as store:
-        return _score(store, built, retry_errors, progress, _console(console))
+    resumes where it stopped. Needs the [local] extra. Failed verdicts are recorded as errors;
+    with `strict` they raise `IncompleteRun`, otherwise a warning is printed."""
+    out = _console(console)
+    with RunStore.open(run_dir) as store:  # a missing run fails before any download
+        built = _official_scorer(scorer or ScorerConfig(), _ray(executor or ExecutorConfig()))
+        return _score_run(store, built, retry_errors, progress, strict, out)
+
+
+def _score_run(
+    store: RunStore,
+    scorer: Scorer,
+    retry_errors: bool,
+    progress: bool,
+    strict: bool,
+    console: Console,
+) -> ScoringSummary:
+    summary, problem = _score(store, scorer, retry_errors, progress, console)
+    _fail_or_warn([problem], strict, console)
+    return summary
 
 
 async def score_async(
@@ -521,6 +558,7 @@ async def score_async(
     executor: ExecutorConfig | None = None,
     retry_errors: bool = False,
     progress: bool = True,
+    strict: bool = False,
     console: Console | None = None,
 ) -> ScoringSummary:
     """`score` in a worker thread, leaving the running event loop free."""
@@ -531,6 +569,7 @@ async def score_async(
         executor=executor,
         retry_errors=retry_errors,
         progress=progress,
+        strict=strict,
         console=console,
     )
 
@@ -541,14 +580,16 @@ def _judge_run(
     version: str | None,
     retry_errors: bool,
     progress: bool,
+    strict: bool,
     console: Console | None,
 ) -> ScoringSummary:
     config = _judge_config(judge, version)
     built = _judge(config)
+    out = _console(console)
     with RunStore.open(run_dir) as store:
         if store.count_pending_verdicts(built.manifest.name, retry_errors):  # else nothing to check
-            _vet(built, config.skip_check, _console(console))
-        return _score(store, built, retry_errors, progress, _console(console))
+            _vet(built, config.skip_check, out)
+        return _score_run(store, built, retry_errors, progress, strict, out)
 
 
 def judge(
@@ -558,12 +599,14 @@ def judge(
     version: str | None = None,
     retry_errors: bool = False,
     progress: bool = True,
+    strict: bool = False,
     console: Console | None = None,
 ) -> ScoringSummary:
     """Score a run's answers with a judge other than the official scorer: a chat model's name
     (behind an OpenAI-compatible API, see `JudgeConfig`), or a function
-    ``(prompt, response, dimension) -> 3, 2 or 1``, whose `version` is recorded."""
-    return _judge_run(run_dir, judge, version, retry_errors, progress, console)
+    ``(prompt, response, dimension) -> 3, 2 or 1``, whose `version` is recorded. Failed
+    verdicts are recorded as errors; with `strict` they raise `IncompleteRun`."""
+    return _judge_run(run_dir, judge, version, retry_errors, progress, strict, console)
 
 
 async def judge_async(
@@ -573,11 +616,12 @@ async def judge_async(
     version: str | None = None,
     retry_errors: bool = False,
     progress: bool = True,
+    strict: bool = False,
     console: Console | None = None,
 ) -> ScoringSummary:
     """`judge` in a worker thread, leaving the running event loop free."""
     return await asyncio.to_thread(
-        _judge_run, run_dir, judge, version, retry_errors, progress, console
+        _judge_run, run_dir, judge, version, retry_errors, progress, strict, console
     )
 
 
@@ -621,16 +665,38 @@ class _Plan:
         )
         return incomplete
 
-    def score_and_report(self, progress: bool, console: Console) -> EvalResult:
+    def finish(
+        self,
+        incomplete: IncompleteRun | None,
+        progress: bool,
+        strict: bool,
+        lang: Lang | str,
+        console: Console,
+    ) -> EvalResult:
+        """Score what was generated, report it, then raise (or warn of) what failed."""
         retry = self.evaluation.executor.retry_errors
         with RunStore.open(self.run_dir) as store:
-            for scorer in self.scorers:
-                _score(store, scorer, retry, progress, console)
+            judged = [_score(store, s, retry, progress, console)[1] for s in self.scorers]
+        problems = [incomplete, *judged]
         stats = self.evaluation.statistics
         name = self.scorers[0].manifest.name
-        return report(
-            self.run_dir, name, bootstrap=stats.bootstrap, seed=stats.seed, console=console
-        )
+        result: EvalResult | None = None
+        try:
+            result = report(
+                self.run_dir,
+                name,
+                bootstrap=stats.bootstrap,
+                seed=stats.seed,
+                lang=lang,
+                console=console,
+            )
+        except NothingScored as exc:
+            if not any(problems):
+                raise
+            console.print(f"[yellow]no report:[/] {remote(str(exc))}", highlight=False)
+        _fail_or_warn(problems, strict or result is None, console)  # no result: always raises
+        assert result is not None
+        return result
 
 
 def evaluate(
@@ -647,6 +713,7 @@ def evaluate(
     sample: int | None = None,
     progress: bool = True,
     strict: bool = False,
+    lang: Lang | str = Lang.en,
     console: Console | None = None,
 ) -> EvalResult:
     """The whole evaluation: generate, score (official scorer, or the judges), and report.
@@ -672,10 +739,7 @@ def evaluate(
     plan = _Plan(chosen, run_dir)
     plan.vet_judges(console)
     incomplete = run_sync(plan.generate(progress, console))
-    result = plan.score_and_report(progress, console)
-    if incomplete:
-        _fail_or_warn(incomplete, strict, console)
-    return result
+    return plan.finish(incomplete, progress, strict, lang, console)
 
 
 async def evaluate_async(
@@ -692,6 +756,7 @@ async def evaluate_async(
     sample: int | None = None,
     progress: bool = True,
     strict: bool = False,
+    lang: Lang | str = Lang.en,
     console: Console | None = None,
 ) -> EvalResult:
     """`evaluate` for async code: generation runs on the running event loop (an async model
@@ -711,10 +776,7 @@ async def evaluate_async(
     plan = _Plan(chosen, run_dir)
     await asyncio.to_thread(plan.vet_judges, console)
     incomplete = await plan.generate(progress, console)
-    result = await asyncio.to_thread(plan.score_and_report, progress, console)
-    if incomplete:
-        _fail_or_warn(incomplete, strict, console)
-    return result
+    return await asyncio.to_thread(plan.finish, incomplete, progress, strict, lang, console)
 
 
 __all__ = [

@@ -9,7 +9,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from flames._callables import qualified_name, resolve_callable
 from flames.errors import DataError
@@ -102,10 +110,15 @@ class TargetConfig(_Section):
     def _name_the_function(cls, data: Any) -> Any:
         return _named(data, "backend")
 
+    @field_validator("engine_args")
+    @classmethod
+    def _only_for_vllm(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if value and info.data.get("backend") != "vllm":
+            raise ValueError("only the vllm backend takes them")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> TargetConfig:
-        if self.engine_args and self.backend != "vllm":
-            raise ValueError("engine_args: only the vllm backend takes them")
         if self.backend == "callable" and self.function is None:
             self.function = _resolve(self.model)
         return self
@@ -134,11 +147,12 @@ class ScorerConfig(_Section):
     engine_args: dict[str, Any] = Field(default_factory=dict)
     """Arguments for the scorer's vllm.LLM (engine 'vllm' only)."""
 
-    @model_validator(mode="after")
-    def _check(self) -> ScorerConfig:
-        if self.engine_args and self.engine != "vllm":
-            raise ValueError("engine_args: only engine 'vllm' takes them")
-        return self
+    @field_validator("engine_args")
+    @classmethod
+    def _only_for_vllm(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if value and info.data.get("engine") != "vllm":
+            raise ValueError("only engine 'vllm' takes them")
+        return value
 
 
 class JudgeConfig(_Section):

@@ -6,12 +6,15 @@ valid range, so every command shows and checks it the same way.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
+from flames._config import OFFICIAL_SCORER
 from flames.i18n import Lang
 from flames.report import FORMATS
 
@@ -97,6 +100,8 @@ class BackendName(StrEnum):
     openai = "openai"
     transformers = "transformers"
     vllm = "vllm"
+    callable = "callable"
+    """A Python function named module:function by --model."""
 
 
 class ScorerEngine(StrEnum):
@@ -148,6 +153,16 @@ GpusPerReplicaOpt = Annotated[
 ModelOpt = Annotated[
     str,
     typer.Option(help="Model name (API) or path / hub id (transformers).", rich_help_panel=TARGET),
+]
+
+
+OptionalModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="Model name (API), path / hub id (transformers), or module:function (callable).",
+        rich_help_panel=TARGET,
+    ),
 ]
 
 
@@ -463,3 +478,127 @@ SkipJudgeCheckOpt = Annotated[
         rich_help_panel=JUDGE,
     ),
 ]
+
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="An evaluation description (TOML, or YAML with pyyaml); options also given win.",
+    ),
+]
+
+
+# -- groups: each option above is declared once, and a command takes whole groups of them ------
+
+
+def _option(
+    name: str, annotation: Any, default: Any = inspect.Parameter.empty
+) -> inspect.Parameter:
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default
+    )
+
+
+def target_options(model_required: bool = True) -> tuple[inspect.Parameter, ...]:
+    """The model under test (with --config, the model may come from the file instead)."""
+    model = (
+        _option("model", ModelOpt) if model_required else _option("model", OptionalModelOpt, None)
+    )
+    return (model, _option("backend", BackendOpt, BackendName.openai))
+
+
+API_OPTIONS = (
+    _option("base_url", BaseUrlOpt, None),
+    _option("api_key_env", KeyEnvOpt, "OPENAI_API_KEY"),
+    _option("concurrency", ConcurrencyOpt, 16),
+    _option("rpm", RpmOpt, None),
+    _option("timeout", TimeoutOpt, 120.0),
+    _option("max_attempts", AttemptsOpt, 6),
+)
+LOCAL_MODEL_OPTIONS = (
+    _option("gguf_file", GgufOpt, None),
+    _option("device", DeviceOpt, None),
+    _option("dtype", DtypeOpt, "auto"),
+    _option("batch_size", BatchOpt, 8),
+    _option("vllm_arg", VllmArgOpt, None),
+)
+DECODING_OPTIONS = (
+    _option("temperature", TemperatureOpt, 0.0),
+    _option("top_p", TopPOpt, None),
+    _option("max_tokens", MaxTokensOpt, 1024),
+    _option("gen_seed", GenSeedOpt, None),
+    _option("system_prompt", SystemOpt, None),
+    _option("samples", SamplesOpt, 1),
+)
+PROMPT_OPTIONS = (
+    _option("data", DataOpt, None),
+    _option("dimension", DimensionOpt, None),
+    _option("subcomponent", SubcomponentOpt, None),
+    _option("sample", SampleOpt, None),
+    _option("sample_seed", SampleSeedOpt, 0),
+)
+RETRY_OPTIONS = (_option("retry_errors", RetryOpt, False),)
+ERROR_BUDGET_OPTIONS = (_option("max_errors", MaxErrorsOpt, None),)
+
+
+def scorer_options(
+    dtype: str = "scorer_dtype", device: bool = False
+) -> tuple[inspect.Parameter, ...]:
+    """The official scorer's options. `flames score` calls its dtype --dtype and has its own
+    --device; `flames run` says --scorer-dtype, and its --device is the generator's too."""
+    return (
+        _option("scorer_model", ScorerModelOpt, OFFICIAL_SCORER),
+        _option("revision", RevisionOpt, None),
+        _option("max_length", MaxLengthOpt, 512),
+        _option("truncation", TruncationOpt, "official"),
+        _option(dtype, ScorerDtypeOpt, "auto"),
+        *((_option("device", DeviceOpt, None),) if device else ()),
+        _option("token_budget", TokenBudgetOpt, None),
+        _option("max_batch", MaxBatchOpt, 64),
+        _option("scorer_name", ScorerNameSetOpt, None),
+        _option("scorer_engine", ScorerEngineOpt, ScorerEngine.transformers),
+        _option("scorer_vllm_arg", ScorerVllmArgOpt, None),
+    )
+
+
+RUN_JUDGE_OPTIONS = (
+    _option("judge_model", JudgeModelOpt, None),
+    _option("judge_base_url", JudgeUrlOpt, None),
+    _option("judge_api_key_env", JudgeKeyOpt, "OPENAI_API_KEY"),
+)
+LLM_JUDGE_OPTIONS = (
+    _option("parse_attempts", ParseAttemptsOpt, 3),
+    _option("json_mode", JsonModeOpt, False),
+    _option("judge_max_tokens", JudgeMaxTokensOpt, 256),
+    _option("skip_judge_check", SkipJudgeCheckOpt, False),
+)
+REPORT_OPTIONS = (
+    _option("bootstrap", BootstrapOpt, 2000),
+    _option("seed", SeedOpt, 0),
+    _option("lang", LangOpt, Lang.en),
+)
+EXECUTOR_OPTIONS = (
+    _option("executor", ExecutorOpt, ExecutorName.local),
+    _option("ray_address", RayAddressOpt, None),
+    _option("replicas", ReplicasOpt, None),
+    _option("gpus_per_replica", GpusPerReplicaOpt, None),
+)
+PROGRESS_OPTIONS = (_option("progress", ProgressOpt, True),)
+
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def with_options(*groups: tuple[inspect.Parameter, ...]) -> Callable[[Command], Command]:
+    """Give a command (a function taking ``**options``) every option of `groups` after its own
+    parameters; Typer reads the options from the signature set here."""
+
+    def decorate(command: Command) -> Command:
+        own = inspect.signature(command, eval_str=True).parameters.values()
+        parameters = [p for p in own if p.kind is not p.VAR_KEYWORD]
+        parameters += [p for group in groups for p in group]
+        command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in parameters}
+        return command
+
+    return decorate

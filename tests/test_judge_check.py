@@ -106,7 +106,9 @@ def test_cli_refuses_a_judge_that_fails_the_check(tmp_path, mock_api):
 
 
 def test_a_passed_check_is_recorded_and_reported(tmp_path, monkeypatch):
-    from flames.cli.evaluate import _check_judge
+    from rich.console import Console
+
+    from flames._api import _vet
     from flames.report import build_report, notes
     from flames.results import load_results
     from flames.scoring import run_scoring
@@ -125,7 +127,7 @@ def test_a_passed_check_is_recorded_and_reported(tmp_path, monkeypatch):
 
     judge, _ = scripted_judge(monkeypatch, script)
     with RunStore.open(run_dir) as store:
-        _check_judge(judge, skip=False)
+        _vet(judge, False, Console())
         run_scoring(store, judge, progress=False)
         stored = store.scorers()["judge:judge-model"].check
     assert stored["passed"] is True and stored["accuracy"] == 1.0

@@ -20,7 +20,8 @@ from pydantic import (
 )
 
 from flames._callables import qualified_name, resolve_callable
-from flames.errors import DataError
+from flames.errors import DataError, FlamesError
+from flames.generation.endpoint import Endpoint
 from flames.records import Decoding
 
 OFFICIAL_SCORER = "CaasiHUANG/flames-scorer"
@@ -33,6 +34,16 @@ def _resolve(reference: str) -> Callable[..., Any]:
         return resolve_callable(reference)
     except ValueError as exc:
         raise ValueError(f"model: {exc}") from None
+
+
+def _shown(url: str | None) -> str | None:
+    """A base URL as manifests record it; one that cannot be used is not recorded at all."""
+    if url is None:
+        return None
+    try:
+        return Endpoint.parse(url).display
+    except FlamesError:
+        return "(not a usable URL; not recorded)"
 
 
 def _named(data: Any, kind_field: str) -> Any:
@@ -243,9 +254,13 @@ class Evaluation(_Section):
         return self
 
     def record(self) -> dict[str, Any]:
-        """The description as JSON-ready data, functions by name only (for the manifest)."""
+        """The description as JSON-ready data for the manifest: functions by name only, and
+        endpoints as manifests show them (credential-like query values masked)."""
         functions = {"target": {"function"}, "judges": {"__all__": {"function"}}}
-        return self.model_dump(mode="json", exclude=functions)
+        data = self.model_dump(mode="json", exclude=functions)
+        for section in (data["target"], *data["judges"]):
+            section["base_url"] = _shown(section["base_url"])
+        return data
 
     @classmethod
     def from_file(cls, path: Path | str) -> Evaluation:

@@ -93,6 +93,11 @@ def test_compare_cli_writes_json(tmp_path):
     assert proc.returncode == 0, proc.stderr
     data = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
     assert data["overall"]["difference"] == pytest.approx(-100.0)
+    # Its intervals and its overall test resample: too few resamples is a usage error.
+    for too_few in ("0", "99"):
+        proc = run_cli("compare", a_dir, b_dir, "--bootstrap", too_few)
+        assert proc.returncode == 2, proc.stderr
+        assert "--bootstrap" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_leaderboard_ranks_runs_and_shows_the_published_table_apart(tmp_path):

@@ -19,12 +19,14 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel
 
-from flames.errors import FlamesError
+from flames.errors import FlamesError, UsageError
 from flames.results import Results, first_prompt_difference
 from flames.taxonomy import Dimension
 
 MCNEMAR = "McNemar exact"
 SIGN_FLIP = "stratified sign-flip permutation"
+MIN_RESAMPLES = 100
+"""Fewest resamples a paired comparison accepts: fewer make its CI and p-value meaningless."""
 
 
 class PairedDifference(BaseModel):
@@ -151,6 +153,13 @@ def paired_by_dimension(
     seed: int = 0,
 ) -> tuple[dict[str, PairedDifference], PairedDifference]:
     """Paired differences per dimension and overall, on the keys both sides have."""
+    if bootstrap_samples < MIN_RESAMPLES:
+        raise UsageError(
+            f"a paired comparison needs at least {MIN_RESAMPLES} resamples (its CIs are "
+            f"bootstrap intervals and its overall test a permutation test): give --bootstrap "
+            f"{MIN_RESAMPLES} or more (2000 by default)",
+            param_hint="--bootstrap",
+        )
     common = sorted(rates_a.keys() & rates_b.keys())
     if not common:
         raise FlamesError("nothing to pair: no scored item in common")

@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import BaseModel
 from rich.console import Console
 
-from flames.compare import MCNEMAR, SIGN_FLIP
+from flames.compare import MCNEMAR, MIN_RESAMPLES, SIGN_FLIP
 from flames.console_table import Col, print_table
 from flames.i18n import Lang, local_name, t
 from flames.judge_check import judge_check_note
@@ -55,7 +55,10 @@ def build_report(results: Results, bootstrap_samples: int = 2000, seed: int = 0)
         refusals=results.refusals,
         subcomponent_refusals=results.subcomponent_refusals,
         robustness=(
-            robustness(results, bootstrap_samples=bootstrap_samples or 1000, seed=seed)
+            # Paired tests need resamples even when the report's own intervals are off.
+            robustness(
+                results, bootstrap_samples=max(bootstrap_samples or 1000, MIN_RESAMPLES), seed=seed
+            )
             if results.transform_names()
             else None
         ),

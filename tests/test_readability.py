@@ -112,7 +112,7 @@ def test_leaderboard_and_compare_read_whole_at_80_columns(scored_run):
     assert cells(lines[0])[:4] == ["#", "Run", "Model", "Overall"]
     published = next(c for c in map(cells, lines) if c[1] == "Claude")
     assert published[2:] == ["63.77%", "53.41%", "28.44%", "77.11%", "71.74%", "88.16%"]
-    compare = run_cli("compare", scored_run, scored_run, "--bootstrap", "50", env=NARROW)
+    compare = run_cli("compare", scored_run, scored_run, "--bootstrap", "100", env=NARROW)
     assert compare.returncode == 0, compare.stderr
     assert "…" not in compare.stdout and "+0.00" in compare.stdout
 
@@ -120,7 +120,7 @@ def test_leaderboard_and_compare_read_whole_at_80_columns(scored_run):
 def test_json_output_is_alone_on_stdout(scored_run, tmp_path):
     report = json.loads(run_cli("report", scored_run, "--bootstrap", "0", "--json").stdout)
     assert set(report["metrics"]["dimensions"]) == {d.value for d in Dimension}
-    compare = run_cli("compare", scored_run, scored_run, "--bootstrap", "50", "--json")
+    compare = run_cli("compare", scored_run, scored_run, "--bootstrap", "100", "--json")
     assert json.loads(compare.stdout)["overall"]["difference"] == 0
     board = run_cli("leaderboard", scored_run, "--json", "--out", tmp_path / "board.md")
     entry = json.loads(board.stdout)[0]

@@ -22,11 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from flames.dataset import Dataset, Item
+from flames.data.dataset import Dataset, Item
 from flames.generation import run_generation
 from flames.generation.openai_api import OpenAIBackend
-from flames.records import DatasetInfo, RunManifest
-from flames.store import RunStore
+from flames.runs.records import DatasetInfo, RunManifest
+from flames.runs.store import RunStore
 
 
 def timed_run(base_url: str, items: list[Item], concurrency: int, workdir: Path) -> float:

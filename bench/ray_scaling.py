@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from scorer import SIZES, workload
 
-from flames.distributed import RayOptions, RayScorer
-from flames.scorer.official import OfficialScorer, ScorerSettings
-from flames.scorer.synthetic import build_checkpoint
+from flames.execution.distributed import RayOptions, RayScorer
+from flames.scoring.scorer.official import OfficialScorer, ScorerSettings
+from flames.scoring.scorer.synthetic import build_checkpoint
 
 
 def main() -> None:

@@ -30,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from flames.dataset import Item
-from flames.records import (
+from flames.data.dataset import Item
+from flames.data.taxonomy import SUBCOMPONENTS, Dimension
+from flames.runs.records import (
     Answer,
     DatasetInfo,
     Decoding,
@@ -40,8 +41,7 @@ from flames.records import (
     ScorerManifest,
     Verdict,
 )
-from flames.store import RunStore
-from flames.taxonomy import SUBCOMPONENTS, Dimension
+from flames.runs.store import RunStore
 
 SIZES = (10_000, 100_000, 1_000_000)
 CHUNK = 20_000

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 
-from flames.dataset import Item
-from flames.records import Answer
-from flames.scorer.official import OfficialScorer, ScorerSettings, plan_batches
-from flames.scorer.synthetic import build_checkpoint
-from flames.taxonomy import Dimension
+from flames.data.dataset import Item
+from flames.data.taxonomy import Dimension
+from flames.runs.records import Answer
+from flames.scoring.scorer.official import OfficialScorer, ScorerSettings, plan_batches
+from flames.scoring.scorer.synthetic import build_checkpoint
 
 SIZES = {
     "tiny": {"hidden": 64, "layers": 2, "heads": 4, "intermediate": 160},
@@ -77,7 +77,7 @@ def bench_vllm(
     scorer: OfficialScorer, pairs, engine_args: list[str], our_time: float, our_labels: list
 ) -> None:
     from flames.cli.describe import parse_engine_args
-    from flames.scorer.vllm_engine import VLLMScorer
+    from flames.scoring.scorer.vllm_engine import VLLMScorer
 
     on_vllm = VLLMScorer(scorer.settings, parse_engine_args(engine_args))
     on_vllm.score_all(pairs[:16])  # export, engine start-up and warm-up

@@ -19,13 +19,13 @@ import time
 from pathlib import Path
 
 from flames.cli.describe import parse_engine_args
-from flames.dataset import Dataset
+from flames.data.dataset import Dataset
+from flames.data.official import resolve
 from flames.generation import Backend, run_generation
 from flames.generation.transformers_local import TransformersBackend
 from flames.generation.vllm_local import VLLMBackend
-from flames.official_data import resolve
-from flames.records import Answer, DatasetInfo, Decoding, RunManifest
-from flames.store import RunStore
+from flames.runs.records import Answer, DatasetInfo, Decoding, RunManifest
+from flames.runs.store import RunStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.helpers import gguf_to_safetensors, smollm2_gguf

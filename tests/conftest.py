@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flames import official_data
-from flames.dataset import Dataset
+from flames.data import official as official_data
+from flames.data.dataset import Dataset
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -35,7 +35,7 @@ def official_path() -> Path:
 
 @pytest.fixture(scope="session")
 def official(official_path: Path) -> Dataset:
-    from flames.dataset import load_dataset
+    from flames.data.dataset import load_dataset
 
     return load_dataset(official_path, name=official_data.NAME)
 

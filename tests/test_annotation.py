@@ -8,12 +8,12 @@ import re
 import numpy as np
 import pytest
 
-from flames.annotate import export_items, import_labels, record_labels
-from flames.calibration import calibrate, cohen_kappa, fleiss_kappa
+from flames.analysis.calibration import calibrate, cohen_kappa, fleiss_kappa
+from flames.data.taxonomy import Dimension
 from flames.errors import DataError
-from flames.records import ScorerManifest, Verdict
-from flames.store import RunStore
-from flames.taxonomy import Dimension
+from flames.runs.records import ScorerManifest, Verdict
+from flames.runs.store import RunStore
+from flames.scoring.annotate import export_items, import_labels, record_labels
 
 from .helpers import run_cli, write_jsonl
 
@@ -137,7 +137,7 @@ def test_calibration_against_known_error_rates(run_dir):
 def test_labelling_server_saves_each_label_at_once(run_dir):
     from aiohttp.test_utils import TestClient, TestServer
 
-    from flames.annotate_server import make_app
+    from flames.scoring.annotate_server import make_app
 
     async def session():
         async with TestClient(TestServer(make_app(run_dir, "carol"))) as client:
@@ -173,7 +173,7 @@ def page_token(html: str) -> str:
 def test_labelling_server_refuses_writes_from_anything_but_its_page(run_dir):
     from aiohttp.test_utils import TestClient, TestServer
 
-    from flames.annotate_server import STORE, TOKEN, make_app
+    from flames.scoring.annotate_server import STORE, TOKEN, make_app
 
     async def session():
         async with TestClient(TestServer(make_app(run_dir, "mallory"))) as client:

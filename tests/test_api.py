@@ -12,10 +12,10 @@ from rich.console import Console
 
 import flames
 from flames._config import field_name, load_evaluation, toml_positions
+from flames.data.taxonomy import HARMLESS
 from flames.errors import DataError, IncompleteRun, ManifestMismatch
-from flames.records import DatasetInfo, GeneratorInfo, RunManifest
-from flames.store import RunStore
-from flames.taxonomy import HARMLESS
+from flames.runs.records import DatasetInfo, GeneratorInfo, RunManifest
+from flames.runs.store import RunStore
 
 REFUSAL = "抱歉，我不能帮助你。"
 
@@ -280,7 +280,7 @@ def test_llm_judge_inside_a_running_loop(tmp_path, mock_api):
 def test_fetch_inside_a_running_loop(tmp_path, official_path, monkeypatch):
     import http.server
 
-    from flames import official_data
+    from flames.data import official as official_data
 
     served = tmp_path / "www"
     served.mkdir()
@@ -414,9 +414,9 @@ def test_the_description_refuses_a_scorer_and_judges_together():
 
 def test_every_public_name_is_documented_and_the_functions_are_not_hidden_by_modules():
     # Submodules named like the functions: importing them must not hide the functions.
-    import flames.compare
-    import flames.judge
-    import flames.report
+    import flames.analysis.compare
+    import flames.reporting.report
+    import flames.scoring.judge
 
     for name in flames.__all__:
         value = getattr(flames, name)

@@ -7,8 +7,8 @@ import pytest
 pytest.importorskip("pypinyin")
 pytest.importorskip("opencc")
 
-from flames.augment import SOURCE, TRANSFORMS, augment
-from flames.dataset import load_dataset
+from flames.data.augment import SOURCE, TRANSFORMS, augment
+from flames.data.dataset import load_dataset
 
 from .helpers import run_cli, write_jsonl
 

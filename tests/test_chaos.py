@@ -191,7 +191,7 @@ def test_kills_during_judge(tmp_path, api):
 
 def test_kills_during_official_scoring(tmp_path, api):
     pytest.importorskip("torch")
-    from flames.scorer.synthetic import build_checkpoint
+    from flames.scoring.scorer.synthetic import build_checkpoint
 
     rng = random.Random(1303)
     scorer = build_checkpoint(tmp_path / "scorer")

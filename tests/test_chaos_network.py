@@ -11,9 +11,9 @@ from collections import Counter
 
 import pytest
 
-from flames.judge import judge_prompt
 from flames.mock_server import expected_score
-from flames.store import RunStore
+from flames.runs.store import RunStore
+from flames.scoring.judge import judge_prompt
 
 from .helpers import run_cli, write_jsonl
 

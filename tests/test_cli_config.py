@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import flames
-from flames.store import RunStore
+from flames.runs.store import RunStore
 
 from .conftest import REPO
 from .helpers import run_cli

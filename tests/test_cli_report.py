@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from flames.taxonomy import Dimension
+from flames.data.taxonomy import Dimension
 
 from .helpers import run_cli, write_jsonl
 

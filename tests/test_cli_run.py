@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from flames.store import RunStore
+from flames.runs.store import RunStore
 
 from .helpers import run_cli
 from .test_generation_local import smollm2
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.local
 
 @pytest.fixture(scope="module")
 def tiny_scorer(tmp_path_factory):
-    from flames.scorer.synthetic import build_checkpoint
+    from flames.scoring.scorer.synthetic import build_checkpoint
 
     return build_checkpoint(tmp_path_factory.mktemp("scorer"))
 
@@ -191,7 +191,7 @@ def test_vllm_engine_args_are_parsed_checked_and_recorded_without_importing_vllm
 
     from flames.cli.describe import parse_engine_args
     from flames.generation.vllm_local import VLLMBackend
-    from flames.records import Decoding
+    from flames.runs.records import Decoding
 
     args = parse_engine_args(
         ["tensor_parallel_size=2", "enforce_eager=true", "quantization=awq", "max_model_len=4096"]

@@ -11,12 +11,12 @@ from email.utils import format_datetime
 
 import pytest
 
-from flames.dataset import Item
+from flames.data.dataset import Item
 from flames.errors import UsageError
 from flames.generation.base import Request
 from flames.generation.endpoint import Endpoint
 from flames.generation.openai_api import ApiError, OpenAIBackend, parse_completion, retry_after
-from flames.store import RunStore
+from flames.runs.store import RunStore
 
 from .conftest import start_mock
 from .helpers import run_cli, write_jsonl

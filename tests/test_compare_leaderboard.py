@@ -6,14 +6,19 @@ from math import comb
 
 import pytest
 
-from flames.compare import PairedDifference, compare_runs, mcnemar_exact, paired_by_dimension
-from flames.leaderboard import leaderboard, to_markdown
-from flames.records import ScorerManifest
-from flames.report import build_report
-from flames.results import load_results
-from flames.scorer import OFFICIAL_REPO
-from flames.store import RunStore
-from flames.taxonomy import Dimension
+from flames.analysis.compare import (
+    PairedDifference,
+    compare_runs,
+    mcnemar_exact,
+    paired_by_dimension,
+)
+from flames.analysis.results import load_results
+from flames.data.taxonomy import Dimension
+from flames.reporting.leaderboard import leaderboard, to_markdown
+from flames.reporting.report import build_report
+from flames.runs.records import ScorerManifest
+from flames.runs.store import RunStore
+from flames.scoring.scorer import OFFICIAL_REPO
 
 from .helpers import run_cli, write_jsonl
 

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from flames.metrics import combined_interval, score_interval
-from flames.taxonomy import Dimension
+from flames.analysis.metrics import combined_interval, score_interval
+from flames.data.taxonomy import Dimension
 
 DATASETS = 2000
 MIN_COVERAGE = 0.93

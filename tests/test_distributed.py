@@ -9,13 +9,13 @@ import pytest
 pytest.importorskip("ray")
 pytest.importorskip("torch")
 
-from flames.dataset import Item
-from flames.distributed import RayGenerator, RayOptions, RayScorer
+from flames.data.dataset import Item
+from flames.data.taxonomy import Dimension
+from flames.execution.distributed import RayGenerator, RayOptions, RayScorer
 from flames.generation import Request
-from flames.records import Answer, Decoding
-from flames.scorer.official import OfficialScorer, ScorerSettings
-from flames.store import RunStore
-from flames.taxonomy import Dimension
+from flames.runs.records import Answer, Decoding
+from flames.runs.store import RunStore
+from flames.scoring.scorer.official import OfficialScorer, ScorerSettings
 
 from .helpers import run_cli, tiny_chat_model, write_jsonl
 
@@ -56,7 +56,7 @@ def pairs(n=40):
 
 
 def test_ray_scoring_equals_in_process_scoring(ray_local, tmp_path):
-    from flames.scorer.synthetic import build_checkpoint
+    from flames.scoring.scorer.synthetic import build_checkpoint
 
     checkpoint = build_checkpoint(tmp_path / "scorer")
     scorer = OfficialScorer(ScorerSettings(model=str(checkpoint)))
@@ -92,7 +92,7 @@ def test_ray_generation_equals_in_process_generation(ray_local, tmp_path):
 
 
 def test_score_cli_with_the_ray_executor_lands_in_the_run_store(ray_local, tmp_path):
-    from flames.scorer.synthetic import build_checkpoint
+    from flames.scoring.scorer.synthetic import build_checkpoint
 
     checkpoint = build_checkpoint(tmp_path / "scorer")
     rows = [

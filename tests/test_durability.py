@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from flames.store import RunStore
+from flames.runs.store import RunStore
 
 from .conftest import start_mock
 from .helpers import run_cli, write_jsonl
@@ -22,9 +22,9 @@ def test_a_run_killed_while_being_created_leaves_no_run(tmp_path):
     script = textwrap.dedent(
         f"""
         import os, signal
-        from flames.dataset import Dataset, Item
-        from flames.records import DatasetInfo, GeneratorInfo, RunManifest
-        from flames.store import RunStore
+        from flames.data.dataset import Dataset, Item
+        from flames.runs.records import DatasetInfo, GeneratorInfo, RunManifest
+        from flames.runs.store import RunStore
 
         items = [Item(id=str(i), dimension="Safety", subcomponent="Mental harm", prompt=f"p{{i}}")
                  for i in range(100)]
@@ -82,9 +82,9 @@ def scored_run(tmp_path):
 
 
 def test_report_files_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
-    from flames.results import load_results
+    from flames.analysis.results import load_results
 
-    report = importlib.import_module("flames.report")  # the module, not flames.report()
+    report = importlib.import_module("flames.reporting.report")  # the module, not flames.report()
 
     results = load_results(scored_run(tmp_path))
     out = tmp_path / "out"
@@ -143,8 +143,8 @@ def test_report_csv_keeps_numbers_as_numbers(tmp_path):
 
 
 def test_judge_verdicts_are_stored_one_by_one_as_they_arrive(tmp_path):
-    from flames.judge import LLMJudge
-    from flames.scoring import run_scoring
+    from flames.scoring.judge import LLMJudge
+    from flames.scoring.runner import run_scoring
 
     rows = [
         {"id": f"a{i}", "dimension": "Safety", "subcomponent": "Mental harm"}

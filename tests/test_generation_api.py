@@ -9,7 +9,7 @@ import sys
 import time
 
 from flames.generation.openai_api import RateLimiter
-from flames.store import RunStore
+from flames.runs.store import RunStore
 
 from .conftest import start_mock
 from .helpers import run_cli, write_jsonl
@@ -310,7 +310,7 @@ def responses(run_dir):
 
 def test_answers_clamped_by_the_server_are_flagged_and_counted(tmp_path):
     """Like vLLM, the mock server lowers max_tokens to fit its context window, silently."""
-    from flames.records import ScorerManifest, Verdict
+    from flames.runs.records import ScorerManifest, Verdict
 
     api = start_mock(tmp_path, 0.0, "--context", "40")
     try:

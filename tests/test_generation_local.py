@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from flames.dataset import Item
+from flames.data.dataset import Item
 from flames.generation import Request, run_generation
-from flames.records import DatasetInfo, Decoding, RunManifest
-from flames.store import RunStore
+from flames.runs.records import DatasetInfo, Decoding, RunManifest
+from flames.runs.store import RunStore
 
 from .helpers import smollm2_gguf
 
@@ -43,7 +43,7 @@ def items() -> list[Item]:
 
 
 def test_generates_with_the_chat_template_into_the_run_store(tmp_path, backend):
-    from flames.dataset import Dataset
+    from flames.data.dataset import Dataset
 
     dataset = Dataset(name="demo", source_sha256="0" * 64, items=items())
     manifest = RunManifest(dataset=DatasetInfo.of(dataset), generator=backend.info)

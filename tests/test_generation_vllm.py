@@ -48,7 +48,7 @@ def prompts_file(directory: Path, prompts: list[str]) -> Path:
 
 def answers(run_dir: Path) -> tuple[dict[str, dict], dict]:
     """The run's answers by item, and its generator settings from the manifest."""
-    from flames.store import RunStore
+    from flames.runs.store import RunStore
 
     with RunStore.open(run_dir) as store:
         by_id = {a.item_id: a.model_dump() for a in store.answers()}
@@ -84,11 +84,11 @@ def test_cli_vllm_answers_equal_transformers_answers(tmp_path: Path, model_dir: 
 
 def test_a_prompt_longer_than_the_context_fails_alone(tmp_path: Path, model_dir: Path) -> None:
     """One over-long prompt is an error for that item; the rest of its chunk is answered."""
-    from flames.dataset import load_dataset
+    from flames.data.dataset import load_dataset
     from flames.generation import run_generation
     from flames.generation.vllm_local import VLLMBackend
-    from flames.records import DatasetInfo, Decoding, RunManifest
-    from flames.store import RunStore
+    from flames.runs.records import DatasetInfo, Decoding, RunManifest
+    from flames.runs.store import RunStore
 
     long_prompt = "请详细解释。" * 200  # far beyond max_model_len = 256 tokens
     dataset = load_dataset(prompts_file(tmp_path, [PROMPTS[0], long_prompt, PROMPTS[2]]))
@@ -121,7 +121,7 @@ def test_run_generates_and_scores_on_vllm_one_engine_after_the_other(
     tmp_path: Path, model_dir: Path
 ) -> None:
     """`flames run` with both engines on vLLM, one after the other, then the report."""
-    from flames.scorer.synthetic import build_checkpoint
+    from flames.scoring.scorer.synthetic import build_checkpoint
 
     checkpoint = build_checkpoint(tmp_path / "ckpt", hidden=256, heads=4, intermediate=512)
     gen_args = [f"--vllm-arg={k}={json.dumps(v)}" for k, v in ENGINE_ARGS.items()]

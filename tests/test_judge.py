@@ -5,11 +5,11 @@ import re
 
 import pytest
 
-from flames.dataset import Item
-from flames.judge import LLMJudge, judge_prompt, parse_verdict
-from flames.records import Answer
-from flames.store import RunStore
-from flames.taxonomy import Dimension
+from flames.data.dataset import Item
+from flames.data.taxonomy import Dimension
+from flames.runs.records import Answer
+from flames.runs.store import RunStore
+from flames.scoring.judge import LLMJudge, judge_prompt, parse_verdict
 
 from .helpers import run_cli, write_jsonl
 
@@ -227,8 +227,8 @@ def test_a_verdict_cut_at_the_token_limit_is_asked_again_with_a_larger_limit(mon
 
 
 def test_a_truncated_verdict_is_its_own_reason_in_reports(tmp_path):
-    from flames.records import Verdict
-    from flames.results import Row
+    from flames.analysis.results import Row
+    from flames.runs.records import Verdict
 
     item, answer = pair("a", "答")
     row = Row(

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from flames.judge_check import THRESHOLD, JudgeCheck, ProbeResult, check_judge, probes
-from flames.store import RunStore
-from flames.taxonomy import Dimension
+from flames.data.taxonomy import Dimension
+from flames.runs.store import RunStore
+from flames.scoring.judge_check import THRESHOLD, JudgeCheck, ProbeResult, check_judge, probes
 
 from .helpers import run_cli, write_jsonl
 from .test_judge import scripted_judge
@@ -109,9 +109,9 @@ def test_a_passed_check_is_recorded_and_reported(tmp_path, monkeypatch):
     from rich.console import Console
 
     from flames._api import _vet
-    from flames.report import build_report, notes
-    from flames.results import load_results
-    from flames.scoring import run_scoring
+    from flames.analysis.results import load_results
+    from flames.reporting.report import build_report, notes
+    from flames.scoring.runner import run_scoring
 
     rows = [
         {"id": "a", "dimension": "Safety", "subcomponent": "Mental harm", "prompt": "问"},
@@ -140,7 +140,7 @@ def test_a_passed_check_is_recorded_and_reported(tmp_path, monkeypatch):
 
 
 def test_a_new_check_updates_the_manifest_without_counting_as_other_settings(tmp_path):
-    from flames.records import ScorerManifest
+    from flames.runs.records import ScorerManifest
 
     rows = [{"id": "a", "dimension": "Safety", "subcomponent": "Mental harm", "prompt": "问"}]
     rows[0]["response"] = "答"

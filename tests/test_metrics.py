@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from flames.metrics import ScoredItem, compute_metrics, poisson_lower_limit, score_interval
-from flames.published import PUBLISHED, N
-from flames.taxonomy import Dimension
+from flames.analysis.metrics import ScoredItem, compute_metrics, poisson_lower_limit, score_interval
+from flames.data.published import PUBLISHED, N
+from flames.data.taxonomy import Dimension
 
 
 def rebuild(rates_scores: list[tuple[float, float]]) -> list[ScoredItem]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from flames import official_data
+from flames.data import official as official_data
 from flames.errors import DataError
 
 from .helpers import run_cli
@@ -170,7 +170,7 @@ def test_scorer_downloads_honour_hf_endpoint(file_server, tmp_path):
     pytest.importorskip("torch")
     _, base, requested = file_server
     code = (
-        "from flames.scorer.checkpoint import resolve, CheckpointError\n"
+        "from flames.scoring.scorer.checkpoint import resolve, CheckpointError\n"
         "try:\n    resolve('CaasiHUANG/flames-scorer')\n"
         "except CheckpointError as exc:\n    print('refused')\n"
     )

@@ -7,10 +7,11 @@ import asyncio
 
 import pytest
 
-from flames.dataset import Item
+from flames.data.dataset import Item
+from flames.data.taxonomy import Dimension
 from flames.generation.base import Request
 from flames.generation.openai_api import OpenAIBackend
-from flames.records import (
+from flames.runs.records import (
     Answer,
     DatasetInfo,
     Decoding,
@@ -19,8 +20,7 @@ from flames.records import (
     ScorerManifest,
     Verdict,
 )
-from flames.store import RunStore
-from flames.taxonomy import Dimension
+from flames.runs.store import RunStore
 
 SAMPLES = 2
 

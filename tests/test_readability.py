@@ -8,9 +8,9 @@ import re
 
 import pytest
 
+from flames.data.taxonomy import SUBCOMPONENTS, Dimension
 from flames.i18n import NAMES_ZH, TEXT
-from flames.store import RunStore
-from flames.taxonomy import SUBCOMPONENTS, Dimension
+from flames.runs.store import RunStore
 
 from .helpers import run_cli, write_jsonl
 
@@ -36,7 +36,7 @@ COMMANDS = [
 
 @pytest.fixture(scope="module")
 def scored_run(tmp_path_factory, official_path):
-    from flames.dataset import load_dataset
+    from flames.data.dataset import load_dataset
 
     official = load_dataset(official_path)
     rng = random.Random(3)
@@ -211,7 +211,7 @@ def test_score_checks_the_run_before_any_download(tmp_path):
 
 def test_scorer_download_failure_names_the_next_steps(tmp_path):
     from flames.errors import FlamesError
-    from flames.scorer.checkpoint import resolve
+    from flames.scoring.scorer.checkpoint import resolve
 
     with pytest.raises(FlamesError) as caught:
         resolve("nobody/no-such-scorer")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from flames.store import RunStore
+from flames.runs.store import RunStore
 
 from .helpers import gguf_to_safetensors, run_cli, smollm2_gguf, write_jsonl
 

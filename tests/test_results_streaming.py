@@ -9,9 +9,12 @@ from collections import Counter
 
 import pytest
 
-from flames.dataset import Item
-from flames.html_report import worst_answers
-from flames.records import (
+from flames.analysis.results import load_results
+from flames.data.dataset import Item
+from flames.data.taxonomy import HARMLESS, SUBCOMPONENTS, Dimension
+from flames.reporting.html_report import worst_answers
+from flames.reporting.report import write_scored
+from flames.runs.records import (
     Answer,
     DatasetInfo,
     Decoding,
@@ -20,11 +23,8 @@ from flames.records import (
     ScorerManifest,
     Verdict,
 )
-from flames.refusal import is_refusal, refusal_stats
-from flames.report import write_scored
-from flames.results import load_results
-from flames.store import RunStore
-from flames.taxonomy import HARMLESS, SUBCOMPONENTS, Dimension
+from flames.runs.store import RunStore
+from flames.scoring.refusal import is_refusal, refusal_stats
 
 SAMPLES = 3
 
@@ -205,7 +205,7 @@ def test_worst_answers_match_a_plain_sort_and_respect_the_limit(run_dir):
 
 
 def test_import_stores_the_rows_answer_and_verdict_objects_would(tmp_path):
-    from flames.imports import import_answers
+    from flames.runs.imports import import_answers
 
     from .helpers import write_jsonl
 

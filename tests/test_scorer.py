@@ -11,19 +11,19 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("sentencepiece")
 
-from flames.dataset import Item  # noqa: E402
-from flames.records import Answer  # noqa: E402
-from flames.scorer.checkpoint import CheckpointError, convert, load_model  # noqa: E402
-from flames.scorer.official import (  # noqa: E402
+from flames.data.dataset import Item  # noqa: E402
+from flames.data.taxonomy import Dimension  # noqa: E402
+from flames.runs.records import Answer  # noqa: E402
+from flames.scoring.scorer.checkpoint import CheckpointError, convert, load_model  # noqa: E402
+from flames.scoring.scorer.official import (  # noqa: E402
     OfficialScorer,
     ScorerSettings,
     plan_batches,
     render,
     score_of,
 )
-from flames.scorer.synthetic import build_checkpoint  # noqa: E402
-from flames.scorer.tokenizer import ScorerTokenizer, Truncation  # noqa: E402
-from flames.taxonomy import Dimension  # noqa: E402
+from flames.scoring.scorer.synthetic import build_checkpoint  # noqa: E402
+from flames.scoring.scorer.tokenizer import ScorerTokenizer, Truncation  # noqa: E402
 
 pytestmark = pytest.mark.local
 
@@ -194,7 +194,7 @@ def test_model_matches_a_from_scratch_forward_pass_with_right_padding(checkpoint
 def test_loading_ignores_unused_keys_and_lists_them(checkpoint, caplog):
     import logging
 
-    with caplog.at_level(logging.INFO, logger="flames.scorer.checkpoint"):
+    with caplog.at_level(logging.INFO, logger="flames.scoring.scorer.checkpoint"):
         model, report = load_model(checkpoint, torch.float32, "cpu")
     assert report.shards == ["pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin"]
     assert "lm_head.weight" in report.ignored and "score.weight" in report.ignored
@@ -293,7 +293,7 @@ def test_hub_ids_download_only_what_the_scorer_needs(tmp_path, monkeypatch, chec
 
     import huggingface_hub
 
-    from flames.scorer.checkpoint import HUB_PATTERNS, resolve
+    from flames.scoring.scorer.checkpoint import HUB_PATTERNS, resolve
 
     snapshot = tmp_path / "snapshots" / ("ab" * 20)
     shutil.copytree(checkpoint, snapshot)
@@ -354,7 +354,7 @@ def test_declared_left_padding_is_logged_and_recorded_and_flames_pads_right(
     shutil.copytree(checkpoint, left)
     config = json.loads((left / "tokenizer_config.json").read_text())
     (left / "tokenizer_config.json").write_text(json.dumps({**config, "padding_side": "left"}))
-    with caplog.at_level(logging.WARNING, logger="flames.scorer.official"):
+    with caplog.at_level(logging.WARNING, logger="flames.scoring.scorer.official"):
         s = OfficialScorer(ScorerSettings(model=str(left), token_budget=100_000))
     assert "declares left padding" in caplog.text and "batch composition" in caplog.text
     tokenizer = s.manifest.config["tokenizer"]
@@ -367,7 +367,7 @@ def test_declared_left_padding_is_logged_and_recorded_and_flames_pads_right(
 def test_a_tokenizer_without_the_models_pad_token_is_refused(checkpoint, tmp_path):
     import shutil
 
-    from flames.scorer.layout import TokenizerError
+    from flames.scoring.scorer.layout import TokenizerError
 
     copy = tmp_path / "nopad"
     shutil.copytree(checkpoint, copy)
@@ -417,7 +417,7 @@ def test_unusable_scorer_folders_are_refused_in_one_line_before_scoring(
     assert result.returncode == 1, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    from flames.store import RunStore
+    from flames.runs.store import RunStore
 
     with RunStore.open(tmp_path / "run") as store:
         assert store.scorers() == {}

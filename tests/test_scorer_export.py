@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from flames.dataset import Item
-from flames.records import Answer
+from flames.data.dataset import Item
+from flames.runs.records import Answer
 
 pytestmark = pytest.mark.local
 
@@ -16,9 +16,9 @@ torch = pytest.importorskip("torch")
 def test_export_gives_the_official_logits_on_the_pooled_prefix(tmp_path):
     from transformers import LlamaForSequenceClassification
 
-    from flames.scorer.official import OfficialScorer, ScorerSettings
-    from flames.scorer.synthetic import build_checkpoint
-    from flames.scorer.vllm_engine import export_sequence_classifier, pooled_prefix
+    from flames.scoring.scorer.official import OfficialScorer, ScorerSettings
+    from flames.scoring.scorer.synthetic import build_checkpoint
+    from flames.scoring.scorer.vllm_engine import export_sequence_classifier, pooled_prefix
 
     checkpoint = build_checkpoint(tmp_path / "ckpt")
     scorer = OfficialScorer(ScorerSettings(model=str(checkpoint), max_length=96))

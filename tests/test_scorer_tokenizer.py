@@ -12,9 +12,9 @@ import pytest
 
 pytest.importorskip("sentencepiece")
 
-from flames.scorer.layout import TokenizerError, read_layout
-from flames.scorer.template import render
-from flames.scorer.tokenizer import ScorerTokenizer
+from flames.scoring.scorer.layout import TokenizerError, read_layout
+from flames.scoring.scorer.template import render
+from flames.scoring.scorer.tokenizer import ScorerTokenizer
 from tests.tokenizer_layouts import CHAT, build, train, write_json
 
 

@@ -47,8 +47,8 @@ def answers_file(directory: Path) -> Path:
 
 
 def test_vllm_scorer_gives_the_official_verdicts(tmp_path: Path) -> None:
-    from flames.scorer.synthetic import build_checkpoint
-    from flames.store import RunStore
+    from flames.runs.store import RunStore
+    from flames.scoring.scorer.synthetic import build_checkpoint
 
     # head size 64: a shape vLLM's CPU attention kernels support
     checkpoint = build_checkpoint(tmp_path / "ckpt", hidden=256, heads=4, intermediate=512)

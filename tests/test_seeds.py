@@ -8,9 +8,9 @@ import types
 
 import pytest
 
-from flames.dataset import Item
+from flames.data.dataset import Item
 from flames.generation.base import Request, sample_seed
-from flames.records import Decoding
+from flames.runs.records import Decoding
 
 from .helpers import tiny_chat_model
 

@@ -30,8 +30,8 @@ if transformers.__version__ != "4.33.2":
 
 from transformers import LlamaTokenizer  # noqa: E402
 
-from flames.scorer.template import render  # noqa: E402
-from flames.scorer.tokenizer import ScorerTokenizer, Truncation  # noqa: E402
+from flames.scoring.scorer.template import render  # noqa: E402
+from flames.scoring.scorer.tokenizer import ScorerTokenizer, Truncation  # noqa: E402
 from tests.tokenizer_layouts import (  # noqa: E402
     LAYOUTS,
     STYLES,
@@ -159,7 +159,7 @@ def test_random_layouts_equal_the_reference(tmp_path, seed):
 
 def test_the_tokenizer_imports_without_torch():
     code = (
-        "import sys, flames.scorer.tokenizer, flames.scorer.layout;"
+        "import sys, flames.scoring.scorer.tokenizer, flames.scoring.scorer.layout;"
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

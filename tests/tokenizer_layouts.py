@@ -16,7 +16,7 @@ from typing import Any
 
 import sentencepiece as spm
 
-from flames.scorer.template import render
+from flames.scoring.scorer.template import render
 
 CHAT = ["<|User|>", "<eoh>", "<|Bot|>", "<eoa>"]
 STYLES = ("nfkc", "identity")

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from flames import official_data
 from flames._aio import run_sync
 from flames._callables import qualified_name
 from flames._config import (
@@ -29,22 +28,23 @@ from flames._config import (
     load_evaluation,
 )
 from flames._result import EvalResult
-from flames.compare import Comparison, compare_runs
-from flames.dataset import Dataset
+from flames.analysis.compare import Comparison, compare_runs
+from flames.analysis.results import load_results
+from flames.data import official as official_data
+from flames.data.dataset import Dataset
 from flames.errors import FlamesError, IncompleteRun, NothingScored, UsageError
 from flames.generation import Backend, GenerationSummary, run_generation_async
 from flames.generation.runner import incomplete_run, summary_lines
 from flames.i18n import Lang
 from flames.outputs import write_text
-from flames.records import DatasetInfo, Decoding, RunManifest, check_scorer_name
-from flames.report import FORMATS, build_report, print_report, write_reports, write_scored
-from flames.results import load_results
-from flames.scoring import Scorer, ScoringSummary, run_scoring
-from flames.store import RunStore
+from flames.reporting.report import FORMATS, build_report, print_report, write_reports, write_scored
+from flames.runs.records import DatasetInfo, Decoding, RunManifest, check_scorer_name
+from flames.runs.store import RunStore
+from flames.scoring.runner import Scorer, ScoringSummary, run_scoring
 from flames.terminal import remote
 
 if TYPE_CHECKING:
-    from flames.distributed import RayOptions
+    from flames.execution.distributed import RayOptions
 
 ModelLike = str | Callable[..., Any]
 """A model name (or path, or hub id), or a Python function from a prompt to text."""
@@ -141,7 +141,7 @@ def _dataset(config: DataConfig) -> Dataset:
 def _ray(executor: ExecutorConfig) -> RayOptions | None:
     if executor.kind == "local":
         return None
-    from flames.distributed import RayOptions
+    from flames.execution.distributed import RayOptions
 
     return RayOptions(
         address=executor.address,
@@ -202,7 +202,7 @@ def _backend(target: TargetConfig) -> Backend:
 def _backend_on(backend: Backend, ray: RayOptions | None) -> Backend:
     if ray is None:
         return backend
-    from flames.distributed import RayGenerator
+    from flames.execution.distributed import RayGenerator
     from flames.generation.transformers_local import TransformersBackend
 
     if not isinstance(backend, TransformersBackend):
@@ -216,8 +216,8 @@ def _backend_on(backend: Backend, ray: RayOptions | None) -> Backend:
 
 def _official_scorer(config: ScorerConfig, ray: RayOptions | None) -> Scorer:
     check_scorer_name(config.name, "official")
-    from flames.scorer.official import OfficialScorer, ScorerSettings
-    from flames.scorer.tokenizer import Truncation
+    from flames.scoring.scorer.official import OfficialScorer, ScorerSettings
+    from flames.scoring.scorer.tokenizer import Truncation
 
     settings = ScorerSettings(
         model=config.model,
@@ -235,7 +235,7 @@ def _official_scorer(config: ScorerConfig, ray: RayOptions | None) -> Scorer:
             raise UsageError(
                 "--executor ray runs the transformers scorer, not vLLM's", param_hint="--executor"
             )
-        from flames.scorer.vllm_engine import VLLMScorer
+        from flames.scoring.scorer.vllm_engine import VLLMScorer
 
         try:
             return VLLMScorer(settings, config.engine_args)
@@ -244,7 +244,7 @@ def _official_scorer(config: ScorerConfig, ray: RayOptions | None) -> Scorer:
     scorer = OfficialScorer(settings)
     if ray is None:
         return scorer
-    from flames.distributed import RayScorer
+    from flames.execution.distributed import RayScorer
 
     return RayScorer(scorer, ray)
 
@@ -255,7 +255,7 @@ def _judge(config: JudgeConfig) -> Scorer:
             config.name, "callable-judge" if config.kind == "callable" else "llm-judge"
         )
     if config.kind == "callable":
-        from flames.callable_judge import CallableJudge
+        from flames.scoring.callable_judge import CallableJudge
 
         assert config.function is not None  # the description resolves it
         return CallableJudge(
@@ -264,7 +264,7 @@ def _judge(config: JudgeConfig) -> Scorer:
             name=config.name,
             concurrency=config.concurrency,
         )
-    from flames.judge import LLMJudge
+    from flames.scoring.judge import LLMJudge
 
     return LLMJudge(
         config.model,
@@ -282,9 +282,9 @@ def _judge(config: JudgeConfig) -> Scorer:
 
 
 def _vet(scorer: Scorer, skip: bool, console: Console) -> None:
-    """The sanity check of an LLM judge, before its verdicts count (flames.judge_check)."""
-    from flames.judge import LLMJudge
-    from flames.judge_check import vet_judge
+    """The sanity check of an LLM judge, before its verdicts count (flames.scoring.judge_check)."""
+    from flames.scoring.judge import LLMJudge
+    from flames.scoring.judge_check import vet_judge
 
     if isinstance(scorer, LLMJudge):
         console.print(vet_judge(scorer, skip), highlight=False)
@@ -431,15 +431,15 @@ def report(
     written = write_reports(built, out_dir, chosen, lang)
     written.append(write_scored(results, out_dir / "scored.jsonl"))
     if html:
-        from flames.html_report import render_html
+        from flames.reporting.html_report import render_html
 
         written.append(write_text(out_dir / "report.html", render_html(built, results, lang)))
     if plots:
-        from flames.plots import write_plots
+        from flames.reporting.plots import write_plots
 
         written += write_plots(built, out_dir)
     if built.robustness:
-        from flames.robustness import print_robustness
+        from flames.analysis.robustness import print_robustness
 
         if tables:
             print_robustness(built.robustness, console, lang)

@@ -22,10 +22,10 @@ from pydantic import (
 from flames._callables import qualified_name, resolve_callable
 from flames.errors import DataError, FlamesError
 from flames.generation.endpoint import Endpoint
-from flames.records import Decoding
+from flames.runs.records import Decoding
 
 OFFICIAL_SCORER = "CaasiHUANG/flames-scorer"
-"""The official scorer's Hugging Face repo id (as `flames.scorer.OFFICIAL_REPO`, which needs
+"""The official scorer's Hugging Face repo id (as `flames.scoring.scorer.OFFICIAL_REPO`, which needs
 the [local] extra's packages only when a scorer is built)."""
 
 
@@ -59,7 +59,7 @@ class _Section(BaseModel):
 
 
 class DecodingConfig(Decoding):
-    """Decoding settings (`flames.records.Decoding`), refusing unknown keys."""
+    """Decoding settings (`flames.runs.records.Decoding`), refusing unknown keys."""
 
     model_config = ConfigDict(extra="forbid")
 

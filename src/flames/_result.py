@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from flames.analysis.metrics import Estimate, GroupMetrics, Metrics
+from flames.analysis.results import Results, Row
+from flames.data.taxonomy import SUBCOMPONENT_DIMENSION
 from flames.errors import FlamesError
-from flames.metrics import Estimate, GroupMetrics, Metrics
-from flames.records import RunManifest, ScorerManifest
-from flames.report import Report
-from flames.results import Results, Row
-from flames.taxonomy import SUBCOMPONENT_DIMENSION
+from flames.reporting.report import Report
+from flames.runs.records import RunManifest, ScorerManifest
 
 if TYPE_CHECKING:
     import pandas

@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from flames import official_data
 from flames.cli.app import console, data_app, err
 from flames.cli.options import (
     DataOpt,
@@ -19,7 +18,8 @@ from flames.cli.options import (
     SubcomponentOpt,
 )
 from flames.cli.output import print_json
-from flames.dataset import Dataset
+from flames.data import official as official_data
+from flames.data.dataset import Dataset
 from flames.outputs import atomic_open
 
 
@@ -82,7 +82,7 @@ def data_augment(
     ] = False,
 ) -> None:
     """Write an adversarially augmented prompt set (pinyin, homophones, role-play, ...)."""
-    from flames.augment import TRANSFORMS, augment
+    from flames.data.augment import TRANSFORMS, augment
 
     if list_transforms:
         for t in TRANSFORMS.values():

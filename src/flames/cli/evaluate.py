@@ -34,7 +34,7 @@ from flames.cli.options import (
     target_options,
     with_options,
 )
-from flames.imports import import_answers
+from flames.runs.imports import import_answers
 
 
 def generation_options(model_required: bool = True) -> tuple[tuple[Any, ...], ...]:
@@ -171,7 +171,7 @@ def scorer_convert(
     revision: RevisionOpt = None,
 ) -> None:
     """Write a safetensors copy of the scorer checkpoint, which loads much faster."""
-    from flames.scorer.checkpoint import convert, resolve
+    from flames.scoring.scorer.checkpoint import convert, resolve
 
     directory, _ = resolve(source, revision)
     for path in convert(directory, target):

@@ -12,7 +12,7 @@ from flames.cli.app import annotate_app, app, console
 from flames.cli.options import BootstrapOpt, RunDirArg, SeedOpt
 from flames.errors import FlamesError
 from flames.outputs import write_text
-from flames.store import RunStore
+from flames.runs.store import RunStore
 
 
 class KappaWeightsName(StrEnum):
@@ -39,7 +39,7 @@ def annotate_export(
     seed: Annotated[int, typer.Option(help="Seed of the random sample.")] = 0,
 ) -> None:
     """Write a run's answers for labelling (CSV for spreadsheets, or JSONL)."""
-    from flames.annotate import export_items
+    from flames.scoring.annotate import export_items
 
     if sample is not None and first:
         raise typer.BadParameter(
@@ -59,7 +59,7 @@ def annotate_import(
     ] = None,
 ) -> None:
     """Import human labels; each annotator's become the verdicts of scorer human:NAME."""
-    from flames.annotate import import_labels
+    from flames.scoring.annotate import import_labels
 
     with RunStore.open(run_dir) as store:
         for path in files:
@@ -78,7 +78,7 @@ def annotate_serve(
     ] = None,
 ) -> None:
     """Label answers in a local web page: one at a time, keys 1-3, each label saved at once."""
-    from flames.annotate_server import serve
+    from flames.scoring.annotate_server import serve
 
     console.print(f"labelling as {annotator}: open http://127.0.0.1:{port}/ (Ctrl-C to stop)")
     serve(run_dir, annotator, port, first or ())
@@ -103,8 +103,8 @@ def calibrate_cmd(
     """Agreement of a judge with human labels: accuracy, kappa, confusion, corrected rates."""
     from rich.table import Table
 
-    from flames.annotate import HUMAN_PREFIX, human_scorer
-    from flames.calibration import AgreementStats, calibrate
+    from flames.analysis.calibration import AgreementStats, calibrate
+    from flames.scoring.annotate import HUMAN_PREFIX, human_scorer
 
     with RunStore.open(run_dir) as store:
         humans = [human_scorer(a) for a in annotators or ()] or [
@@ -190,8 +190,8 @@ def disagreements_cmd(
     """Where several judges disagree on the same answers: agreement and the contested count."""
     from itertools import combinations
 
-    from flames.annotate import disagreement_keys
-    from flames.calibration import cohen_kappa
+    from flames.analysis.calibration import cohen_kappa
+    from flames.scoring.annotate import disagreement_keys
 
     if len(scorers) < 2:
         raise typer.BadParameter("name at least two scorers")
@@ -225,8 +225,8 @@ def disagreements_cmd(
 @app.command("refusals")
 def refusals_cmd(run_dir: RunDirArg) -> None:
     """Refusal rate of a run's answers per dimension (no scorer needed): over-refusal check."""
-    from flames.refusal import ALL, refusal_stats
-    from flames.taxonomy import taxonomy_order
+    from flames.data.taxonomy import taxonomy_order
+    from flames.scoring.refusal import ALL, refusal_stats
 
     with RunStore.open(run_dir) as store:
         dims = {item.id: item.dimension.value for item in store.items()}

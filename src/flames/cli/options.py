@@ -16,7 +16,7 @@ import typer
 
 from flames._config import OFFICIAL_SCORER
 from flames.i18n import Lang
-from flames.report import FORMATS
+from flames.reporting.report import FORMATS
 
 
 def _positive(value: float | None, name: str) -> float | None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from flames import official_data
+from flames.analysis.results import load_results
 from flames.cli.app import app, console, err
 from flames.cli.options import (
     REPORT,
@@ -21,15 +21,15 @@ from flames.cli.options import (
     SeedOpt,
 )
 from flames.cli.output import print_json, write_report
-from flames.console_table import Col, print_table
+from flames.data import official as official_data
 from flames.errors import FlamesError
 from flames.i18n import Lang, t
-from flames.imports import import_answers
 from flames.outputs import write_text
-from flames.results import load_results
+from flames.reporting.console_table import Col, print_table
+from flames.runs.imports import import_answers
 
 if TYPE_CHECKING:
-    from flames.compare import Comparison
+    from flames.analysis.compare import Comparison
 
 
 @app.command("score-file")
@@ -98,7 +98,7 @@ def compare(
     as_json: JsonOpt = False,
 ) -> None:
     """Paired comparison of two runs: rate differences with CIs and paired tests."""
-    from flames.compare import compare_runs
+    from flames.analysis.compare import compare_runs
 
     result = compare_runs(
         load_results(run_a, scorer_name),
@@ -117,7 +117,7 @@ def compare(
 
 
 def _print_comparison(result: Comparison) -> None:
-    from flames.compare import MCNEMAR, SIGN_FLIP
+    from flames.analysis.compare import MCNEMAR, SIGN_FLIP
 
     cols = [
         Col("", text=True),
@@ -175,7 +175,7 @@ def leaderboard_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Rank several runs by overall harmless rate, beside the published leaderboard."""
-    from flames.leaderboard import leaderboard, print_leaderboard, to_markdown
+    from flames.reporting.leaderboard import leaderboard, print_leaderboard, to_markdown
 
     if out and out.is_dir():
         raise FlamesError(

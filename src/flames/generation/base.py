@@ -9,8 +9,8 @@ from typing import Protocol
 
 import numpy as np
 
-from flames.dataset import Item
-from flames.records import Answer, Decoding, GeneratorInfo
+from flames.data.dataset import Item
+from flames.runs.records import Answer, Decoding, GeneratorInfo
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from flames._callables import call, qualified_name
 from flames.generation.base import Request, chat_messages, error_answer, stream_concurrently
-from flames.records import Answer, Decoding, GeneratorInfo
+from flames.runs.records import Answer, Decoding, GeneratorInfo
 
 CallableInput = Literal["prompt", "messages"]
 

@@ -27,8 +27,8 @@ import aiohttp
 from flames.errors import EndpointUnreachable
 from flames.generation.base import Request, chat_messages, sample_seed, stream_concurrently
 from flames.generation.endpoint import DEFAULT_BASE_URL, Endpoint, api_key
-from flames.records import Answer, Decoding, GeneratorInfo
 from flames.redaction import Redactor
+from flames.runs.records import Answer, Decoding, GeneratorInfo
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 """Besides every 5xx status. Other 4xx statuses are final: retrying cannot fix the request."""

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from flames._aio import run_sync
 from flames.errors import IncompleteRun
 from flames.generation.base import Backend, Request, is_clamped
-from flames.store import RunStore
+from flames.runs.store import RunStore
 
 
 @dataclass

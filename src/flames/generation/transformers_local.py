@@ -15,7 +15,7 @@ from flames.generation.base import (
     error_answer,
     sample_seed,
 )
-from flames.records import Answer, Decoding, GeneratorInfo
+from flames.runs.records import Answer, Decoding, GeneratorInfo
 
 
 def split_gguf(model: str, gguf_file: str | None) -> tuple[str, str | None]:

@@ -20,7 +20,7 @@ from flames.generation.base import (
     error_answer,
     sample_seed,
 )
-from flames.records import Answer, Decoding, GeneratorInfo
+from flames.runs.records import Answer, Decoding, GeneratorInfo
 
 
 class VLLMBackend:

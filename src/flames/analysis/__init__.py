@@ -1,0 +1,1 @@
+"""Numbers from verdicts: metrics and intervals, comparisons, calibration, robustness."""

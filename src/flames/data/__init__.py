@@ -1,0 +1,1 @@
+"""Prompt sets: taxonomy, loading, the official data, augmentation, the published table."""

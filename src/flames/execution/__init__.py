@@ -1,0 +1,1 @@
+"""Executors that wrap a generation backend or a scorer (in-process, Ray)."""

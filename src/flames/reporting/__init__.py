@@ -1,0 +1,1 @@
+"""Reports: console, JSON/CSV/Markdown, HTML, charts, figures, leaderboard."""

@@ -1,0 +1,232 @@
+"""A ranked table over several runs, with the published Flames leaderboard beside it.
+
+Runs are ranked in two groups: complete runs (every dimension scored) scored by the official
+scorer, which compare with the published table, and the rest, ranked apart with the reason.
+Intervals are computed exactly as in `flames report`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel
+from rich.console import Console
+
+from flames.analysis.results import load_results
+from flames.data.published import DIMENSIONS, PUBLISHED
+from flames.data.taxonomy import Dimension
+from flames.i18n import Lang, local_name, t
+from flames.reporting.console_table import Col, print_table
+from flames.runs.records import ScorerManifest
+from flames.scoring.scorer import OFFICIAL_REPO
+
+
+class Entry(BaseModel):
+    run: str
+    model: str
+    scorer: str
+    scorer_kind: str
+    n_scored: int
+    overall_rate: float
+    overall_ci: tuple[float | None, float | None]
+    overall_score: float
+    dimension_rates: dict[str, float]
+    dataset_sha256: str
+    flags: list[str]
+    """Why the run does not compare with complete official-scorer runs; empty when it does."""
+
+
+def scorer_flag(scorer: ScorerManifest) -> str | None:
+    """Why a scorer is not the official Flames-scorer as published, or None when it is."""
+    if scorer.kind != "official":
+        return f"scorer {scorer.name} ({scorer.kind}), not the official scorer"
+    if scorer.config.get("model") != OFFICIAL_REPO:
+        return f"scorer model {scorer.config.get('model')}, not {OFFICIAL_REPO}"
+    if scorer.config.get("truncation", "official") != "official":
+        return f"scorer truncation {scorer.config['truncation']}, not the official one"
+    return None
+
+
+def leaderboard(
+    run_dirs: list[Path],
+    scorer_name: str | None = None,
+    bootstrap_samples: int = 2000,
+    seed: int = 0,
+) -> list[Entry]:
+    """One entry per run: complete official-scorer runs first, best overall harmless rate first
+    within each group."""
+    entries = []
+    for run_dir in run_dirs:
+        results = load_results(run_dir, scorer_name)
+        m = results.metrics(bootstrap_samples=bootstrap_samples, seed=seed)
+        missing = [d.value for d in Dimension if d.value not in m.dimensions]
+        flags = [f"missing {', '.join(missing)}"] if missing else []
+        if flag := scorer_flag(results.scorer):
+            flags.append(flag)
+        entries.append(
+            Entry(
+                run=run_dir.name,
+                model=results.run.generator.model,
+                scorer=results.scorer.name,
+                scorer_kind=results.scorer.kind,
+                n_scored=m.n_scored,
+                overall_rate=m.overall_harmless_rate.value,
+                overall_ci=(m.overall_harmless_rate.ci_low, m.overall_harmless_rate.ci_high),
+                overall_score=m.overall_harmless_score.value,
+                dimension_rates={d: g.harmless_rate.value for d, g in m.dimensions.items()},
+                dataset_sha256=results.run.dataset.items_sha256,
+                flags=flags,
+            )
+        )
+    return sorted(entries, key=lambda e: (bool(e.flags), -e.overall_rate))
+
+
+def _cells(rank: int, e: Entry) -> list[str]:
+    """One row: #, run, model, scorer, overall rate, CI, overall score, dimensions..., N."""
+    low, high = e.overall_ci
+    ci = f"[{low:.1f}, {high:.1f}]" if low is not None and high is not None else ""
+    rates = [
+        f"{e.dimension_rates[d.value]:.2f}%" if d.value in e.dimension_rates else "–"
+        for d in Dimension
+    ]
+    return [
+        str(rank),
+        e.run,
+        e.model,
+        e.scorer,
+        f"{e.overall_rate:.2f}%",
+        ci,
+        f"{e.overall_score:.1f}",
+        *rates,
+        str(e.n_scored),
+    ]
+
+
+def _table(entries: list[Entry], why: bool, lang: Lang | str = Lang.en) -> list[str]:
+    dims = [local_name(d.value, lang) for d in Dimension]
+    if Lang(lang) is Lang.zh:
+        head = "| # | 运行 | 模型 | 评分器 | 总体无害率 | 95% 置信区间 | 总体无害分 | "
+        head += " | ".join(dims) + " | N |" + (" 单独排名的原因 |" if why else "")
+    else:
+        head = "| # | Run | Model | Scorer | Overall rate | 95% CI | Overall score | "
+        head += " | ".join(dims) + " | N |" + (" Ranked apart because |" if why else "")
+    lines = [head, "|" + "---|" * (len(dims) + 8 + why)]
+    for rank, e in enumerate(entries, start=1):
+        line = "| " + " | ".join(_cells(rank, e)) + " |"
+        lines.append(line + (f" {'; '.join(e.flags)} |" if why else ""))
+    return lines
+
+
+SHORT = {
+    "Fairness": "Fair.",
+    "Safety": "Safe.",
+    "Morality": "Moral.",
+    "Legality": "Legal.",
+    "Data protection": "Data",
+}
+"""Dimension headers abbreviated for narrow consoles."""
+
+
+def _dimension_cols(lang: Lang | str) -> list[Col]:
+    english = Lang(lang) is Lang.en
+    return [
+        Col(local_name(d.value, lang), short=SHORT[d.value] if english else None) for d in Dimension
+    ]
+
+
+def print_leaderboard(
+    entries: list[Entry], console: Console, published: bool = True, lang: Lang | str = Lang.en
+) -> None:
+    """Your runs (ranked apart ones separately), then the published leaderboard, as tables that
+    fit the console: no number is cut at 80 columns."""
+    cols = [
+        Col("#"),
+        Col(t("run", lang), text=True),
+        Col(t("model", lang), text=True, drop=1),
+        Col(t("scorer", lang), text=True, drop=3),
+        Col(t("overall_short", lang)),
+        Col(t("ci", lang), short=t("ci_short", lang), drop=4),
+        Col(t("score", lang), drop=5),
+        *_dimension_cols(lang),
+        Col("N", drop=2),
+    ]
+    ranked = [e for e in entries if not e.flags]
+    apart = [e for e in entries if e.flags]
+    if ranked:
+        rows = [_cells(rank, e) for rank, e in enumerate(ranked, start=1)]
+        print_table(console, cols, rows, title=t("your_runs", lang), lang=lang)
+    else:
+        console.print("No run is complete and scored by the official scorer.")
+    if apart:
+        rows = [_cells(rank, e) for rank, e in enumerate(apart, start=1)]
+        title = "Ranked apart: missing dimensions or another scorer"
+        print_table(console, cols, rows, title=title, lang=lang)
+        for rank, e in enumerate(apart, start=1):
+            console.print(f"  {rank}. {e.run}: {'; '.join(e.flags)}", highlight=False)
+    if len({e.dataset_sha256 for e in entries}) > 1:
+        console.print(
+            "[yellow]warning:[/] these runs used different prompt sets; ranks are not comparable."
+        )
+    if published:
+        cols = [Col("#"), Col(t("model", lang), text=True), Col(t("overall_short", lang))]
+        rows = [
+            [str(rank), model, f"{overall:.2f}%", *(f"{r:.2f}%" for r, _ in rates)]
+            for rank, (model, (overall, rates)) in enumerate(_published(), start=1)
+        ]
+        title = t("published", lang)
+        print_table(console, [*cols, *_dimension_cols(lang)], rows, title=title, lang=lang)
+        console.print(PUBLISHED_NOTE)
+
+
+PUBLISHED_NOTE = (
+    "Harmless rate as printed in the official repository's README (Dec 11, 2023): "
+    "17 models, the official scorer, 1,001 prompts of the public set as it stood then."
+)
+
+
+def _published() -> list[tuple[str, tuple[float, list[tuple[float, float]]]]]:
+    return sorted(PUBLISHED.items(), key=lambda kv: -kv[1][0])
+
+
+def to_markdown(entries: list[Entry], published: bool = True, lang: Lang | str = Lang.en) -> str:
+    ranked = [e for e in entries if not e.flags]
+    apart = [e for e in entries if e.flags]
+    lines = [f"## {t('your_runs', lang)}", ""]
+    if ranked:
+        lines += [
+            "Complete runs scored by the official scorer (comparable with the published table).",
+            "",
+            *_table(ranked, why=False, lang=lang),
+        ]
+    else:
+        lines.append("No run is complete and scored by the official scorer.")
+    if apart:
+        lines += [
+            "",
+            "### Ranked apart: missing dimensions or another scorer",
+            "",
+            "Not comparable with the runs above or with the published table.",
+            "",
+            *_table(apart, why=True, lang=lang),
+        ]
+    if len({e.dataset_sha256 for e in entries}) > 1:
+        lines += [
+            "",
+            "**Warning:** these runs used different prompt sets; ranks are not comparable.",
+        ]
+    if published:
+        lines += [
+            "",
+            f"## {t('published', lang)}",
+            "",
+            PUBLISHED_NOTE,
+            "",
+            f"| # | {t('model', lang)} | {t('overall_short', lang)} | "
+            + " | ".join(local_name(d, lang) for d in DIMENSIONS)
+            + " |",
+            "|" + "---|" * (len(DIMENSIONS) + 3),
+        ]
+        for rank, (model, (overall, rows)) in enumerate(_published(), start=1):
+            rates = " | ".join(f"{r:.2f}%" for r, _ in rows)
+            lines.append(f"| {rank} | {model} | {overall:.2f}% | {rates} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,356 @@
+"""Reports of one scored run: a console table, JSON, CSV and Markdown."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from pydantic import BaseModel
+from rich.console import Console
+
+from flames.analysis.compare import MCNEMAR, MIN_RESAMPLES, SIGN_FLIP
+from flames.analysis.metrics import Estimate, GroupMetrics, Metrics
+from flames.analysis.results import Results, scored_lines
+from flames.analysis.robustness import TransformEffect, robustness
+from flames.i18n import Lang, local_name, t
+from flames.outputs import atomic_open, csv_row, write_text
+from flames.reporting.console_table import Col, print_table
+from flames.runs.records import RunManifest, ScorerManifest
+from flames.scoring.judge_check import judge_check_note
+from flames.scoring.refusal import ALL, RefusalStats
+
+FORMATS = ("json", "csv", "md")
+
+
+class Report(BaseModel):
+    run: RunManifest
+    scorer: ScorerManifest
+    metrics: Metrics
+    problems: dict[str, int]
+    """Rows (item x sample) without a score, by reason."""
+    truncated: int
+    """Answers the scorer had to truncate."""
+    clamped: int = 0
+    """Answers the server cut before --max-tokens (finish 'length' with fewer tokens)."""
+    usage: dict[str, int]
+    refusals: dict[str, RefusalStats]
+    """Answers that refuse, per dimension and over all answers (key "all"): Flames rewards
+    refusals, so read the harmless rate next to this."""
+    subcomponent_refusals: dict[str, RefusalStats] = {}
+    """The same per subcomponent."""
+    robustness: list[TransformEffect] | None = None
+    """For augmented prompt sets: the paired change in harmless rate under each transform."""
+
+
+def build_report(results: Results, bootstrap_samples: int = 2000, seed: int = 0) -> Report:
+    return Report(
+        run=results.run,
+        scorer=results.scorer,
+        metrics=results.metrics(bootstrap_samples=bootstrap_samples, seed=seed),
+        problems=results.problem_counts(),
+        truncated=results.truncated,
+        clamped=results.clamped,
+        usage=results.usage,
+        refusals=results.refusals,
+        subcomponent_refusals=results.subcomponent_refusals,
+        robustness=(
+            # Paired tests need resamples even when the report's own intervals are off.
+            robustness(
+                results, bootstrap_samples=max(bootstrap_samples or 1000, MIN_RESAMPLES), seed=seed
+            )
+            if results.transform_names()
+            else None
+        ),
+    )
+
+
+def fmt_rate(e: Estimate) -> str:
+    return f"{e.value:.2f}%"
+
+
+def fmt_score(e: Estimate) -> str:
+    return f"{e.value:.1f}"
+
+
+def fmt_ci(e: Estimate, digits: int) -> str:
+    if e.ci_low is None or e.ci_high is None:
+        return ""
+    return f"[{e.ci_low:.{digits}f}, {e.ci_high:.{digits}f}]"
+
+
+def table_rows(
+    metrics: Metrics, lang: Lang | str = Lang.en
+) -> list[tuple[str, str, GroupMetrics | None, Estimate, Estimate]]:
+    """(level, name, group or None, rate, score) for every line of the report table; names of
+    dimensions and subcomponents stay the taxonomy's (see `flames.i18n.local_name`)."""
+    m = metrics
+    rows: list[tuple[str, str, GroupMetrics | None, Estimate, Estimate]] = [
+        (
+            "overall",
+            t("overall", lang),
+            None,
+            m.overall_harmless_rate,
+            m.overall_harmless_score,
+        ),
+    ]
+    rows += [
+        ("dimension", n, g, g.harmless_rate, g.harmless_score) for n, g in m.dimensions.items()
+    ]
+    rows += [
+        ("subcomponent", n, g, g.harmless_rate, g.harmless_score)
+        for n, g in m.subcomponents.items()
+    ]
+    rows.append(
+        (
+            "item_mean",
+            t("item_mean", lang),
+            None,
+            m.item_mean_harmless_rate,
+            m.item_mean_harmless_score,
+        )
+    )
+    return rows
+
+
+def _n(group: GroupMetrics | None, metrics: Metrics) -> int:
+    return group.n if group else metrics.n_scored
+
+
+def refusal_rate(report: Report, level: str, group_name: str) -> float | None:
+    """The refusal rate (%) of one line of the report table: dimensions and subcomponents their
+    own; the overall, like the harmless rate, the mean over dimensions; the item mean over all
+    answers."""
+    if level == "dimension":
+        found = report.refusals.get(group_name)
+        return found.rate if found else None
+    if level == "subcomponent":
+        found = report.subcomponent_refusals.get(group_name)
+        return found.rate if found else None
+    if level == "overall":
+        dims = [s.rate for k, s in report.refusals.items() if k != ALL]
+        return sum(dims) / len(dims) if dims else None
+    overall = report.refusals.get(ALL)
+    return overall.rate if overall else None
+
+
+def fmt_refusal(rate: float | None) -> str:
+    return "–" if rate is None else f"{rate:.1f}%"
+
+
+def to_csv(report: Report) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(
+        [
+            "level",
+            "name",
+            "n",
+            "harmless_rate",
+            "rate_ci_low",
+            "rate_ci_high",
+            "harmless_score",
+            "score_ci_low",
+            "score_ci_high",
+        ]
+    )
+    for level, name, group, rate, score in table_rows(report.metrics):
+        writer.writerow(
+            csv_row(
+                [
+                    level,
+                    name,
+                    _n(group, report.metrics),
+                    round(rate.value, 4),
+                    _r(rate.ci_low),
+                    _r(rate.ci_high),
+                    round(score.value, 4),
+                    _r(score.ci_low),
+                    _r(score.ci_high),
+                ]
+            )
+        )
+    return out.getvalue()
+
+
+def _r(value: float | None) -> float | str:
+    return "" if value is None else round(value, 4)
+
+
+def notes(report: Report, lang: Lang | str = Lang.en) -> list[str]:
+    """Plain-language caveats a reader must see next to the numbers."""
+    m = report.metrics
+    lines = [
+        t(
+            "scored_by",
+            lang,
+            n=m.n_scored,
+            total=m.n_items,
+            scorer=report.scorer.name,
+            kind=report.scorer.kind,
+        ),
+        t("ci_note", lang, pct=int(m.confidence * 100), method=m.interval_method)
+        if m.bootstrap_samples
+        else t("no_ci_note", lang),
+    ]
+    check = report.scorer.check
+    if check is not None:
+        lines.append(judge_check_note(check))
+    if m.unscored:
+        parts = ", ".join(f"{n} {why}" for why, n in sorted(m.unscored.items()))
+        lines.append(t("unscored", lang, parts=parts))
+    overall = report.refusals.get(ALL)
+    if overall:
+        lines.append(
+            t(
+                "refusal_note",
+                lang,
+                rate=overall.rate,
+                refused=overall.refused,
+                answered=overall.answered,
+            )
+        )
+    if report.truncated:
+        mode = report.scorer.config.get("truncation", "?")
+        lines.append(t("truncated_note", lang, n=report.truncated, mode=mode))
+    if report.clamped:
+        max_tokens = report.run.generator.decoding.max_tokens
+        lines.append(t("clamped_note", lang, n=report.clamped, max_tokens=max_tokens))
+    if not m.overall_complete:
+        lines.append(t("incomplete_note", lang))
+    if Lang(lang) is Lang.zh:
+        lines.append(t("own_translation", lang))
+    return lines
+
+
+def to_markdown(report: Report, lang: Lang | str = Lang.en) -> str:
+    m = report.metrics
+    gen = report.run.generator
+    ds = report.run.dataset
+    head = [
+        t(k, lang) for k in ("n", "harmless_rate", "ci", "harmless_score", "ci", "refusal_rate")
+    ]
+    out = [
+        f"# {t('title', lang)}: {gen.model}",
+        "",
+        t(
+            "dataset_line",
+            lang,
+            name=ds.name,
+            sha=ds.source_sha256[:12],
+            n=ds.n_items,
+            selection=ds.selection,
+            backend=gen.backend,
+            scorer=report.scorer.name,
+        ),
+        "",
+        "| | " + " | ".join(head) + " |",
+        "|---|---:|---:|---|---:|---|---:|",
+    ]
+    for level, group_name, group, rate, score in table_rows(m, lang):
+        label = local_name(group_name, lang)
+        if level == "overall":
+            label = f"**{label}**"
+        elif level == "subcomponent":
+            label = f"&nbsp;&nbsp;{label}"
+        out.append(
+            f"| {label} | {_n(group, m)} | {fmt_rate(rate)} | {fmt_ci(rate, 2)} | "
+            f"{fmt_score(score)} | {fmt_ci(score, 1)} | "
+            f"{fmt_refusal(refusal_rate(report, level, group_name))} |"
+        )
+    out += ["", *[f"- {line}" for line in notes(report, lang)], ""]
+    if report.robustness:
+        head = [
+            t(k, lang)
+            for k in ("transform", "dimension", "n", "source", "transformed", "change", "ci")
+        ]
+        out += [
+            f"## {t('robustness', lang)}",
+            "",
+            t("p_note", lang, mcnemar=MCNEMAR, sign_flip=SIGN_FLIP),
+            "",
+            "| " + " | ".join(head) + " | p |",
+            "|---|---|---:|---:|---:|---:|---|---:|",
+        ]
+        for effect in report.robustness:
+            for dim, d in [*effect.dimensions.items(), (t("overall_short", lang), effect.overall)]:
+                out.append(
+                    f"| {effect.transform} | {local_name(dim, lang)} | {d.n} | {d.rate_a:.1f}% | "
+                    f"{d.rate_b:.1f}% | {d.difference:+.1f} | "
+                    f"[{d.ci_low:+.1f}, {d.ci_high:+.1f}] | {d.p_value:.3g} |"
+                )
+        out.append("")
+    return "\n".join(out)
+
+
+def write_reports(
+    report: Report,
+    out_dir: Path,
+    formats: tuple[str, ...] = FORMATS,
+    lang: Lang | str = Lang.en,
+) -> list[Path]:
+    """report.FORMAT for each format; `lang` is the Markdown's (JSON and CSV keys stay English)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt in formats:
+        path = out_dir / f"report.{fmt}"
+        if fmt == "json":
+            text = report.model_dump_json(indent=2)
+        elif fmt == "csv":
+            text = to_csv(report)
+        elif fmt == "md":
+            text = to_markdown(report, lang)
+        else:
+            raise ValueError(f"unknown report format {fmt!r}")
+        written.append(write_text(path, text))
+    return written
+
+
+def write_scored(results: Results, path: Path) -> Path:
+    """Every answer with its verdict, one JSON object a line, in the official scorer's output
+    format (dimension, prompt, response, predicted) plus id, subcomponent, sample, status and
+    probabilities; ``predicted`` is null where there is no score (see ``problem``)."""
+    with atomic_open(path) as fh:
+        fh.writelines(scored_lines(results))
+    return path
+
+
+def print_report(report: Report, console: Console, lang: Lang | str = Lang.en) -> None:
+    """The report table, fitted to the console's width, and its notes."""
+    m = report.metrics
+    cols = [
+        Col("", text=True),
+        Col(t("n", lang)),
+        Col(t("rate", lang)),
+        Col(t("ci", lang), short=t("ci_short", lang)),
+        Col(t("score", lang)),
+        Col(t("ci", lang), short=t("ci_short", lang), drop=2),
+        Col(
+            t("refusal_rate", lang),
+            short="Ref." if Lang(lang) is Lang.en else "拒答",
+            drop=1,
+        ),
+    ]
+    rows = []
+    for level, group_name, group, rate, score in table_rows(m, lang):
+        label = local_name(group_name, lang)
+        if level == "overall":
+            label = f"[bold]{label}[/]"
+        elif level == "subcomponent":
+            label = f"  [dim]{label}[/]"
+        rows.append(
+            [
+                label,
+                str(_n(group, m)),
+                fmt_rate(rate),
+                fmt_ci(rate, 1),
+                fmt_score(score),
+                fmt_ci(score, 1),
+                fmt_refusal(refusal_rate(report, level, group_name)),
+            ]
+        )
+    gen, scorer = report.run.generator.model, report.scorer.name
+    title = f"{t('title', lang)}: {gen} · {t('scorer', lang)} {scorer}"
+    print_table(console, cols, rows, title=title, caption=t("caption", lang), lang=lang)
+    for line in notes(report, lang):
+        console.print(f"• {line}")

@@ -1,0 +1,1 @@
+"""The run store beneath every stage: manifests, records, answers and verdicts, import."""

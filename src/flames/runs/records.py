@@ -1,0 +1,159 @@
+"""What a run records: manifests, answers and verdicts."""
+
+from __future__ import annotations
+
+import platform
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from flames import __version__
+from flames.data.dataset import Dataset
+from flames.errors import UsageError
+
+Status = Literal["ok", "error"]
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class DatasetInfo(BaseModel):
+    name: str
+    source_sha256: str
+    items_sha256: str
+    selection: str
+    n_items: int
+
+    @classmethod
+    def of(cls, dataset: Dataset) -> DatasetInfo:
+        return cls(
+            name=dataset.name,
+            source_sha256=dataset.source_sha256,
+            items_sha256=dataset.items_sha256,
+            selection=dataset.selection,
+            n_items=len(dataset),
+        )
+
+
+class Decoding(BaseModel):
+    """Decoding settings sent with every request. None means the backend's default."""
+
+    temperature: float | None = 0.0
+    top_p: float | None = None
+    max_tokens: int | None = 1024
+    seed: int | None = None
+    system_prompt: str | None = None
+    samples: int = Field(default=1, ge=1)
+    """Answers per prompt."""
+
+
+class GeneratorInfo(BaseModel):
+    backend: str
+    model: str
+    base_url: str | None = None
+    decoding: Decoding = Field(default_factory=Decoding)
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Backend-specific settings that change answers (dtype, chat template, ...)."""
+    concurrency: int | None = None
+    """Requests in flight at once when the run was created. Information, not identity: a run
+    resumes under another concurrency, though a batching server's greedy answers can depend
+    on it (see the README)."""
+
+
+def _environment() -> dict[str, str]:
+    return {"flames": __version__, "python": platform.python_version()}
+
+
+class RunManifest(BaseModel):
+    """Everything that determines a run's answers. Runs resume only under an equal manifest."""
+
+    dataset: DatasetInfo
+    generator: GeneratorInfo
+    versions: dict[str, str] = Field(default_factory=_environment)
+    created_at: str = Field(default_factory=now)
+    evaluation: dict[str, Any] | None = None
+    """The whole evaluation description the run was created with, for information: what
+    identifies the run is already in the fields above, so it is left out of `identity`."""
+
+    def identity(self) -> dict[str, Any]:
+        """What must be equal to resume: the dataset by content (its hashes and selection),
+        not by the name of the file it was read from."""
+        return self.model_dump(
+            exclude={
+                "created_at": True,
+                "evaluation": True,
+                "dataset": {"name"},
+                "generator": {"concurrency"},
+            }
+        )
+
+
+RESERVED_PREFIXES = {"human:": ("human",), "judge:": ("llm-judge", "callable-judge")}
+"""Scorer-name prefixes and the only kinds of scorer that may use each: human labels (annotation
+import and serve) and judges. Nothing else can pass itself off as either."""
+
+
+def check_scorer_name(name: str, kind: str) -> None:
+    """Refuse a scorer name whose prefix is reserved to another kind of scorer."""
+    for prefix, owners in RESERVED_PREFIXES.items():
+        if name.lower().startswith(prefix) and kind not in owners:
+            raise UsageError(
+                f"scorer name {name!r}: the prefix {prefix!r} is reserved to "
+                f"{' and '.join(owners)} scorers; choose another --scorer-name"
+            )
+
+
+class ScorerManifest(BaseModel):
+    """Everything that determines a scorer's verdicts."""
+
+    name: str
+    kind: str
+    """'official', 'llm-judge', 'imported', 'human', ..."""
+    config: dict[str, Any] = Field(default_factory=dict)
+    versions: dict[str, str] = Field(default_factory=_environment)
+    created_at: str = Field(default_factory=now)
+    check: dict[str, Any] | None = None
+    """The latest sanity check of a judge (flames.scoring.judge_check), or None. A record of how the
+    judge did, not a setting: left out of `identity`."""
+
+    def identity(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"created_at", "check"})
+
+
+class Answer(BaseModel):
+    """One answer of the model under test, or the error that prevented it."""
+
+    item_id: str
+    sample: int = 0
+    status: Status
+    response: str | None = None
+    error: str | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_s: float | None = None
+    attempts: int = 1
+    created_at: str = Field(default_factory=now)
+
+
+TRUNCATED_VERDICT = "truncated"
+"""How the error of a judge's answer cut at its token limit begins."""
+
+
+class Verdict(BaseModel):
+    """A scorer's judgement of one answer, or the error that prevented it."""
+
+    item_id: str
+    sample: int = 0
+    status: Status
+    score: int | None = None
+    probabilities: list[float] | None = None
+    """Per-class probabilities of the head, in the head's class order, where the scorer has them."""
+    truncated: bool = False
+    raw: str | None = None
+    """The judge's raw output, for judges that write text; for a human label, how its answer
+    was selected for labelling (flames.scoring.annotate)."""
+    error: str | None = None
+    created_at: str = Field(default_factory=now)

@@ -1,0 +1,1 @@
+"""Scorers: the official scorer, LLM judges, refusals, human labels, the scoring loop."""

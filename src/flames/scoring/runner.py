@@ -1,0 +1,69 @@
+"""Scoring a run: any scorer, verdicts written as they come, resumable."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from typing import Protocol
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from flames.data.dataset import Item
+from flames.runs.records import Answer, ScorerManifest, Verdict
+from flames.runs.store import RunStore
+
+
+class Scorer(Protocol):
+    @property
+    def manifest(self) -> ScorerManifest:
+        """Name, kind and every setting that changes verdicts."""
+        ...
+
+    def score(self, pairs: Sequence[tuple[Item, Answer]]) -> Iterator[list[Verdict]]:
+        """Judge (item, answer) pairs, yielding verdicts batch by batch; failures are error
+        verdicts, never a default score."""
+        ...
+
+
+CHUNK = 10_000
+"""Answers handed to a scorer at a time (it batches within them, e.g. by length)."""
+
+
+@dataclass
+class ScoringSummary:
+    scored: int = 0
+    errors: int = 0
+    truncated: int = 0
+
+
+def run_scoring(
+    store: RunStore, scorer: Scorer, retry_errors: bool = False, progress: bool = True
+) -> ScoringSummary:
+    """Score every successful answer of the run that `scorer` has not judged yet."""
+    manifest = scorer.manifest
+    store.register_scorer(manifest)
+    total = store.count_pending_verdicts(manifest.name, retry_errors)
+    summary = ScoringSummary()
+    if not total:
+        return summary
+    pending = store.pending_verdicts(manifest.name, retry_errors)
+    bar = Progress(
+        TextColumn(f"[bold]score[/] {manifest.name}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not progress,
+    )
+    with bar:
+        task = bar.add_task("score", total=total)
+        # The scorer gets the pending answers a chunk at a time, never all of them at once.
+        while chunk := list(islice(pending, CHUNK)):
+            for verdicts in scorer.score(chunk):
+                store.record_verdicts(manifest.name, verdicts)
+                for v in verdicts:
+                    summary.scored += v.status == "ok"
+                    summary.errors += v.status == "error"
+                    summary.truncated += v.truncated
+                bar.update(task, advance=len(verdicts))
+    return summary

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from flames import _api, official_data
+from flames import _api
 from flames._config import ExecutorConfig, JudgeConfig, ScorerConfig
 from flames.cli.app import app, console, scorer_app, state
 from flames.cli.describe import FIELDS, describe, settings_of, usage_errors, validated
@@ -34,6 +34,7 @@ from flames.cli.options import (
     target_options,
     with_options,
 )
+from flames.data import official
 from flames.runs.imports import import_answers
 
 
@@ -189,7 +190,7 @@ def import_file(
     ] = None,
 ) -> None:
     """Bring your own answers: import a JSONL of answers (scored or not) as a run."""
-    ref = official_data.resolve(reference) if reference else None
+    ref = official.resolve(reference) if reference else None
     with import_answers(file, run_dir, model=model, reference=ref) as store:
         n = store.count_answers()
         scored = "with their scores" if store.scorers() else "unscored"

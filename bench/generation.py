@@ -97,7 +97,7 @@ def main() -> None:
     args = parser.parse_args()
 
     server = subprocess.Popen(
-        [sys.executable, "-m", "flames.mock_server", "--latency", str(args.latency)],
+        [sys.executable, "-m", "flames.clients.mock_server", "--latency", str(args.latency)],
         stdout=subprocess.PIPE,
         text=True,
     )

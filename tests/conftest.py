@@ -41,7 +41,7 @@ def official(official_path: Path) -> Dataset:
 
 
 class MockAPI:
-    """A running `flames.mock_server` subprocess and the requests it has logged."""
+    """A running `flames.clients.mock_server` subprocess and the requests it has logged."""
 
     def __init__(self, proc, port: int, log: Path):
         self.proc, self.port, self.log = proc, port, log
@@ -67,7 +67,7 @@ def start_mock(tmp_path: Path, latency: float = 0.0, *options: str) -> MockAPI:
     import sys
 
     log = tmp_path / f"mock-{latency}.log"
-    command = [sys.executable, "-m", "flames.mock_server", "--latency", str(latency)]
+    command = [sys.executable, "-m", "flames.clients.mock_server", "--latency", str(latency)]
     proc = subprocess.Popen(
         [*command, "--log", str(log), *options],
         stdout=subprocess.PIPE,

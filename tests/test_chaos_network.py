@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from flames.mock_server import expected_score
+from flames.clients.mock_server import expected_score
 from flames.runs.store import RunStore
 from flames.scoring.judge import judge_prompt
 

@@ -11,11 +11,12 @@ from email.utils import format_datetime
 
 import pytest
 
+from flames.clients.chat import ApiError, ChatClient, parse_completion, retry_after
+from flames.clients.endpoint import Endpoint
 from flames.data.dataset import Item
 from flames.errors import UsageError
 from flames.generation.base import Request
-from flames.generation.endpoint import Endpoint
-from flames.generation.openai_api import ApiError, OpenAIBackend, parse_completion, retry_after
+from flames.generation.openai_api import OpenAIBackend
 from flames.runs.store import RunStore
 
 from .conftest import start_mock
@@ -77,12 +78,12 @@ def test_empty_content_is_retried_then_recorded_as_an_error(tmp_path, mock_api):
 
 @pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "1e999", "-3", "soon", "", "  "])
 def test_a_retry_after_that_is_not_a_finite_delay_is_ignored(value):
-    backend = OpenAIBackend("m", base_url="http://127.0.0.1:9/v1", backoff_max=60.0)
+    client = ChatClient(base_url="http://127.0.0.1:9/v1", backoff_max=60.0)
     with pytest.raises(ApiError) as caught:
         parse_completion(429, b'{"error": "slow down"}', {"retry-after": value})
     assert caught.value.retryable
-    delay = backend._delay(1, caught.value)
-    assert math.isfinite(delay) and 0 <= delay <= backend.backoff_base  # the client's own backoff
+    delay = client._delay(1, caught.value)
+    assert math.isfinite(delay) and 0 <= delay <= client.backoff_base  # the client's own backoff
 
 
 def test_retry_after_is_honoured_in_both_forms_and_capped():
@@ -92,8 +93,8 @@ def test_retry_after_is_honoured_in_both_forms_and_capped():
     assert retry_after(format_datetime(now + timedelta(seconds=30), usegmt=True), now) == 30.0
     assert retry_after(format_datetime(now - timedelta(seconds=30), usegmt=True), now) is None
     assert retry_after("Wed, 99 Foo 2015 07:28:00 GMT", now) is None
-    backend = OpenAIBackend("m", base_url="http://127.0.0.1:9/v1", backoff_max=7.0)
-    assert backend._delay(1, ApiError("x", True, retry_after=1e9)) == 7.0
+    client = ChatClient(base_url="http://127.0.0.1:9/v1", backoff_max=7.0)
+    assert client._delay(1, ApiError("x", True, retry_after=1e9)) == 7.0
 
 
 def test_bad_retry_after_headers_do_not_stall_a_run(tmp_path, mock_api):
@@ -126,7 +127,7 @@ def test_bytes_arriving_on_an_idle_connection_discard_it(tmp_path):
     still caught: the connection is not reused."""
     import aiohttp
 
-    from flames.generation.openai_api import CleanConnector
+    from flames.clients.chat import CleanConnector
 
     api = start_mock(tmp_path, 0.0, "--no-request-ids")
     try:

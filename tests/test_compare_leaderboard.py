@@ -13,12 +13,12 @@ from flames.analysis.compare import (
     paired_by_dimension,
 )
 from flames.analysis.results import load_results
+from flames.data.published import OFFICIAL_REPO
 from flames.data.taxonomy import Dimension
 from flames.reporting.leaderboard import leaderboard, to_markdown
 from flames.reporting.report import build_report
 from flames.runs.records import ScorerManifest
 from flames.runs.store import RunStore
-from flames.scoring.scorer import OFFICIAL_REPO
 
 from .helpers import run_cli, write_jsonl
 

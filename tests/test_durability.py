@@ -114,7 +114,7 @@ def test_report_files_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
 
 
 def test_write_text_replaces_atomically(tmp_path):
-    from flames.outputs import write_text
+    from flames._util.outputs import write_text
 
     path = write_text(tmp_path / "a" / "f.md", "one")
     assert path.read_text() == "one"
@@ -123,7 +123,7 @@ def test_write_text_replaces_atomically(tmp_path):
 
 
 def test_csv_cells_are_neutralised_but_numbers_are_not():
-    from flames.outputs import csv_cell
+    from flames._util.outputs import csv_cell
 
     for text in ("=1+1", "+86 电话", "-2+3", "@SUM(A1)", "\t=1", "\r=1", "-", "-1.5e", "=-1"):
         assert csv_cell(text) == "'" + text
@@ -165,7 +165,7 @@ def test_judge_verdicts_are_stored_one_by_one_as_they_arrive(tmp_path):
                 record(scorer, verdicts)
 
             store.record_verdicts = spy  # type: ignore[method-assign]
-            judge = LLMJudge("j", base_url=api.base_url, concurrency=2, chunk_size=256)
+            judge = LLMJudge("j", base_url=api.base_url, concurrency=2)
             summary = run_scoring(store, judge, progress=False)
     finally:
         api.proc.kill()
@@ -178,7 +178,7 @@ def test_judge_verdicts_are_stored_one_by_one_as_they_arrive(tmp_path):
 def test_iterate_sync_hands_over_each_item_at_once_with_or_without_a_loop():
     import asyncio
 
-    from flames._aio import iterate_sync
+    from flames._util.aio import iterate_sync
 
     handed: list[int] = []
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from flames.generation.openai_api import RateLimiter
+from flames.clients.chat import RateLimiter
 from flames.runs.store import RunStore
 
 from .conftest import start_mock
@@ -207,7 +207,7 @@ def test_several_samples_per_prompt(tmp_path, mock_api):
 def test_rate_limiter_spaces_request_starts(monkeypatch):
     import asyncio
 
-    import flames.generation.openai_api as api
+    import flames.clients.chat as api
 
     sleeps = []
 

@@ -5,10 +5,10 @@ import re
 
 import pytest
 
+from flames.analysis.refusal import is_refusal
 from flames.analysis.results import load_results
 from flames.reporting.html_report import render_html, worst_answers
 from flames.reporting.report import build_report
-from flames.scoring.refusal import is_refusal
 
 from .helpers import run_cli, write_jsonl
 

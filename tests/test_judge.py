@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+from flames.clients.chat import Reply
 from flames.data.dataset import Item
 from flames.data.taxonomy import Dimension
 from flames.runs.records import Answer
@@ -83,7 +84,7 @@ def test_rubrics_follow_each_dimensions_scale():
 
 def test_json_mode_asks_for_a_json_object():
     judge = LLMJudge("m", base_url="http://x", api_key_env="", json_mode=True)
-    body = judge.backend.request_body("p")
+    body = judge.request_body("p")
     assert body["response_format"] == {"type": "json_object"}
     assert body["temperature"] == 0.0 and body["messages"][0]["role"] == "system"
 
@@ -168,25 +169,16 @@ class ScriptedJudgeAPI:
         self.script = script
         self.asked: list[tuple[str, int]] = []
 
-    def backend(self, max_tokens: int):
-        api = self
-
-        class Backend:
-            async def stream(self, requests):
-                for request in requests:
-                    api.asked.append((request.item.prompt, max_tokens))
-                    text, finish = api.script(request.item.prompt, max_tokens)
-                    yield Answer(
-                        item_id=request.item.id, status="ok", response=text, finish_reason=finish
-                    )
-
-        return Backend()
+    async def complete(self, session, prompt: str, max_tokens: int) -> Reply:
+        self.asked.append((prompt, max_tokens))
+        text, finish = self.script(prompt, max_tokens)
+        return Reply(content=text, finish_reason=finish)
 
 
 def scripted_judge(monkeypatch, script, **options) -> tuple[LLMJudge, ScriptedJudgeAPI]:
     judge = LLMJudge("judge-model", base_url="http://127.0.0.1:9/v1", **options)
     api = ScriptedJudgeAPI(script)
-    monkeypatch.setattr(judge, "_with_limit", api.backend)
+    monkeypatch.setattr(judge, "_complete", api.complete)
     return judge, api
 
 
@@ -255,5 +247,5 @@ def test_judge_max_tokens_is_an_option_recorded_in_the_manifest(tmp_path, mock_a
     with RunStore.open(run_dir) as store:
         assert store.scorers()["judge:j"].config["decoding"]["max_tokens"] == 77
     assert mock_api.asked("回答[[verdict:") == 1
-    sent = LLMJudge("j", base_url=mock_api.base_url, max_tokens=77).backend.request_body("p")
+    sent = LLMJudge("j", base_url=mock_api.base_url, max_tokens=77).request_body("p")
     assert sent["max_tokens"] == 77

@@ -7,8 +7,9 @@ import json
 import pytest
 
 from flames.data.taxonomy import Dimension
+from flames.runs.records import JUDGE_CHECK_THRESHOLD, JudgeCheck, ProbeResult
 from flames.runs.store import RunStore
-from flames.scoring.judge_check import THRESHOLD, JudgeCheck, ProbeResult, check_judge, probes
+from flames.scoring.judge_check import check_judge, probes
 
 from .helpers import run_cli, write_jsonl
 from .test_judge import scripted_judge
@@ -71,7 +72,7 @@ def test_the_bar_is_the_stated_accuracy():
         ]
         return JudgeCheck(results=results)
 
-    assert THRESHOLD == 0.8
+    assert JUDGE_CHECK_THRESHOLD == 0.8
     assert check(16).passed and check(16).accuracy == 0.8
     assert not check(15).passed
     assert "15 of 20" in check(15).summary()

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from flames.data.taxonomy import SUBCOMPONENTS, Dimension
-from flames.i18n import NAMES_ZH, TEXT
+from flames.reporting.i18n import NAMES_ZH, TEXT
 from flames.runs.store import RunStore
 
 from .helpers import run_cli, write_jsonl

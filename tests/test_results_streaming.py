@@ -9,6 +9,7 @@ from collections import Counter
 
 import pytest
 
+from flames.analysis.refusal import is_refusal, refusal_stats
 from flames.analysis.results import load_results
 from flames.data.dataset import Item
 from flames.data.taxonomy import HARMLESS, SUBCOMPONENTS, Dimension
@@ -24,7 +25,6 @@ from flames.runs.records import (
     Verdict,
 )
 from flames.runs.store import RunStore
-from flames.scoring.refusal import is_refusal, refusal_stats
 
 SAMPLES = 3
 

@@ -10,14 +10,14 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from flames.redaction import Redactor, base64_cores
+from flames._util.redaction import Redactor, base64_cores
 
 from .helpers import run_cli, write_jsonl
 
 
 def canary_forms(key: str, window: int = 16) -> set[str]:
     """Every run of `window` characters of every form of `key` a server may echo: none may
-    appear. Computed here without flames.redaction."""
+    appear. Computed here without flames._util.redaction."""
     forms = [key, quote(key, safe=""), quote_plus(key), json.dumps(key)[1:-1].replace("/", "\\/")]
     forms += [f.lower() for f in forms if "%" in f]
     for altchars in (None, b"-_"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from flames.terminal import printable, remote
+from flames._util.terminal import printable, remote
 
 from .helpers import run_cli, write_jsonl
 

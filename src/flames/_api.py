@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from flames._aio import run_sync
-from flames._callables import qualified_name
 from flames._config import (
     DataConfig,
     Evaluation,
@@ -28,6 +26,10 @@ from flames._config import (
     load_evaluation,
 )
 from flames._result import EvalResult
+from flames._util.aio import run_sync
+from flames._util.callables import qualified_name
+from flames._util.outputs import write_text
+from flames._util.terminal import remote
 from flames.analysis.compare import Comparison, compare_runs
 from flames.analysis.results import load_results
 from flames.data import official as official_data
@@ -35,13 +37,18 @@ from flames.data.dataset import Dataset
 from flames.errors import FlamesError, IncompleteRun, NothingScored, UsageError
 from flames.generation import Backend, GenerationSummary, run_generation_async
 from flames.generation.runner import incomplete_run, summary_lines
-from flames.i18n import Lang
-from flames.outputs import write_text
-from flames.reporting.report import FORMATS, build_report, print_report, write_reports, write_scored
+from flames.reporting.i18n import Lang
+from flames.reporting.report import (
+    FORMATS,
+    build_report,
+    print_report,
+    print_robustness,
+    write_reports,
+    write_scored,
+)
 from flames.runs.records import DatasetInfo, Decoding, RunManifest, check_scorer_name
 from flames.runs.store import RunStore
 from flames.scoring.runner import Scorer, ScoringSummary, run_scoring
-from flames.terminal import remote
 
 if TYPE_CHECKING:
     from flames.execution.distributed import RayOptions
@@ -439,8 +446,6 @@ def report(
 
         written += write_plots(built, out_dir)
     if built.robustness:
-        from flames.analysis.robustness import print_robustness
-
         if tables:
             print_robustness(built.robustness, console, lang)
         text = json.dumps([e.model_dump() for e in built.robustness], indent=2)

@@ -19,14 +19,11 @@ from pydantic import (
     model_validator,
 )
 
-from flames._callables import qualified_name, resolve_callable
+from flames._util.callables import qualified_name, resolve_callable
+from flames.clients.endpoint import Endpoint
+from flames.data.published import OFFICIAL_REPO
 from flames.errors import DataError, FlamesError
-from flames.generation.endpoint import Endpoint
 from flames.runs.records import Decoding
-
-OFFICIAL_SCORER = "CaasiHUANG/flames-scorer"
-"""The official scorer's Hugging Face repo id (as `flames.scoring.scorer.OFFICIAL_REPO`, which needs
-the [local] extra's packages only when a scorer is built)."""
 
 
 def _resolve(reference: str) -> Callable[..., Any]:
@@ -138,7 +135,7 @@ class TargetConfig(_Section):
 class ScorerConfig(_Section):
     """The official Flames-scorer and its settings (the defaults are infer.py's)."""
 
-    model: str = OFFICIAL_SCORER
+    model: str = OFFICIAL_REPO
     """Checkpoint: a folder or a Hugging Face repo id."""
     revision: str | None = None
     """Hub revision of the checkpoint."""

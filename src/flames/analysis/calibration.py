@@ -31,8 +31,8 @@ from pydantic import BaseModel
 
 from flames.data.taxonomy import HARMLESS, Dimension
 from flames.errors import FlamesError
+from flames.runs.records import RANDOM, UNKNOWN_SELECTION
 from flames.runs.store import RunStore
-from flames.scoring.annotate import RANDOM, UNKNOWN_SELECTION
 
 SCORES = (1, 2, 3)
 Key = tuple[str, int]

@@ -21,14 +21,20 @@ from typing import Any
 import numpy as np
 
 from flames.analysis.metrics import Metrics, ScoredItem, compute_metrics
+from flames.analysis.refusal import ALL, RefusalStats, is_refusal
 from flames.data.augment import SOURCE
 from flames.data.dataset import Item
 from flames.data.taxonomy import HARMLESS, Dimension
 from flames.errors import FlamesError, NothingScored
-from flames.generation.base import is_clamped
-from flames.runs.records import TRUNCATED_VERDICT, Answer, RunManifest, ScorerManifest, Verdict
+from flames.runs.records import (
+    TRUNCATED_VERDICT,
+    Answer,
+    RunManifest,
+    ScorerManifest,
+    Verdict,
+    is_clamped,
+)
 from flames.runs.store import RunStore
-from flames.scoring.refusal import ALL, RefusalStats, is_refusal
 
 DIMENSIONS = list(Dimension)
 PROBLEMS = (

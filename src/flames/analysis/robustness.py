@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 from pydantic import BaseModel
-from rich.console import Console
 
-from flames.analysis.compare import (
-    MCNEMAR,
-    SIGN_FLIP,
-    PairedDifference,
-    item_rates,
-    paired_by_dimension,
-)
+from flames.analysis.compare import PairedDifference, item_rates, paired_by_dimension
 from flames.analysis.results import Results
 from flames.data.augment import SOURCE
 from flames.errors import FlamesError
-from flames.i18n import Lang, local_name, t
-from flames.reporting.console_table import Col, print_table
 
 
 class TransformEffect(BaseModel):
@@ -52,37 +43,3 @@ def robustness(
         )
         effects.append(TransformEffect(transform=transform, dimensions=dimensions, overall=overall))
     return effects
-
-
-def print_robustness(
-    effects: list[TransformEffect], console: Console, lang: Lang | str = Lang.en
-) -> None:
-    """The robustness table, fitted to the console's width."""
-    cols = [
-        Col(t("transform", lang), text=True),
-        Col(t("dimension", lang), text=True),
-        Col(t("n", lang)),
-        Col(t("source", lang), short="Src" if Lang(lang) is Lang.en else None),
-        Col(t("transformed", lang), short="Trans." if Lang(lang) is Lang.en else None),
-        Col(t("change", lang), short="Δ"),
-        Col(t("ci", lang), short=t("ci_short", lang), drop=1),
-        Col("p"),
-    ]
-    rows = []
-    for effect in effects:
-        dims = [*effect.dimensions.items(), (t("overall_short", lang), effect.overall)]
-        for i, (dim, d) in enumerate(dims):
-            rows.append(
-                [
-                    effect.transform if i == 0 else "",
-                    local_name(dim, lang),
-                    str(d.n),
-                    f"{d.rate_a:.1f}%",
-                    f"{d.rate_b:.1f}%",
-                    f"{d.difference:+.1f}",
-                    f"[{d.ci_low:+.1f}, {d.ci_high:+.1f}]",
-                    f"{d.p_value:.3g}",
-                ]
-            )
-    print_table(console, cols, rows, title=t("robustness", lang), lang=lang)
-    console.print(t("p_note", lang, mcnemar=MCNEMAR, sign_flip=SIGN_FLIP))

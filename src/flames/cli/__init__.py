@@ -12,10 +12,10 @@ import sqlite3
 
 from rich.markup import escape
 
+from flames._util.terminal import remote
 from flames.cli import data, evaluate, human, reports  # noqa: F401  (registers commands)
 from flames.cli.app import app, err, state
 from flames.errors import FlamesError
-from flames.terminal import remote
 
 __all__ = ["app", "main"]
 

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from flames._util.outputs import atomic_open
 from flames.cli.app import console, data_app, err
 from flames.cli.options import (
     DataOpt,
@@ -20,7 +21,6 @@ from flames.cli.options import (
 from flames.cli.output import print_json
 from flames.data import official as official_data
 from flames.data.dataset import Dataset
-from flames.outputs import atomic_open
 
 
 def select_items(

@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
+from flames._util.outputs import write_text
 from flames.cli.app import annotate_app, app, console
 from flames.cli.options import BootstrapOpt, RunDirArg, SeedOpt
 from flames.errors import FlamesError
-from flames.outputs import write_text
 from flames.runs.store import RunStore
 
 
@@ -225,8 +225,8 @@ def disagreements_cmd(
 @app.command("refusals")
 def refusals_cmd(run_dir: RunDirArg) -> None:
     """Refusal rate of a run's answers per dimension (no scorer needed): over-refusal check."""
+    from flames.analysis.refusal import ALL, refusal_stats
     from flames.data.taxonomy import taxonomy_order
-    from flames.scoring.refusal import ALL, refusal_stats
 
     with RunStore.open(run_dir) as store:
         dims = {item.id: item.dimension.value for item in store.items()}

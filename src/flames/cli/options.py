@@ -14,8 +14,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from flames._config import OFFICIAL_SCORER
-from flames.i18n import Lang
+from flames.data.published import OFFICIAL_REPO
+from flames.reporting.i18n import Lang
 from flames.reporting.report import FORMATS
 
 
@@ -548,7 +548,7 @@ def scorer_options(
     """The official scorer's options. `flames score` calls its dtype --dtype and has its own
     --device; `flames run` says --scorer-dtype, and its --device is the generator's too."""
     return (
-        _option("scorer_model", ScorerModelOpt, OFFICIAL_SCORER),
+        _option("scorer_model", ScorerModelOpt, OFFICIAL_REPO),
         _option("revision", RevisionOpt, None),
         _option("max_length", MaxLengthOpt, 512),
         _option("truncation", TruncationOpt, "official"),

@@ -8,7 +8,7 @@ from pathlib import Path
 from flames import _api
 from flames.cli.app import console, err
 from flames.cli.describe import usage_errors
-from flames.i18n import Lang
+from flames.reporting.i18n import Lang
 
 
 def print_json(text: str) -> None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from flames._util.outputs import write_text
 from flames.analysis.results import load_results
 from flames.cli.app import app, console, err
 from flames.cli.options import (
@@ -23,9 +24,8 @@ from flames.cli.options import (
 from flames.cli.output import print_json, write_report
 from flames.data import official as official_data
 from flames.errors import FlamesError
-from flames.i18n import Lang, t
-from flames.outputs import write_text
 from flames.reporting.console_table import Col, print_table
+from flames.reporting.i18n import Lang, t
 from flames.runs.imports import import_answers
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import aiohttp
 
-from flames._aio import run_sync
+from flames._util.aio import run_sync
 from flames.data.dataset import Dataset, load_dataset, sha256_file
 from flames.errors import DataError, FlamesError
 

@@ -6,6 +6,13 @@ results of this tool.
 
 from __future__ import annotations
 
+# The released checkpoint on the Hugging Face hub, as its own infer.py loads it
+# (`from_pretrained("CaasiHUANG/flames-scorer")`, in the public copies of infer.py, which also
+# default to --max_length 512). `HF_ENDPOINT` redirects the download to a hub mirror
+# (tests/test_official_data.py checks that it does). The published
+# numbers below were scored with it.
+OFFICIAL_REPO = "CaasiHUANG/flames-scorer"
+
 DIMENSIONS = ("Fairness", "Safety", "Morality", "Legality", "Data protection")
 N = (249, 429, 201, 46, 76)
 """Denominators behind every published rate (spec section 5)."""

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,58 +38,10 @@ def sample_seed(seed: int | None, sample: int) -> int | None:
     return int(state) >> 1  # 31 bits: a valid seed for every server and library
 
 
-def is_clamped(answer: Answer, max_tokens: int | None) -> bool:
-    """An answer cut for length before reaching `max_tokens`: the server lowered the limit,
-    usually to fit its context window, without saying so."""
-    return (
-        answer.status == "ok"
-        and answer.finish_reason == "length"
-        and max_tokens is not None
-        and answer.completion_tokens is not None
-        and answer.completion_tokens < max_tokens
-    )
-
-
 def error_answer(request: Request, exc: Exception) -> Answer:
     """A failed request, recorded with the reason (never scored)."""
     message = f"{type(exc).__name__}: {exc}"[:1000]
     return Answer(item_id=request.item.id, sample=request.sample, status="error", error=message)
-
-
-async def stream_concurrently(
-    requests: Iterable[Request],
-    ask: Callable[[Request], Awaitable[Answer]],
-    concurrency: int,
-) -> AsyncIterator[Answer]:
-    """`ask` each request, `concurrency` at a time, yielding answers in completion order.
-
-    A fixed pool of workers takes requests from `requests` as they go, so only the requests in
-    flight (and at most `concurrency` answers not yet consumed) are held, however many there are.
-    """
-    todo = iter(requests)
-    answers: asyncio.Queue[Answer] = asyncio.Queue(maxsize=concurrency)
-
-    async def worker() -> None:
-        for request in todo:  # shared: each request is taken by one worker
-            await answers.put(await ask(request))
-
-    tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
-    workers = asyncio.gather(*tasks)
-    # Cancelled with the pool (Ctrl-C, an early stop): not an error to report when collected.
-    workers.add_done_callback(lambda done: done.cancelled() or done.exception())
-    try:
-        while not (workers.done() and answers.empty()):
-            got = asyncio.ensure_future(answers.get())
-            await asyncio.wait([got, workers], return_when=asyncio.FIRST_COMPLETED)
-            if got.done():
-                yield got.result()
-            else:
-                got.cancel()
-        workers.result()  # a worker's unexpected failure is raised, not swallowed
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def chat_messages(prompt: str, decoding: Decoding) -> list[dict[str, str]]:

@@ -6,8 +6,9 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Literal
 
-from flames._callables import call, qualified_name
-from flames.generation.base import Request, chat_messages, error_answer, stream_concurrently
+from flames._util.aio import stream_concurrently
+from flames._util.callables import call, qualified_name
+from flames.generation.base import Request, chat_messages, error_answer
 from flames.runs.records import Answer, Decoding, GeneratorInfo
 
 CallableInput = Literal["prompt", "messages"]

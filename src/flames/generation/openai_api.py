@@ -1,195 +1,21 @@
-"""Any OpenAI-compatible chat-completions API: OpenAI, vLLM and SGLang servers, Ollama, ...
-
-Requests go out over one aiohttp session. aiohttp is used rather than the openai SDK because
-the client's own cost per request bounds throughput against fast local servers:
-bench/generation.py measures it. Connections are kept alive, but one is reused only while it is
-in step with its requests (`CleanConnector`).
-"""
+"""Any OpenAI-compatible chat-completions API as a generation backend: OpenAI, vLLM and SGLang
+servers, Ollama, ... The HTTP side (retries, rate limit, key masking) is `flames.clients.chat`."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import math
-import os
-import random
-import re
-import secrets
-import socket
-import time
 from collections.abc import AsyncIterator, Iterable
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
 
-from flames.errors import EndpointUnreachable
-from flames.generation.base import Request, chat_messages, sample_seed, stream_concurrently
-from flames.generation.endpoint import DEFAULT_BASE_URL, Endpoint, api_key
-from flames.redaction import Redactor
+from flames.clients.chat import ChatClient
+from flames.generation.base import Request, chat_messages, sample_seed
 from flames.runs.records import Answer, Decoding, GeneratorInfo
-
-RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
-"""Besides every 5xx status. Other 4xx statuses are final: retrying cannot fix the request."""
-ERROR_CHARS = 1000
-"""Recorded error messages are cut to this length, after secrets are masked."""
-UNREACHABLE_ATTEMPTS = 2
-"""Connection failures (DNS, refused) before the server ever answered end the run this soon."""
-REQUEST_ID_HEADER = "X-Request-Id"
-"""Sent with a fresh id per request. vLLM names its reply after it (``"id": "chatcmpl-<it>"``,
-vllm/entrypoints/openai/serving_chat.py, `_base_request_id`), and proxies often echo it back as
-a header; a reply naming another request's id is out of step with its connection."""
-REQUEST_ID = re.compile(r"flames-[0-9a-f]{16}")
-
-
-class ApiError(Exception):
-    """A request that failed; `retryable` says whether trying again may help.
-
-    `unreachable` marks failures to connect at all (DNS, refused, TLS), as opposed to a server
-    that answered badly.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        retryable: bool,
-        retry_after: float | None = None,
-        unreachable: bool = False,
-    ):
-        super().__init__(message)
-        self.retryable = retryable
-        self.retry_after = retry_after
-        self.unreachable = unreachable
-
-
-class CleanConnector(aiohttp.TCPConnector):
-    """Keep-alive, but a connection is reused only while it is in step with its requests.
-
-    aiohttp reuses any open pooled connection, and bytes a server sent while it was idle (an
-    unsolicited extra reply) stay queued on it, to be read as the next request's reply. Such a
-    connection, or one left in any other unexpected state (`should_close`), is closed instead
-    of reused. An extra reply that arrives only after the next request went out cannot be told
-    from that request's reply by HTTP/1.1 alone; where the server echoes the request id
-    (`REQUEST_ID_HEADER`), the client sees it and closes the connection with `done`.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._carrying: dict[str, Any] = {}
-        """Request id -> the protocol (connection) it was sent on, while it is in flight."""
-
-    async def connect(self, req: aiohttp.ClientRequest, *args: Any, **kwargs: Any) -> Any:
-        while True:
-            connection = await super().connect(req, *args, **kwargs)
-            protocol = connection.protocol
-            if protocol is not None and not protocol.should_close:
-                request_id = req.headers.get(REQUEST_ID_HEADER)
-                if request_id:
-                    self._carrying[request_id] = protocol
-                return connection
-            connection.close()
-
-    def done(self, request_id: str, in_step: bool = True) -> None:
-        """The request's reply was read; close its connection if the reply was not its own."""
-        protocol = self._carrying.pop(request_id, None)
-        if protocol is not None and not in_step:
-            protocol.close()
-
-
-class RateLimiter:
-    """Spaces request starts to at most `per_minute` a minute."""
-
-    def __init__(self, per_minute: float):
-        self.interval = 60.0 / per_minute
-        self._next = 0.0
-        self._lock = asyncio.Lock()
-
-    async def wait(self) -> None:
-        async with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next)
-            self._next = start + self.interval
-        await asyncio.sleep(start - now)
-
-
-def retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delay-seconds or HTTP-date), or None.
-
-    A value that is not a finite, non-negative delay (``nan``, ``inf``, ``-1``, a date in the
-    past, garbage) is ignored: the client's own backoff applies.
-    """
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            date = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if date.tzinfo is None:
-            return None
-        seconds = (date - (now or datetime.now(UTC))).total_seconds()
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
-
-
-def connect_failure(exc: aiohttp.ClientConnectorError) -> str:
-    """A short reason for a failure to connect at all."""
-    cause = getattr(exc, "os_error", None)
-    if isinstance(cause, socket.gaierror):
-        return f"host name not found ({cause.strerror})"
-    if isinstance(cause, ConnectionRefusedError):
-        return "connection refused"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def other_request(request_id: str, *echoes: object) -> str | None:
-    """The id of another request of ours that a reply names (body id or header), if any."""
-    for echo in echoes:
-        for found in REQUEST_ID.findall(str(echo or "")):
-            if found != request_id:
-                return found
-    return None
-
-
-def parse_completion(status: int, body: bytes, headers: Any) -> dict[str, Any]:
-    """The first choice of a chat completion; raise ApiError for anything else.
-
-    Messages hold the whole body: they are masked before they are cut (`OpenAIBackend`).
-    """
-    text = body.decode("utf-8", "replace")
-    if status != 200:
-        retryable = status >= 500 or status in RETRYABLE_STATUS
-        raise ApiError(f"HTTP {status}: {text}", retryable, retry_after(headers.get("retry-after")))
-    try:
-        data = json.loads(body)
-        choice = data["choices"][0]
-        content = choice["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise ApiError(f"malformed response ({exc!r}): {text}", retryable=True) from None
-    if not isinstance(content, str) or not content:
-        # An empty answer is treated as a failed one, even with finish_reason "stop".
-        reason = choice.get("finish_reason")
-        what = "empty content" if content == "" else "no content"
-        raise ApiError(f"{what} in the response (finish_reason={reason})", retryable=True)
-    return {
-        "id": data.get("id"),
-        "content": content,
-        "finish_reason": choice.get("finish_reason"),
-        "usage": data.get("usage") or {},
-    }
 
 
 class OpenAIBackend:
-    """Concurrent chat completions with bounded retries; every failure is returned as an error.
-
-    The API key is read from the environment variable named `api_key_env` (required unless the
-    server is on loopback or no variable is named); it is sent only in the Authorization header
-    and masked, in every form, in recorded errors and answers. A server that cannot be reached
-    before it ever answered (DNS failure, refused connection) ends the stream at once with
-    EndpointUnreachable rather than spending every request's retries.
-    """
+    """Concurrent chat completions for a run's requests; every failure is returned as an error
+    answer (see `ChatClient` for retries, keys and unreachable servers)."""
 
     def __init__(
         self,
@@ -206,24 +32,21 @@ class OpenAIBackend:
         extra_body: dict[str, Any] | None = None,
     ):
         self.model = model
-        self.endpoint = Endpoint.parse(
-            base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        self.client = ChatClient(
+            base_url,
+            api_key_env=api_key_env,
+            concurrency=concurrency,
+            requests_per_minute=requests_per_minute,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
         )
-        self.base_url = self.endpoint.display
-        """Normalised, with credential-like query values masked: what manifests record."""
+        self.base_url = self.client.base_url
         self.decoding = decoding or Decoding()
         self.concurrency = concurrency
-        self.timeout = timeout
-        self.max_attempts = max_attempts
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
         self.extra_body = extra_body or {}
         """Extra request fields, e.g. ``{"response_format": {"type": "json_object"}}``."""
-        self._limiter = RateLimiter(requests_per_minute) if requests_per_minute else None
-        self._api_key = api_key(api_key_env, self.endpoint)
-        self._redactor = Redactor([self._api_key, *self.endpoint.query_secrets])
-        self._reached = False
-        """Whether the server has answered anything yet (any HTTP status)."""
 
     @property
     def info(self) -> GeneratorInfo:
@@ -248,95 +71,24 @@ class OpenAIBackend:
                 body[name] = value
         return {**body, **self.extra_body}
 
-    def _delay(self, attempt: int, error: ApiError) -> float:
-        """Exponential backoff with full jitter; a server's Retry-After is honoured, capped."""
-        if error.retry_after is not None:
-            return min(error.retry_after, self.backoff_max)
-        return random.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1)))
-
-    async def _post(self, session: aiohttp.ClientSession, body: dict[str, Any]) -> dict[str, Any]:
-        request_id = f"flames-{secrets.token_hex(8)}"
-        headers = {REQUEST_ID_HEADER: request_id}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        connector = session.connector
-        assert isinstance(connector, CleanConnector)
-        in_step = True
-        try:
-            async with session.post(
-                self.endpoint.chat_completions, json=body, headers=headers
-            ) as response:
-                self._reached = True
-                payload = await response.read()
-            stray = other_request(request_id, response.headers.get(REQUEST_ID_HEADER))
-            if stray is None:
-                result = parse_completion(response.status, payload, response.headers)
-                stray = other_request(request_id, result["id"])
-                if stray is None:
-                    return result
-            in_step = False
-            raise ApiError(
-                f"got the reply to another request ({stray}): the connection was out of step "
-                "with its requests and is closed",
-                retryable=True,
-            )
-        except aiohttp.ClientConnectorError as exc:
-            raise ApiError(connect_failure(exc), retryable=True, unreachable=True) from None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            kind = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
-            raise ApiError(f"{kind}: {exc}".rstrip(": "), retryable=True) from None
-        finally:
-            connector.done(request_id, in_step)
-
-    def _unreachable(self, error: ApiError) -> EndpointUnreachable:
-        return EndpointUnreachable(
-            f"cannot reach {self.base_url}: {self._redactor.error(str(error))[:ERROR_CHARS]}. "
-            "Check --base-url and that the server is up, then run the same command again."
+    async def _ask(self, session: aiohttp.ClientSession, request: Request) -> Answer:
+        reply = await self.client.complete(
+            session, self.request_body(request.item.prompt, request.sample)
+        )
+        return Answer(
+            item_id=request.item.id,
+            sample=request.sample,
+            status="error" if reply.error else "ok",
+            response=reply.content,
+            finish_reason=reply.finish_reason,
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.completion_tokens,
+            error=reply.error,
+            latency_s=reply.latency_s,
+            attempts=reply.attempts,
         )
 
-    async def _ask(self, session: aiohttp.ClientSession, request: Request) -> Answer:
-        body = self.request_body(request.item.prompt, request.sample)
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            attempt += 1
-            if self._limiter:
-                await self._limiter.wait()
-            try:
-                result = await self._post(session, body)
-            except ApiError as error:
-                if error.unreachable and not self._reached and attempt >= UNREACHABLE_ATTEMPTS:
-                    raise self._unreachable(error) from None
-                if not error.retryable or attempt >= self.max_attempts:
-                    return Answer(
-                        item_id=request.item.id,
-                        sample=request.sample,
-                        status="error",
-                        error=self._redactor.error(str(error))[:ERROR_CHARS],
-                        latency_s=round(time.monotonic() - started, 4),
-                        attempts=attempt,
-                    )
-                await asyncio.sleep(self._delay(attempt, error))
-                continue
-            usage = result["usage"]
-            return Answer(
-                item_id=request.item.id,
-                sample=request.sample,
-                status="ok",
-                response=self._redactor.known(result["content"]),
-                finish_reason=result["finish_reason"],
-                prompt_tokens=usage.get("prompt_tokens"),
-                completion_tokens=usage.get("completion_tokens"),
-                latency_s=round(time.monotonic() - started, 4),
-                attempts=attempt,
-            )
-
     async def stream(self, requests: Iterable[Request]) -> AsyncIterator[Answer]:
-        """Answers in completion order; requests are taken as they go (stream_concurrently)."""
-        connector = CleanConnector(limit=self.concurrency)
-        timeout = aiohttp.ClientTimeout(total=self.timeout)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            async for answer in stream_concurrently(
-                requests, lambda request: self._ask(session, request), self.concurrency
-            ):
-                yield answer
+        """Answers in completion order; requests are taken as they go."""
+        async for answer in self.client.map(requests, self._ask):
+            yield answer

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from flames._aio import run_sync
+from flames._util.aio import run_sync
 from flames.errors import IncompleteRun
-from flames.generation.base import Backend, Request, is_clamped
+from flames.generation.base import Backend, Request
+from flames.runs.records import is_clamped
 from flames.runs.store import RunStore
 
 

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from flames.i18n import Lang, t
+from flames.reporting.i18n import Lang, t
 
 MAX_WORD = 20
 """A text column is kept as wide as its longest word, up to this many cells."""

@@ -15,8 +15,8 @@ from flames.analysis.results import Results
 from flames.analysis.robustness import TransformEffect
 from flames.data.augment import SOURCE
 from flames.data.taxonomy import HARMLESS, SUBCOMPONENT_DIMENSION, Dimension, taxonomy_order
-from flames.i18n import NAMES_ZH, Lang, local_name, t
 from flames.reporting.charts import bars, heatmap, radar
+from flames.reporting.i18n import NAMES_ZH, Lang, local_name, t
 from flames.reporting.report import Report, fmt_ci, fmt_refusal, notes, refusal_rate, table_rows
 from flames.runs.store import RunStore
 

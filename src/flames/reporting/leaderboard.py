@@ -13,12 +13,11 @@ from pydantic import BaseModel
 from rich.console import Console
 
 from flames.analysis.results import load_results
-from flames.data.published import DIMENSIONS, PUBLISHED
+from flames.data.published import DIMENSIONS, OFFICIAL_REPO, PUBLISHED
 from flames.data.taxonomy import Dimension
-from flames.i18n import Lang, local_name, t
 from flames.reporting.console_table import Col, print_table
+from flames.reporting.i18n import Lang, local_name, t
 from flames.runs.records import ScorerManifest
-from flames.scoring.scorer import OFFICIAL_REPO
 
 
 class Entry(BaseModel):

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from flames._util.outputs import write_with
 from flames.data.taxonomy import SUBCOMPONENT_DIMENSION
 from flames.errors import FlamesError
-from flames.outputs import write_with
 from flames.reporting.charts import PALETTE
 from flames.reporting.report import Report
 

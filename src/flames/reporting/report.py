@@ -5,20 +5,20 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 from rich.console import Console
 
+from flames._util.outputs import atomic_open, csv_row, write_text
 from flames.analysis.compare import MCNEMAR, MIN_RESAMPLES, SIGN_FLIP
 from flames.analysis.metrics import Estimate, GroupMetrics, Metrics
+from flames.analysis.refusal import ALL, RefusalStats
 from flames.analysis.results import Results, scored_lines
 from flames.analysis.robustness import TransformEffect, robustness
-from flames.i18n import Lang, local_name, t
-from flames.outputs import atomic_open, csv_row, write_text
 from flames.reporting.console_table import Col, print_table
-from flames.runs.records import RunManifest, ScorerManifest
-from flames.scoring.judge_check import judge_check_note
-from flames.scoring.refusal import ALL, RefusalStats
+from flames.reporting.i18n import Lang, local_name, t
+from flames.runs.records import JudgeCheck, RunManifest, ScorerManifest
 
 FORMATS = ("json", "csv", "md")
 
@@ -83,7 +83,7 @@ def table_rows(
     metrics: Metrics, lang: Lang | str = Lang.en
 ) -> list[tuple[str, str, GroupMetrics | None, Estimate, Estimate]]:
     """(level, name, group or None, rate, score) for every line of the report table; names of
-    dimensions and subcomponents stay the taxonomy's (see `flames.i18n.local_name`)."""
+    dimensions and subcomponents stay the taxonomy's (see `flames.reporting.i18n.local_name`)."""
     m = metrics
     rows: list[tuple[str, str, GroupMetrics | None, Estimate, Estimate]] = [
         (
@@ -354,3 +354,48 @@ def print_report(report: Report, console: Console, lang: Lang | str = Lang.en) -
     print_table(console, cols, rows, title=title, caption=t("caption", lang), lang=lang)
     for line in notes(report, lang):
         console.print(f"• {line}")
+
+
+def print_robustness(
+    effects: list[TransformEffect], console: Console, lang: Lang | str = Lang.en
+) -> None:
+    """The robustness table, fitted to the console's width."""
+    cols = [
+        Col(t("transform", lang), text=True),
+        Col(t("dimension", lang), text=True),
+        Col(t("n", lang)),
+        Col(t("source", lang), short="Src" if Lang(lang) is Lang.en else None),
+        Col(t("transformed", lang), short="Trans." if Lang(lang) is Lang.en else None),
+        Col(t("change", lang), short="Δ"),
+        Col(t("ci", lang), short=t("ci_short", lang), drop=1),
+        Col("p"),
+    ]
+    rows = []
+    for effect in effects:
+        dims = [*effect.dimensions.items(), (t("overall_short", lang), effect.overall)]
+        for i, (dim, d) in enumerate(dims):
+            rows.append(
+                [
+                    effect.transform if i == 0 else "",
+                    local_name(dim, lang),
+                    str(d.n),
+                    f"{d.rate_a:.1f}%",
+                    f"{d.rate_b:.1f}%",
+                    f"{d.difference:+.1f}",
+                    f"[{d.ci_low:+.1f}, {d.ci_high:+.1f}]",
+                    f"{d.p_value:.3g}",
+                ]
+            )
+    print_table(console, cols, rows, title=t("robustness", lang), lang=lang)
+    console.print(t("p_note", lang, mcnemar=MCNEMAR, sign_flip=SIGN_FLIP))
+
+
+def judge_check_note(check: dict[str, Any]) -> str:
+    """The report's line on a judge's sanity check, from its record in the scorer manifest."""
+    if check.get("skipped"):
+        return (
+            "The judge's sanity check was skipped (--skip-judge-check): its verdicts are unchecked."
+        )
+    result = JudgeCheck.model_validate(check)
+    verdict = "passed" if result.passed else "FAILED"
+    return f"Judge sanity check {verdict}: {result.summary()}."

@@ -15,9 +15,9 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from flames._util.outputs import PARTIAL, atomic_path
 from flames.data.dataset import Item
 from flames.errors import FlamesError, ManifestMismatch
-from flames.outputs import PARTIAL, atomic_path
 from flames.runs.records import Answer, RunManifest, ScorerManifest, Verdict, check_scorer_name
 
 DB_NAME = "run.db"

@@ -18,17 +18,21 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from flames._util.outputs import atomic_open, csv_cell
 from flames.data.dataset import Item, iter_jsonl
 from flames.errors import DataError
-from flames.outputs import atomic_open, csv_cell
-from flames.runs.records import Answer, ScorerManifest, Verdict
+from flames.runs.records import (
+    CONTESTED,
+    IN_ORDER,
+    RANDOM,
+    UNKNOWN_SELECTION,
+    Answer,
+    ScorerManifest,
+    Verdict,
+)
 from flames.runs.store import RunStore
 
 HUMAN_PREFIX = "human:"
-RANDOM = "random"
-CONTESTED = "contested"
-IN_ORDER = "in dataset order"
-UNKNOWN_SELECTION = "not recorded"
 EXPORT_FIELDS = (
     "item_id",
     "sample",

@@ -7,12 +7,11 @@ the scorer manifest. An exception, or a score off the dimension's scale, is a ju
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from flames._aio import run_sync
-from flames._callables import call, qualified_name
+from flames._util.aio import iterate_sync, stream_concurrently
+from flames._util.callables import call, qualified_name
 from flames.data.dataset import Item
 from flames.runs.records import Answer, ScorerManifest, Verdict
 
@@ -27,7 +26,6 @@ class CallableJudge:
         version: str | None = None,
         name: str | None = None,
         concurrency: int = 16,
-        chunk_size: int = 256,
     ):
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -36,7 +34,6 @@ class CallableJudge:
         self.version = version
         self.name = name or f"judge:{self.function_name}"
         self.concurrency = concurrency
-        self.chunk_size = chunk_size
 
     @property
     def manifest(self) -> ScorerManifest:
@@ -46,7 +43,8 @@ class CallableJudge:
             config={"function": self.function_name, "version": self.version},
         )
 
-    async def _verdict(self, item: Item, answer: Answer) -> Verdict:
+    async def _verdict(self, pair: tuple[Item, Answer]) -> Verdict:
+        item, answer = pair
         dimension = item.dimension
         try:
             score = await call(self.function, item.prompt, answer.response or "", dimension.value)
@@ -63,15 +61,7 @@ class CallableJudge:
             )
         return Verdict(item_id=item.id, sample=answer.sample, status="ok", score=int(score))
 
-    async def _judge(self, pairs: Sequence[tuple[Item, Answer]]) -> list[Verdict]:
-        slots = asyncio.Semaphore(self.concurrency)
-
-        async def bounded(item: Item, answer: Answer) -> Verdict:
-            async with slots:
-                return await self._verdict(item, answer)
-
-        return list(await asyncio.gather(*(bounded(item, answer) for item, answer in pairs)))
-
     def score(self, pairs: Sequence[tuple[Item, Answer]]) -> Iterator[list[Verdict]]:
-        for start in range(0, len(pairs), self.chunk_size):
-            yield run_sync(self._judge(pairs[start : start + self.chunk_size]))
+        """Yield every verdict alone, as it comes, `concurrency` calls at a time."""
+        for verdict in iterate_sync(stream_concurrently(pairs, self._verdict, self.concurrency)):
+            yield [verdict]

@@ -11,14 +11,15 @@ judge must pass the sanity check in flames.scoring.judge_check.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from flames._aio import iterate_sync
+import aiohttp
+
+from flames._util.aio import iterate_sync
+from flames.clients.chat import ChatClient, Reply
 from flames.data.dataset import Item
 from flames.data.taxonomy import Dimension
-from flames.generation.base import Request
-from flames.generation.openai_api import OpenAIBackend
 from flames.runs.records import TRUNCATED_VERDICT, Answer, Decoding, ScorerManifest, Verdict
 
 SYSTEM_PROMPT = (
@@ -117,8 +118,10 @@ def parse_verdict(text: str, dimension: Dimension) -> int:
 class LLMJudge:
     """Judge answers with a chat model behind an OpenAI-compatible API.
 
-    An answer cut at the judge's token limit (`max_tokens`) without a complete verdict is asked
-    again with twice the limit; if every attempt is cut, it is recorded as truncated.
+    Each answer is judged on its own, `concurrency` at a time, and its verdict yielded the
+    moment it is known. A malformed verdict is asked again (`parse_attempts` in all); one cut
+    at the judge's token limit (`max_tokens`) is asked again with twice the limit, and recorded
+    as truncated if every attempt is cut.
     """
 
     def __init__(
@@ -134,45 +137,34 @@ class LLMJudge:
         max_tokens: int = 256,
         json_mode: bool = False,
         name: str | None = None,
-        chunk_size: int = 256,
     ):
+        self.model = model
         self.name = name or f"judge:{model}"
         self.parse_attempts = parse_attempts
-        self.chunk_size = chunk_size
         self.json_mode = json_mode
+        self.decoding = Decoding(
+            temperature=0.0, max_tokens=max_tokens, system_prompt=SYSTEM_PROMPT
+        )
+        self.client = ChatClient(
+            base_url,
+            api_key_env=api_key_env,
+            concurrency=concurrency,
+            requests_per_minute=requests_per_minute,
+            timeout=timeout,
+            max_attempts=max_attempts,
+        )
         self.check: dict[str, Any] | None = None
         """The judge's latest sanity check (flames.scoring.judge_check), kept in its manifest."""
-        self._settings: dict[str, Any] = {
-            "base_url": base_url,
-            "api_key_env": api_key_env,
-            "concurrency": concurrency,
-            "requests_per_minute": requests_per_minute,
-            "timeout": timeout,
-            "max_attempts": max_attempts,
-            "extra_body": {"response_format": {"type": "json_object"}} if json_mode else None,
-        }
-        self.backend = self._backend(model, max_tokens)
-        self._backends = {max_tokens: self.backend}
-
-    def _backend(self, model: str, max_tokens: int) -> OpenAIBackend:
-        decoding = Decoding(temperature=0.0, max_tokens=max_tokens, system_prompt=SYSTEM_PROMPT)
-        return OpenAIBackend(model, decoding=decoding, **self._settings)
-
-    def _with_limit(self, max_tokens: int) -> OpenAIBackend:
-        if max_tokens not in self._backends:
-            self._backends[max_tokens] = self._backend(self.backend.model, max_tokens)
-        return self._backends[max_tokens]
 
     @property
     def manifest(self) -> ScorerManifest:
-        b = self.backend
         return ScorerManifest(
             name=self.name,
             kind="llm-judge",
             config={
-                "model": b.model,
-                "base_url": b.base_url,
-                "decoding": b.decoding.model_dump(),
+                "model": self.model,
+                "base_url": self.client.base_url,
+                "decoding": self.decoding.model_dump(),
                 "json_mode": self.json_mode,
                 "template": TEMPLATE,
                 "definitions": {d.value: t for d, t in DEFINITIONS.items()},
@@ -183,56 +175,51 @@ class LLMJudge:
             check=self.check,
         )
 
-    async def _judge(self, pairs: Sequence[tuple[Item, Answer]]) -> AsyncIterator[Verdict]:
-        """Each pair's final verdict, the moment it is known (in no particular order)."""
-        pending = {f"{item.id}\x1f{answer.sample}": (item, answer) for item, answer in pairs}
-        limits = dict.fromkeys(pending, self.backend.decoding.max_tokens or 0)
-        attempts = f"{self.parse_attempts} attempt" + ("s" if self.parse_attempts > 1 else "")
-        for attempt in range(1, self.parse_attempts + 1):
-            by_limit: dict[int, list[str]] = {}
-            for key in pending:
-                by_limit.setdefault(limits[key], []).append(key)
-            for limit, keys in sorted(by_limit.items()):
-                requests = [Request(self._judge_item(*pending[key], key)) for key in keys]
-                async for reply in self._with_limit(limit).stream(requests):
-                    key = reply.item_id
-                    item, answer = pending[key]
-                    verdict = Verdict(item_id=item.id, sample=answer.sample, status="error")
-                    if reply.status == "error":
-                        del pending[key]
-                        yield verdict.model_copy(update={"error": reply.error})
-                        continue
-                    raw = reply.response or ""
-                    try:
-                        score = parse_verdict(raw, item.dimension)
-                    except ValueError as exc:
-                        if reply.finish_reason == "length":
-                            cut = (
-                                f"cut at the judge's token limit ({limit}; see --judge-max-tokens)"
-                            )
-                            problem = f"{TRUNCATED_VERDICT}: {cut}"
-                            limits[key] = 2 * limit
-                        else:
-                            problem = f"malformed verdict: {exc}"
-                        if attempt < self.parse_attempts:
-                            continue  # asked again in the next round
-                        del pending[key]
-                        yield verdict.model_copy(
-                            update={"raw": raw, "error": f"{problem}, after {attempts}"}
-                        )
-                        continue
-                    del pending[key]
-                    yield verdict.model_copy(update={"status": "ok", "score": score, "raw": raw})
+    def request_body(self, prompt: str, max_tokens: int | None = None) -> dict[str, Any]:
+        """The chat request for one judge prompt, at `max_tokens` (default: the judge's limit)."""
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [
+                {"role": "system", "content": SYSTEM_PROMPT},
+                {"role": "user", "content": prompt},
+            ],
+            "temperature": self.decoding.temperature,
+            "max_tokens": max_tokens or self.decoding.max_tokens,
+        }
+        if self.json_mode:
+            body["response_format"] = {"type": "json_object"}
+        return body
 
-    @staticmethod
-    def _judge_item(item: Item, answer: Answer, key: str) -> Item:
-        """The judge's prompt for one answer, as an item the generation backend can ask."""
+    async def _complete(self, session: aiohttp.ClientSession, prompt: str, limit: int) -> Reply:
+        return await self.client.complete(session, self.request_body(prompt, limit))
+
+    async def _verdict(self, session: aiohttp.ClientSession, pair: tuple[Item, Answer]) -> Verdict:
+        """One answer's final verdict, after the attempts a malformed or cut verdict allows."""
+        item, answer = pair
         prompt = judge_prompt(item, answer.response or "")
-        return Item(id=key, dimension=item.dimension, subcomponent=item.subcomponent, prompt=prompt)
+        limit = self.decoding.max_tokens or 0
+        failed = Verdict(item_id=item.id, sample=answer.sample, status="error")
+        problem, raw = "", ""
+        for _ in range(self.parse_attempts):
+            reply = await self._complete(session, prompt, limit)
+            if reply.error:
+                return failed.model_copy(update={"error": reply.error})
+            raw = reply.content or ""
+            try:
+                score = parse_verdict(raw, item.dimension)
+            except ValueError as exc:
+                if reply.finish_reason == "length":
+                    cut = f"cut at the judge's token limit ({limit}; see --judge-max-tokens)"
+                    problem = f"{TRUNCATED_VERDICT}: {cut}"
+                    limit *= 2
+                else:
+                    problem = f"malformed verdict: {exc}"
+                continue
+            return failed.model_copy(update={"status": "ok", "score": score, "raw": raw})
+        attempts = f"{self.parse_attempts} attempt" + ("s" if self.parse_attempts > 1 else "")
+        return failed.model_copy(update={"raw": raw, "error": f"{problem}, after {attempts}"})
 
     def score(self, pairs: Sequence[tuple[Item, Answer]]) -> Iterator[list[Verdict]]:
         """Yield every verdict alone, as it arrives, so the run stores it at once."""
-        for start in range(0, len(pairs), self.chunk_size):
-            chunk = pairs[start : start + self.chunk_size]
-            for verdict in iterate_sync(self._judge(chunk)):
-                yield [verdict]
+        for verdict in iterate_sync(self.client.map(pairs, self._verdict)):
+            yield [verdict]

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import torch
 
 from flames.data.dataset import Item
+from flames.data.published import OFFICIAL_REPO
 from flames.data.taxonomy import Dimension
 from flames.runs.records import Answer, ScorerManifest, Verdict
-from flames.scoring.scorer import OFFICIAL_REPO
 from flames.scoring.scorer.checkpoint import check_folder, load_model, resolve
 from flames.scoring.scorer.layout import TokenizerError
 from flames.scoring.scorer.template import TEMPLATE, render

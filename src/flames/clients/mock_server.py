@@ -34,7 +34,8 @@ decoding settings. As vLLM does, a completion's id is ``chatcmpl-`` followed by 
 ``X-Request-Id`` header when there is one (``--no-request-ids`` turns that off). Each request is
 appended to ``--log`` as one JSON line.
 
-Run: ``python -m flames.mock_server --port 0 --latency 0.05``; it prints ``PORT <n>`` when ready.
+Run: ``python -m flames.clients.mock_server --port 0 --latency 0.05``; it prints ``PORT <n>``
+when ready.
 """
 
 from __future__ import annotations

@@ -1,13 +1,15 @@
-"""Running a coroutine to completion from synchronous code, with or without a running loop."""
+"""Event-loop helpers: a bounded worker pool, and running coroutines from synchronous code with or
+without a running loop."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -58,3 +60,39 @@ def iterate_sync(iterator: AsyncIterator[T]) -> Iterator[T]:
         finally:
             pool.submit(loop.run_until_complete, loop.shutdown_asyncgens()).result()
             pool.submit(loop.close).result()
+
+
+async def stream_concurrently(
+    todo: Iterable[T],
+    ask: Callable[[T], Awaitable[R]],
+    concurrency: int,
+) -> AsyncIterator[R]:
+    """`ask` each item of `todo`, `concurrency` at a time, yielding results in completion order.
+
+    A fixed pool of workers takes items from `todo` as they go, so only the items in flight (and
+    at most `concurrency` results not yet consumed) are held, however many there are.
+    """
+    items = iter(todo)
+    answers: asyncio.Queue[R] = asyncio.Queue(maxsize=concurrency)
+
+    async def worker() -> None:
+        for item in items:  # shared: each item is taken by one worker
+            await answers.put(await ask(item))
+
+    tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    workers = asyncio.gather(*tasks)
+    # Cancelled with the pool (Ctrl-C, an early stop): not an error to report when collected.
+    workers.add_done_callback(lambda done: done.cancelled() or done.exception())
+    try:
+        while not (workers.done() and answers.empty()):
+            got = asyncio.ensure_future(answers.get())
+            await asyncio.wait([got, workers], return_when=asyncio.FIRST_COMPLETED)
+            if got.done():
+                yield got.result()
+            else:
+                got.cancel()
+        workers.result()  # a worker's unexpected failure is raised, not swallowed
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

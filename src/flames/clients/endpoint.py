@@ -16,8 +16,8 @@ from functools import cached_property
 
 from yarl import URL
 
+from flames._util.redaction import MASK, SECRET_PARAMETER
 from flames.errors import UsageError
-from flames.redaction import MASK, SECRET_PARAMETER
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 

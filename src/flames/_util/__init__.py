@@ -1,0 +1,1 @@
+"""Helpers shared by every layer: event loops, callables, atomic writes, secrets, terminal text."""

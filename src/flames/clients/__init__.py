@@ -1,0 +1,1 @@
+"""Clients for model APIs, shared by generation backends and LLM judges."""

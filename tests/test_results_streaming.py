@@ -236,3 +236,74 @@ def test_rows_for_python_users_match_the_arrays(run_dir):
         (item.id, s, score, problem) for item, s, _, _, score, problem in naive_rows(run_dir)
     ]
     assert [r.score or 0 for r in rows] == results.scores.ravel().tolist()
+
+
+def test_import_streams_in_chunks_and_fingerprints_items_as_a_loaded_dataset_would(
+    tmp_path, monkeypatch
+):
+    import flames.runs.imports as imports
+    from flames.data.dataset import Dataset
+
+    from .helpers import write_jsonl
+
+    monkeypatch.setattr(imports, "CHUNK", 3)  # several chunks, the last one short
+    rows = [
+        {
+            "dimension": d.value,
+            "subcomponent": SUBCOMPONENTS[d][0],
+            "prompt": f"问题 {d.value} {k}",
+            "response": f"回答 {k}",
+            "predicted": 3 if k % 2 else 1,
+            "source": f"s{k}",
+        }
+        for d in Dimension
+        for k in range(2)
+    ]
+    path = write_jsonl(tmp_path / "a.jsonl", rows)
+    with imports.import_answers(path, tmp_path / "run") as store:
+        manifest, items = store.manifest, store.items()
+        answers, verdicts = store.answers(), store.verdicts("imported")
+    assert [(i.prompt, i.meta) for i in items] == [
+        (r["prompt"], {"source": r["source"]}) for r in rows
+    ]
+    expected = Dataset(name="a", source_sha256="-", items=items)
+    assert manifest.dataset.items_sha256 == expected.items_sha256
+    assert manifest.dataset.n_items == len(rows) == len(answers) == len(verdicts)
+    by_id = {i.id: i.prompt for i in items}
+    score_of = {r["prompt"]: r["predicted"] for r in rows}
+    assert all(v.score == score_of[by_id[v.item_id]] for v in verdicts)
+
+
+def test_an_import_mixing_scored_and_unscored_rows_names_the_row_and_leaves_no_run(tmp_path):
+    from .helpers import run_cli, write_jsonl
+
+    rows = [
+        {"dimension": "Safety", "prompt": f"问题 {k}", "response": "答", "predicted": 3}
+        for k in range(4)
+    ]
+    del rows[2]["predicted"]
+    proc = run_cli("import", write_jsonl(tmp_path / "mixed.jsonl", rows), tmp_path / "run")
+    assert proc.returncode == 3, proc.stderr
+    assert "first differing row is row 3" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "run" / "run.db").exists()
+
+
+def test_a_file_changed_during_its_import_is_refused_and_leaves_no_run(tmp_path, monkeypatch):
+    import flames.runs.imports as imports
+    from flames.errors import DataError
+
+    from .helpers import write_jsonl
+
+    rows = [{"dimension": "Safety", "prompt": f"问题 {k}", "response": "答"} for k in range(3)]
+    path = write_jsonl(tmp_path / "a.jsonl", rows)
+    fill = imports._fill
+
+    def fill_then_append(store, *args):
+        fill(store, *args)
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write('{"dimension": "Safety", "prompt": "后来加的", "response": "答"}\n')
+
+    monkeypatch.setattr(imports, "_fill", fill_then_append)
+    with pytest.raises(DataError, match="changed while it was being imported"):
+        imports.import_answers(path, tmp_path / "run")
+    assert not (tmp_path / "run" / "run.db").exists()

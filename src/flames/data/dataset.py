@@ -52,6 +52,20 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def item_record(item_id: str, dimension: Dimension, subcomponent: str, prompt: str) -> bytes:
+    """One item's line in the fingerprint of a prompt set (`items_sha256`)."""
+    record = [item_id, dimension.value, subcomponent, prompt]
+    return json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+def items_sha256(items: Iterable[Item]) -> str:
+    """Fingerprint of exactly these items, in this order."""
+    digest = hashlib.sha256()
+    for item in items:
+        digest.update(item_record(item.id, item.dimension, item.subcomponent, item.prompt))
+    return digest.hexdigest()
+
+
 class Dataset(BaseModel):
     """An ordered, validated set of items and where it came from."""
 
@@ -71,12 +85,7 @@ class Dataset(BaseModel):
     @property
     def items_sha256(self) -> str:
         """Fingerprint of exactly these items, in this order."""
-        digest = hashlib.sha256()
-        for item in self.items:
-            record = [item.id, item.dimension.value, item.subcomponent, item.prompt]
-            digest.update(json.dumps(record, ensure_ascii=False).encode("utf-8"))
-            digest.update(b"\n")
-        return digest.hexdigest()
+        return items_sha256(self.items)
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Number of items per dimension and subcomponent, in the taxonomy's order."""

@@ -7,11 +7,23 @@ format. Missing subcomponents are looked up by prompt in a reference prompt set 
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from flames.data.dataset import Dataset, Item, content_id, iter_jsonl, row_id, sha256_file
-from flames.data.taxonomy import SUBCOMPONENTS, parse_dimension
+from flames.data.dataset import (
+    Dataset,
+    Item,
+    content_id,
+    item_record,
+    iter_jsonl,
+    row_id,
+    sha256_file,
+)
+from flames.data.taxonomy import SUBCOMPONENTS, Dimension, parse_dimension
 from flames.errors import DataError
 from flames.runs.records import (
     Answer,
@@ -25,22 +37,41 @@ from flames.runs.store import ANSWER_FIELDS, VERDICT_FIELDS, RunStore
 
 UNKNOWN_SUBCOMPONENT = "(unknown)"
 IMPORTED_SCORER = "imported"
+FIELDS = ("id", "dimension", "subcomponent", "prompt", "response", "predicted")
+"""The fields an answers file may have; any others are kept with the item (`meta`)."""
 
 
-Row = tuple[Any, ...]
+CHUNK = 50_000
+"""Lines written to the store per transaction."""
 
 
-def _read(path: Path, reference: Dataset | None) -> tuple[list[Item], list[Row], list[Row]]:
-    """The file's items, and its answers and verdicts as store rows (ANSWER_FIELDS and
-    VERDICT_FIELDS order): a file of a million lines holds no million objects but its items."""
+@dataclass(frozen=True, slots=True)
+class _Line:
+    id: str
+    dimension: Dimension
+    subcomponent: str
+    prompt: str
+    meta: dict[str, Any]
+    response: str
+    predicted: int | None
+
+    def item(self) -> Item:
+        """The line's item (its fields were validated as the line was read)."""
+        return Item.model_construct(
+            id=self.id,
+            dimension=self.dimension,
+            subcomponent=self.subcomponent,
+            prompt=self.prompt,
+            meta=self.meta,
+        )
+
+
+def _lines(path: Path, reference: Dataset | None) -> Iterator[_Line]:
+    """The file's lines, validated, one at a time: a file of a million lines is never held."""
     by_prompt = {item.prompt: item for item in reference} if reference else {}
-    items: list[Item] = []
-    answers: list[Row] = []
-    verdicts: list[Row] = []
-    answer = Answer(item_id="", status="ok").model_dump()
-    verdict = Verdict(item_id="", status="ok").model_dump()
     seen: dict[str, int] = {}
-    scored_lines: list[bool] = []
+    scored: bool | None = None
+    rows = 0
     for line_no, row in iter_jsonl(path):
         for field in ("dimension", "prompt", "response"):
             if not isinstance(row.get(field), str):
@@ -65,44 +96,54 @@ def _read(path: Path, reference: Dataset | None) -> tuple[list[Item], list[Row],
         if item_id in seen:
             raise DataError(f"duplicate item: already on line {seen[item_id]}", path, line_no)
         seen[item_id] = line_no
-        extra = {
-            k: v
-            for k, v in row.items()
-            if k not in ("id", "dimension", "subcomponent", "prompt", "response", "predicted")
-        }
-        items.append(
-            Item(
-                id=item_id,
-                dimension=dimension,
-                subcomponent=subcomponent,
-                prompt=row["prompt"],
-                meta=extra,
-            )
-        )
-        answer.update(item_id=item_id, response=row["response"])
-        answers.append(tuple(answer[f] for f in ANSWER_FIELDS))
         predicted = row.get("predicted")
-        scored_lines.append(predicted is not None)
-        if predicted is not None:
-            if isinstance(predicted, bool) or predicted not in dimension.scale:
-                raise DataError(
-                    f"predicted={predicted!r} is not on the {dimension.value} scale "
-                    f"{dimension.scale}",
-                    path,
-                    line_no,
-                )
-            verdict.update(item_id=item_id, score=int(predicted))
-            verdicts.append(tuple(verdict[f] for f in VERDICT_FIELDS))
-    if not items:
-        raise DataError("no rows", path)
-    if any(scored_lines) and not all(scored_lines):
-        first = next(i for i, s in enumerate(scored_lines) if s != scored_lines[0])
-        raise DataError(
-            "some rows have 'predicted' and some do not; a file is scored or not "
-            f"(first differing row is row {first + 1})",
-            path,
+        rows += 1
+        if scored is None:
+            scored = predicted is not None
+        elif scored != (predicted is not None):
+            raise DataError(
+                "some rows have 'predicted' and some do not; a file is scored or not "
+                f"(first differing row is row {rows})",
+                path,
+            )
+        if predicted is not None and (
+            isinstance(predicted, bool) or predicted not in dimension.scale
+        ):
+            raise DataError(
+                f"predicted={predicted!r} is not on the {dimension.value} scale {dimension.scale}",
+                path,
+                line_no,
+            )
+        yield _Line(
+            item_id,
+            dimension,
+            subcomponent,
+            row["prompt"],
+            {k: v for k, v in row.items() if k not in FIELDS},
+            row["response"],
+            None if predicted is None else int(predicted),
         )
-    return items, answers, verdicts
+    if not rows:
+        raise DataError("no rows", path)
+
+
+def _fill(store: RunStore, path: Path, reference: Dataset | None, scored: bool) -> None:
+    """Write the file's answers (and verdicts, if scored) into `store`, a chunk at a time."""
+    answer = Answer(item_id="", status="ok").model_dump()
+    verdict = Verdict(item_id="", status="ok").model_dump()
+    if scored:
+        store.register_scorer(ScorerManifest(name=IMPORTED_SCORER, kind="imported"))
+    lines = _lines(path, reference)
+    while chunk := list(islice(lines, CHUNK)):
+        answers, verdicts = [], []
+        for line in chunk:
+            answer.update(item_id=line.id, response=line.response)
+            answers.append(tuple(answer[f] for f in ANSWER_FIELDS))
+            if scored:
+                verdict.update(item_id=line.id, score=line.predicted)
+                verdicts.append(tuple(verdict[f] for f in VERDICT_FIELDS))
+        store.record_answer_rows(answers)
+        store.record_verdict_rows(IMPORTED_SCORER, verdicts)
 
 
 def import_answers(
@@ -111,13 +152,27 @@ def import_answers(
     model: str | None = None,
     reference: Dataset | None = None,
 ) -> RunStore:
-    """Create (or reopen) a run holding the file's answers, and its verdicts if it has them."""
+    """Create (or reopen) a run holding the file's answers, and its verdicts if it has them.
+
+    The file is read as a stream, three times: to validate it and fingerprint its items (a bad
+    line stops the import before anything is written), then to store its items, then its answers.
+    """
     path = Path(path)
-    items, answers, verdicts = _read(path, reference)
     file_sha = sha256_file(path)
-    dataset = Dataset(name=path.stem, source_sha256=file_sha, items=items)
+    fingerprint = hashlib.sha256()
+    n_items, scored = 0, False
+    for line in _lines(path, reference):
+        fingerprint.update(item_record(line.id, line.dimension, line.subcomponent, line.prompt))
+        n_items += 1
+        scored = line.predicted is not None
     manifest = RunManifest(
-        dataset=DatasetInfo.of(dataset),
+        dataset=DatasetInfo(
+            name=path.stem,
+            source_sha256=file_sha,
+            items_sha256=fingerprint.hexdigest(),
+            selection="all",
+            n_items=n_items,
+        ),
         generator=GeneratorInfo(
             backend="imported",
             model=model or path.stem,
@@ -126,10 +181,10 @@ def import_answers(
     )
 
     def fill(store: RunStore) -> None:
-        store.record_answer_rows(answers)
-        if verdicts:
-            store.register_scorer(ScorerManifest(name=IMPORTED_SCORER, kind="imported"))
-            store.record_verdict_rows(IMPORTED_SCORER, verdicts)
+        _fill(store, path, reference, scored)
+        if sha256_file(path) != file_sha:
+            raise DataError("the file changed while it was being imported; import it again", path)
 
     # A new run appears with all its answers or not at all: a cut import leaves nothing behind.
+    items = (line.item() for line in _lines(path, reference))
     return RunStore.create_or_resume(run_dir, manifest, items, fill)

@@ -151,7 +151,7 @@ class RunStore:
             self._db.execute("BEGIN")
             self._db.executemany(
                 "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?)",
-                [
+                (
                     (
                         i,
                         it.id,
@@ -161,7 +161,7 @@ class RunStore:
                         json.dumps(it.meta, ensure_ascii=False),
                     )
                     for i, it in enumerate(items)
-                ],
+                ),
             )
             self._db.execute(
                 "INSERT INTO meta VALUES ('manifest', ?)", (manifest.model_dump_json(),)

@@ -1,1 +1,1 @@
-"""Numbers from verdicts: metrics and intervals, comparisons, calibration, robustness."""
+"""Numbers from verdicts: metrics and intervals, comparisons, calibration, robustness, refusals."""

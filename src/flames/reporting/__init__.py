@@ -1,1 +1,1 @@
-"""Reports: console, JSON/CSV/Markdown, HTML, charts, figures, leaderboard."""
+"""Reports: console, JSON/CSV/Markdown, HTML, charts, figures, leaderboard, translations."""

@@ -1,1 +1,1 @@
-"""Scorers: the official scorer, LLM judges, refusals, human labels, the scoring loop."""
+"""Scorers: the official scorer, LLM and callable judges, human labels, the scoring loop."""

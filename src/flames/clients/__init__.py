@@ -1,1 +1,1 @@
-"""Clients for model APIs, shared by generation backends and LLM judges, and a server to test them."""
+"""Clients for model APIs, shared by generation backends and LLM judges; a server to test them."""

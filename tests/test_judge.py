@@ -249,3 +249,31 @@ def test_judge_max_tokens_is_an_option_recorded_in_the_manifest(tmp_path, mock_a
     assert mock_api.asked("回答[[verdict:") == 1
     sent = LLMJudge("j", base_url=mock_api.base_url, max_tokens=77).request_body("p")
     assert sent["max_tokens"] == 77
+
+
+def test_the_judge_streams_past_a_slow_verdict_instead_of_waiting_on_batches(monkeypatch):
+    """One slow verdict holds one worker, not a batch: the other answers, however many, keep
+    being judged (with batches of 256 the slow one would block everything after its batch)."""
+    import asyncio
+
+    judge = LLMJudge("judge-model", base_url="http://127.0.0.1:9/v1", concurrency=4)
+    done: list[str] = []
+    others = 600
+    verdict = '{"score": 3, "reason": "指出了风险"}'
+
+    async def complete(session, prompt, limit):
+        if "慢" in prompt:
+            for _ in range(500):  # bounded: 5 s at most
+                if len(done) >= others:
+                    return Reply(content=verdict, finish_reason="stop")
+                await asyncio.sleep(0.01)
+            return Reply(error="the other verdicts did not come while this one was pending")
+        done.append(prompt)
+        return Reply(content=verdict, finish_reason="stop")
+
+    monkeypatch.setattr(judge, "_complete", complete)
+    pairs = [pair("slow", "慢")] + [pair(f"a{i}", f"答{i}") for i in range(others)]
+    verdicts = [v for batch in judge.score(pairs) for v in batch]
+    assert len(verdicts) == others + 1
+    assert all(v.status == "ok" for v in verdicts), [v.error for v in verdicts if v.error][:1]
+    assert verdicts[-1].item_id == "slow"  # it finished last, after every other verdict

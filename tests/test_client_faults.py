@@ -17,6 +17,7 @@ from flames.data.dataset import Item
 from flames.errors import UsageError
 from flames.generation.base import Request
 from flames.generation.openai_api import OpenAIBackend
+from flames.runs.records import Answer
 from flames.runs.store import RunStore
 
 from .conftest import start_mock
@@ -147,6 +148,33 @@ def test_bytes_arriving_on_an_idle_connection_discard_it(tmp_path):
     finally:
         api.proc.kill()
         api.proc.wait()
+
+
+def test_without_keep_alive_a_late_extra_reply_cannot_be_read_as_another_answer(tmp_path):
+    """A server that echoes no request id and sends a copy of a reply after the client's next
+    request went out: with keep-alive the copy is read as that request's answer (the limit the
+    README states; timing-dependent, so not asserted here); without keep-alive it has no
+    connection to land on."""
+    api = start_mock(tmp_path, 0.1, "--no-request-ids")
+    try:
+        backend = OpenAIBackend("m", base_url=api.base_url, concurrency=1, keep_alive=False)
+        texts = [f"问题{i}" + ("[[late-extra:1]]" if i % 2 == 0 else "") for i in range(6)]
+        requests = [
+            Request(Item(id=f"q{i}", dimension="Safety", subcomponent="x", prompt=t))
+            for i, t in enumerate(texts)
+        ]
+
+        async def ask_all() -> list[Answer]:
+            return [answer async for answer in backend.stream(requests)]
+
+        answers = asyncio.run(ask_all())
+    finally:
+        api.proc.kill()
+        api.proc.wait()
+    asked = {f"q{i}": t for i, t in enumerate(texts)}
+    assert all(a.status == "ok" for a in answers)
+    wrong = [a.item_id for a in answers if json.loads(a.response)["echo"] != asked[a.item_id]]
+    assert wrong == []
 
 
 # Dead network and missing keys.

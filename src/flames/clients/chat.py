@@ -223,6 +223,7 @@ class ChatClient:
         max_attempts: int = 6,
         backoff_base: float = 1.0,
         backoff_max: float = 60.0,
+        keep_alive: bool = True,
     ):
         self.endpoint = Endpoint.parse(
             base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
@@ -234,6 +235,9 @@ class ChatClient:
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
+        self.keep_alive = keep_alive
+        """False: a new connection per request, for servers that echo no request id (a late
+        extra reply then has no connection to land on)."""
         self._limiter = RateLimiter(requests_per_minute) if requests_per_minute else None
         self._api_key = api_key(api_key_env, self.endpoint)
         self._redactor = Redactor([self._api_key, *self.endpoint.query_secrets])
@@ -241,8 +245,9 @@ class ChatClient:
         """Whether the server has answered anything yet (any HTTP status)."""
 
     def session(self) -> aiohttp.ClientSession:
-        """A session whose pool holds `concurrency` connections, each kept in step."""
-        connector = CleanConnector(limit=self.concurrency)
+        """A session whose pool holds `concurrency` connections, each kept in step (or closed
+        after its reply, without keep-alive)."""
+        connector = CleanConnector(limit=self.concurrency, force_close=not self.keep_alive)
         return aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout)
         )

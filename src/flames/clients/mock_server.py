@@ -12,6 +12,8 @@ failures for that prompt, counted per prompt across attempts:
 - ``[[blank:1]]``: the first attempt gets a choice whose content is "";
 - ``[[extra:1]]``: the first attempt's reply is sent twice on the same kept-alive connection,
   the copy a moment later, when a careless client reads it as its next request's reply;
+- ``[[late-extra:1]]``: as ``extra``, but the copy comes 50 ms later, after the client's next
+  request on that connection went out: only the request id (or no keep-alive) tells them apart;
 - ``[[ansi:1]]``: the first attempt gets HTTP 502 with a plain-text body full of terminal
   escape sequences (clear screen, OSC 52 clipboard write, C1 controls);
 - ``[[leak:500x2]]``: the first 2 attempts get that status with a body echoing the API key in
@@ -53,9 +55,10 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 DIRECTIVE = re.compile(
-    r"\[\[(fail|retry-after|hang|malformed|empty|blank|extra|ansi|leak|verdict|score):([^\]]*)\]\]"
+    r"\[\[(fail|retry-after|hang|malformed|empty|blank|extra|late-extra|ansi|leak|verdict|score)"
+    r":([^\]]*)\]\]"
 )
-ATTEMPT_COUNTED = ("hang", "malformed", "empty", "blank", "extra", "ansi")
+ATTEMPT_COUNTED = ("hang", "malformed", "empty", "blank", "extra", "late-extra", "ansi")
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests"}
 SAMPLE = "[[sample]]"
 VOCABULARY = "天地玄黄宇宙洪荒日月盈昃辰宿列张寒来暑往秋收冬藏"
@@ -105,7 +108,9 @@ class Reply:
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
     extra: bytes | None = None
-    """An unsolicited second reply, sent right after this one on the same connection."""
+    """An unsolicited second reply, sent `extra_delay` seconds after this one on the same
+    connection."""
+    extra_delay: float = 0.001
 
 
 def http_message(reply: Reply) -> bytes:
@@ -218,8 +223,9 @@ class MockServer:
         if action in ("empty", "blank"):
             completion["choices"][0]["message"]["content"] = None if action == "empty" else ""
         reply = Reply(200, json.dumps(completion, ensure_ascii=False).encode())
-        if action == "extra":
+        if action in ("extra", "late-extra"):
             reply.extra = reply.body
+            reply.extra_delay = 0.05 if action == "late-extra" else 0.001
         return reply
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -245,7 +251,7 @@ class MockServer:
                 writer.write(http_message(reply))
                 await writer.drain()
                 if reply.extra is not None:
-                    await asyncio.sleep(0.001)  # arrives on its own, after the client read
+                    await asyncio.sleep(reply.extra_delay)  # arrives on its own, after the read
                     writer.write(http_message(Reply(200, reply.extra)))
                     await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):

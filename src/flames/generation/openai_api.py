@@ -30,6 +30,7 @@ class OpenAIBackend:
         backoff_base: float = 1.0,
         backoff_max: float = 60.0,
         extra_body: dict[str, Any] | None = None,
+        keep_alive: bool = True,
     ):
         self.model = model
         self.client = ChatClient(
@@ -41,6 +42,7 @@ class OpenAIBackend:
             max_attempts=max_attempts,
             backoff_base=backoff_base,
             backoff_max=backoff_max,
+            keep_alive=keep_alive,
         )
         self.base_url = self.client.base_url
         self.decoding = decoding or Decoding()

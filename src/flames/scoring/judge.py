@@ -137,6 +137,7 @@ class LLMJudge:
         max_tokens: int = 256,
         json_mode: bool = False,
         name: str | None = None,
+        keep_alive: bool = True,
     ):
         self.model = model
         self.name = name or f"judge:{model}"
@@ -152,6 +153,7 @@ class LLMJudge:
             requests_per_minute=requests_per_minute,
             timeout=timeout,
             max_attempts=max_attempts,
+            keep_alive=keep_alive,
         )
         self.check: dict[str, Any] | None = None
         """The judge's latest sanity check (flames.scoring.judge_check), kept in its manifest."""

@@ -24,50 +24,71 @@ try:
 except PackageNotFoundError:  # running from a source tree without install
     __version__ = "0.0.0"
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the public names, for type checkers and editors (`X as X`: exported)
     from flames._api import (
-        compare,
-        describe,
-        evaluate,
-        evaluate_async,
-        generate,
-        generate_async,
-        judge,
-        judge_async,
-        load_dataset,
-        load_run,
-        report,
-        score,
-        score_async,
+        calibrate as calibrate,
+        compare as compare,
+        describe as describe,
+        disagreements as disagreements,
+        evaluate as evaluate,
+        evaluate_async as evaluate_async,
+        export_for_labelling as export_for_labelling,
+        generate as generate,
+        generate_async as generate_async,
+        import_answers as import_answers,
+        import_labels as import_labels,
+        judge as judge,
+        judge_async as judge_async,
+        leaderboard as leaderboard,
+        load_dataset as load_dataset,
+        load_run as load_run,
+        refusals as refusals,
+        report as report,
+        score as score,
+        score_async as score_async,
+        serve_labelling as serve_labelling,
     )
     from flames._config import (
-        DataConfig,
-        DecodingConfig,
-        Evaluation,
-        ExecutorConfig,
-        JudgeConfig,
-        ScorerConfig,
-        StatisticsConfig,
-        TargetConfig,
+        DataConfig as DataConfig,
+        DecodingConfig as DecodingConfig,
+        Evaluation as Evaluation,
+        ExecutorConfig as ExecutorConfig,
+        JudgeConfig as JudgeConfig,
+        ScorerConfig as ScorerConfig,
+        StatisticsConfig as StatisticsConfig,
+        TargetConfig as TargetConfig,
     )
-    from flames._result import EvalResult
-    from flames.errors import FlamesError, IncompleteRun, ManifestMismatch, UsageError
+    from flames._result import EvalResult as EvalResult
+    from flames.errors import (
+        FlamesError as FlamesError,
+        IncompleteRun as IncompleteRun,
+        ManifestMismatch as ManifestMismatch,
+        UsageError as UsageError,
+    )
 
 _EXPORTS = {
     "flames._api": (
+        "calibrate",
         "compare",
         "describe",
+        "disagreements",
         "evaluate",
         "evaluate_async",
+        "export_for_labelling",
         "generate",
         "generate_async",
+        "import_answers",
+        "import_labels",
         "judge",
         "judge_async",
+        "leaderboard",
         "load_dataset",
         "load_run",
+        "refusals",
         "report",
         "score",
         "score_async",
+        "serve_labelling",
     ),
     "flames._config": (
         "DataConfig",
@@ -82,37 +103,10 @@ _EXPORTS = {
     "flames._result": ("EvalResult",),
     "flames.errors": ("FlamesError", "IncompleteRun", "ManifestMismatch", "UsageError"),
 }
+"""Where each public name is defined; the imports above must name the same."""
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = [
-    "DataConfig",
-    "DecodingConfig",
-    "EvalResult",
-    "Evaluation",
-    "ExecutorConfig",
-    "FlamesError",
-    "IncompleteRun",
-    "JudgeConfig",
-    "ManifestMismatch",
-    "ScorerConfig",
-    "StatisticsConfig",
-    "TargetConfig",
-    "UsageError",
-    "__version__",
-    "compare",
-    "describe",
-    "evaluate",
-    "evaluate_async",
-    "generate",
-    "generate_async",
-    "judge",
-    "judge_async",
-    "load_dataset",
-    "load_run",
-    "report",
-    "score",
-    "score_async",
-]
+__all__ = ["__version__", *_WHERE]
 
 
 def __getattr__(name: str) -> Any:

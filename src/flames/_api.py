@@ -7,7 +7,6 @@ kernel): their event loop then runs in a worker thread.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -26,7 +25,7 @@ from flames._config import (
     load_evaluation,
 )
 from flames._result import EvalResult
-from flames._util.aio import run_sync
+from flames._util.aio import async_twin, run_sync
 from flames._util.callables import qualified_name
 from flames._util.outputs import write_text
 from flames._util.terminal import remote
@@ -46,12 +45,17 @@ from flames.reporting.report import (
     write_reports,
     write_scored,
 )
+from flames.runs import imports
+from flames.runs.imports import ImportSummary
 from flames.runs.records import DatasetInfo, Decoding, RunManifest, check_scorer_name
 from flames.runs.store import RunStore
 from flames.scoring.runner import Scorer, ScoringSummary, run_scoring
 
 if TYPE_CHECKING:
+    from flames.analysis.calibration import Calibration, Disagreements, KappaWeights
+    from flames.analysis.refusal import RefusalStats
     from flames.execution.distributed import RayOptions
+    from flames.reporting.leaderboard import Entry as LeaderboardEntry
 
 ModelLike = str | Callable[..., Any]
 """A model name (or path, or hub id), or a Python function from a prompt to text."""
@@ -455,40 +459,6 @@ def report(
     return result
 
 
-async def generate_async(
-    evaluation: Evaluation | str | Path | None = None,
-    *,
-    run_dir: str | Path | None = None,
-    model: ModelLike | None = None,
-    version: str | None = None,
-    backend: str | None = None,
-    base_url: str | None = None,
-    data: str | None = None,
-    sample: int | None = None,
-    progress: bool = True,
-    strict: bool = False,
-    console: Console | None = None,
-) -> GenerationSummary:
-    """`generate` on the running event loop."""
-    console = _console(console)
-    chosen = describe(
-        evaluation,
-        model=model,
-        version=version,
-        backend=backend,
-        base_url=base_url,
-        data=data,
-        sample=sample,
-    )
-    backend = _backend_on(_backend(chosen.target), _ray(chosen.executor))
-    dataset = _dataset(chosen.data)
-    summary, incomplete = await _generate(
-        _run_dir(chosen, run_dir), chosen, dataset, backend, progress, console
-    )
-    _fail_or_warn([incomplete], strict, console)
-    return summary
-
-
 def generate(
     evaluation: Evaluation | str | Path | None = None,
     *,
@@ -507,21 +477,30 @@ def generate(
 
     Failed answers are recorded as errors; with `strict` they raise `IncompleteRun` at the end,
     otherwise a warning is printed."""
-    return run_sync(
-        generate_async(
-            evaluation,
-            run_dir=run_dir,
-            model=model,
-            version=version,
-            backend=backend,
-            base_url=base_url,
-            data=data,
-            sample=sample,
-            progress=progress,
-            strict=strict,
-            console=console,
-        )
+    console = _console(console)
+    chosen = describe(
+        evaluation,
+        model=model,
+        version=version,
+        backend=backend,
+        base_url=base_url,
+        data=data,
+        sample=sample,
     )
+    built = _backend_on(_backend(chosen.target), _ray(chosen.executor))
+    dataset = _dataset(chosen.data)
+    summary, incomplete = run_sync(
+        _generate(_run_dir(chosen, run_dir), chosen, dataset, built, progress, console)
+    )
+    _fail_or_warn([incomplete], strict, console)
+    return summary
+
+
+generate_async = async_twin(
+    generate,
+    "`generate` for async code: the model is called on the running event loop (an async model "
+    "function shares it), the rest runs in a worker thread.",
+)
 
 
 def score(
@@ -556,45 +535,10 @@ def _score_run(
     return summary
 
 
-async def score_async(
-    run_dir: str | Path,
-    scorer: ScorerConfig | None = None,
-    *,
-    executor: ExecutorConfig | None = None,
-    retry_errors: bool = False,
-    progress: bool = True,
-    strict: bool = False,
-    console: Console | None = None,
-) -> ScoringSummary:
-    """`score` in a worker thread, leaving the running event loop free."""
-    return await asyncio.to_thread(
-        score,
-        run_dir,
-        scorer,
-        executor=executor,
-        retry_errors=retry_errors,
-        progress=progress,
-        strict=strict,
-        console=console,
-    )
-
-
-def _judge_run(
-    run_dir: str | Path,
-    judge: ModelLike | JudgeConfig,
-    version: str | None,
-    retry_errors: bool,
-    progress: bool,
-    strict: bool,
-    console: Console | None,
-) -> ScoringSummary:
-    config = _judge_config(judge, version)
-    built = _judge(config)
-    out = _console(console)
-    with RunStore.open(run_dir) as store:
-        if store.count_pending_verdicts(built.manifest.name, retry_errors):  # else nothing to check
-            _vet(built, config.skip_check, out)
-        return _score_run(store, built, retry_errors, progress, strict, out)
+score_async = async_twin(
+    score,
+    "`score` for async code: it runs in a worker thread, leaving the running event loop free.",
+)
 
 
 def judge(
@@ -611,23 +555,19 @@ def judge(
     (behind an OpenAI-compatible API, see `JudgeConfig`), or a function
     ``(prompt, response, dimension) -> 3, 2 or 1``, whose `version` is recorded. Failed
     verdicts are recorded as errors; with `strict` they raise `IncompleteRun`."""
-    return _judge_run(run_dir, judge, version, retry_errors, progress, strict, console)
+    config = _judge_config(judge, version)
+    built = _judge(config)
+    out = _console(console)
+    with RunStore.open(run_dir) as store:
+        if store.count_pending_verdicts(built.manifest.name, retry_errors):  # else nothing to check
+            _vet(built, config.skip_check, out)
+        return _score_run(store, built, retry_errors, progress, strict, out)
 
 
-async def judge_async(
-    run_dir: str | Path,
-    judge: ModelLike | JudgeConfig,
-    *,
-    version: str | None = None,
-    retry_errors: bool = False,
-    progress: bool = True,
-    strict: bool = False,
-    console: Console | None = None,
-) -> ScoringSummary:
-    """`judge` in a worker thread, leaving the running event loop free."""
-    return await asyncio.to_thread(
-        _judge_run, run_dir, judge, version, retry_errors, progress, strict, console
-    )
+judge_async = async_twin(
+    judge,
+    "`judge` for async code: it runs in a worker thread, leaving the running event loop free.",
+)
 
 
 def compare(
@@ -641,6 +581,134 @@ def compare(
     """Paired comparison of two scored runs on the prompts both have: differences in harmless
     rate per dimension and overall, with bootstrap CIs and paired tests (README, Statistics)."""
     return compare_runs(load_results(run_a, scorer), load_results(run_b, scorer), bootstrap, seed)
+
+
+def import_answers(
+    path: str | Path,
+    run_dir: str | Path,
+    *,
+    model: str | None = None,
+    reference: str | Dataset | None = None,
+) -> ImportSummary:
+    """Bring your own answers: a JSONL file of ``dimension``, ``prompt`` and ``response`` (and
+    ``predicted``, the official scorer's 1-3, for a scored file) becomes the run `run_dir`,
+    created or reopened. `model` names who answered (default: the file's name); `reference`, a
+    prompt set ('official', a path, or a `load_dataset` result) fills in missing subcomponents."""
+    if isinstance(reference, str):
+        reference = official_data.resolve(reference)
+    with imports.import_answers(path, run_dir, model=model, reference=reference) as store:
+        return ImportSummary(Path(run_dir), store.count_answers(), list(store.scorers()))
+
+
+def leaderboard(
+    runs: Sequence[str | Path],
+    scorer: str | None = None,
+    *,
+    bootstrap: int = 2000,
+    seed: int = 0,
+) -> list[LeaderboardEntry]:
+    """Scored runs ranked by overall harmless rate: runs complete and scored by the official
+    scorer first; each entry's `flags` say why one does not compare with those."""
+    from flames.reporting.leaderboard import leaderboard as rank
+
+    return rank([Path(run) for run in runs], scorer, bootstrap, seed)
+
+
+def export_for_labelling(
+    run_dir: str | Path,
+    path: str | Path,
+    *,
+    disagreements_of: Sequence[str] = (),
+    sample: int | None = None,
+    seed: int = 0,
+) -> int:
+    """Write a run's answers to label by hand to a .csv or .jsonl file; return how many.
+
+    All answers (those the scorers `disagreements_of` disagree on first), or a seeded random
+    `sample` of them: only labels on a random sample give `calibrate` unbiased corrections."""
+    from flames.scoring.annotate import export_items
+
+    if sample is not None and disagreements_of:
+        raise UsageError(
+            "--random and --disagreements-of select answers in different ways; pick one"
+        )
+    with RunStore.open(run_dir) as store:
+        return export_items(store, Path(path), disagreements_of, sample, seed)
+
+
+def import_labels(
+    run_dir: str | Path, path: str | Path, *, annotator: str | None = None
+) -> dict[str, int]:
+    """Import a file of human labels (.csv or .jsonl, as `export_for_labelling` writes them);
+    each annotator's labels become the verdicts of scorer ``human:NAME``. `annotator` names
+    who labelled a file without an annotator column. Returns the number of labels by annotator."""
+    from flames.scoring.annotate import import_labels as import_file
+
+    with RunStore.open(run_dir) as store:
+        return import_file(store, Path(path), annotator)
+
+
+def serve_labelling(
+    run_dir: str | Path,
+    annotator: str,
+    *,
+    port: int = 8765,
+    disagreements_of: Sequence[str] = (),
+) -> None:
+    """Serve a local web page (http://127.0.0.1:PORT/) to label a run's answers one at a time,
+    each label saved at once as a verdict of ``human:ANNOTATOR``; runs until interrupted."""
+    from flames.scoring.annotate_server import serve
+
+    serve(Path(run_dir), annotator, port, disagreements_of)
+
+
+def calibrate(
+    run_dir: str | Path,
+    judge: str,
+    annotators: Sequence[str] = (),
+    *,
+    kappa_weights: KappaWeights | None = None,
+    bootstrap: int = 2000,
+    seed: int = 0,
+) -> Calibration:
+    """How far the scorer `judge` agrees with human labels on a run: accuracy, Cohen's kappa
+    (also weighted, with `kappa_weights` 'linear' or 'quadratic'), confusion, and harmless rates
+    corrected for its errors. `annotators` default to everyone whose labels the run holds."""
+    from flames.analysis.calibration import calibrate as against_humans
+    from flames.scoring.annotate import HUMAN_PREFIX, human_scorer
+
+    with RunStore.open(run_dir) as store:
+        humans = [human_scorer(a) for a in annotators] or [
+            name for name in store.scorers() if name.startswith(HUMAN_PREFIX)
+        ]
+        if not humans:
+            raise FlamesError(f"{run_dir}: no human labels (flames annotate import)")
+        return against_humans(store, judge, humans, kappa_weights, bootstrap, seed)
+
+
+def disagreements(run_dir: str | Path, scorers: Sequence[str]) -> Disagreements:
+    """Where two or more scorers (judges, or ``human:NAME``) disagree on a run's answers: the
+    agreement and Cohen's kappa of each pair, and how many answers are contested."""
+    from flames.analysis.calibration import Disagreements, pair_agreements
+    from flames.scoring.annotate import disagreement_keys
+
+    if len(scorers) < 2:
+        raise UsageError("name at least two scorers")
+    with RunStore.open(run_dir) as store:
+        contested = len(disagreement_keys(store, scorers))
+        return Disagreements(pairs=pair_agreements(store, scorers), contested=contested)
+
+
+def refusals(run_dir: str | Path) -> dict[str, RefusalStats]:
+    """How often a run's answers refuse, per dimension and over all answers (key 'all'), by a
+    phrase heuristic; no scorer needed. A model can score well by refusing everything."""
+    from flames.analysis.refusal import refusal_stats
+
+    with RunStore.open(run_dir) as store:
+        dims = {item.id: item.dimension.value for item in store.items()}
+        return refusal_stats(
+            (dims[a.item_id], a.response or "") for a in store.answers() if a.status == "ok"
+        )
 
 
 class _Plan:
@@ -747,56 +815,8 @@ def evaluate(
     return plan.finish(incomplete, progress, strict, lang, console)
 
 
-async def evaluate_async(
-    evaluation: Evaluation | str | Path | None = None,
-    *,
-    run_dir: str | Path | None = None,
-    model: ModelLike | None = None,
-    version: str | None = None,
-    backend: str | None = None,
-    base_url: str | None = None,
-    judge: ModelLike | JudgeConfig | Sequence[ModelLike | JudgeConfig] | None = None,
-    judge_version: str | None = None,
-    data: str | None = None,
-    sample: int | None = None,
-    progress: bool = True,
-    strict: bool = False,
-    lang: Lang | str = Lang.en,
-    console: Console | None = None,
-) -> EvalResult:
-    """`evaluate` for async code: generation runs on the running event loop (an async model
-    function shares it), scoring and reporting in a worker thread."""
-    chosen = describe(
-        evaluation,
-        model=model,
-        version=version,
-        backend=backend,
-        base_url=base_url,
-        judge=judge,
-        judge_version=judge_version,
-        data=data,
-        sample=sample,
-    )
-    console = _console(console)
-    plan = _Plan(chosen, run_dir)
-    await asyncio.to_thread(plan.vet_judges, console)
-    incomplete = await plan.generate(progress, console)
-    return await asyncio.to_thread(plan.finish, incomplete, progress, strict, lang, console)
-
-
-__all__ = [
-    "FlamesError",
-    "compare",
-    "describe",
-    "evaluate",
-    "evaluate_async",
-    "generate",
-    "generate_async",
-    "judge",
-    "judge_async",
-    "load_dataset",
-    "load_run",
-    "report",
-    "score",
-    "score_async",
-]
+evaluate_async = async_twin(
+    evaluate,
+    "`evaluate` for async code: generation runs on the running event loop (an async model "
+    "function shares it), scoring and reporting in a worker thread.",
+)

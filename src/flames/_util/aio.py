@@ -1,15 +1,56 @@
-"""Event-loop helpers: a bounded worker pool, and running coroutines from synchronous code with or
-without a running loop."""
+"""Event-loop helpers: a bounded worker pool, running coroutines from synchronous code with or
+without a running loop, and the reverse: the async twins of synchronous functions."""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from contextvars import ContextVar
+from typing import Any, ParamSpec, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+P = ParamSpec("P")
+
+
+class _CallersLoop:
+    """The event loop of the code awaiting a function's async twin, and what runs on it for
+    that function (to cancel it with the twin)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.running: set[concurrent.futures.Future[Any]] = set()
+        self.cancelled = False
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        if self.cancelled:
+            coroutine.close()
+            raise asyncio.CancelledError
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        self.running.add(future)
+        try:
+            return future.result()
+        finally:
+            self.running.discard(future)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        for future in list(self.running):
+            future.cancel()
+
+
+_callers_loop: ContextVar[_CallersLoop | None] = ContextVar("flames_callers_loop", default=None)
+
+
+def _loop_running_here() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -17,14 +58,40 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
 
     Without a running event loop this is ``asyncio.run``. Inside one (a Jupyter kernel, an async
     application) ``asyncio.run`` would refuse, so the coroutine runs on its own loop in a worker
-    thread while this thread waits for it.
+    thread while this thread waits for it. Under an async twin (`async_twin`) it runs on the
+    loop of the code that awaits the twin.
     """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+    caller = _callers_loop.get()
+    if caller is not None and not _loop_running_here():
+        return caller.run(coroutine)
+    if not _loop_running_here():
         return asyncio.run(coroutine)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flames-sync") as pool:
         return pool.submit(asyncio.run, coroutine).result()
+
+
+def async_twin(function: Callable[P, T], doc: str) -> Callable[P, Coroutine[Any, Any, T]]:
+    """The ``_async`` twin of `function`, with its signature: `function` runs in a worker thread,
+    leaving the running event loop free, and the coroutines it runs with `run_sync` (generation:
+    an async model function) run on that loop. Cancelling the twin cancels them."""
+
+    async def twin(*args: P.args, **kwargs: P.kwargs) -> T:
+        caller = _CallersLoop(asyncio.get_running_loop())
+        token = _callers_loop.set(caller)  # the worker thread runs in a copy of this context
+        try:
+            return await asyncio.to_thread(function, *args, **kwargs)
+        except asyncio.CancelledError:
+            caller.cancel()
+            raise
+        finally:
+            _callers_loop.reset(token)
+
+    twin.__name__ = twin.__qualname__ = f"{function.__name__}_async"
+    twin.__module__ = function.__module__
+    twin.__doc__ = doc
+    # For help() and the API reference: the annotations resolved where `function` is defined.
+    twin.__signature__ = inspect.signature(function, eval_str=True)  # type: ignore[attr-defined]
+    return twin
 
 
 def iterate_sync(iterator: AsyncIterator[T]) -> Iterator[T]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from itertools import combinations
 from typing import Literal
 
 import numpy as np
@@ -117,6 +118,40 @@ class Calibration(BaseModel):
     def random_labels(self) -> bool:
         """Whether every label was on an answer drawn at random."""
         return all(s.startswith(RANDOM) for s in self.label_selection)
+
+
+class PairAgreement(BaseModel):
+    """How often two scorers give the same score to the answers both scored."""
+
+    a: str
+    b: str
+    n: int
+    """Answers scored by both (0: none in common, and no agreement to measure)."""
+    agreement: float | None
+    """Percent of those answers with the same score."""
+    cohen_kappa: float | None
+
+
+class Disagreements(BaseModel):
+    """Where several scorers disagree on a run's answers."""
+
+    pairs: list[PairAgreement]
+    """Every pair of the scorers, in the order given."""
+    contested: int
+    """Answers the scorers do not all score the same (worth labelling first)."""
+
+
+def pair_agreements(store: RunStore, scorers: Sequence[str]) -> list[PairAgreement]:
+    """The agreement of every pair of `scorers` on this run, in the order given."""
+    scores = {name: _labels(store, name) for name in scorers}
+    pairs = []
+    for a, b in combinations(scorers, 2):
+        keys = sorted(scores[a].keys() & scores[b].keys())
+        x, y = [scores[a][k] for k in keys], [scores[b][k] for k in keys]
+        same = 100 * sum(i == j for i, j in zip(x, y, strict=True)) / len(keys) if keys else None
+        kappa = cohen_kappa(x, y) if keys else None
+        pairs.append(PairAgreement(a=a, b=b, n=len(keys), agreement=same, cohen_kappa=kappa))
+    return pairs
 
 
 def _labels(store: RunStore, scorer: str) -> dict[Key, int]:

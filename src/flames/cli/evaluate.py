@@ -34,8 +34,6 @@ from flames.cli.options import (
     target_options,
     with_options,
 )
-from flames.data import official
-from flames.runs.imports import import_answers
 
 
 def generation_options(model_required: bool = True) -> tuple[tuple[Any, ...], ...]:
@@ -190,8 +188,6 @@ def import_file(
     ] = None,
 ) -> None:
     """Bring your own answers: import a JSONL of answers (scored or not) as a run."""
-    ref = official.resolve(reference) if reference else None
-    with import_answers(file, run_dir, model=model, reference=ref) as store:
-        n = store.count_answers()
-        scored = "with their scores" if store.scorers() else "unscored"
-    console.print(f"imported {n} answers ({scored}) into {run_dir}")
+    imported = _api.import_answers(file, run_dir, model=model, reference=reference or None)
+    scored = "with their scores" if imported.scorers else "unscored"
+    console.print(f"imported {imported.answers} answers ({scored}) into {run_dir}")

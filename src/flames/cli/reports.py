@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
+from flames import _api
 from flames._util.outputs import write_text
-from flames.analysis.results import load_results
 from flames.cli.app import app, console, err
 from flames.cli.options import (
     REPORT,
@@ -22,14 +22,8 @@ from flames.cli.options import (
     SeedOpt,
 )
 from flames.cli.output import print_json, write_report
-from flames.data import official as official_data
 from flames.errors import FlamesError
-from flames.reporting.console_table import Col, print_table
-from flames.reporting.i18n import Lang, t
-from flames.runs.imports import import_answers
-
-if TYPE_CHECKING:
-    from flames.analysis.compare import Comparison
+from flames.reporting.i18n import Lang
 
 
 @app.command("score-file")
@@ -48,10 +42,9 @@ def score_file(
 ) -> None:
     """Import already scored answers (the official scorer's output) and report on them."""
     run_dir = run or Path("runs") / file.stem
-    ref = official_data.resolve(reference) if reference else None
-    with import_answers(file, run_dir, model=model, reference=ref) as store:
-        if not store.scorers():
-            raise FlamesError(f"{file}: the rows have no 'predicted' field; nothing to report")
+    imported = _api.import_answers(file, run_dir, model=model, reference=reference or None)
+    if not imported.scorers:
+        raise FlamesError(f"{file}: the rows have no 'predicted' field; nothing to report")
     write_report(run_dir, None, None, formats, bootstrap, seed, lang=lang)
 
 
@@ -98,65 +91,17 @@ def compare(
     as_json: JsonOpt = False,
 ) -> None:
     """Paired comparison of two runs: rate differences with CIs and paired tests."""
-    from flames.analysis.compare import compare_runs
+    from flames.reporting.comparison import print_comparison
 
-    result = compare_runs(
-        load_results(run_a, scorer_name),
-        load_results(run_b, scorer_name),
-        bootstrap_samples=bootstrap,
-        seed=seed,
-    )
+    result = _api.compare(run_a, run_b, scorer_name, bootstrap=bootstrap, seed=seed)
     if as_json:
         print_json(result.model_dump_json(indent=2))
     else:
-        _print_comparison(result)
+        print_comparison(result, console)
     if out:
         out.mkdir(parents=True, exist_ok=True)
         write_text(out / "comparison.json", result.model_dump_json(indent=2))
         (err if as_json else console).print(f"wrote {out / 'comparison.json'}")
-
-
-def _print_comparison(result: Comparison) -> None:
-    from flames.analysis.compare import MCNEMAR, SIGN_FLIP
-
-    cols = [
-        Col("", text=True),
-        Col("N"),
-        Col("A"),
-        Col("B"),
-        Col("B - A"),
-        Col("95% CI", short="CI"),
-        Col("p"),
-        Col("verdict", text=True),
-    ]
-    rows = [
-        [
-            name,
-            str(d.n),
-            f"{d.rate_a:.2f}%",
-            f"{d.rate_b:.2f}%",
-            f"{d.difference:+.2f}",
-            f"[{d.ci_low:+.1f}, {d.ci_high:+.1f}]",
-            f"{d.p_value:.3g}",
-            d.verdict(result.a, result.b),
-        ]
-        for name, d in [*result.dimensions.items(), (t("overall"), result.overall)]
-    ]
-    print_table(
-        console, cols, rows, title=f"Harmless rate: {result.a} (A) vs {result.b} (B), paired"
-    )
-    console.print(
-        f"p: {MCNEMAR} test per dimension; overall: {SIGN_FLIP} test of the mean of dimensions."
-    )
-    console.print(
-        f"{result.paired_items} items paired; {result.only_in_a} only in A, "
-        f"{result.only_in_b} only in B."
-    )
-    if not result.same_scorer:
-        console.print(
-            "[yellow]warning:[/] the runs were scored with different scorers or "
-            "settings; the difference mixes model and scorer."
-        )
 
 
 @app.command("leaderboard")
@@ -175,13 +120,13 @@ def leaderboard_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Rank several runs by overall harmless rate, beside the published leaderboard."""
-    from flames.reporting.leaderboard import leaderboard, print_leaderboard, to_markdown
+    from flames.reporting.leaderboard import print_leaderboard, to_markdown
 
     if out and out.is_dir():
         raise FlamesError(
             f"{out} is a folder: give --out a file name, e.g. {out / 'leaderboard.md'}"
         )
-    entries = leaderboard(runs, scorer_name, bootstrap, seed)
+    entries = _api.leaderboard(runs, scorer_name, bootstrap=bootstrap, seed=seed)
     if as_json:
         print_json(json.dumps([e.model_dump() for e in entries], ensure_ascii=False, indent=2))
     else:

@@ -45,6 +45,16 @@ CHUNK = 50_000
 """Lines written to the store per transaction."""
 
 
+@dataclass
+class ImportSummary:
+    """What a run holds after an import."""
+
+    run_dir: Path
+    answers: int
+    scorers: list[str]
+    """The run's scorers: "imported" when the file was scored (and any added to it since)."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Line:
     id: str

@@ -1,0 +1,87 @@
+"""The checks beside the metrics, on the console: a judge against human labels, and how often
+a model refuses."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from flames.analysis.calibration import AgreementStats, Calibration
+from flames.analysis.refusal import ALL, RefusalStats
+from flames.data.taxonomy import taxonomy_order
+
+
+def print_calibration(result: Calibration, console: Console) -> None:
+    """Agreement per dimension, corrected rates, the confusion matrix and Fleiss' kappa."""
+    weights = result.kappa_weights
+    weighted = [f"{weights} kappa"] if weights else []
+    table = Table(title=f"{result.judge} against {', '.join(result.reference)}")
+    for header in (
+        "",
+        "N",
+        "accuracy",
+        "Cohen's kappa",
+        *weighted,
+        "sensitivity",
+        "specificity",
+        "observed rate",
+        "corrected rate",
+        "95% CI",
+    ):
+        table.add_column(header, justify="left" if not header else "right")
+
+    def kappas(stats: AgreementStats) -> list[str]:
+        extra = [] if stats.weighted_kappa is None else [f"{stats.weighted_kappa:.3f}"]
+        return [f"{stats.cohen_kappa:.3f}", *extra]
+
+    def percent(x: float | None) -> str:
+        return "undefined" if x is None else f"{x:.1f}%"
+
+    table.add_row(
+        "Overall",
+        str(result.overall.n),
+        f"{result.overall.accuracy:.1f}%",
+        *kappas(result.overall),
+        *[""] * 5,
+    )
+    for dim, stats in result.dimensions.items():
+        c = result.corrected_rates[dim]
+        corrected = "n/a" if c.corrected is None else f"{c.corrected:.1f}%"
+        ci = "" if c.ci_low is None or c.ci_high is None else f"[{c.ci_low:.1f}, {c.ci_high:.1f}]"
+        table.add_row(
+            dim,
+            str(stats.n),
+            f"{stats.accuracy:.1f}%",
+            *kappas(stats),
+            percent(c.sensitivity),
+            percent(c.specificity),
+            f"{c.observed:.1f}%",
+            corrected,
+            ci,
+        )
+    console.print(table)
+    if not result.random_labels:
+        how = "; ".join(f"{n} {s}" for s, n in sorted(result.label_selection.items()))
+        console.print(
+            f"[yellow]warning:[/] the labelled answers are not a random sample ({how}): "
+            "sensitivity, specificity and the corrected rates may be biased. Label a random "
+            "sample: flames annotate export RUN FILE --random N"
+        )
+    console.print("confusion (rows: human, columns: judge 1 2 3):")
+    for h, row in result.confusion.items():
+        console.print(f"  {h}: " + " ".join(f"{row[j]:5d}" for j in (1, 2, 3)))
+    if result.fleiss_kappa is not None:
+        console.print(
+            f"Fleiss' kappa between annotators: {result.fleiss_kappa:.3f} "
+            f"({result.annotated_by_all} answers labelled by all)"
+        )
+    if result.no_majority:
+        console.print(f"{result.no_majority} answers had no majority label and were left out.")
+
+
+def print_refusals(stats: dict[str, RefusalStats], console: Console) -> None:
+    """The refusal rate over all answers, then per dimension."""
+    for key in sorted(stats, key=lambda k: (k != ALL, taxonomy_order(k))):
+        s = stats[key]
+        name = "All answers" if key == ALL else key
+        console.print(f"{name}: {s.rate:.1f}% refused ({s.refused} of {s.answered})")

@@ -1,0 +1,51 @@
+"""A paired comparison of two runs, as a console table."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from flames.analysis.compare import MCNEMAR, SIGN_FLIP, Comparison
+from flames.reporting.console_table import Col, print_table
+from flames.reporting.i18n import t
+
+
+def print_comparison(result: Comparison, console: Console) -> None:
+    """Rates of A and B, their difference with its CI and p-value, per dimension and overall."""
+    cols = [
+        Col("", text=True),
+        Col("N"),
+        Col("A"),
+        Col("B"),
+        Col("B - A"),
+        Col("95% CI", short="CI"),
+        Col("p"),
+        Col("verdict", text=True),
+    ]
+    rows = [
+        [
+            name,
+            str(d.n),
+            f"{d.rate_a:.2f}%",
+            f"{d.rate_b:.2f}%",
+            f"{d.difference:+.2f}",
+            f"[{d.ci_low:+.1f}, {d.ci_high:+.1f}]",
+            f"{d.p_value:.3g}",
+            d.verdict(result.a, result.b),
+        ]
+        for name, d in [*result.dimensions.items(), (t("overall"), result.overall)]
+    ]
+    print_table(
+        console, cols, rows, title=f"Harmless rate: {result.a} (A) vs {result.b} (B), paired"
+    )
+    console.print(
+        f"p: {MCNEMAR} test per dimension; overall: {SIGN_FLIP} test of the mean of dimensions."
+    )
+    console.print(
+        f"{result.paired_items} items paired; {result.only_in_a} only in A, "
+        f"{result.only_in_b} only in B."
+    )
+    if not result.same_scorer:
+        console.print(
+            "[yellow]warning:[/] the runs were scored with different scorers or "
+            "settings; the difference mixes model and scorer."
+        )

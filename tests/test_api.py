@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import sys
 import threading
 
@@ -16,6 +17,8 @@ from flames.data.taxonomy import HARMLESS
 from flames.errors import DataError, IncompleteRun, ManifestMismatch
 from flames.runs.records import DatasetInfo, GeneratorInfo, RunManifest
 from flames.runs.store import RunStore
+
+from .helpers import run_cli, write_jsonl
 
 REFUSAL = "抱歉，我不能帮助你。"
 
@@ -462,3 +465,201 @@ def test_run_generation_inside_a_running_loop(tmp_path):
             return run_generation(store, backend, progress=False)
 
     assert asyncio.run(cell()).ok == 5
+
+
+# -- the functions behind the other commands -----------------------------------------------------
+
+
+def test_the_public_names_are_imported_for_type_checkers_exactly_as_exported():
+    """`flames/__init__.py` lists each name twice: the lazy table, and the imports type checkers
+    read (as `X as X`, which marks a re-export). The two must agree."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(flames.__file__).read_text(encoding="utf-8"))
+    guarded = next(n for n in tree.body if isinstance(n, ast.If))  # if TYPE_CHECKING:
+    imported = {
+        (node.module, alias.name)
+        for node in guarded.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+        if alias.asname == alias.name
+    }
+    exported = {(module, name) for module, names in flames._EXPORTS.items() for name in names}
+    assert imported == exported
+    assert sorted(flames.__all__) == sorted(["__version__", *(n for _, n in exported)])
+
+
+@pytest.mark.parametrize("name", ["generate", "score", "judge", "evaluate"])
+def test_each_async_twin_has_its_functions_signature_and_its_own_doc(name):
+    import inspect
+
+    plain, twin = getattr(flames, name), getattr(flames, f"{name}_async")
+    assert inspect.iscoroutinefunction(twin) and not inspect.iscoroutinefunction(plain)
+    assert twin.__name__ == f"{name}_async"
+    assert str(inspect.signature(twin)) == str(inspect.signature(plain, eval_str=True))
+    assert twin.__doc__ != plain.__doc__ and f"`{name}`" in twin.__doc__
+
+
+def test_generate_async_calls_an_async_model_on_the_callers_loop(tmp_path):
+    loops = set()
+
+    async def model(prompt: str) -> str:
+        loops.add(asyncio.get_running_loop())
+        return REFUSAL
+
+    async def main():
+        summary = await flames.generate_async(
+            run_dir=tmp_path / "run",
+            model=model,
+            data="control",
+            sample=6,
+            progress=False,
+            console=quiet(),
+        )
+        return summary, asyncio.get_running_loop()
+
+    summary, loop = asyncio.run(main())
+    assert loops == {loop}
+    assert (summary.ok, summary.errors) == (6, 0)
+
+
+def test_cancelling_generate_async_stops_the_model_calls(tmp_path):
+    calls = 0
+    started = asyncio.Event()
+
+    async def model(prompt: str) -> str:
+        nonlocal calls
+        calls += 1
+        started.set()
+        await asyncio.sleep(0.1)
+        return REFUSAL
+
+    async def main():
+        evaluation = flames.Evaluation(
+            target={"function": model, "concurrency": 1}, data={"source": "control", "sample": 8}
+        )
+        task = asyncio.create_task(
+            flames.generate_async(
+                evaluation, run_dir=tmp_path / "run", progress=False, console=quiet()
+            )
+        )
+        await asyncio.wait_for(started.wait(), 30)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        seen = calls
+        await asyncio.sleep(1)  # a generation still running would answer all 8 by now
+        return seen
+
+    seen = asyncio.run(asyncio.wait_for(main(), 60))
+    assert calls == seen < 8
+
+
+def scored_rows(items, answer) -> list[dict]:
+    """An official scorer output file: the answers with `predicted` from strict_judge."""
+    rows = []
+    for item in items:
+        response = answer(item.prompt)
+        rows.append(
+            {
+                "dimension": item.dimension.value,
+                "subcomponent": item.subcomponent,
+                "prompt": item.prompt,
+                "response": response,
+                "predicted": strict_judge(item.prompt, response, item.dimension.value),
+            }
+        )
+    return rows
+
+
+def test_import_answers_then_load_run_gives_what_the_cli_reports(tmp_path):
+    items = list(flames.load_dataset("control", sample=12))
+    path = write_jsonl(tmp_path / "scored.jsonl", scored_rows(items, polite_model))
+    summary = flames.import_answers(path, tmp_path / "run", model="polite")
+    assert (summary.answers, summary.scorers) == (12, ["imported"])
+    result = flames.load_run(tmp_path / "run", bootstrap=0)
+    expected = expected_rate(small(tmp_path))
+    assert result.harmless_rate.value == pytest.approx(sum(expected.values()) / len(expected))
+    printed = json.loads(run_cli("report", tmp_path / "run", "--bootstrap", "0", "--json").stdout)
+    assert printed["metrics"] == json.loads(result.report.metrics.model_dump_json())
+
+    unscored = [
+        {k: v for k, v in row.items() if k != "predicted"}
+        for row in scored_rows(items, polite_model)
+    ]
+    summary = flames.import_answers(write_jsonl(tmp_path / "u.jsonl", unscored), tmp_path / "u")
+    assert (summary.answers, summary.scorers) == (12, [])
+
+
+def test_leaderboard_ranks_runs_as_the_cli_prints_them(tmp_path):
+    flames.evaluate(small(tmp_path / "polite"), progress=False, console=quiet())
+
+    def refuse_all(prompt: str) -> str:
+        return REFUSAL
+
+    evaluation = small(tmp_path / "refusing", target={"function": refuse_all})
+    flames.evaluate(evaluation, progress=False, console=quiet())
+    runs = [tmp_path / "polite", tmp_path / "refusing"]
+    entries = flames.leaderboard(runs, bootstrap=100)
+    assert [e.run for e in entries] == ["refusing", "polite"]
+    expected = expected_rate(small(tmp_path))
+    assert entries[1].overall_rate == pytest.approx(sum(expected.values()) / len(expected))
+    printed = run_cli("leaderboard", *runs, "--bootstrap", "100", "--json").stdout
+    assert json.loads(printed) == [json.loads(e.model_dump_json()) for e in entries]
+
+
+def test_labels_exported_imported_and_calibrated_from_python(tmp_path):
+    run_dir = tmp_path / "run"
+    flames.evaluate(small(run_dir), progress=False, console=quiet())
+    assert flames.export_for_labelling(run_dir, tmp_path / "all.csv") == 12
+    assert flames.export_for_labelling(run_dir, tmp_path / "some.jsonl", sample=5) == 5
+    with pytest.raises(flames.UsageError):
+        flames.export_for_labelling(run_dir, tmp_path / "x.csv", sample=5, disagreements_of=["a"])
+    judge = flames.load_run(run_dir, bootstrap=0).scorer.name
+    with pytest.raises(flames.FlamesError, match="no human labels"):
+        flames.calibrate(run_dir, judge)
+
+    # The annotator agrees with the judge except on refusals, which they call 2.
+    rows = [json.loads(line) for line in (tmp_path / "some.jsonl").read_text().splitlines()]
+    for row in rows:
+        judged = strict_judge(row["prompt"], row["response"], row["dimension"])
+        row["label"] = 2 if row["response"] == REFUSAL else judged
+    write_jsonl(tmp_path / "labels.jsonl", rows)
+    assert flames.import_labels(run_dir, tmp_path / "labels.jsonl", annotator="ann") == {"ann": 5}
+
+    calibration = flames.calibrate(run_dir, judge, bootstrap=100)
+    refused = sum(row["response"] == REFUSAL for row in rows)
+    assert calibration.reference == ["human:ann"]
+    assert calibration.overall.n == 5
+    assert calibration.overall.accuracy == pytest.approx(100 * (5 - refused) / 5)
+    assert calibration.confusion[2][3] == refused
+
+
+def test_disagreements_and_refusals_from_python(tmp_path):
+    run_dir = tmp_path / "run"
+    flames.evaluate(small(run_dir), progress=False, console=quiet())
+
+    def lenient_judge(prompt: str, response: str, dimension: str) -> int:
+        return 3
+
+    strict = flames.load_run(run_dir, bootstrap=0).scorer.name
+    lenient = flames.JudgeConfig(function=lenient_judge, version="1", name="lenient")
+    flames.judge(run_dir, lenient, progress=False, console=quiet())
+    items = list(flames.load_dataset("control", sample=12))
+    answers = [polite_model(item.prompt) for item in items]
+    refused = sum(a == REFUSAL for a in answers)
+
+    scorers = [strict, "lenient"]
+    found = flames.disagreements(run_dir, scorers)
+    (pair,) = found.pairs
+    assert pair.n == 12
+    assert pair.agreement == pytest.approx(100 * refused / 12)  # they agree on refusals only
+    assert found.contested == 12 - refused
+    with pytest.raises(flames.UsageError):
+        flames.disagreements(run_dir, scorers[:1])
+
+    stats = flames.refusals(run_dir)
+    assert (stats["all"].refused, stats["all"].answered) == (refused, 12)
+    printed = run_cli("refusals", run_dir).stdout
+    assert f"{stats['all'].rate:.1f}% refused ({refused} of 12)" in printed

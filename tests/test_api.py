@@ -663,3 +663,36 @@ def test_disagreements_and_refusals_from_python(tmp_path):
     assert (stats["all"].refused, stats["all"].answered) == (refused, 12)
     printed = run_cli("refusals", run_dir).stdout
     assert f"{stats['all'].rate:.1f}% refused ({refused} of 12)" in printed
+
+
+def test_data_functions_do_what_the_data_commands_do(tmp_path, official_path, monkeypatch):
+    import hashlib
+
+    monkeypatch.setenv("FLAMES_CACHE_DIR", str(tmp_path / "cache"))
+    cached = flames.fetch_data(official_path.parent)
+    expected = hashlib.sha256(official_path.read_bytes()).hexdigest()
+    assert cached.parent == tmp_path / "cache"
+    assert hashlib.sha256(cached.read_bytes()).hexdigest() == expected
+    forged = tmp_path / "forged" / official_path.name
+    forged.parent.mkdir()
+    forged.write_bytes(official_path.read_bytes() + b"\n")
+    with pytest.raises(DataError, match=expected[:12]):
+        flames.fetch_data(forged)
+
+    listed = run_cli("data", "augment", "--list").stdout
+    assert sorted(flames.transforms()) == sorted(
+        line.split(":")[0] for line in listed.splitlines() if ":" in line
+    )
+
+    out = tmp_path / "augmented.jsonl"
+    proc = run_cli(
+        "data", "augment", "--sample", "10", "--transform", "pinyin", "--seed", "3", "-o", out
+    )
+    assert proc.returncode == 0, proc.stderr
+    dataset = flames.load_dataset(sample=10)
+    augmented = flames.augment(dataset, ["pinyin"], seed=3)
+    assert len(augmented) == 2 * len(dataset)  # each item, and its source to pair with
+    written = augmented.to_jsonl(tmp_path / "api.jsonl")
+    assert written.read_text("utf-8") == out.read_text("utf-8")
+    with pytest.raises(flames.UsageError, match="unknown transform"):
+        flames.augment(dataset, ["no-such-transform"])

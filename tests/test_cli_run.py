@@ -155,6 +155,20 @@ def test_scorer_convert_writes_a_loadable_safetensors_copy(tmp_path, tiny_scorer
     assert (tmp_path / "st" / "tokenizer.model").is_file()
 
 
+def test_convert_scorer_writes_what_the_command_writes(tmp_path, tiny_scorer):
+    from flames import convert_scorer
+
+    written = convert_scorer(str(tiny_scorer), tmp_path / "api")
+    assert written and all(path.is_file() for path in written)
+    assert (tmp_path / "api" / "model.safetensors.index.json").is_file()
+    proc = run_cli("scorer", "convert", tiny_scorer, tmp_path / "cli")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "cli").iterdir()) == sorted(
+        p.name for p in (tmp_path / "api").iterdir()
+    )
+    assert proc.stdout.count("wrote") == len(written)
+
+
 @pytest.mark.slow
 def test_end_to_end_with_a_real_local_model(tmp_path, tiny_scorer):
     gguf = smollm2()

@@ -26,13 +26,16 @@ except PackageNotFoundError:  # running from a source tree without install
 
 if TYPE_CHECKING:  # the public names, for type checkers and editors (`X as X`: exported)
     from flames._api import (
+        augment as augment,
         calibrate as calibrate,
         compare as compare,
+        convert_scorer as convert_scorer,
         describe as describe,
         disagreements as disagreements,
         evaluate as evaluate,
         evaluate_async as evaluate_async,
         export_for_labelling as export_for_labelling,
+        fetch_data as fetch_data,
         generate as generate,
         generate_async as generate_async,
         import_answers as import_answers,
@@ -47,6 +50,7 @@ if TYPE_CHECKING:  # the public names, for type checkers and editors (`X as X`: 
         score as score,
         score_async as score_async,
         serve_labelling as serve_labelling,
+        transforms as transforms,
     )
     from flames._config import (
         DataConfig as DataConfig,
@@ -68,13 +72,16 @@ if TYPE_CHECKING:  # the public names, for type checkers and editors (`X as X`: 
 
 _EXPORTS = {
     "flames._api": (
+        "augment",
         "calibrate",
         "compare",
+        "convert_scorer",
         "describe",
         "disagreements",
         "evaluate",
         "evaluate_async",
         "export_for_labelling",
+        "fetch_data",
         "generate",
         "generate_async",
         "import_answers",
@@ -89,6 +96,7 @@ _EXPORTS = {
         "score",
         "score_async",
         "serve_labelling",
+        "transforms",
     ),
     "flames._config": (
         "DataConfig",

@@ -402,6 +402,52 @@ def load_dataset(
     return _dataset(config)
 
 
+def fetch_data(source: str | Path | None = None, *, urls: Sequence[str] = ()) -> Path:
+    """The official 1k prompts, verified by sha256 and cached; returns the cached file.
+
+    `source` (a local file or its folder) is checked and cached instead of a download; `urls`
+    are mirrors tried in order (default: $FLAMES_DATA_URL, else the official repository).
+    """
+    return official_data.fetch(
+        Path(source) if source is not None else None, urls=tuple(urls) or None
+    )
+
+
+def transforms() -> dict[str, str]:
+    """The adversarial prompt transforms `augment` knows, with what each does."""
+    from flames.data.augment import TRANSFORMS
+
+    return {t.name: t.description for t in TRANSFORMS.values()}
+
+
+def augment(
+    dataset: Dataset,
+    transforms: Sequence[str] = (),
+    *,
+    seed: int = 0,
+    include_source: bool = True,
+) -> Dataset:
+    """A new prompt set: each item under each transform (default: all), plus the untransformed
+    sources to pair with; reports then show each transform's effect."""
+    from flames.data.augment import augment as augmented
+
+    try:
+        return augmented(
+            dataset, list(transforms) or None, seed=seed, include_source=include_source
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def convert_scorer(source: str, target: str | Path, *, revision: str | None = None) -> list[Path]:
+    """Write a safetensors copy of the scorer checkpoint `source` (a folder or hub id) into
+    `target`, which loads much faster; returns the files written."""
+    from flames.scoring.scorer.checkpoint import convert, resolve
+
+    directory, _ = resolve(source, revision)
+    return convert(directory, Path(target))
+
+
 def load_run(
     run_dir: str | Path, scorer: str | None = None, *, bootstrap: int = 2000, seed: int = 0
 ) -> EvalResult:

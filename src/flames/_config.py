@@ -21,9 +21,13 @@ from pydantic import (
 
 from flames._util.callables import qualified_name, resolve_callable
 from flames.clients.endpoint import Endpoint
+from flames.data.official import SHA256
 from flames.data.published import OFFICIAL_REPO
 from flames.errors import DataError, FlamesError
 from flames.runs.records import Decoding
+
+OFFICIAL_SHA256 = SHA256
+"""sha256 of the official 1k prompt file, which every copy must have."""
 
 
 def _resolve(reference: str) -> Callable[..., Any]:

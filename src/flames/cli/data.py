@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from flames._util.outputs import atomic_open
+from flames import _api
+from flames._config import OFFICIAL_SHA256
 from flames.cli.app import console, data_app, err
 from flames.cli.options import (
     DataOpt,
@@ -19,8 +20,10 @@ from flames.cli.options import (
     SubcomponentOpt,
 )
 from flames.cli.output import print_json
-from flames.data import official as official_data
-from flames.data.dataset import Dataset
+from flames.errors import UsageError
+
+if TYPE_CHECKING:
+    from flames.data.dataset import Dataset
 
 
 def select_items(
@@ -30,14 +33,16 @@ def select_items(
     sample: int | None,
     seed: int,
 ) -> Dataset:
-    dataset = official_data.resolve(data)
     try:
-        dataset = dataset.filter(dimension or (), subcomponent or ())
-        if sample is not None:
-            dataset = dataset.sample(sample, seed=seed)
-    except ValueError as exc:
+        return _api.load_dataset(
+            data or "official",
+            dimensions=dimension or (),
+            subcomponents=subcomponent or (),
+            sample=sample,
+            sample_seed=seed,
+        )
+    except UsageError as exc:
         raise typer.BadParameter(str(exc)) from None
-    return dataset
 
 
 @data_app.command("fetch")
@@ -56,8 +61,8 @@ def data_fetch(
     ] = None,
 ) -> None:
     """Download the official 1k prompts, verify their sha256 and cache them."""
-    path = official_data.fetch(source, urls=tuple(url) if url else None)
-    console.print(f"official prompts verified (sha256 {official_data.SHA256[:12]}…) at {path}")
+    path = _api.fetch_data(source, urls=url or ())
+    console.print(f"official prompts verified (sha256 {OFFICIAL_SHA256[:12]}…) at {path}")
 
 
 @data_app.command("augment")
@@ -82,40 +87,25 @@ def data_augment(
     ] = False,
 ) -> None:
     """Write an adversarially augmented prompt set (pinyin, homophones, role-play, ...)."""
-    from flames.data.augment import TRANSFORMS, augment
-
     if list_transforms:
-        for t in TRANSFORMS.values():
-            console.print(f"[bold]{t.name}[/]: {t.description}")
+        for name, description in _api.transforms().items():
+            console.print(f"[bold]{name}[/]: {description}")
         return
     if output is None:
         raise typer.BadParameter("give --output (or --list)")
     dataset = select_items(data, dimension, subcomponent, sample, sample_seed)
     try:
-        augmented = augment(dataset, transform, seed=seed, include_source=source)
-    except ValueError as exc:
+        augmented = _api.augment(dataset, transform or (), seed=seed, include_source=source)
+    except UsageError as exc:
         raise typer.BadParameter(str(exc)) from None
-    _write_items(augmented, output)
+    augmented.to_jsonl(output)
     console.print(f"wrote {len(augmented)} items ({augmented.selection}) to {output}")
-
-
-def _write_items(dataset: Dataset, output: Path) -> None:
-    with atomic_open(output) as fh:
-        for item in dataset:
-            row = {
-                "id": item.id,
-                "dimension": item.dimension.value,
-                "subcomponent": item.subcomponent,
-                "prompt": item.prompt,
-                **item.meta,
-            }
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 @data_app.command("info")
 def data_info(data: DataOpt = None, as_json: JsonOpt = False) -> None:
     """Validate a prompt set and show its counts per dimension and subcomponent."""
-    dataset = official_data.resolve(data)
+    dataset = _api.load_dataset(data or "official")
     counts = dataset.counts()
     if as_json:
         print_json(
@@ -157,5 +147,5 @@ def data_sample(
     if old_seed is not None:
         sample_seed = old_seed
     dataset = select_items(data, dimension, subcomponent, sample, sample_seed)
-    _write_items(dataset, output)
+    dataset.to_jsonl(output)
     console.print(f"wrote {len(dataset)} items ({dataset.selection}) to {output}")

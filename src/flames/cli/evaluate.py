@@ -170,10 +170,7 @@ def scorer_convert(
     revision: RevisionOpt = None,
 ) -> None:
     """Write a safetensors copy of the scorer checkpoint, which loads much faster."""
-    from flames.scoring.scorer.checkpoint import convert, resolve
-
-    directory, _ = resolve(source, revision)
-    for path in convert(directory, target):
+    for path in _api.convert_scorer(source, target, revision=revision):
         console.print(f"wrote {path}")
 
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from flames.data.published import OFFICIAL_REPO
+from flames._config import OFFICIAL_REPO
 from flames.reporting.i18n import Lang
 from flames.reporting.report import FORMATS
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flames._util.outputs import atomic_open
 from flames.data.taxonomy import (
     SUBCOMPONENTS,
     Dimension,
@@ -102,6 +103,22 @@ class Dataset(BaseModel):
         return Dataset(
             name=self.name, source_sha256=self.source_sha256, selection=selection, items=items
         )
+
+    def to_jsonl(self, path: Path | str) -> Path:
+        """Write the items as JSONL (id, dimension, subcomponent, prompt, then their extra
+        fields), all or nothing: a cut write leaves no partial file."""
+        path = Path(path)
+        with atomic_open(path) as fh:
+            for item in self.items:
+                row = {
+                    "id": item.id,
+                    "dimension": item.dimension.value,
+                    "subcomponent": item.subcomponent,
+                    "prompt": item.prompt,
+                    **item.meta,
+                }
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        return path
 
     def filter(
         self,

@@ -177,6 +177,27 @@ def test_without_keep_alive_a_late_extra_reply_cannot_be_read_as_another_answer(
     assert wrong == []
 
 
+def test_no_keep_alive_from_the_command_line_and_in_the_recorded_description(tmp_path):
+    api = start_mock(tmp_path, 0.1, "--no-request-ids")
+    try:
+        texts = [f"问题{i}" + ("[[late-extra:1]]" if i % 2 == 0 else "") for i in range(6)]
+        proc = generate(
+            tmp_path / "run",
+            prompts(tmp_path, texts),
+            api.base_url,
+            "--concurrency",
+            "1",
+            "--no-keep-alive",
+        )
+    finally:
+        api.proc.kill()
+        api.proc.wait()
+    assert proc.returncode == 0, proc.stderr
+    assert len(by_prompt(tmp_path / "run")) == 6 and wrong_answers(tmp_path / "run") == []
+    with RunStore.open(tmp_path / "run") as store:
+        assert store.manifest.evaluation["target"]["keep_alive"] is False
+
+
 # Dead network and missing keys.
 
 

@@ -190,6 +190,7 @@ def _backend(target: TargetConfig) -> Backend:
             requests_per_minute=target.rpm,
             timeout=target.timeout,
             max_attempts=target.max_attempts,
+            keep_alive=target.keep_alive,
         )
     if target.backend == "vllm":
         from flames.generation.vllm_local import VLLMBackend
@@ -285,6 +286,7 @@ def _judge(config: JudgeConfig) -> Scorer:
         requests_per_minute=config.rpm,
         timeout=config.timeout,
         max_attempts=config.max_attempts,
+        keep_alive=config.keep_alive,
         parse_attempts=config.parse_attempts,
         max_tokens=config.max_tokens,
         json_mode=config.json_mode,

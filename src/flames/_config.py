@@ -98,6 +98,9 @@ class TargetConfig(_Section):
     """Seconds before one API request is abandoned."""
     max_attempts: int = Field(default=6, ge=1)
     """Tries per API request, with backoff."""
+    keep_alive: bool = True
+    """Reuse connections between API requests. Turn it off for a server that echoes no request
+    id, where a late extra reply could otherwise be read as the next request's answer."""
     gguf_file: str | None = None
     """GGUF file inside the model folder (transformers)."""
     device: str | None = None
@@ -180,6 +183,8 @@ class JudgeConfig(_Section):
     rpm: float | None = Field(default=None, gt=0)
     timeout: float = Field(default=120.0, gt=0)
     max_attempts: int = Field(default=6, ge=1)
+    keep_alive: bool = True
+    """Reuse connections between judge requests (see TargetConfig.keep_alive)."""
     parse_attempts: int = Field(default=3, ge=1)
     """Asks per answer before a malformed verdict is recorded as an error (llm)."""
     json_mode: bool = False

@@ -231,6 +231,14 @@ API_OPTIONS = (
         help="Seconds before one API request is abandoned.",
     ),
     _api("max_attempts", int, 6, min=1, help="Tries per API request (with backoff)."),
+    _api(
+        "no_keep_alive",
+        bool,
+        False,
+        "--no-keep-alive",
+        help="A new connection per request: for a server that echoes no X-Request-Id, where "
+        "a late extra reply could be read as the next request's answer.",
+    ),
 )
 LOCAL_MODEL_OPTIONS = (
     _target("gguf_file", str | None, None, help="GGUF file inside the model folder."),

@@ -251,6 +251,33 @@ def test_judge_max_tokens_is_an_option_recorded_in_the_manifest(tmp_path, mock_a
     assert sent["max_tokens"] == 77
 
 
+def test_other_judge_settings_are_refused_before_any_request(tmp_path, mock_api):
+    """A judge whose settings differ from the ones its verdicts were stored with is refused
+    (exit 4) before its sanity-check probes or any verdict request go out."""
+    rows = [
+        {"id": k, "dimension": "Safety", "subcomponent": "Mental harm", "prompt": f"问{k}"}
+        for k in ("a", "b")
+    ]
+    rows[0]["response"] = '回答[[verdict:{"score": 3, "reason": "无害"}]]'
+    rows[1]["response"] = "回答[[fail:401x99]]"  # its verdict fails: work left to retry
+    run_dir = tmp_path / "run"
+    assert run_cli("import", write_jsonl(tmp_path / "a.jsonl", rows), run_dir).returncode == 0
+    first = run_cli(
+        "judge", run_dir, "--model", "j", "--base-url", mock_api.base_url,
+        "--judge-max-tokens", "77", "--skip-judge-check", "--no-progress",
+    )  # fmt: skip
+    assert first.returncode == 5, first.stderr
+    before = len(mock_api.requests())
+    for extra in ([], ["--retry-errors"]):
+        again = run_cli(
+            "judge", run_dir, "--model", "j", "--base-url", mock_api.base_url,
+            "--judge-max-tokens", "99", "--no-progress", *extra,
+        )  # fmt: skip
+        assert again.returncode == 4, again.stderr
+        assert "max_tokens" in again.stderr and "Traceback" not in again.stderr
+    assert len(mock_api.requests()) == before  # no probe, no verdict request
+
+
 def test_the_judge_streams_past_a_slow_verdict_instead_of_waiting_on_batches(monkeypatch):
     """One slow verdict holds one worker, not a batch: the other answers, however many, keep
     being judged (with batches of 256 the slow one would block everything after its batch)."""

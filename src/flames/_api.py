@@ -607,6 +607,7 @@ def judge(
     built = _judge(config)
     out = _console(console)
     with RunStore.open(run_dir) as store:
+        store.check_scorer(built.manifest)  # settings that differ are refused before any request
         if store.count_pending_verdicts(built.manifest.name, retry_errors):  # else nothing to check
             _vet(built, config.skip_check, out)
         return _score_run(store, built, retry_errors, progress, strict, out)
@@ -775,7 +776,12 @@ class _Plan:
         self.dataset = _dataset(evaluation.data)
 
     def vet_judges(self, console: Console) -> None:
-        """Check each LLM judge before anything is generated: one that fails stops here."""
+        """Check each LLM judge before anything is generated: one that fails stops here (and
+        one whose settings differ from those it was used with in this run, before any request)."""
+        if RunStore.exists(self.run_dir):
+            with RunStore.open(self.run_dir) as store:
+                for scorer in self.scorers:
+                    store.check_scorer(scorer.manifest)
         for config, scorer in zip(self.evaluation.judges, self.scorers, strict=False):
             _vet(scorer, config.skip_check, console)
 

@@ -288,18 +288,15 @@ class RunStore:
 
     # -- verdicts ------------------------------------------------------------------------------
 
-    def register_scorer(self, manifest: ScorerManifest) -> None:
-        """Record a scorer for this run, or check it matches the one recorded under its name."""
+    def check_scorer(self, manifest: ScorerManifest) -> ScorerManifest | None:
+        """The scorer recorded under the manifest's name, if any; ManifestMismatch when its
+        settings differ (nothing is written)."""
         check_scorer_name(manifest.name, manifest.kind)
         row = self._db.execute(
             "SELECT manifest FROM scorers WHERE name = ?", (manifest.name,)
         ).fetchone()
         if row is None:
-            with self._db:
-                self._db.execute(
-                    "INSERT INTO scorers VALUES (?, ?)", (manifest.name, manifest.model_dump_json())
-                )
-            return
+            return None
         stored = ScorerManifest.model_validate_json(row[0])
         if stored.identity() != manifest.identity():
             changes = "\n  ".join(_diff(stored.identity(), manifest.identity()))
@@ -308,6 +305,17 @@ class RunStore:
                 f"refusing to mix verdicts:\n  {changes}\n"
                 "Pass another --scorer-name to keep both sets of verdicts."
             )
+        return stored
+
+    def register_scorer(self, manifest: ScorerManifest) -> None:
+        """Record a scorer for this run, or check it matches the one recorded under its name."""
+        stored = self.check_scorer(manifest)
+        if stored is None:
+            with self._db:
+                self._db.execute(
+                    "INSERT INTO scorers VALUES (?, ?)", (manifest.name, manifest.model_dump_json())
+                )
+            return
         if manifest.check is not None and manifest.check != stored.check:  # the latest check
             updated = stored.model_copy(update={"check": manifest.check})
             with self._db:

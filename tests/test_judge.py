@@ -278,6 +278,27 @@ def test_other_judge_settings_are_refused_before_any_request(tmp_path, mock_api)
     assert len(mock_api.requests()) == before  # no probe, no verdict request
 
 
+def test_run_refuses_other_model_settings_before_its_judge_check(tmp_path, mock_api):
+    verdict = '[[verdict:{"score": 3, "reason": "无害"}]]'
+    rows = [
+        {"dimension": "Safety", "subcomponent": "Mental harm", "prompt": f"问{k}{verdict}"}
+        for k in range(2)
+    ]
+    data = write_jsonl(tmp_path / "data.jsonl", rows)
+    common = (
+        "run", tmp_path / "run", "--model", "m", "--base-url", mock_api.base_url,
+        "--data", data, "--bootstrap", "0", "--judge-model", "j",
+        "--judge-base-url", mock_api.base_url, "--no-progress",
+    )  # fmt: skip
+    first = run_cli(*common, "--skip-judge-check")
+    assert first.returncode == 0, first.stderr
+    before = len(mock_api.requests())
+    again = run_cli(*common, "--temperature", "0.5")
+    assert again.returncode == 4, again.stderr
+    assert "temperature" in again.stderr and "Traceback" not in again.stderr
+    assert len(mock_api.requests()) == before  # refused before the judge's probes
+
+
 def test_the_judge_streams_past_a_slow_verdict_instead_of_waiting_on_batches(monkeypatch):
     """One slow verdict holds one worker, not a batch: the other answers, however many, keep
     being judged (with batches of 256 the slow one would block everything after its batch)."""

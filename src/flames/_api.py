@@ -320,6 +320,12 @@ def _release(engine: object) -> None:
 # -- the steps ---------------------------------------------------------------------------------
 
 
+def _run_manifest(evaluation: Evaluation, dataset: Dataset, backend: Backend) -> RunManifest:
+    return RunManifest(
+        dataset=DatasetInfo.of(dataset), generator=backend.info, evaluation=evaluation.record()
+    )
+
+
 async def _generate(
     run_dir: Path,
     evaluation: Evaluation,
@@ -329,9 +335,7 @@ async def _generate(
     console: Console,
 ) -> tuple[GenerationSummary, IncompleteRun | None]:
     """Generate into the run (created or resumed); the error, if answers failed, is returned."""
-    manifest = RunManifest(
-        dataset=DatasetInfo.of(dataset), generator=backend.info, evaluation=evaluation.record()
-    )
+    manifest = _run_manifest(evaluation, dataset, backend)
     executor = evaluation.executor
     with RunStore.create_or_resume(run_dir, manifest, dataset.items) as store:
         try:
@@ -776,10 +780,11 @@ class _Plan:
         self.dataset = _dataset(evaluation.data)
 
     def vet_judges(self, console: Console) -> None:
-        """Check each LLM judge before anything is generated: one that fails stops here (and
-        one whose settings differ from those it was used with in this run, before any request)."""
+        """Check each LLM judge before anything is generated: one that fails stops here. Settings
+        that differ from the run's (model, or a judge's) are refused first, before any request."""
         if RunStore.exists(self.run_dir):
             with RunStore.open(self.run_dir) as store:
+                store.check_manifest(_run_manifest(self.evaluation, self.dataset, self.backend))
                 for scorer in self.scorers:
                     store.check_scorer(scorer.manifest)
         for config, scorer in zip(self.evaluation.judges, self.scorers, strict=False):

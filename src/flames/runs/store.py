@@ -120,14 +120,11 @@ class RunStore:
                 for suffix in ("", "-wal", "-shm", "-journal"):
                     (run_dir / (DB_NAME + suffix)).unlink(missing_ok=True)
             else:
-                stored = store.manifest
-                if stored.identity() != manifest.identity():
+                try:
+                    store.check_manifest(manifest)
+                except ManifestMismatch:
                     store.close()
-                    changes = "\n  ".join(_diff(stored.identity(), manifest.identity()))
-                    raise ManifestMismatch(
-                        f"{run_dir} was created with other settings; refusing to mix results:\n  "
-                        f"{changes}\nUse a new run directory, or the original settings to resume."
-                    )
+                    raise
                 if fill is not None:
                     fill(store)
                 return store
@@ -145,6 +142,18 @@ class RunStore:
             finally:
                 building.close()
         return cls.open(run_dir)
+
+    def check_manifest(self, manifest: RunManifest) -> None:
+        """ManifestMismatch when `manifest` would not resume this run (its identity differs)."""
+        if self._stored_manifest() is None:  # cut before its manifest: created afresh
+            return
+        stored = self.manifest
+        if stored.identity() != manifest.identity():
+            changes = "\n  ".join(_diff(stored.identity(), manifest.identity()))
+            raise ManifestMismatch(
+                f"{self.run_dir} was created with other settings; refusing to mix results:\n  "
+                f"{changes}\nUse a new run directory, or the original settings to resume."
+            )
 
     def _insert_run(self, manifest: RunManifest, items: Iterable[Item]) -> None:
         with self._db:

@@ -90,6 +90,33 @@ def test_plots_are_written_as_png_and_svg(run_dir, tmp_path):
         assert "<svg" in (tmp_path / "p" / f"{stem}.svg").read_text()
 
 
+def test_chinese_plots_use_a_cjk_font_and_say_when_none_is_installed(
+    run_dir, tmp_path, monkeypatch
+):
+    import warnings
+
+    pytest.importorskip("matplotlib")
+    from flames import load_run
+    from flames.reporting import plots
+
+    report = load_run(run_dir, bootstrap=100).report
+    english = plots.write_plots(report, tmp_path / "en")
+    if plots.cjk_font() is None:
+        pytest.skip("no CJK font installed (CI installs fonts-wqy-zenhei)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        chinese = plots.write_plots(report, tmp_path / "zh", "zh")
+    missing = [str(w.message) for w in caught if "missing from font" in str(w.message)]
+    assert missing == []  # every Chinese label has its glyphs
+    assert [p.name for p in chinese] == [p.name for p in english]
+    svg = {p.name: p.read_text() for p in chinese if p.suffix == ".svg"}
+    assert all(svg[p.name] != p.read_text() for p in english if p.suffix == ".svg")
+
+    monkeypatch.setattr(plots, "cjk_font", lambda: None)
+    with pytest.raises(plots.FlamesError, match="--lang en"):
+        plots.write_plots(report, tmp_path / "none", "zh")
+
+
 @pytest.fixture
 def augmented_run(tmp_path, official):
     """Scored answers to source prompts and two transforms of them (roleplay does harm)."""

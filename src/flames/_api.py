@@ -500,7 +500,7 @@ def report(
     if plots:
         from flames.reporting.plots import write_plots
 
-        written += write_plots(built, out_dir)
+        written += write_plots(built, out_dir, lang)
     if built.robustness:
         if tables:
             print_robustness(built.robustness, console, lang)

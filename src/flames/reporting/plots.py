@@ -1,8 +1,11 @@
-"""PNG and SVG figures for papers, drawn with matplotlib (the optional [plots] extra)."""
+"""PNG and SVG figures for papers, drawn with matplotlib (the optional [plots] extra), in English
+or Chinese (which needs a CJK font)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -10,10 +13,36 @@ from flames._util.outputs import write_with
 from flames.data.taxonomy import SUBCOMPONENT_DIMENSION
 from flames.errors import FlamesError
 from flames.reporting.charts import PALETTE
+from flames.reporting.i18n import Lang, local_name, t
 from flames.reporting.report import Report
 
+CJK_FONTS = (
+    "Noto Sans CJK SC",
+    "Source Han Sans SC",
+    "WenQuanYi Zen Hei",
+    "Microsoft YaHei",
+    "PingFang SC",
+    "SimHei",
+)
+"""Fonts with Chinese glyphs, in the order they are preferred."""
 
-def write_plots(report: Report, out_dir: Path) -> list[Path]:
+
+def cjk_font() -> str | None:
+    """The first installed font of CJK_FONTS, if any."""
+    from matplotlib import font_manager
+
+    for family in CJK_FONTS:
+        try:
+            font_manager.findfont(
+                font_manager.FontProperties(family=family), fallback_to_default=False
+            )
+        except ValueError:
+            continue
+        return family
+    return None
+
+
+def write_plots(report: Report, out_dir: Path, lang: Lang | str = Lang.en) -> list[Path]:
     """radar.{png,svg} over the dimensions and subcomponents.{png,svg}, with 95% CIs."""
     try:
         import matplotlib
@@ -22,6 +51,23 @@ def write_plots(report: Report, out_dir: Path) -> list[Path]:
         import matplotlib.pyplot as plt
     except ImportError:
         raise FlamesError("plots need matplotlib: pip install 'flames[plots]'") from None
+    # matplotlib logs each fallback between a family's weights: noise for the reader.
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
+    style: dict[str, object] = {}
+    if Lang(lang) is Lang.zh:
+        font = cjk_font()
+        if font is None:
+            raise FlamesError(
+                "Chinese figures need a font with Chinese glyphs (one of "
+                f"{', '.join(CJK_FONTS)}; e.g. apt install fonts-noto-cjk): none is installed. "
+                "Install one, or draw the figures in English (--lang en)."
+            )
+        style = {"font.family": "sans-serif", "font.sans-serif": [font, "DejaVu Sans"]}
+    with plt.rc_context(style):
+        return _draw(plt, report, out_dir, lang)
+
+
+def _draw(plt: Any, report: Report, out_dir: Path, lang: Lang | str) -> list[Path]:
     m = report.metrics
     written = []
 
@@ -37,9 +83,9 @@ def write_plots(report: Report, out_dir: Path) -> list[Path]:
     if len(bounds) == len(rates):
         lows, highs = [lo for lo, _ in bounds], [hi for _, hi in bounds]
         ax.fill_between(closed, [*lows, lows[0]], [*highs, highs[0]], color="#4C72B0", alpha=0.12)
-    ax.set_xticks(angles, names)
+    ax.set_xticks(angles, [local_name(n, lang) for n in names])
     ax.set_ylim(0, 100)
-    ax.set_title(f"Harmless rate: {report.run.generator.model}")
+    ax.set_title(f"{t('harmless_rate', lang)}: {report.run.generator.model}")
     written += _save(fig, out_dir / "radar")
     plt.close(fig)
 
@@ -63,10 +109,10 @@ def write_plots(report: Report, out_dir: Path) -> list[Path]:
             ]
         )
     ax.barh(y, [e.value for e in est], xerr=errors, color=colours, capsize=3)
-    ax.set_yticks(y, subs)
+    ax.set_yticks(y, [local_name(s, lang) for s in subs])
     ax.set_xlim(0, 100)
-    ax.set_xlabel("harmless rate (%)")
-    ax.set_title("Harmless rate per subcomponent (95% CI)")
+    ax.set_xlabel(f"{t('harmless_rate', lang)} (%)")
+    ax.set_title(t("bars_caption", lang))
     fig.tight_layout()
     written += _save(fig, out_dir / "subcomponents")
     plt.close(fig)

@@ -307,6 +307,27 @@ def test_undefined_sensitivity_is_shown_as_undefined(run_dir):
     assert saved["corrected_rates"]["Safety"]["sensitivity"] is None
 
 
+@pytest.mark.parametrize("weights", [[], ["--kappa-weights", "linear"]])
+def test_the_calibration_table_reads_whole_at_80_columns(run_dir, weights):
+    with RunStore.open(run_dir) as store:
+        label_all(store, "ann", lambda i: 3 if i.id.endswith(("1", "2", "3")) else 1)
+        set_scorer(store, "judge", lambda i: 3 if i.id.endswith(("1", "2")) else 1)
+    out = run_dir.parent / "cal"
+    narrow = run_cli(
+        "calibrate", run_dir, "--judge", "judge", "--out", out, *weights, env={"COLUMNS": "80"}
+    )
+    assert narrow.returncode == 0, narrow.stderr
+    assert all(len(line) <= 80 for line in narrow.stdout.splitlines())
+    assert "…" not in narrow.stdout and "80 columns wide: left out" in narrow.stdout
+    saved = json.loads((out / "calibration.json").read_text())
+    for dim, rates in saved["corrected_rates"].items():
+        row = next(line for line in narrow.stdout.splitlines() if f" {dim.split()[0]} " in line)
+        assert f"{rates['observed']:.1f}%" in row and f"{rates['corrected']:.1f}%" in row
+    wide = run_cli("calibrate", run_dir, "--judge", "judge", *weights, env={"COLUMNS": "200"})
+    assert "left out" not in wide.stdout
+    assert all(h in wide.stdout for h in ("sensitivity", "corrected rate", "95% CI"))
+
+
 def test_corrected_rate_interval_resamples_labelled_and_unlabelled_answers(run_dir):
     with RunStore.open(run_dir) as store:
         items = store.items()

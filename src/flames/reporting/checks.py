@@ -4,31 +4,28 @@ a model refuses."""
 from __future__ import annotations
 
 from rich.console import Console
-from rich.table import Table
 
 from flames.analysis.calibration import AgreementStats, Calibration
 from flames.analysis.refusal import ALL, RefusalStats
 from flames.data.taxonomy import taxonomy_order
+from flames.reporting.console_table import Col, print_table
 
 
 def print_calibration(result: Calibration, console: Console) -> None:
     """Agreement per dimension, corrected rates, the confusion matrix and Fleiss' kappa."""
     weights = result.kappa_weights
-    weighted = [f"{weights} kappa"] if weights else []
-    table = Table(title=f"{result.judge} against {', '.join(result.reference)}")
-    for header in (
-        "",
-        "N",
-        "accuracy",
-        "Cohen's kappa",
-        *weighted,
-        "sensitivity",
-        "specificity",
-        "observed rate",
-        "corrected rate",
-        "95% CI",
-    ):
-        table.add_column(header, justify="left" if not header else "right")
+    cols = [
+        Col("", text=True),
+        Col("N"),
+        Col("accuracy", short="acc."),
+        Col("Cohen's kappa", short="kappa"),
+        *([Col(f"{weights} kappa")] if weights else []),
+        Col("sensitivity", short="sens.", drop=1),
+        Col("specificity", short="spec.", drop=1),
+        Col("observed rate", short="obs."),
+        Col("corrected rate", short="corr."),
+        Col("95% CI", short="CI", drop=2),
+    ]
 
     def kappas(stats: AgreementStats) -> list[str]:
         extra = [] if stats.weighted_kappa is None else [f"{stats.weighted_kappa:.3f}"]
@@ -37,29 +34,26 @@ def print_calibration(result: Calibration, console: Console) -> None:
     def percent(x: float | None) -> str:
         return "undefined" if x is None else f"{x:.1f}%"
 
-    table.add_row(
-        "Overall",
-        str(result.overall.n),
-        f"{result.overall.accuracy:.1f}%",
-        *kappas(result.overall),
-        *[""] * 5,
-    )
+    overall = result.overall
+    rows = [["Overall", str(overall.n), f"{overall.accuracy:.1f}%", *kappas(overall), *[""] * 5]]
     for dim, stats in result.dimensions.items():
         c = result.corrected_rates[dim]
         corrected = "n/a" if c.corrected is None else f"{c.corrected:.1f}%"
         ci = "" if c.ci_low is None or c.ci_high is None else f"[{c.ci_low:.1f}, {c.ci_high:.1f}]"
-        table.add_row(
-            dim,
-            str(stats.n),
-            f"{stats.accuracy:.1f}%",
-            *kappas(stats),
-            percent(c.sensitivity),
-            percent(c.specificity),
-            f"{c.observed:.1f}%",
-            corrected,
-            ci,
+        rows.append(
+            [
+                dim,
+                str(stats.n),
+                f"{stats.accuracy:.1f}%",
+                *kappas(stats),
+                percent(c.sensitivity),
+                percent(c.specificity),
+                f"{c.observed:.1f}%",
+                corrected,
+                ci,
+            ]
         )
-    console.print(table)
+    print_table(console, cols, rows, title=f"{result.judge} against {', '.join(result.reference)}")
     if not result.random_labels:
         how = "; ".join(f"{n} {s}" for s, n in sorted(result.label_selection.items()))
         console.print(

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import aiohttp
 
@@ -185,6 +185,20 @@ def parse_completion(status: int, body: bytes, headers: Any) -> dict[str, Any]:
         "finish_reason": choice.get("finish_reason"),
         "usage": data.get("usage") or {},
     }
+
+
+class ClientOptions(TypedDict, total=False):
+    """`ChatClient`'s settings, as the backend and the judge that build one pass them on."""
+
+    base_url: str | None
+    api_key_env: str
+    concurrency: int
+    requests_per_minute: float | None
+    timeout: float
+    max_attempts: int
+    backoff_base: float
+    backoff_max: float
+    keep_alive: bool
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,11 @@ servers, Ollama, ... The HTTP side (retries, rate limit, key masking) is `flames
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from typing import Any, Unpack
 
 import aiohttp
 
-from flames.clients.chat import ChatClient
+from flames.clients.chat import ChatClient, ClientOptions
 from flames.generation.base import Request, chat_messages, sample_seed
 from flames.runs.records import Answer, Decoding, GeneratorInfo
 
@@ -20,33 +20,15 @@ class OpenAIBackend:
     def __init__(
         self,
         model: str,
-        base_url: str | None = None,
         decoding: Decoding | None = None,
-        api_key_env: str = "OPENAI_API_KEY",
-        concurrency: int = 16,
-        requests_per_minute: float | None = None,
-        timeout: float = 120.0,
-        max_attempts: int = 6,
-        backoff_base: float = 1.0,
-        backoff_max: float = 60.0,
         extra_body: dict[str, Any] | None = None,
-        keep_alive: bool = True,
+        **client: Unpack[ClientOptions],
     ):
         self.model = model
-        self.client = ChatClient(
-            base_url,
-            api_key_env=api_key_env,
-            concurrency=concurrency,
-            requests_per_minute=requests_per_minute,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            backoff_base=backoff_base,
-            backoff_max=backoff_max,
-            keep_alive=keep_alive,
-        )
+        self.client = ChatClient(**client)
         self.base_url = self.client.base_url
         self.decoding = decoding or Decoding()
-        self.concurrency = concurrency
+        self.concurrency = self.client.concurrency
         self.extra_body = extra_body or {}
         """Extra request fields, e.g. ``{"response_format": {"type": "json_object"}}``."""
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import aiohttp
 
 from flames._util.aio import iterate_sync
-from flames.clients.chat import ChatClient, Reply
+from flames.clients.chat import ChatClient, ClientOptions, Reply
 from flames.data.dataset import Item
 from flames.data.taxonomy import Dimension
 from flames.runs.records import TRUNCATED_VERDICT, Answer, Decoding, ScorerManifest, Verdict
@@ -127,17 +127,11 @@ class LLMJudge:
     def __init__(
         self,
         model: str,
-        base_url: str | None = None,
-        api_key_env: str = "OPENAI_API_KEY",
-        concurrency: int = 16,
-        requests_per_minute: float | None = None,
-        timeout: float = 120.0,
-        max_attempts: int = 6,
         parse_attempts: int = 3,
         max_tokens: int = 256,
         json_mode: bool = False,
         name: str | None = None,
-        keep_alive: bool = True,
+        **client: Unpack[ClientOptions],
     ):
         self.model = model
         self.name = name or f"judge:{model}"
@@ -146,15 +140,7 @@ class LLMJudge:
         self.decoding = Decoding(
             temperature=0.0, max_tokens=max_tokens, system_prompt=SYSTEM_PROMPT
         )
-        self.client = ChatClient(
-            base_url,
-            api_key_env=api_key_env,
-            concurrency=concurrency,
-            requests_per_minute=requests_per_minute,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            keep_alive=keep_alive,
-        )
+        self.client = ChatClient(**client)
         self.check: dict[str, Any] | None = None
         """The judge's latest sanity check (flames.scoring.judge_check), kept in its manifest."""
 

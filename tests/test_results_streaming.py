@@ -284,7 +284,8 @@ def test_an_import_mixing_scored_and_unscored_rows_names_the_row_and_leaves_no_r
     del rows[2]["predicted"]
     proc = run_cli("import", write_jsonl(tmp_path / "mixed.jsonl", rows), tmp_path / "run")
     assert proc.returncode == 3, proc.stderr
-    assert "first differing row is row 3" in proc.stderr and "Traceback" not in proc.stderr
+    assert "mixed.jsonl:3: this row is the first whose 'predicted' differs" in proc.stderr
+    assert "Traceback" not in proc.stderr
     assert not (tmp_path / "run" / "run.db").exists()
 
 
@@ -307,3 +308,25 @@ def test_a_file_changed_during_its_import_is_refused_and_leaves_no_run(tmp_path,
     with pytest.raises(DataError, match="changed while it was being imported"):
         imports.import_answers(path, tmp_path / "run")
     assert not (tmp_path / "run" / "run.db").exists()
+
+
+def test_import_and_score_file_refuse_what_they_cannot_read_in_one_line(tmp_path):
+    from .helpers import run_cli, write_jsonl
+
+    unscored = write_jsonl(
+        tmp_path / "unscored.jsonl", [{"dimension": "Safety", "prompt": "问", "response": "答"}]
+    )
+    (tmp_path / "a-file").write_text("x")
+    cases = [
+        (("import", tmp_path / "nope.jsonl", tmp_path / "r1"), 3, "nope.jsonl: no such file"),
+        (("import", tmp_path, tmp_path / "r2"), 3, "not a regular file"),
+        (("score-file", tmp_path / "nope.jsonl"), 3, "no such file"),
+        (("import", unscored, tmp_path / "a-file"), 2, "a-file: not a directory"),
+        (("score-file", unscored, "--run", tmp_path / "r3"), 3, "no 'predicted' field"),
+    ]
+    for args, code, message in cases:
+        proc = run_cli(*args, cwd=tmp_path)
+        assert proc.returncode == code, (args, proc.stderr)
+        assert message in proc.stderr and "unexpected" not in proc.stderr, proc.stderr
+    assert not any((tmp_path / r).exists() for r in ("r1", "r2", "r3"))
+    assert (tmp_path / "a-file").read_text() == "x"

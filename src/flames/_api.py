@@ -642,14 +642,18 @@ def import_answers(
     *,
     model: str | None = None,
     reference: str | Dataset | None = None,
+    require_scores: bool = False,
 ) -> ImportSummary:
     """Bring your own answers: a JSONL file of ``dimension``, ``prompt`` and ``response`` (and
     ``predicted``, the official scorer's 1-3, for a scored file) becomes the run `run_dir`,
     created or reopened. `model` names who answered (default: the file's name); `reference`, a
-    prompt set ('official', a path, or a `load_dataset` result) fills in missing subcomponents."""
+    prompt set ('official', a path, or a `load_dataset` result) fills in missing subcomponents.
+    With `require_scores`, a file without ``predicted`` is refused before anything is written."""
     if isinstance(reference, str):
         reference = official_data.resolve(reference)
-    with imports.import_answers(path, run_dir, model=model, reference=reference) as store:
+    with imports.import_answers(
+        path, run_dir, model=model, reference=reference, require_scores=require_scores
+    ) as store:
         return ImportSummary(Path(run_dir), store.count_answers(), list(store.scorers()))
 
 

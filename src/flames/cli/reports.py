@@ -42,9 +42,9 @@ def score_file(
 ) -> None:
     """Import already scored answers (the official scorer's output) and report on them."""
     run_dir = run or Path("runs") / file.stem
-    imported = _api.import_answers(file, run_dir, model=model, reference=reference or None)
-    if not imported.scorers:
-        raise FlamesError(f"{file}: the rows have no 'predicted' field; nothing to report")
+    _api.import_answers(
+        file, run_dir, model=model, reference=reference or None, require_scores=True
+    )
     write_report(run_dir, None, None, formats, bootstrap, seed, lang=lang)
 
 

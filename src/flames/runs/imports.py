@@ -112,9 +112,10 @@ def _lines(path: Path, reference: Dataset | None) -> Iterator[_Line]:
             scored = predicted is not None
         elif scored != (predicted is not None):
             raise DataError(
-                "some rows have 'predicted' and some do not; a file is scored or not "
-                f"(first differing row is row {rows})",
+                "this row is the first whose 'predicted' differs from the first row's "
+                "(present in one, missing in the other): a file is scored or not",
                 path,
+                line_no,
             )
         if predicted is not None and (
             isinstance(predicted, bool) or predicted not in dimension.scale
@@ -161,13 +162,18 @@ def import_answers(
     run_dir: Path | str,
     model: str | None = None,
     reference: Dataset | None = None,
+    require_scores: bool = False,
 ) -> RunStore:
     """Create (or reopen) a run holding the file's answers, and its verdicts if it has them.
 
     The file is read as a stream, three times: to validate it and fingerprint its items (a bad
     line stops the import before anything is written), then to store its items, then its answers.
+    With `require_scores`, a file without scores is refused before anything is written.
     """
     path = Path(path)
+    if not path.is_file():
+        what = "not a regular file (it is read three times: save it to a file first)"
+        raise DataError(what if path.exists() else "no such file", path)
     file_sha = sha256_file(path)
     fingerprint = hashlib.sha256()
     n_items, scored = 0, False
@@ -175,6 +181,8 @@ def import_answers(
         fingerprint.update(item_record(line.id, line.dimension, line.subcomponent, line.prompt))
         n_items += 1
         scored = line.predicted is not None
+    if require_scores and not scored:
+        raise DataError("the rows have no 'predicted' field: nothing to report", path)
     manifest = RunManifest(
         dataset=DatasetInfo(
             name=path.stem,

@@ -17,7 +17,7 @@ from typing import Any
 
 from flames._util.outputs import PARTIAL, atomic_path
 from flames.data.dataset import Item
-from flames.errors import FlamesError, ManifestMismatch
+from flames.errors import FlamesError, ManifestMismatch, UsageError
 from flames.runs.records import Answer, RunManifest, ScorerManifest, Verdict, check_scorer_name
 
 DB_NAME = "run.db"
@@ -112,6 +112,8 @@ class RunStore:
         already exists it is called on the reopened run.
         """
         run_dir = Path(run_dir)
+        if run_dir.exists() and not run_dir.is_dir():
+            raise UsageError(f"{run_dir}: not a directory; give a folder for the run")
         if cls.exists(run_dir):
             store = cls.open(run_dir)
             if store._stored_manifest() is None and store._is_empty():

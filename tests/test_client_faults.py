@@ -11,7 +11,13 @@ from email.utils import format_datetime
 
 import pytest
 
-from flames.clients.chat import ApiError, ChatClient, parse_completion, retry_after
+from flames.clients.chat import (
+    ApiError,
+    ChatClient,
+    CleanConnector,
+    parse_completion,
+    retry_after,
+)
 from flames.clients.endpoint import Endpoint
 from flames.data.dataset import Item
 from flames.errors import UsageError
@@ -150,15 +156,18 @@ def test_bytes_arriving_on_an_idle_connection_discard_it(tmp_path):
         api.proc.wait()
 
 
-def test_without_keep_alive_a_late_extra_reply_cannot_be_read_as_another_answer(tmp_path):
+@pytest.mark.parametrize("keep_alive", ["auto", "never"])
+def test_a_late_extra_reply_from_a_server_that_names_no_request_is_never_misfiled(
+    tmp_path, keep_alive
+):
     """A server that echoes no request id and sends a copy of a reply after the client's next
-    request went out: with keep-alive the copy is read as that request's answer (the limit the
-    README states; timing-dependent, so not asserted here); without keep-alive it has no
-    connection to land on."""
+    request went out: on a reused connection the copy would be read as that request's answer
+    (keep_alive "always", timing-dependent, not asserted here). "auto" reuses a connection only
+    after a reply that names its request, which this server's never do; "never" never does."""
     api = start_mock(tmp_path, 0.1, "--no-request-ids")
     try:
-        backend = OpenAIBackend("m", base_url=api.base_url, concurrency=1, keep_alive=False)
-        texts = [f"问题{i}" + ("[[late-extra:1]]" if i % 2 == 0 else "") for i in range(6)]
+        backend = OpenAIBackend("m", base_url=api.base_url, concurrency=2, keep_alive=keep_alive)
+        texts = [f"问题{i}" + ("[[late-extra:1]]" if i % 2 == 0 else "") for i in range(8)]
         requests = [
             Request(Item(id=f"q{i}", dimension="Safety", subcomponent="x", prompt=t))
             for i, t in enumerate(texts)
@@ -177,7 +186,38 @@ def test_without_keep_alive_a_late_extra_reply_cannot_be_read_as_another_answer(
     assert wrong == []
 
 
-def test_no_keep_alive_from_the_command_line_and_in_the_recorded_description(tmp_path):
+def test_connections_are_reused_when_replies_name_their_requests(tmp_path):
+    """With a server that names each reply after its request (vLLM, this mock by default),
+    "auto" keeps connections alive: far fewer connections than requests."""
+    api = start_mock(tmp_path, 0.0)
+    try:
+        backend = OpenAIBackend("m", base_url=api.base_url, concurrency=2)
+        requests = [
+            Request(Item(id=f"q{i}", dimension="Safety", subcomponent="x", prompt=f"问{i}"))
+            for i in range(20)
+        ]
+        opened = 0
+        connect = CleanConnector._create_connection
+
+        async def counting(self, *args, **kwargs):
+            nonlocal opened
+            opened += 1
+            return await connect(self, *args, **kwargs)
+
+        async def ask_all() -> list[Answer]:
+            return [answer async for answer in backend.stream(requests)]
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(CleanConnector, "_create_connection", counting)
+            answers = asyncio.run(ask_all())
+    finally:
+        api.proc.kill()
+        api.proc.wait()
+    assert all(a.status == "ok" for a in answers)
+    assert 1 <= opened <= 4  # two workers, each on a kept-alive connection
+
+
+def test_keep_alive_from_the_command_line_and_in_the_recorded_description(tmp_path):
     api = start_mock(tmp_path, 0.1, "--no-request-ids")
     try:
         texts = [f"问题{i}" + ("[[late-extra:1]]" if i % 2 == 0 else "") for i in range(6)]
@@ -187,7 +227,8 @@ def test_no_keep_alive_from_the_command_line_and_in_the_recorded_description(tmp
             api.base_url,
             "--concurrency",
             "1",
-            "--no-keep-alive",
+            "--keep-alive",
+            "never",
         )
     finally:
         api.proc.kill()
@@ -195,7 +236,7 @@ def test_no_keep_alive_from_the_command_line_and_in_the_recorded_description(tmp
     assert proc.returncode == 0, proc.stderr
     assert len(by_prompt(tmp_path / "run")) == 6 and wrong_answers(tmp_path / "run") == []
     with RunStore.open(tmp_path / "run") as store:
-        assert store.manifest.evaluation["target"]["keep_alive"] is False
+        assert store.manifest.evaluation["target"]["keep_alive"] == "never"
 
 
 # Dead network and missing keys.

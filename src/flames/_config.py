@@ -98,9 +98,10 @@ class TargetConfig(_Section):
     """Seconds before one API request is abandoned."""
     max_attempts: int = Field(default=6, ge=1)
     """Tries per API request, with backoff."""
-    keep_alive: bool = True
-    """Reuse connections between API requests. Turn it off for a server that echoes no request
-    id, where a late extra reply could otherwise be read as the next request's answer."""
+    keep_alive: Literal["auto", "always", "never"] = "auto"
+    """Reuse a connection for the next API request: "auto", only after a reply that names its
+    request's id (vLLM's do), so that a stray extra reply can never be read as another
+    request's answer; "always" (faster with servers that name no id); "never"."""
     gguf_file: str | None = None
     """GGUF file inside the model folder (transformers)."""
     device: str | None = None
@@ -183,7 +184,7 @@ class JudgeConfig(_Section):
     rpm: float | None = Field(default=None, gt=0)
     timeout: float = Field(default=120.0, gt=0)
     max_attempts: int = Field(default=6, ge=1)
-    keep_alive: bool = True
+    keep_alive: Literal["auto", "always", "never"] = "auto"
     """Reuse connections between judge requests (see TargetConfig.keep_alive)."""
     parse_attempts: int = Field(default=3, ge=1)
     """Asks per answer before a malformed verdict is recorded as an error (llm)."""

@@ -24,7 +24,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "rpm": ("target", "rpm"),
     "timeout": ("target", "timeout"),
     "max_attempts": ("target", "max_attempts"),
-    "no_keep_alive": ("target", "keep_alive"),
+    "keep_alive": ("target", "keep_alive"),
     "gguf_file": ("target", "gguf_file"),
     "dtype": ("target", "dtype"),
     "batch_size": ("target", "batch_size"),
@@ -70,8 +70,7 @@ JUDGE_OPTIONS = {
 """`flames run`'s options for its --judge-model, and the judge's fields they set."""
 
 ENGINE_ARGS = {"vllm_arg": "--vllm-arg", "scorer_vllm_arg": "--scorer-vllm-arg"}
-NEGATED = {"no_keep_alive"}
-"""Flags that turn a field off (--no-keep-alive sets keep_alive to false)."""
+
 
 
 def option_name(name: str) -> str:
@@ -100,8 +99,6 @@ def _value(name: str, value: Any) -> Any:
             raise typer.BadParameter(str(exc), param_hint=ENGINE_ARGS[name]) from None
     if name in ("dimension", "subcomponent"):
         return list(value or [])
-    if name in NEGATED:
-        return not value
     return value.value if isinstance(value, Enum) else value
 
 

@@ -95,7 +95,6 @@ JUDGE_FIELDS = {name: (name,) for name in JudgeConfig.model_fields} | {
     "scorer_name": ("name",),
     "judge_max_tokens": ("max_tokens",),
     "skip_judge_check": ("skip_check",),
-    "no_keep_alive": ("keep_alive",),
 }
 """`flames judge`'s options are the judge's fields (--scorer-name is its name)."""
 

@@ -104,6 +104,13 @@ class BackendName(StrEnum):
     """A Python function named module:function by --model."""
 
 
+class KeepAlive(StrEnum):
+    auto = "auto"
+    """Reuse a connection only after a reply that names its request (vLLM's do)."""
+    always = "always"
+    never = "never"
+
+
 class ScorerEngine(StrEnum):
     transformers = "transformers"
     vllm = "vllm"
@@ -232,12 +239,11 @@ API_OPTIONS = (
     ),
     _api("max_attempts", int, 6, min=1, help="Tries per API request (with backoff)."),
     _api(
-        "no_keep_alive",
-        bool,
-        False,
-        "--no-keep-alive",
-        help="A new connection per request: for a server that echoes no X-Request-Id, where "
-        "a late extra reply could be read as the next request's answer.",
+        "keep_alive",
+        KeepAlive,
+        KeepAlive.auto,
+        help="Reuse connections: auto (only after a reply that names its request; safe with "
+        "servers that send stray replies), always, or never.",
     ),
 )
 LOCAL_MODEL_OPTIONS = (

@@ -5,7 +5,8 @@ Retry-After, a rate limit, key masking, and connections kept in step with their 
 Requests go out over one aiohttp session. aiohttp is used rather than the openai SDK because
 the client's own cost per request bounds throughput against fast local servers:
 bench/generation.py measures it. Connections are kept alive, but one is reused only while it is
-in step with its requests (`CleanConnector`).
+in step with its requests (`CleanConnector`) and, by default, only after a reply that names its
+request (`keep_alive`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import partial
-from typing import Any, TypedDict, TypeVar
+from typing import Any, Literal, TypedDict, TypeVar
 
 import aiohttp
 
@@ -47,6 +48,7 @@ REQUEST_ID_HEADER = "X-Request-Id"
 vllm/entrypoints/openai/serving_chat.py, `_base_request_id`), and proxies often echo it back as
 a header; a reply naming another request's id is out of step with its connection."""
 REQUEST_ID = re.compile(r"flames-[0-9a-f]{16}")
+KeepAlive = Literal["auto", "always", "never"]
 
 
 class ApiError(Exception):
@@ -198,7 +200,7 @@ class ClientOptions(TypedDict, total=False):
     max_attempts: int
     backoff_base: float
     backoff_max: float
-    keep_alive: bool
+    keep_alive: KeepAlive
 
 
 @dataclass(frozen=True)
@@ -237,7 +239,7 @@ class ChatClient:
         max_attempts: int = 6,
         backoff_base: float = 1.0,
         backoff_max: float = 60.0,
-        keep_alive: bool = True,
+        keep_alive: KeepAlive = "auto",
     ):
         self.endpoint = Endpoint.parse(
             base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
@@ -250,8 +252,8 @@ class ChatClient:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.keep_alive = keep_alive
-        """False: a new connection per request, for servers that echo no request id (a late
-        extra reply then has no connection to land on)."""
+        """Whether a connection is used again for the next request: "auto", only after a reply
+        that names its request's id (vLLM's do); "always"; or "never"."""
         self._limiter = RateLimiter(requests_per_minute) if requests_per_minute else None
         self._api_key = api_key(api_key_env, self.endpoint)
         self._redactor = Redactor([self._api_key, *self.endpoint.query_secrets])
@@ -260,8 +262,8 @@ class ChatClient:
 
     def session(self) -> aiohttp.ClientSession:
         """A session whose pool holds `concurrency` connections, each kept in step (or closed
-        after its reply, without keep-alive)."""
-        connector = CleanConnector(limit=self.concurrency, force_close=not self.keep_alive)
+        after its reply: see `keep_alive`)."""
+        connector = CleanConnector(limit=self.concurrency, force_close=self.keep_alive == "never")
         return aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout)
         )
@@ -295,9 +297,13 @@ class ChatClient:
             ) as response:
                 self._reached = True
                 payload = await response.read()
-            stray = other_request(request_id, response.headers.get(REQUEST_ID_HEADER))
+            echo = response.headers.get(REQUEST_ID_HEADER)
+            # With "auto", only a connection whose reply names its request is used again.
+            in_step = self.keep_alive == "always" or request_id in str(echo or "")
+            stray = other_request(request_id, echo)
             if stray is None:
                 result = parse_completion(response.status, payload, response.headers)
+                in_step = in_step or request_id in str(result["id"] or "")
                 stray = other_request(request_id, result["id"])
                 if stray is None:
                     return result

@@ -658,6 +658,14 @@ def test_disagreements_and_refusals_from_python(tmp_path):
     assert found.contested == 12 - refused
     with pytest.raises(flames.UsageError):
         flames.disagreements(run_dir, scorers[:1])
+    with pytest.raises(flames.UsageError, match="no scorer named 'judge:x'"):
+        flames.disagreements(run_dir, [strict, "judge:x"])
+    with pytest.raises(flames.UsageError, match="no scorer named 'nope'"):
+        flames.export_for_labelling(run_dir, tmp_path / "q.jsonl", disagreements_of=["nope"])
+    assert not (tmp_path / "q.jsonl").exists()
+    # A name such as judge:x: is printed as text, never turned into an emoji.
+    proc = run_cli("disagreements", run_dir, "--scorer-name", "lenient", "--scorer-name", "x:x:")
+    assert proc.returncode == 2 and "'x:x:'" in proc.stderr and "❌" not in proc.stderr
 
     stats = flames.refusals(run_dir)
     assert (stats["all"].refused, stats["all"].answered) == (refused, 12)
@@ -696,3 +704,21 @@ def test_data_functions_do_what_the_data_commands_do(tmp_path, official_path, mo
     assert written.read_text("utf-8") == out.read_text("utf-8")
     with pytest.raises(flames.UsageError, match="unknown transform"):
         flames.augment(dataset, ["no-such-transform"])
+
+
+def test_plain_arguments_are_checked_with_one_clear_error(tmp_path):
+    with pytest.raises(flames.UsageError, match=r"^sample: Input should be greater than or"):
+        flames.load_dataset("control", sample=0)
+    with pytest.raises(flames.UsageError, match=r"^data\.sample: "):
+        flames.describe(model=polite_model, sample=-3)
+    dataset = flames.load_dataset("control", sample=4)
+    one = flames.augment(dataset, "pinyin")  # one name, not its letters
+    assert len(one) == 2 * len(dataset)
+    with pytest.raises(flames.UsageError, match=r"unknown transform\(s\): nope "):
+        flames.augment(dataset, "nope")
+    with pytest.raises(flames.UsageError, match="not list"):
+        flames.augment([1, 2])  # type: ignore[arg-type]
+    run_dir = tmp_path / "run"
+    flames.evaluate(small(run_dir), progress=False, console=quiet())
+    (entry,) = flames.leaderboard(run_dir, bootstrap=0)  # one run, not its characters
+    assert entry.run == run_dir.name and entry.n_scored == len(flames.load_run(run_dir).rows)

@@ -325,3 +325,20 @@ def test_the_judge_streams_past_a_slow_verdict_instead_of_waiting_on_batches(mon
     assert len(verdicts) == others + 1
     assert all(v.status == "ok" for v in verdicts), [v.error for v in verdicts if v.error][:1]
     assert verdicts[-1].item_id == "slow"  # it finished last, after every other verdict
+
+
+def test_verdicts_cut_at_the_judge_limit_are_counted_as_truncated(tmp_path, mock_api):
+    rows = [
+        {"id": k, "dimension": "Safety", "subcomponent": "Mental harm", "prompt": f"问{k}"}
+        for k in ("a", "b", "c")
+    ]
+    for row in rows:
+        row["response"] = "[[sample]]"  # the server writes up to the token limit: always cut
+    run_dir = tmp_path / "run"
+    assert run_cli("import", write_jsonl(tmp_path / "a.jsonl", rows), run_dir).returncode == 0
+    proc = run_cli(
+        "judge", run_dir, "--model", "j", "--base-url", mock_api.base_url,
+        "--judge-max-tokens", "4", "--skip-judge-check", "--no-progress",
+    )  # fmt: skip
+    assert proc.returncode == 5, proc.stderr
+    assert "0 answers with judge:j, 3 errors, 3 truncated" in proc.stdout

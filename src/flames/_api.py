@@ -23,6 +23,7 @@ from flames._config import (
     ScorerConfig,
     TargetConfig,
     load_evaluation,
+    validated,
 )
 from flames._result import EvalResult
 from flames._util.aio import async_twin, run_sync
@@ -68,7 +69,7 @@ def _console(console: Console | None) -> Console:
     if console is not None:
         return console
     if _default_console is None:
-        _default_console = Console()
+        _default_console = Console(emoji=False)
     return _default_console
 
 
@@ -125,7 +126,7 @@ def describe(
     settings["data"] = chosen
     if run_dir is not None:
         settings["run_dir"] = str(run_dir)
-    return Evaluation.model_validate(settings)
+    return validated(Evaluation, settings)
 
 
 def _run_dir(evaluation: Evaluation, run_dir: str | Path | None) -> Path:
@@ -398,12 +399,17 @@ def load_dataset(
 ) -> Dataset:
     """A prompt set: 'official' (the 1k official prompts, from $FLAMES_DATA_DIR or the cache),
     'control' (benign control prompts) or a JSONL path, filtered and stratified-sampled."""
-    config = DataConfig(
-        source=source,
-        dimensions=list(dimensions),
-        subcomponents=list(subcomponents),
-        sample=sample,
-        sample_seed=sample_seed,
+    config = validated(
+        DataConfig,
+        {
+            "source": source,
+            "dimensions": [dimensions] if isinstance(dimensions, str) else list(dimensions),
+            "subcomponents": (
+                [subcomponents] if isinstance(subcomponents, str) else list(subcomponents)
+            ),
+            "sample": sample,
+            "sample_seed": sample_seed,
+        },
     )
     return _dataset(config)
 
@@ -437,10 +443,11 @@ def augment(
     sources to pair with; reports then show each transform's effect."""
     from flames.data.augment import augment as augmented
 
+    if not isinstance(dataset, Dataset):
+        raise UsageError(f"augment takes a prompt set (load_dataset), not {type(dataset).__name__}")
+    names = [transforms] if isinstance(transforms, str) else list(transforms)
     try:
-        return augmented(
-            dataset, list(transforms) or None, seed=seed, include_source=include_source
-        )
+        return augmented(dataset, names or None, seed=seed, include_source=include_source)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -668,7 +675,17 @@ def leaderboard(
     scorer first; each entry's `flags` say why one does not compare with those."""
     from flames.reporting.leaderboard import leaderboard as rank
 
+    if isinstance(runs, str | Path):
+        runs = [runs]
     return rank([Path(run) for run in runs], scorer, bootstrap, seed)
+
+
+def _check_scorers(store: RunStore, names: Sequence[str]) -> None:
+    known = store.scorers()
+    for name in names:
+        if name not in known:
+            have = ", ".join(sorted(known)) or "none yet"
+            raise UsageError(f"{store.run_dir}: no scorer named {name!r} (it has: {have})")
 
 
 def export_for_labelling(
@@ -690,6 +707,7 @@ def export_for_labelling(
             "--random and --disagreements-of select answers in different ways; pick one"
         )
     with RunStore.open(run_dir) as store:
+        _check_scorers(store, disagreements_of)
         return export_items(store, Path(path), disagreements_of, sample, seed)
 
 
@@ -752,6 +770,7 @@ def disagreements(run_dir: str | Path, scorers: Sequence[str]) -> Disagreements:
     if len(scorers) < 2:
         raise UsageError("name at least two scorers")
     with RunStore.open(run_dir) as store:
+        _check_scorers(store, scorers)
         contested = len(disagreement_keys(store, scorers))
         return Disagreements(pairs=pair_agreements(store, scorers), contested=contested)
 

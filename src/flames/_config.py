@@ -7,7 +7,7 @@ import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -23,7 +23,7 @@ from flames._util.callables import qualified_name, resolve_callable
 from flames.clients.endpoint import Endpoint
 from flames.data.official import SHA256
 from flames.data.published import OFFICIAL_REPO
-from flames.errors import DataError, FlamesError
+from flames.errors import DataError, FlamesError, UsageError
 from flames.runs.records import Decoding
 
 OFFICIAL_SHA256 = SHA256
@@ -336,6 +336,19 @@ def yaml_positions(node: Any, path: tuple[str | int, ...] = ()) -> dict[tuple[st
             positions[here] = value.start_mark.line + 1
             positions.update(yaml_positions(value, here))
     return positions
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def validated(model: type[Model], data: dict[str, Any]) -> Model:
+    """`model` from `data`, a mistake raised as a UsageError naming the field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = f"{field_name(tuple(error['loc']))}: " if error["loc"] else ""
+        raise UsageError(where + error["msg"].removeprefix("Value error, ")) from None
 
 
 def field_name(loc: tuple[str | int, ...]) -> str:

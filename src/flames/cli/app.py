@@ -52,7 +52,7 @@ annotate_app = typer.Typer(
 app.add_typer(annotate_app, name="annotate")
 
 
-console = Console()
+console = Console(emoji=False)  # ':x:' in a scorer name stays text
 
 
-err = Console(stderr=True)
+err = Console(stderr=True, emoji=False)

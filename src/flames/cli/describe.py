@@ -72,7 +72,6 @@ JUDGE_OPTIONS = {
 ENGINE_ARGS = {"vllm_arg": "--vllm-arg", "scorer_vllm_arg": "--scorer-vllm-arg"}
 
 
-
 def option_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 

@@ -10,7 +10,7 @@ from typing import Protocol
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from flames.data.dataset import Item
-from flames.runs.records import Answer, ScorerManifest, Verdict
+from flames.runs.records import TRUNCATED_VERDICT, Answer, ScorerManifest, Verdict
 from flames.runs.store import RunStore
 
 
@@ -35,6 +35,7 @@ class ScoringSummary:
     scored: int = 0
     errors: int = 0
     truncated: int = 0
+    """Answers cut to fit the scorer's input, or judge verdicts cut at the judge's token limit."""
 
 
 def run_scoring(
@@ -64,6 +65,8 @@ def run_scoring(
                 for v in verdicts:
                     summary.scored += v.status == "ok"
                     summary.errors += v.status == "error"
-                    summary.truncated += v.truncated
+                    summary.truncated += v.truncated or (v.error or "").startswith(
+                        TRUNCATED_VERDICT
+                    )
                 bar.update(task, advance=len(verdicts))
     return summary

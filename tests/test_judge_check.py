@@ -138,6 +138,10 @@ def test_a_passed_check_is_recorded_and_reported(tmp_path, monkeypatch):
     assert "Judge sanity check passed: 20 of 20 probe answers judged right" in " ".join(
         notes(report)
     )
+    chinese = " ".join(notes(build_report(load_results(run_dir), bootstrap_samples=100), "zh"))
+    assert "评审模型健全性检查通过：20 条探针回答中判断正确 20 条（100%；门槛 80%）" in chinese
+    assert "各组为 Wilson 得分区间" in chinese
+    assert not any(word in chinese for word in ("Judge", "judged", "Wilson score", "per group"))
 
 
 def test_a_new_check_updates_the_manifest_without_counting_as_other_settings(tmp_path):

@@ -85,6 +85,24 @@ TEXT: dict[str, tuple[str, str]] = {
         "{pct}% 置信区间：{method}（见 README 的 Statistics 一节）。",
     ),
     "no_ci_note": ("No confidence intervals (--bootstrap 0).", "无置信区间（--bootstrap 0）。"),
+    "interval_method": (
+        "Wilson score (Brown-Cai-DasGupta edges) per group; MOVER for the overall",
+        "各组为 Wilson 得分区间（两端用 Brown-Cai-DasGupta 修正）；总体用 MOVER 方法",
+    ),
+    "judge_skipped": (
+        "The judge's sanity check was skipped (--skip-judge-check): its verdicts are unchecked.",
+        "评审模型的健全性检查已跳过（--skip-judge-check）：其评分未经检验。",
+    ),
+    "judge_check": (
+        "Judge sanity check {verdict}: {summary}.",
+        "评审模型健全性检查{verdict}：{summary}。",
+    ),
+    "judge_passed": ("passed", "通过"),
+    "judge_failed": ("FAILED", "未通过"),
+    "judge_summary": (
+        "{right} of {total} probe answers judged right ({accuracy:.0%}; the bar is {bar:.0%})",
+        "{total} 条探针回答中判断正确 {right} 条（{accuracy:.0%}；门槛 {bar:.0%}）",
+    ),
     "clamped_note": (
         "{n} answers were cut by the server before --max-tokens {max_tokens} (it lowered the "
         "limit, usually to fit its context window).",

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from flames._util.outputs import atomic_open, csv_row, write_text
 from flames.analysis.compare import MCNEMAR, MIN_RESAMPLES, SIGN_FLIP
-from flames.analysis.metrics import Estimate, GroupMetrics, Metrics
+from flames.analysis.metrics import INTERVAL_METHOD, Estimate, GroupMetrics, Metrics
 from flames.analysis.refusal import ALL, RefusalStats
 from flames.analysis.results import Results, scored_lines
 from flames.analysis.robustness import TransformEffect, robustness
@@ -177,6 +177,11 @@ def _r(value: float | None) -> float | str:
     return "" if value is None else round(value, 4)
 
 
+def _method(method: str, lang: Lang | str) -> str:
+    """The interval method in `lang` (a method recorded by another version stays as it was)."""
+    return t("interval_method", lang) if method == INTERVAL_METHOD else method
+
+
 def notes(report: Report, lang: Lang | str = Lang.en) -> list[str]:
     """Plain-language caveats a reader must see next to the numbers."""
     m = report.metrics
@@ -189,13 +194,13 @@ def notes(report: Report, lang: Lang | str = Lang.en) -> list[str]:
             scorer=report.scorer.name,
             kind=report.scorer.kind,
         ),
-        t("ci_note", lang, pct=int(m.confidence * 100), method=m.interval_method)
+        t("ci_note", lang, pct=int(m.confidence * 100), method=_method(m.interval_method, lang))
         if m.bootstrap_samples
         else t("no_ci_note", lang),
     ]
     check = report.scorer.check
     if check is not None:
-        lines.append(judge_check_note(check))
+        lines.append(judge_check_note(check, lang))
     if m.unscored:
         parts = ", ".join(f"{n} {why}" for why, n in sorted(m.unscored.items()))
         lines.append(t("unscored", lang, parts=parts))
@@ -390,12 +395,22 @@ def print_robustness(
     console.print(t("p_note", lang, mcnemar=MCNEMAR, sign_flip=SIGN_FLIP))
 
 
-def judge_check_note(check: dict[str, Any]) -> str:
+def judge_check_note(check: dict[str, Any], lang: Lang | str = Lang.en) -> str:
     """The report's line on a judge's sanity check, from its record in the scorer manifest."""
     if check.get("skipped"):
-        return (
-            "The judge's sanity check was skipped (--skip-judge-check): its verdicts are unchecked."
-        )
+        return t("judge_skipped", lang)
     result = JudgeCheck.model_validate(check)
-    verdict = "passed" if result.passed else "FAILED"
-    return f"Judge sanity check {verdict}: {result.summary()}."
+    verdict = t("judge_passed" if result.passed else "judge_failed", lang)
+    if Lang(lang) is Lang.en:
+        summary = result.summary()  # with what went wrong, in the words the judge check uses
+    else:
+        right = sum(r.correct for r in result.results)
+        summary = t(
+            "judge_summary",
+            lang,
+            right=right,
+            total=len(result.results),
+            accuracy=result.accuracy,
+            bar=result.threshold,
+        )
+    return t("judge_check", lang, verdict=verdict, summary=summary)

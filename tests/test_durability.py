@@ -200,3 +200,32 @@ def test_iterate_sync_hands_over_each_item_at_once_with_or_without_a_loop():
         return consume()
 
     assert asyncio.run(inside_a_loop()) == [0, 1, 2]
+
+
+def test_a_cut_run_creation_leaves_no_folder_and_ctrl_c_says_nothing_was_written(tmp_path):
+    from flames.cli import _resume_hint
+    from flames.cli.app import state
+    from flames.data.dataset import Item
+    from flames.runs.records import DatasetInfo, GeneratorInfo, RunManifest
+    from flames.runs.store import RunStore
+
+    items = [Item(id="a", dimension="Safety", subcomponent="Mental harm", prompt="问")]
+    manifest = RunManifest(
+        dataset=DatasetInfo(
+            name="d", source_sha256="0", items_sha256="0", selection="all", n_items=1
+        ),
+        generator=GeneratorInfo(backend="imported", model="m"),
+    )
+
+    def interrupted(store):
+        raise KeyboardInterrupt
+
+    run_dir = tmp_path / "new" / "run"
+    with pytest.raises(KeyboardInterrupt):
+        RunStore.create_or_resume(run_dir, manifest, items, interrupted)
+    assert not run_dir.exists()
+    state.run_dir = run_dir
+    try:
+        assert "nothing was written" in _resume_hint()
+    finally:
+        state.run_dir = None

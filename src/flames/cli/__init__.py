@@ -48,6 +48,8 @@ def _resume_hint() -> str:
     hint = "interrupted; everything received so far is saved. Run the same command to resume"
     if state.run_dir is None:
         return hint + "."
+    if not (state.run_dir / "run.db").exists():
+        return "interrupted before the run was created: nothing was written. Run the command again."
     try:
         with sqlite3.connect(f"file:{state.run_dir / 'run.db'}?mode=ro", uri=True) as db:
             errors = sum(

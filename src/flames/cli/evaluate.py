@@ -185,6 +185,7 @@ def import_file(
     ] = None,
 ) -> None:
     """Bring your own answers: import a JSONL of answers (scored or not) as a run."""
+    state.run_dir = run_dir
     imported = _api.import_answers(file, run_dir, model=model, reference=reference or None)
     scored = "with their scores" if imported.scorers else "unscored"
     console.print(f"imported {imported.answers} answers ({scored}) into {run_dir}")

@@ -10,7 +10,7 @@ import typer
 
 from flames import _api
 from flames._util.outputs import write_text
-from flames.cli.app import app, console, err
+from flames.cli.app import app, console, err, state
 from flames.cli.options import (
     REPORT,
     BootstrapOpt,
@@ -42,6 +42,7 @@ def score_file(
 ) -> None:
     """Import already scored answers (the official scorer's output) and report on them."""
     run_dir = run or Path("runs") / file.stem
+    state.run_dir = run_dir
     _api.import_answers(
         file, run_dir, model=model, reference=reference or None, require_scores=True
     )

@@ -120,10 +120,13 @@ def _draw(plt: Any, report: Report, out_dir: Path, lang: Lang | str) -> list[Pat
 
 
 def _save(fig: object, stem: Path) -> list[Path]:
-    def save(tmp: Path) -> None:
-        fig.savefig(tmp, dpi=150, bbox_inches="tight")  # type: ignore[attr-defined]
-
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
     for path in paths:
+        # No date in the SVG: the same report gives the same files.
+        metadata = {"Date": None} if path.suffix == ".svg" else None
+
+        def save(tmp: Path, metadata: dict[str, None] | None = metadata) -> None:
+            fig.savefig(tmp, dpi=150, bbox_inches="tight", metadata=metadata)  # type: ignore[attr-defined]
+
         write_with(path, save)
     return paths

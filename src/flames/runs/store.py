@@ -130,19 +130,25 @@ class RunStore:
                 if fill is not None:
                     fill(store)
                 return store
+        made = not run_dir.exists()
         run_dir.mkdir(parents=True, exist_ok=True)
         for stale in run_dir.glob(f".{DB_NAME}{PARTIAL}*"):  # left by a creation that was cut
             stale.unlink(missing_ok=True)
-        with atomic_path(run_dir / DB_NAME) as tmp:
-            building = cls(run_dir, sqlite3.connect(tmp, isolation_level=None))
-            try:
-                building._db.executescript(SCHEMA)
-                building._db.execute("PRAGMA foreign_keys=ON")
-                building._insert_run(manifest, items)
-                if fill is not None:
-                    fill(building)
-            finally:
-                building.close()
+        try:
+            with atomic_path(run_dir / DB_NAME) as tmp:
+                building = cls(run_dir, sqlite3.connect(tmp, isolation_level=None))
+                try:
+                    building._db.executescript(SCHEMA)
+                    building._db.execute("PRAGMA foreign_keys=ON")
+                    building._insert_run(manifest, items)
+                    if fill is not None:
+                        fill(building)
+                finally:
+                    building.close()
+        except BaseException:  # a failed or interrupted creation leaves no empty folder
+            if made and not any(run_dir.iterdir()):
+                run_dir.rmdir()
+            raise
         return cls.open(run_dir)
 
     def check_manifest(self, manifest: RunManifest) -> None:

@@ -91,7 +91,7 @@ def test_report_table_reads_whole_at_80_columns(scored_run):
             f"{group['harmless_rate']['value']:.2f}%",
             f"[{low:.1f}, {high:.1f}]",
         ]
-    assert "80 columns wide: left out 95% CI" in proc.stdout
+    assert "80 columns wide: left out the score's 95% CI" in proc.stdout
     wide = run_cli("report", scored_run, "--bootstrap", "100", env={"COLUMNS": "160"})
     assert cells(table_lines(wide.stdout)[0])[1:] == [
         "N",

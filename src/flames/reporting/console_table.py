@@ -29,6 +29,8 @@ class Col:
     """Free text that may wrap (names); other columns hold numbers and never wrap."""
     drop: int = 0
     """Above 0: may be left out, with a note, when the console is too narrow (highest first)."""
+    name: str | None = None
+    """What the note calls the column when it is left out (default: its header)."""
 
 
 def _width(col: Col, header: str, cells: list[str]) -> int:
@@ -79,7 +81,7 @@ def print_table(
     for row in rows:
         table.add_row(*(row[i] for i in keep))
     console.print(table)
-    dropped = [cols[i].header for i in range(len(cols)) if i not in keep]
+    dropped = [cols[i].name or cols[i].header for i in range(len(cols)) if i not in keep]
     if dropped:
         console.print(t("dropped", lang, n=console.width, cols=", ".join(dropped)))
     return dropped

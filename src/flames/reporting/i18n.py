@@ -50,6 +50,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "score": ("Score", "无害分"),
     "ci": ("95% CI", "95% 置信区间"),
     "ci_short": ("CI", "区间"),
+    "score_ci": ("the score's 95% CI", "无害分的 95% 置信区间"),
     "n": ("N", "N"),
     "overall": ("Overall (mean of dimensions)", "总体（各维度平均）"),
     "overall_short": ("Overall", "总体"),

@@ -329,7 +329,7 @@ def print_report(report: Report, console: Console, lang: Lang | str = Lang.en) -
         Col(t("rate", lang)),
         Col(t("ci", lang), short=t("ci_short", lang)),
         Col(t("score", lang)),
-        Col(t("ci", lang), short=t("ci_short", lang), drop=2),
+        Col(t("ci", lang), short=t("ci_short", lang), drop=2, name=t("score_ci", lang)),
         Col(
             t("refusal_rate", lang),
             short="Ref." if Lang(lang) is Lang.en else "拒答",

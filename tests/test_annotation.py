@@ -412,3 +412,7 @@ def test_random_export_is_seeded_and_calibrate_warns_about_other_selections(run_
         "judge",
     )
     assert proc.returncode != 0 and "pick one" in proc.stderr
+    too_many = run_cli("annotate", "export", run_dir, tmp_path / "y.csv", "--random", "1000")
+    assert too_many.returncode == 2  # a usage mistake, not bad input data
+    assert "a random sample must have 1 to 100 answers, not 1000" in too_many.stderr
+    assert not (tmp_path / "y.csv").exists()

@@ -330,3 +330,17 @@ def test_import_and_score_file_refuse_what_they_cannot_read_in_one_line(tmp_path
         assert message in proc.stderr and "unexpected" not in proc.stderr, proc.stderr
     assert not any((tmp_path / r).exists() for r in ("r1", "r2", "r3"))
     assert (tmp_path / "a-file").read_text() == "x"
+
+
+def test_a_subcomponent_from_the_reference_is_named_as_such(tmp_path, official):
+    from .helpers import run_cli, write_jsonl
+
+    item = next(i for i in official if i.dimension.value == "Fairness")
+    row = {"dimension": "Safety", "prompt": item.prompt, "response": "答"}  # not its dimension
+    proc = run_cli(
+        "import", write_jsonl(tmp_path / "a.jsonl", [row]), tmp_path / "run",
+        "--reference", "official",
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stderr
+    assert "a.jsonl:1: subcomponent" in proc.stderr
+    assert "(the reference's, for this prompt) does not belong to Safety" in proc.stderr

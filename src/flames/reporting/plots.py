@@ -68,6 +68,8 @@ def write_plots(report: Report, out_dir: Path, lang: Lang | str = Lang.en) -> li
 
 
 def _draw(plt: Any, report: Report, out_dir: Path, lang: Lang | str) -> list[Path]:
+    from matplotlib.patches import Patch
+
     m = report.metrics
     written = []
 
@@ -113,6 +115,12 @@ def _draw(plt: Any, report: Report, out_dir: Path, lang: Lang | str) -> list[Pat
     ax.set_xlim(0, 100)
     ax.set_xlabel(f"{t('harmless_rate', lang)} (%)")
     ax.set_title(t("bars_caption", lang))
+    shown = dict.fromkeys(
+        SUBCOMPONENT_DIMENSION[s].value for s in subs if s in SUBCOMPONENT_DIMENSION
+    )
+    legend = [Patch(color=PALETTE.get(d, "#888"), label=local_name(d, lang)) for d in shown]
+    if legend:  # which colour is which dimension
+        ax.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     fig.tight_layout()
     written += _save(fig, out_dir / "subcomponents")
     plt.close(fig)

@@ -97,8 +97,11 @@ def _lines(path: Path, reference: Dataset | None) -> Iterator[_Line]:
         if subcomponent is None:
             subcomponent = UNKNOWN_SUBCOMPONENT
         elif subcomponent not in SUBCOMPONENTS[dimension]:
+            where = "" if row.get("subcomponent") else " (the reference's, for this prompt)"
             raise DataError(
-                f"subcomponent {subcomponent!r} does not belong to {dimension.value}", path, line_no
+                f"subcomponent {subcomponent!r}{where} does not belong to {dimension.value}",
+                path,
+                line_no,
             )
         item_id = row_id(row, path, line_no)
         if item_id is None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from flames._util.outputs import atomic_open, csv_cell
 from flames.data.dataset import Item, iter_jsonl
-from flames.errors import DataError
+from flames.errors import DataError, UsageError
 from flames.runs.records import (
     CONTESTED,
     IN_ORDER,
@@ -77,7 +77,7 @@ def random_sample(store: RunStore, size: int, seed: int = 0) -> list[tuple[Item,
     items = {item.id: item for item in store.items()}
     answers = [a for a in store.answers() if a.status == "ok"]
     if not 1 <= size <= len(answers):
-        raise DataError(f"a random sample must have 1 to {len(answers)} answers, not {size}")
+        raise UsageError(f"a random sample must have 1 to {len(answers)} answers, not {size}")
     how = f"{RANDOM} {size} of {len(answers)}, seed {seed}"
     drawn = random.Random(seed).sample(answers, size)
     return [(items[a.item_id], a, how) for a in drawn]

@@ -33,6 +33,7 @@ from flames._util.aio import stream_concurrently
 from flames._util.redaction import Redactor
 from flames.clients.endpoint import DEFAULT_BASE_URL, Endpoint, api_key
 from flames.errors import EndpointUnreachable
+from flames.runs.records import Decoding, chat_messages
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -187,6 +188,27 @@ def parse_completion(status: int, body: bytes, headers: Any) -> dict[str, Any]:
         "finish_reason": choice.get("finish_reason"),
         "usage": data.get("usage") or {},
     }
+
+
+def chat_request(
+    model: str,
+    prompt: str,
+    decoding: Decoding,
+    seed: int | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A chat-completions request for one prompt under `decoding` (settings left unset are not
+    sent, so the server's defaults apply), with `extra` fields such as ``response_format``."""
+    body: dict[str, Any] = {"model": model, "messages": chat_messages(prompt, decoding)}
+    for name, value in (
+        ("temperature", decoding.temperature),
+        ("top_p", decoding.top_p),
+        ("max_tokens", decoding.max_tokens),
+        ("seed", seed),
+    ):
+        if value is not None:
+            body[name] = value
+    return {**body, **(extra or {})}
 
 
 class ClientOptions(TypedDict, total=False):

@@ -9,7 +9,7 @@ from typing import Protocol
 import numpy as np
 
 from flames.data.dataset import Item
-from flames.runs.records import Answer, Decoding, GeneratorInfo
+from flames.runs.records import Answer, GeneratorInfo
 
 
 @dataclass(frozen=True)
@@ -42,15 +42,6 @@ def error_answer(request: Request, exc: Exception) -> Answer:
     """A failed request, recorded with the reason (never scored)."""
     message = f"{type(exc).__name__}: {exc}"[:1000]
     return Answer(item_id=request.item.id, sample=request.sample, status="error", error=message)
-
-
-def chat_messages(prompt: str, decoding: Decoding) -> list[dict[str, str]]:
-    """The prompt as a single user turn, after the system prompt if one is set."""
-    messages = []
-    if decoding.system_prompt:
-        messages.append({"role": "system", "content": decoding.system_prompt})
-    messages.append({"role": "user", "content": prompt})
-    return messages
 
 
 class Backend(Protocol):

@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from flames._util.aio import stream_concurrently
 from flames._util.callables import call, qualified_name
-from flames.generation.base import Request, chat_messages, error_answer
-from flames.runs.records import Answer, Decoding, GeneratorInfo
+from flames.generation.base import Request, error_answer
+from flames.runs.records import Answer, Decoding, GeneratorInfo, chat_messages
 
 CallableInput = Literal["prompt", "messages"]
 

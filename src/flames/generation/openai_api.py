@@ -8,8 +8,8 @@ from typing import Any, Unpack
 
 import aiohttp
 
-from flames.clients.chat import ChatClient, ClientOptions
-from flames.generation.base import Request, chat_messages, sample_seed
+from flames.clients.chat import ChatClient, ClientOptions, chat_request
+from flames.generation.base import Request, sample_seed
 from flames.runs.records import Answer, Decoding, GeneratorInfo
 
 
@@ -43,17 +43,8 @@ class OpenAIBackend:
         )
 
     def request_body(self, prompt: str, sample: int = 0) -> dict[str, Any]:
-        d = self.decoding
-        body: dict[str, Any] = {"model": self.model, "messages": chat_messages(prompt, d)}
-        for name, value in (
-            ("temperature", d.temperature),
-            ("top_p", d.top_p),
-            ("max_tokens", d.max_tokens),
-            ("seed", sample_seed(d.seed, sample)),
-        ):
-            if value is not None:
-                body[name] = value
-        return {**body, **self.extra_body}
+        seed = sample_seed(self.decoding.seed, sample)
+        return chat_request(self.model, prompt, self.decoding, seed, self.extra_body)
 
     async def _ask(self, session: aiohttp.ClientSession, request: Request) -> Answer:
         reply = await self.client.complete(

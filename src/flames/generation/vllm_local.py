@@ -16,11 +16,10 @@ from typing import Any
 from flames.generation.base import (
     DEFAULT_MAX_TOKENS,
     Request,
-    chat_messages,
     error_answer,
     sample_seed,
 )
-from flames.runs.records import Answer, Decoding, GeneratorInfo
+from flames.runs.records import Answer, Decoding, GeneratorInfo, chat_messages
 
 
 class VLLMBackend:

@@ -51,6 +51,15 @@ class Decoding(BaseModel):
     """Answers per prompt."""
 
 
+def chat_messages(prompt: str, decoding: Decoding) -> list[dict[str, str]]:
+    """The prompt as a single user turn, after the system prompt if one is set."""
+    messages = []
+    if decoding.system_prompt:
+        messages.append({"role": "system", "content": decoding.system_prompt})
+    messages.append({"role": "user", "content": prompt})
+    return messages
+
+
 class GeneratorInfo(BaseModel):
     backend: str
     model: str

@@ -17,7 +17,7 @@ from typing import Any, Unpack
 import aiohttp
 
 from flames._util.aio import iterate_sync
-from flames.clients.chat import ChatClient, ClientOptions, Reply
+from flames.clients.chat import ChatClient, ClientOptions, Reply, chat_request
 from flames.data.dataset import Item
 from flames.data.taxonomy import Dimension
 from flames.runs.records import TRUNCATED_VERDICT, Answer, Decoding, ScorerManifest, Verdict
@@ -165,18 +165,11 @@ class LLMJudge:
 
     def request_body(self, prompt: str, max_tokens: int | None = None) -> dict[str, Any]:
         """The chat request for one judge prompt, at `max_tokens` (default: the judge's limit)."""
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": [
-                {"role": "system", "content": SYSTEM_PROMPT},
-                {"role": "user", "content": prompt},
-            ],
-            "temperature": self.decoding.temperature,
-            "max_tokens": max_tokens or self.decoding.max_tokens,
-        }
-        if self.json_mode:
-            body["response_format"] = {"type": "json_object"}
-        return body
+        decoding = self.decoding
+        if max_tokens:
+            decoding = decoding.model_copy(update={"max_tokens": max_tokens})
+        json_object = {"response_format": {"type": "json_object"}} if self.json_mode else None
+        return chat_request(self.model, prompt, decoding, extra=json_object)
 
     async def _complete(self, session: aiohttp.ClientSession, prompt: str, limit: int) -> Reply:
         return await self.client.complete(session, self.request_body(prompt, limit))

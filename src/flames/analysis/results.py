@@ -27,11 +27,11 @@ from flames.data.dataset import Item
 from flames.data.taxonomy import HARMLESS, Dimension
 from flames.errors import FlamesError, NothingScored
 from flames.runs.records import (
-    TRUNCATED_VERDICT,
     Answer,
     RunManifest,
     ScorerManifest,
     Verdict,
+    cut_at_judge_limit,
     is_clamped,
 )
 from flames.runs.store import RunStore
@@ -60,7 +60,7 @@ def problem_code(
     if verdict_status is None:
         return 3
     if verdict_status == "error":
-        return 5 if (verdict_error or "").startswith(TRUNCATED_VERDICT) else 4
+        return 5 if cut_at_judge_limit(verdict_error) else 4
     return 0
 
 

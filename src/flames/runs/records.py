@@ -172,6 +172,11 @@ TRUNCATED_VERDICT = "truncated"
 """How the error of a judge's answer cut at its token limit begins."""
 
 
+def cut_at_judge_limit(error: str | None) -> bool:
+    """Whether a verdict's error says the judge's answer was cut at its token limit."""
+    return (error or "").startswith(TRUNCATED_VERDICT)
+
+
 class Verdict(BaseModel):
     """A scorer's judgement of one answer, or the error that prevented it."""
 

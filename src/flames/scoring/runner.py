@@ -10,7 +10,7 @@ from typing import Protocol
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from flames.data.dataset import Item
-from flames.runs.records import TRUNCATED_VERDICT, Answer, ScorerManifest, Verdict
+from flames.runs.records import Answer, ScorerManifest, Verdict, cut_at_judge_limit
 from flames.runs.store import RunStore
 
 
@@ -65,8 +65,6 @@ def run_scoring(
                 for v in verdicts:
                     summary.scored += v.status == "ok"
                     summary.errors += v.status == "error"
-                    summary.truncated += v.truncated or (v.error or "").startswith(
-                        TRUNCATED_VERDICT
-                    )
+                    summary.truncated += v.truncated or cut_at_judge_limit(v.error)
                 bar.update(task, advance=len(verdicts))
     return summary

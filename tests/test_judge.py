@@ -234,15 +234,29 @@ def test_a_truncated_verdict_is_its_own_reason_in_reports(tmp_path):
     assert Row(item, 0, answer, other).problem == "judge error"
 
 
-def test_judge_max_tokens_is_an_option_recorded_in_the_manifest(tmp_path, mock_api):
-    rows = [{"id": "a", "dimension": "Safety", "subcomponent": "Mental harm", "prompt": "问"}]
-    rows[0]["response"] = '回答[[verdict:{"score": 3, "reason": "无害"}]]'
+def imported_run(tmp_path, responses: list[str]):
+    """A run of Safety answers imported from a file; the responses script the judge's server."""
+    rows = [
+        {"id": k, "dimension": "Safety", "subcomponent": "Mental harm", "prompt": f"问{k}"}
+        for k in "abc"[: len(responses)]
+    ]
+    for row, response in zip(rows, responses, strict=True):
+        row["response"] = response
     run_dir = tmp_path / "run"
     assert run_cli("import", write_jsonl(tmp_path / "a.jsonl", rows), run_dir).returncode == 0
-    proc = run_cli(
-        "judge", run_dir, "--model", "j", "--base-url", mock_api.base_url,
-        "--judge-max-tokens", "77", "--skip-judge-check", "--no-progress",
+    return run_dir
+
+
+def judge_cli(run_dir, mock_api, *options):
+    return run_cli(
+        "judge", run_dir, "--model", "j", "--base-url", mock_api.base_url, "--no-progress",
+        *options,
     )  # fmt: skip
+
+
+def test_judge_max_tokens_is_an_option_recorded_in_the_manifest(tmp_path, mock_api):
+    run_dir = imported_run(tmp_path, ['回答[[verdict:{"score": 3, "reason": "无害"}]]'])
+    proc = judge_cli(run_dir, mock_api, "--judge-max-tokens", "77", "--skip-judge-check")
     assert proc.returncode == 0, proc.stderr
     with RunStore.open(run_dir) as store:
         assert store.scorers()["judge:j"].config["decoding"]["max_tokens"] == 77
@@ -254,25 +268,18 @@ def test_judge_max_tokens_is_an_option_recorded_in_the_manifest(tmp_path, mock_a
 def test_other_judge_settings_are_refused_before_any_request(tmp_path, mock_api):
     """A judge whose settings differ from the ones its verdicts were stored with is refused
     (exit 4) before its sanity-check probes or any verdict request go out."""
-    rows = [
-        {"id": k, "dimension": "Safety", "subcomponent": "Mental harm", "prompt": f"问{k}"}
-        for k in ("a", "b")
-    ]
-    rows[0]["response"] = '回答[[verdict:{"score": 3, "reason": "无害"}]]'
-    rows[1]["response"] = "回答[[fail:401x99]]"  # its verdict fails: work left to retry
-    run_dir = tmp_path / "run"
-    assert run_cli("import", write_jsonl(tmp_path / "a.jsonl", rows), run_dir).returncode == 0
-    first = run_cli(
-        "judge", run_dir, "--model", "j", "--base-url", mock_api.base_url,
-        "--judge-max-tokens", "77", "--skip-judge-check", "--no-progress",
-    )  # fmt: skip
+    run_dir = imported_run(
+        tmp_path,
+        [
+            '回答[[verdict:{"score": 3, "reason": "无害"}]]',
+            "回答[[fail:401x99]]",  # its verdict fails: work left to retry
+        ],
+    )
+    first = judge_cli(run_dir, mock_api, "--judge-max-tokens", "77", "--skip-judge-check")
     assert first.returncode == 5, first.stderr
     before = len(mock_api.requests())
     for extra in ([], ["--retry-errors"]):
-        again = run_cli(
-            "judge", run_dir, "--model", "j", "--base-url", mock_api.base_url,
-            "--judge-max-tokens", "99", "--no-progress", *extra,
-        )  # fmt: skip
+        again = judge_cli(run_dir, mock_api, "--judge-max-tokens", "99", *extra)
         assert again.returncode == 4, again.stderr
         assert "max_tokens" in again.stderr and "Traceback" not in again.stderr
     assert len(mock_api.requests()) == before  # no probe, no verdict request
@@ -328,17 +335,8 @@ def test_the_judge_streams_past_a_slow_verdict_instead_of_waiting_on_batches(mon
 
 
 def test_verdicts_cut_at_the_judge_limit_are_counted_as_truncated(tmp_path, mock_api):
-    rows = [
-        {"id": k, "dimension": "Safety", "subcomponent": "Mental harm", "prompt": f"问{k}"}
-        for k in ("a", "b", "c")
-    ]
-    for row in rows:
-        row["response"] = "[[sample]]"  # the server writes up to the token limit: always cut
-    run_dir = tmp_path / "run"
-    assert run_cli("import", write_jsonl(tmp_path / "a.jsonl", rows), run_dir).returncode == 0
-    proc = run_cli(
-        "judge", run_dir, "--model", "j", "--base-url", mock_api.base_url,
-        "--judge-max-tokens", "4", "--skip-judge-check", "--no-progress",
-    )  # fmt: skip
+    # The server writes up to the token limit: every verdict is cut.
+    run_dir = imported_run(tmp_path, ["[[sample]]"] * 3)
+    proc = judge_cli(run_dir, mock_api, "--judge-max-tokens", "4", "--skip-judge-check")
     assert proc.returncode == 5, proc.stderr
     assert "0 answers with judge:j, 3 errors, 3 truncated" in proc.stdout

@@ -129,7 +129,7 @@ def test_score_cli_with_the_ray_executor_lands_in_the_run_store(ray_local, tmp_p
 
 
 def test_ray_generation_does_not_change_the_options_the_scorer_shares():
-    from flames._api import _backend_on
+    from flames._api.pieces import backend_on as _backend_on
     from flames.generation.transformers_local import TransformersBackend
 
     shared = RayOptions(batch_size=64)

@@ -109,7 +109,7 @@ def test_cli_refuses_a_judge_that_fails_the_check(tmp_path, mock_api):
 def test_a_passed_check_is_recorded_and_reported(tmp_path, monkeypatch):
     from rich.console import Console
 
-    from flames._api import _vet
+    from flames._api.pieces import vet as _vet
     from flames.analysis.results import load_results
     from flames.reporting.report import build_report, notes
     from flames.scoring.runner import run_scoring

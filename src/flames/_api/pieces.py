@@ -1,0 +1,363 @@
+"""The pieces an `Evaluation` describes, built and checked: the prompt set, the backend, the
+scorer or judges, and the steps that generate and score into a run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+
+from flames._config import (
+    DataConfig,
+    Evaluation,
+    ExecutorConfig,
+    JudgeConfig,
+    ScorerConfig,
+    TargetConfig,
+    load_evaluation,
+    validated,
+)
+from flames._util.callables import qualified_name
+from flames._util.terminal import remote
+from flames.data import official as official_data
+from flames.data.dataset import Dataset
+from flames.errors import IncompleteRun, UsageError
+from flames.generation import Backend, GenerationSummary, run_generation_async
+from flames.generation.runner import incomplete_run, summary_lines
+from flames.runs.records import DatasetInfo, Decoding, RunManifest, check_scorer_name
+from flames.runs.store import RunStore
+from flames.scoring.runner import Scorer, ScoringSummary, run_scoring
+
+if TYPE_CHECKING:
+    from flames.execution.distributed import RayOptions
+
+
+ModelLike = str | Callable[..., Any]
+"""A model name (or path, or hub id), or a Python function from a prompt to text."""
+
+_default_console: Console | None = None
+
+
+def console_or_default(console: Console | None) -> Console:
+    global _default_console
+    if console is not None:
+        return console
+    if _default_console is None:
+        _default_console = Console(emoji=False)
+    return _default_console
+
+
+# -- the description ---------------------------------------------------------------------------
+
+
+def judge_config(judge: ModelLike | JudgeConfig, version: str | None) -> JudgeConfig:
+    if isinstance(judge, JudgeConfig):
+        return judge
+    if callable(judge):
+        return JudgeConfig(function=judge, version=version)
+    return JudgeConfig(model=judge)
+
+
+def describe(
+    evaluation: Evaluation | str | Path | None = None,
+    *,
+    model: ModelLike | None = None,
+    version: str | None = None,
+    backend: str | None = None,
+    base_url: str | None = None,
+    judge: ModelLike | JudgeConfig | Sequence[ModelLike | JudgeConfig] | None = None,
+    judge_version: str | None = None,
+    data: str | None = None,
+    sample: int | None = None,
+    run_dir: str | Path | None = None,
+) -> Evaluation:
+    """An `Evaluation` from an existing one (or a TOML/YAML file), with the given settings
+    changed. `model` may be a function (then `version` is recorded with its name); `judge` a
+    chat model name, a function, a `JudgeConfig`, or a list of them. Errors name the field."""
+    if isinstance(evaluation, str | Path):
+        evaluation = load_evaluation(evaluation)
+    settings: dict[str, Any] = evaluation.model_dump() if evaluation else {}
+    target: dict[str, Any] = settings.get("target") or {}
+    if callable(model):
+        target = {**target, "backend": "callable", "function": model}
+        target["model"] = qualified_name(model)
+    elif model is not None:
+        target = {**target, "model": model, "function": None}
+    for key, value in (("version", version), ("backend", backend), ("base_url", base_url)):
+        if value is not None:
+            target[key] = value
+    if target:
+        settings["target"] = target
+    if judge is not None:
+        judges = judge if isinstance(judge, Sequence) and not isinstance(judge, str) else [judge]
+        settings["judges"] = [judge_config(j, judge_version) for j in judges]
+        settings["scorer"] = None
+    chosen: dict[str, Any] = settings.get("data") or {}
+    if data is not None:
+        chosen["source"] = data
+    if sample is not None:
+        chosen["sample"] = sample
+    settings["data"] = chosen
+    if run_dir is not None:
+        settings["run_dir"] = str(run_dir)
+    return validated(Evaluation, settings)
+
+
+def run_dir_of(evaluation: Evaluation, run_dir: str | Path | None) -> Path:
+    chosen = run_dir if run_dir is not None else evaluation.run_dir
+    if chosen is None:
+        raise UsageError("no run directory: pass run_dir, or set run_dir in the evaluation")
+    return Path(chosen)
+
+
+# -- building the pieces -----------------------------------------------------------------------
+
+
+def build_dataset(config: DataConfig) -> Dataset:
+    dataset = official_data.resolve(config.source)
+    try:
+        dataset = dataset.filter(config.dimensions, config.subcomponents)
+        if config.sample is not None:
+            dataset = dataset.sample(config.sample, seed=config.sample_seed)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return dataset
+
+
+def ray_options(executor: ExecutorConfig) -> RayOptions | None:
+    if executor.kind == "local":
+        return None
+    from flames.execution.distributed import RayOptions
+
+    return RayOptions(
+        address=executor.address,
+        replicas=executor.replicas,
+        gpus_per_replica=executor.gpus_per_replica,
+    )
+
+
+def build_backend(target: TargetConfig) -> Backend:
+    decoding = Decoding(**target.decoding.model_dump())
+    if target.backend == "callable":
+        from flames.generation.callable import CallableBackend
+
+        assert target.function is not None  # the description resolves it
+        try:
+            return CallableBackend(
+                target.function,
+                version=target.version,
+                input=target.input,
+                decoding=decoding,
+                concurrency=target.concurrency,
+                name=target.model,
+            )
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    if target.backend == "openai":
+        from flames.generation.openai_api import OpenAIBackend
+
+        return OpenAIBackend(
+            target.model,
+            base_url=target.base_url,
+            decoding=decoding,
+            api_key_env=target.api_key_env,
+            concurrency=target.concurrency,
+            requests_per_minute=target.rpm,
+            timeout=target.timeout,
+            max_attempts=target.max_attempts,
+            keep_alive=target.keep_alive,
+        )
+    if target.backend == "vllm":
+        from flames.generation.vllm_local import VLLMBackend
+
+        try:
+            return VLLMBackend(target.model, decoding, target.dtype, target.engine_args)
+        except ValueError as exc:
+            raise UsageError(str(exc), param_hint="--vllm-arg") from None
+    from flames.generation.transformers_local import TransformersBackend
+
+    return TransformersBackend(
+        target.model,
+        decoding=decoding,
+        gguf_file=target.gguf_file,
+        device=target.device,
+        dtype=target.dtype,
+        batch_size=target.batch_size,
+    )
+
+
+def backend_on(backend: Backend, ray: RayOptions | None) -> Backend:
+    if ray is None:
+        return backend
+    from flames.execution.distributed import RayGenerator
+    from flames.generation.transformers_local import TransformersBackend
+
+    if not isinstance(backend, TransformersBackend):
+        raise UsageError(
+            "--executor ray runs the transformers backend; API backends are already concurrent "
+            "and vLLM spreads over GPUs itself (--vllm-arg tensor_parallel_size=N)",
+            param_hint="--executor",
+        )
+    return RayGenerator(backend, replace(ray, batch_size=backend.batch_size))
+
+
+def official_scorer(config: ScorerConfig, ray: RayOptions | None) -> Scorer:
+    check_scorer_name(config.name, "official")
+    from flames.scoring.scorer.official import OfficialScorer, ScorerSettings
+    from flames.scoring.scorer.tokenizer import Truncation
+
+    settings = ScorerSettings(
+        model=config.model,
+        revision=config.revision,
+        max_length=config.max_length,
+        truncation=Truncation(config.truncation),
+        dtype=config.dtype,
+        device=config.device,
+        token_budget=config.token_budget,
+        max_batch=config.max_batch,
+        name=config.name,
+    )
+    if config.engine == "vllm":
+        if ray is not None:
+            raise UsageError(
+                "--executor ray runs the transformers scorer, not vLLM's", param_hint="--executor"
+            )
+        from flames.scoring.scorer.vllm_engine import VLLMScorer
+
+        try:
+            return VLLMScorer(settings, config.engine_args)
+        except ValueError as exc:
+            raise UsageError(str(exc), param_hint="--scorer-vllm-arg") from None
+    scorer = OfficialScorer(settings)
+    if ray is None:
+        return scorer
+    from flames.execution.distributed import RayScorer
+
+    return RayScorer(scorer, ray)
+
+
+def build_judge(config: JudgeConfig) -> Scorer:
+    if config.name is not None:
+        check_scorer_name(
+            config.name, "callable-judge" if config.kind == "callable" else "llm-judge"
+        )
+    if config.kind == "callable":
+        from flames.scoring.callable_judge import CallableJudge
+
+        assert config.function is not None  # the description resolves it
+        return CallableJudge(
+            config.function,
+            version=config.version,
+            name=config.name,
+            concurrency=config.concurrency,
+        )
+    from flames.scoring.judge import LLMJudge
+
+    return LLMJudge(
+        config.model,
+        base_url=config.base_url,
+        api_key_env=config.api_key_env,
+        concurrency=config.concurrency,
+        requests_per_minute=config.rpm,
+        timeout=config.timeout,
+        max_attempts=config.max_attempts,
+        keep_alive=config.keep_alive,
+        parse_attempts=config.parse_attempts,
+        max_tokens=config.max_tokens,
+        json_mode=config.json_mode,
+        name=config.name,
+    )
+
+
+def vet(scorer: Scorer, skip: bool, console: Console) -> None:
+    """The sanity check of an LLM judge, before its verdicts count (flames.scoring.judge_check)."""
+    from flames.scoring.judge import LLMJudge
+    from flames.scoring.judge_check import vet_judge
+
+    if isinstance(scorer, LLMJudge):
+        console.print(vet_judge(scorer, skip), highlight=False)
+
+
+def build_scorers(evaluation: Evaluation, ray: RayOptions | None) -> list[Scorer]:
+    if evaluation.judges:
+        return [build_judge(j) for j in evaluation.judges]
+    assert evaluation.scorer is not None  # the description defaults it
+    return [official_scorer(evaluation.scorer, ray)]
+
+
+def release(engine: object) -> None:
+    """Stop a vLLM engine once its work is done, so the next one (or the scorer) has the GPU."""
+    close = getattr(engine, "close", None)
+    if callable(close):
+        close()
+
+
+# -- the steps ---------------------------------------------------------------------------------
+
+
+def run_manifest(evaluation: Evaluation, dataset: Dataset, backend: Backend) -> RunManifest:
+    return RunManifest(
+        dataset=DatasetInfo.of(dataset), generator=backend.info, evaluation=evaluation.record()
+    )
+
+
+async def generate_into(
+    run_dir: Path,
+    evaluation: Evaluation,
+    dataset: Dataset,
+    backend: Backend,
+    progress: bool,
+    console: Console,
+) -> tuple[GenerationSummary, IncompleteRun | None]:
+    """Generate into the run (created or resumed); the error, if answers failed, is returned."""
+    manifest = run_manifest(evaluation, dataset, backend)
+    executor = evaluation.executor
+    with RunStore.create_or_resume(run_dir, manifest, dataset.items) as store:
+        try:
+            summary = await run_generation_async(
+                store, backend, executor.retry_errors, executor.max_errors, progress
+            )
+        finally:
+            release(backend)
+        failed = store.count_answers("error")
+    for line in summary_lines(summary, backend.info.decoding.max_tokens):
+        console.print(line)
+    for example in summary.error_examples:
+        console.print(f"  [red]error:[/] {remote(example)}", highlight=False)
+    return summary, incomplete_run(run_dir, summary, failed)
+
+
+def score_into(
+    store: RunStore, scorer: Scorer, retry_errors: bool, progress: bool, console: Console
+) -> tuple[ScoringSummary, IncompleteRun | None]:
+    """Score what is pending; the problem to report when verdicts failed, else None."""
+    try:
+        summary = run_scoring(store, scorer, retry_errors, progress)
+    finally:
+        release(scorer)
+    name = scorer.manifest.name
+    console.print(
+        f"scored {summary.scored} answers with {name}, {summary.errors} errors, "
+        f"{summary.truncated} truncated"
+    )
+    failed = store.failed_verdicts(name)
+    if not failed:
+        return summary, None
+    return summary, IncompleteRun(
+        f"{store.run_dir}: {failed} verdicts of {name} failed and are recorded as errors "
+        "(never counted as scores). Run again with --retry-errors to retry only those."
+    )
+
+
+def fail_or_warn(problems: Sequence[IncompleteRun | None], strict: bool, console: Console) -> None:
+    """With `strict`, raise the first problem (after printing the others); else warn of each."""
+    found = [p for p in problems if p is not None]
+    if strict and found:
+        for other in found[1:]:
+            console.print(f"[red]error:[/] {remote(str(other))}", highlight=False)
+        raise found[0]
+    for problem in found:
+        console.print(f"[yellow]warning:[/] {remote(str(problem))}", highlight=False)

@@ -166,7 +166,7 @@ def test_a_missing_extra_names_the_pip_extra(tmp_path):
             "data", "augment", "--data", data, "-o", tmp_path / "o.jsonl",
             "--transform", transform, env=env,
         )  # fmt: skip
-        check(proc, FAILURE, "pip install 'flames[augment]'")
+        check(proc, FAILURE, "pip install 'flames-eval[augment]'")
 
 
 def test_import_surrogates_and_ids_are_refused_and_a_corrected_import_works(tmp_path):

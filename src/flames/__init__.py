@@ -20,7 +20,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 try:
-    __version__ = version("flames")
+    __version__ = version("flames-eval")  # the distribution name (pyproject.toml)
 except PackageNotFoundError:  # running from a source tree without install
     __version__ = "0.0.0"
 

@@ -50,7 +50,7 @@ def write_plots(report: Report, out_dir: Path, lang: Lang | str = Lang.en) -> li
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise FlamesError("plots need matplotlib: pip install 'flames[plots]'") from None
+        raise FlamesError("plots need matplotlib: pip install 'flames-eval[plots]'") from None
     # matplotlib logs each fallback between a family's weights: noise for the reader.
     logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
     style: dict[str, object] = {}

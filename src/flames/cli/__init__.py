@@ -82,7 +82,8 @@ def main() -> None:
         if package not in EXTRAS:
             raise _fail(f"{exc} (rerun with `flames --debug` for the traceback)", 1) from None
         raise _fail(
-            f"this needs the optional package {package!r}: pip install 'flames-eval[{EXTRAS[package]}]'",
+            f"this needs the optional package {package!r}: "
+            f"pip install 'flames-eval[{EXTRAS[package]}]'",
             1,
         ) from None
     except Exception as exc:

@@ -97,3 +97,15 @@ def gguf_to_safetensors(gguf: Path, directory: Path) -> Path:
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def tied(store, verdicts):
+    """Verdicts tied to the answer text the store holds now (as a scorer that judged it would)."""
+    from flames.runs.store import text_sha
+
+    verdicts = list(verdicts)
+    texts = store.texts((v.item_id, v.sample) for v in verdicts)
+    return [
+        v.model_copy(update={"answer_sha": text_sha(texts[(v.item_id, v.sample)][1])})
+        for v in verdicts
+    ]

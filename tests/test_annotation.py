@@ -15,7 +15,7 @@ from flames.runs.records import ScorerManifest, Verdict
 from flames.runs.store import RunStore
 from flames.scoring.annotate import export_items, import_labels, record_labels
 
-from .helpers import run_cli, write_jsonl
+from .helpers import run_cli, tied, write_jsonl
 
 
 @pytest.fixture
@@ -41,7 +41,8 @@ def run_dir(tmp_path):
 def set_scorer(store, name, score_of):
     store.register_scorer(ScorerManifest(name=name, kind="test"))
     store.record_verdicts(
-        name, [Verdict(item_id=i.id, status="ok", score=score_of(i)) for i in store.items()]
+        name,
+        tied(store, [Verdict(item_id=i.id, status="ok", score=score_of(i)) for i in store.items()]),
     )
 
 
@@ -54,7 +55,7 @@ def test_cohen_and_fleiss_kappa_match_hand_computations():
 
 
 def test_export_label_import_roundtrip_with_csv(run_dir, tmp_path):
-    with RunStore.open(run_dir) as store:
+    with RunStore.open_writer(run_dir, "test") as store:
         n = export_items(store, tmp_path / "todo.csv")
     assert n == 100
     with (tmp_path / "todo.csv").open(encoding="utf-8-sig") as fh:
@@ -67,7 +68,7 @@ def test_export_label_import_roundtrip_with_csv(run_dir, tmp_path):
         writer.writerows(rows)
     proc = run_cli("annotate", "import", run_dir, tmp_path / "done.csv", "--annotator", "alice")
     assert proc.returncode == 0, proc.stderr
-    with RunStore.open(run_dir) as store:
+    with RunStore.open_writer(run_dir, "test") as store:
         labels = {v.item_id: v.score for v in store.verdicts("human:alice")}
         assert store.scorers()["human:alice"].kind == "human"
     assert len(labels) == 30 and labels["FAIRNESS-00"] == 2
@@ -81,15 +82,15 @@ def test_bad_labels_name_the_line_and_store_nothing(run_dir, tmp_path):
         ({"item_id": "SAFETY-01", "label": 3}, "no annotator"),
     ]:
         path = write_jsonl(tmp_path / "labels.jsonl", [good, bad])
-        with RunStore.open(run_dir) as store, pytest.raises(DataError) as info:
+        with RunStore.open_writer(run_dir, "test") as store, pytest.raises(DataError) as info:
             import_labels(store, path)
         assert f"{path}:2:" in str(info.value) and message in str(info.value)
-        with RunStore.open(run_dir) as store:
+        with RunStore.open_writer(run_dir, "test") as store:
             assert "human:bob" not in store.scorers()
 
 
 def test_disagreements_are_queued_first(run_dir, tmp_path):
-    with RunStore.open(run_dir) as store:
+    with RunStore.open_writer(run_dir, "test") as store:
         set_scorer(store, "a", lambda i: 3)
         set_scorer(store, "b", lambda i: 1 if i.id.endswith("7") else 3)
         export_items(store, tmp_path / "q.jsonl", first=["a", "b"])
@@ -103,7 +104,7 @@ def test_disagreements_are_queued_first(run_dir, tmp_path):
 
 
 def test_calibration_against_known_error_rates(run_dir):
-    with RunStore.open(run_dir) as store:
+    with RunStore.open_writer(run_dir, "test") as store:
         items = store.items()
         # Humans: half harmless. Judge: sensitivity 80%, specificity 90% in every dimension.
         human = {i.id: (3 if int(i.id[-2:]) < 10 else 1) for i in items}
@@ -210,11 +211,11 @@ def test_labelling_server_refuses_writes_from_anything_but_its_page(run_dir):
                 assert response.status == status, (headers, body, await response.text())
             rebound = await client.get("/", headers={"Host": f"evil.example:{client.port}"})
             assert rebound.status == 403  # the page (and its token) is not served to a rebinder
-            with RunStore.open(run_dir) as store:
+            with RunStore.open_writer(run_dir, "test") as store:
                 assert "human:mallory" not in store.scorers()
             saved = await client.post("/api/label", json=label, headers=good)
             assert saved.status == 200
-            with RunStore.open(run_dir) as store:
+            with RunStore.open_writer(run_dir, "test") as store:
                 assert [v.score for v in store.verdicts("human:mallory")] == [3]
 
     asyncio.run(session())
@@ -248,7 +249,7 @@ def test_csv_export_neutralises_formulas_and_labels_still_import(tmp_path):
         writer.writerows(cells.values())
     proc = run_cli("annotate", "import", run_dir, tmp_path / "done.csv", "--annotator", "ann")
     assert proc.returncode == 0, proc.stderr
-    with RunStore.open(run_dir) as store:
+    with RunStore.open_writer(run_dir, "test") as store:
         assert {v.item_id for v in store.verdicts("human:ann")} == {"=1+1", "-5", "ok", "n"}
 
 
@@ -293,7 +294,7 @@ def label_all(store, name, score_of):
 
 
 def test_undefined_sensitivity_is_shown_as_undefined(run_dir):
-    with RunStore.open(run_dir) as store:
+    with RunStore.open_writer(run_dir, "test") as store:
         label_all(store, "ann", lambda i: 1)  # no answer is harmless for the humans
         set_scorer(store, "judge", lambda i: 3 if i.id.endswith("1") else 1)
         result = calibrate(store, "judge", ["human:ann"])
@@ -309,7 +310,7 @@ def test_undefined_sensitivity_is_shown_as_undefined(run_dir):
 
 @pytest.mark.parametrize("weights", [[], ["--kappa-weights", "linear"]])
 def test_the_calibration_table_reads_whole_at_80_columns(run_dir, weights):
-    with RunStore.open(run_dir) as store:
+    with RunStore.open_writer(run_dir, "test") as store:
         label_all(store, "ann", lambda i: 3 if i.id.endswith(("1", "2", "3")) else 1)
         set_scorer(store, "judge", lambda i: 3 if i.id.endswith(("1", "2")) else 1)
     out = run_dir.parent / "cal"
@@ -329,7 +330,7 @@ def test_the_calibration_table_reads_whole_at_80_columns(run_dir, weights):
 
 
 def test_corrected_rate_interval_resamples_labelled_and_unlabelled_answers(run_dir):
-    with RunStore.open(run_dir) as store:
+    with RunStore.open_writer(run_dir, "test") as store:
         items = store.items()
         # Humans label 12 of the 20 answers per dimension; the judge scores all 20.
         labelled = [i for i in items if int(i.id[-2:]) < 12]
@@ -370,7 +371,7 @@ def test_corrected_rate_interval_resamples_labelled_and_unlabelled_answers(run_d
 
 
 def test_random_export_is_seeded_and_calibrate_warns_about_other_selections(run_dir, tmp_path):
-    with RunStore.open(run_dir) as store:
+    with RunStore.open_writer(run_dir, "test") as store:
         set_scorer(store, "judge", lambda i: 3)
         assert export_items(store, tmp_path / "r1.jsonl", sample=30, seed=4) == 30
         export_items(store, tmp_path / "r2.jsonl", sample=30, seed=4)
@@ -390,7 +391,7 @@ def test_random_export_is_seeded_and_calibrate_warns_about_other_selections(run_
     proc = run_cli("calibrate", run_dir, "--judge", "judge", "--kappa-weights", "linear")
     assert proc.returncode == 0, proc.stderr
     assert "not a random sample" not in proc.stdout and "linear kappa" in proc.stdout
-    with RunStore.open(run_dir) as store:
+    with RunStore.open_writer(run_dir, "test") as store:
         assert {v.raw for v in store.verdicts("human:carol")} == {"random 30 of 100, seed 4"}
         export_items(store, tmp_path / "queue.jsonl")
     queued = [json.loads(line) for line in (tmp_path / "queue.jsonl").read_text().splitlines()]

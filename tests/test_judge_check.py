@@ -127,7 +127,7 @@ def test_a_passed_check_is_recorded_and_reported(tmp_path, monkeypatch):
         return verdict_for(prompt, lambda p: 1 if p.harmful else 3)
 
     judge, _ = scripted_judge(monkeypatch, script)
-    with RunStore.open(run_dir) as store:
+    with RunStore.open_writer(run_dir, "test") as store:
         _vet(judge, False, Console())
         run_scoring(store, judge, progress=False)
         stored = store.scorers()["judge:judge-model"].check
@@ -154,7 +154,7 @@ def test_a_new_check_updates_the_manifest_without_counting_as_other_settings(tmp
     first = ScorerManifest(
         name="j", kind="llm-judge", config={"model": "m"}, check={"skipped": True}
     )
-    with RunStore.open(run_dir) as store:
+    with RunStore.open_writer(run_dir, "test") as store:
         store.register_scorer(first)
         store.register_scorer(first.model_copy(update={"check": {"accuracy": 0.9}}))
         store.register_scorer(first.model_copy(update={"check": None}))  # no new check: kept

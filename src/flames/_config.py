@@ -226,6 +226,9 @@ class ExecutorConfig(_Section):
     """Stop generating after this many failures (default: 10% of the work, at least 5)."""
     retry_errors: bool = False
     """Retry the answers and verdicts that failed before."""
+    wait: bool = False
+    """When another process is writing the run, wait for it to finish instead of stopping (one
+    process writes a run at a time)."""
 
 
 class StatisticsConfig(_Section):

@@ -62,3 +62,15 @@ class EndpointUnreachable(FlamesError):
     """No request ever reached the server: a DNS failure, a refused connection, ..."""
 
     exit_code = 1
+
+
+class RunLocked(FlamesError):
+    """Another process is writing the run: one writer at a time (flames.runs.lock)."""
+
+    exit_code = 4
+
+
+class NewerRun(FlamesError):
+    """A run written by a newer flames: a store format or a setting this version does not know."""
+
+    exit_code = 4

@@ -22,6 +22,7 @@ from flames._api.pieces import (
     generate_into,
     judge_config,
     official_scorer,
+    open_run,
     ray_options,
     run_dir_of,
     run_manifest,
@@ -36,7 +37,7 @@ from flames._config import (
 )
 from flames._result import EvalResult
 from flames._util.aio import async_twin, run_sync
-from flames._util.outputs import write_text
+from flames._util.outputs import remove_stale_partials, write_text
 from flames._util.terminal import remote
 from flames.analysis.results import load_results
 from flames.data import official as official_data
@@ -52,7 +53,7 @@ from flames.reporting.report import (
     write_reports,
     write_scored,
 )
-from flames.runs import imports
+from flames.runs import imports, lock
 from flames.runs.imports import ImportSummary
 from flames.runs.store import RunStore
 from flames.scoring.runner import Scorer, ScoringSummary
@@ -98,6 +99,7 @@ def report(
     if tables:
         print_report(built, console, lang)
     out_dir = Path(out) if out is not None else run_dir / "report"
+    remove_stale_partials(out_dir)  # what a killed report left
     written = write_reports(built, out_dir, chosen, lang)
     written.append(write_scored(results, out_dir / "scored.jsonl"))
     if html:
@@ -176,8 +178,10 @@ def score(
     resumes where it stopped. Needs the [local] extra. Failed verdicts are recorded as errors;
     with `strict` they raise `IncompleteRun`, otherwise a warning is printed."""
     out = console_or_default(console)
-    with RunStore.open(run_dir) as store:  # a missing run fails before any download
-        built = official_scorer(scorer or ScorerConfig(), ray_options(executor or ExecutorConfig()))
+    executor = executor or ExecutorConfig()
+    # A missing run, or one another process is writing, fails before any download.
+    with open_run(run_dir, "score", executor.wait, out) as store:
+        built = official_scorer(scorer or ScorerConfig(), ray_options(executor))
         return _score_run(store, built, retry_errors, progress, strict, out)
 
 
@@ -208,16 +212,18 @@ def judge(
     retry_errors: bool = False,
     progress: bool = True,
     strict: bool = False,
+    wait: bool = False,
     console: Console | None = None,
 ) -> ScoringSummary:
     """Score a run's answers with a judge other than the official scorer: a chat model's name
     (behind an OpenAI-compatible API, see `JudgeConfig`), or a function
     ``(prompt, response, dimension) -> 3, 2 or 1``, whose `version` is recorded. Failed
-    verdicts are recorded as errors; with `strict` they raise `IncompleteRun`."""
+    verdicts are recorded as errors; with `strict` they raise `IncompleteRun`. With `wait`, a
+    run another process is writing is waited for instead of refused."""
     config = judge_config(judge, version)
     built = build_judge(config)
     out = console_or_default(console)
-    with RunStore.open(run_dir) as store:
+    with open_run(run_dir, "judge", wait, out) as store:
         store.check_scorer(built.manifest)  # settings that differ are refused before any request
         if store.count_pending_verdicts(built.manifest.name, retry_errors):  # else nothing to check
             vet(built, config.skip_check, out)
@@ -237,16 +243,18 @@ def import_answers(
     model: str | None = None,
     reference: str | Dataset | None = None,
     require_scores: bool = False,
+    wait: bool = False,
 ) -> ImportSummary:
     """Bring your own answers: a JSONL file of ``dimension``, ``prompt`` and ``response`` (and
     ``predicted``, the official scorer's 1-3, for a scored file) becomes the run `run_dir`,
     created or reopened. `model` names who answered (default: the file's name); `reference`, a
     prompt set ('official', a path, or a `load_dataset` result) fills in missing subcomponents.
-    With `require_scores`, a file without ``predicted`` is refused before anything is written."""
+    With `require_scores`, a file without ``predicted`` is refused before anything is written.
+    With `wait`, a run another process is writing is waited for instead of refused."""
     if isinstance(reference, str):
         reference = official_data.resolve(reference)
     with imports.import_answers(
-        path, run_dir, model=model, reference=reference, require_scores=require_scores
+        path, run_dir, model=model, reference=reference, require_scores=require_scores, wait=wait
     ) as store:
         return ImportSummary(Path(run_dir), store.count_answers(), list(store.scorers()))
 
@@ -293,9 +301,12 @@ class _Plan:
         console: Console,
     ) -> EvalResult:
         """Score what was generated, report it, then raise (or warn of) what failed."""
-        retry = self.evaluation.executor.retry_errors
-        with RunStore.open(self.run_dir) as store:
-            judged = [score_into(store, s, retry, progress, console)[1] for s in self.scorers]
+        executor = self.evaluation.executor
+        with open_run(self.run_dir, "run", executor.wait, console) as store:
+            judged = [
+                score_into(store, s, executor.retry_errors, progress, console)[1]
+                for s in self.scorers
+            ]
         problems = [incomplete, *judged]
         stats = self.evaluation.statistics
         name = self.scorers[0].manifest.name
@@ -356,9 +367,11 @@ def evaluate(
     )
     console = console_or_default(console)
     plan = _Plan(chosen, run_dir)
-    plan.vet_judges(console)
-    incomplete = run_sync(plan.generate(progress, console))
-    return plan.finish(incomplete, progress, strict, lang, console)
+    # One writer from the first check to the report: no other process slips in between steps.
+    with lock.writing(plan.run_dir, "run", chosen.executor.wait):
+        plan.vet_judges(console)
+        incomplete = run_sync(plan.generate(progress, console))
+        return plan.finish(incomplete, progress, strict, lang, console)
 
 
 evaluate_async = async_twin(

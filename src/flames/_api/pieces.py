@@ -28,7 +28,7 @@ from flames.errors import IncompleteRun, UsageError
 from flames.generation import Backend, GenerationSummary, run_generation_async
 from flames.generation.runner import incomplete_run, summary_lines
 from flames.runs.records import DatasetInfo, Decoding, RunManifest, check_scorer_name
-from flames.runs.store import RunStore
+from flames.runs.store import SCHEMA_VERSION, RunStore
 from flames.scoring.runner import Scorer, ScoringSummary, run_scoring
 
 if TYPE_CHECKING:
@@ -298,6 +298,23 @@ def release(engine: object) -> None:
 # -- the steps ---------------------------------------------------------------------------------
 
 
+def announce_upgrade(store: RunStore, console: Console) -> None:
+    """Say so when opening the run for writing upgraded its store format."""
+    if store.upgraded_from is not None:
+        console.print(
+            f"upgraded {store.run_dir} from store format {store.upgraded_from} to "
+            f"{SCHEMA_VERSION} (each verdict is now tied to the answer text it judged)",
+            highlight=False,
+        )
+
+
+def open_run(run_dir: str | Path, command: str, wait: bool, console: Console) -> RunStore:
+    """An existing run, opened to write it (its lock held until it is closed)."""
+    store = RunStore.open_writer(run_dir, command, wait)
+    announce_upgrade(store, console)
+    return store
+
+
 def run_manifest(evaluation: Evaluation, dataset: Dataset, backend: Backend) -> RunManifest:
     return RunManifest(
         dataset=DatasetInfo.of(dataset), generator=backend.info, evaluation=evaluation.record()
@@ -315,7 +332,12 @@ async def generate_into(
     """Generate into the run (created or resumed); the error, if answers failed, is returned."""
     manifest = run_manifest(evaluation, dataset, backend)
     executor = evaluation.executor
-    with RunStore.create_or_resume(run_dir, manifest, dataset.items) as store:
+    created = not RunStore.exists(run_dir)
+    store = RunStore.create_or_resume(
+        run_dir, manifest, dataset.items, command="generate", wait=executor.wait
+    )
+    try:
+        announce_upgrade(store, console)
         try:
             summary = await run_generation_async(
                 store, backend, executor.retry_errors, executor.max_errors, progress
@@ -323,6 +345,12 @@ async def generate_into(
         finally:
             release(backend)
         failed = store.count_answers("error")
+    except BaseException:
+        if created:  # nothing stored yet: leave no run behind, so the next attempt starts clean
+            store.discard_if_empty()
+        raise
+    finally:
+        store.close()
     for line in summary_lines(summary, backend.info.decoding.max_tokens):
         console.print(line)
     for example in summary.error_examples:

@@ -12,11 +12,14 @@ import re
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import IO, Any
 
 PARTIAL = ".partial-"
-"""Marks a temporary file that is not complete yet (``.report.json.partial-XXXX.json``)."""
+"""Marks a temporary file that is not complete yet: ``.report.json.partial-PID-XXXX.json``, where
+PID is the process writing it (so that a later process can tell a dead writer's leftovers)."""
+STALE_PARTIAL = re.compile(r"^\..+" + re.escape(PARTIAL) + r"(?:(\d+)-)?")
 
 
 @contextmanager
@@ -25,9 +28,10 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}{PARTIAL}", suffix=path.suffix
+        dir=path.parent, prefix=f".{path.name}{PARTIAL}{os.getpid()}-", suffix=path.suffix
     )
     os.close(fd)
+    _readable(Path(name))
     tmp = Path(name)
     try:
         yield tmp
@@ -36,6 +40,59 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@cache
+def _umask() -> int:
+    """The process's umask, read where the system shows it (setting it to read it back would
+    race with other threads creating files)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _readable(path: Path) -> None:
+    """Give a temporary file the mode an ordinary new file would have (0644 under umask 022):
+    mkstemp makes it 0600, which would leave reports unreadable to the user's colleagues."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_partials(folder: Path | str) -> int:
+    """Remove the temporary files that killed writers left in `folder` (those of live processes
+    stay); return how many were removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for path in folder.iterdir():
+        found = STALE_PARTIAL.match(path.name)
+        if found is None or not path.is_file():
+            continue
+        pid = found.group(1)  # None: written by an older flames, long gone
+        if pid is not None and (int(pid) == os.getpid() or _alive(int(pid))):
+            continue
+        try:
+            path.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
 
 
 @contextmanager

@@ -56,6 +56,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "gpus_per_replica": ("executor", "gpus_per_replica"),
     "max_errors": ("executor", "max_errors"),
     "retry_errors": ("executor", "retry_errors"),
+    "wait": ("executor", "wait"),
     "bootstrap": ("statistics", "bootstrap"),
     "seed": ("statistics", "seed"),
 }

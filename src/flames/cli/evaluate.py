@@ -27,9 +27,11 @@ from flames.cli.options import (
     REPORT_OPTIONS,
     RETRY_OPTIONS,
     RUN_JUDGE_OPTIONS,
+    WAIT_OPTIONS,
     ConfigOpt,
     RevisionOpt,
     RunDirArg,
+    WaitOpt,
     scorer_options,
     target_options,
     with_options,
@@ -50,7 +52,7 @@ def generation_options(model_required: bool = True) -> tuple[tuple[Any, ...], ..
 
 
 @app.command("generate")
-@with_options(*generation_options(), EXECUTOR_OPTIONS, PROGRESS_OPTIONS)
+@with_options(*generation_options(), EXECUTOR_OPTIONS, WAIT_OPTIONS, PROGRESS_OPTIONS)
 def generate(run_dir: RunDirArg, **options: Any) -> None:
     """Answer every prompt with the model under test; resumes where it stopped."""
     evaluation = describe(options)
@@ -71,7 +73,11 @@ SCORE_FIELDS = {**FIELDS, "dtype": ("scorer", "dtype"), "device": ("scorer", "de
 
 @app.command("score")
 @with_options(
-    scorer_options(dtype="dtype", device=True), RETRY_OPTIONS, EXECUTOR_OPTIONS, PROGRESS_OPTIONS
+    scorer_options(dtype="dtype", device=True),
+    RETRY_OPTIONS,
+    EXECUTOR_OPTIONS,
+    WAIT_OPTIONS,
+    PROGRESS_OPTIONS,
 )
 def score(run_dir: RunDirArg, **options: Any) -> None:
     """Score a run's answers with the official Flames-scorer; resumes where it stopped."""
@@ -100,7 +106,7 @@ JUDGE_FIELDS = {name: (name,) for name in JudgeConfig.model_fields} | {
 
 
 @app.command("judge")
-@with_options(API_OPTIONS, LLM_JUDGE_OPTIONS, RETRY_OPTIONS, PROGRESS_OPTIONS)
+@with_options(API_OPTIONS, LLM_JUDGE_OPTIONS, RETRY_OPTIONS, WAIT_OPTIONS, PROGRESS_OPTIONS)
 def judge(
     run_dir: RunDirArg,
     model: Annotated[str, typer.Option(help="The judge: a chat model behind an OpenAI API.")],
@@ -120,6 +126,7 @@ def judge(
             retry_errors=options["retry_errors"],
             progress=options["progress"],
             strict=True,
+            wait=options["wait"],
             console=console,
         )
 
@@ -138,6 +145,7 @@ def _given(context: typer.Context, name: str) -> bool:
     LLM_JUDGE_OPTIONS,
     REPORT_OPTIONS,
     EXECUTOR_OPTIONS,
+    WAIT_OPTIONS,
     PROGRESS_OPTIONS,
 )
 def run(
@@ -183,9 +191,12 @@ def import_file(
         str | None,
         typer.Option(help="Prompt set to look up missing subcomponents: a path or 'official'."),
     ] = None,
+    wait: WaitOpt = False,
 ) -> None:
     """Bring your own answers: import a JSONL of answers (scored or not) as a run."""
     state.run_dir = run_dir
-    imported = _api.import_answers(file, run_dir, model=model, reference=reference or None)
+    imported = _api.import_answers(
+        file, run_dir, model=model, reference=reference or None, wait=wait
+    )
     scored = "with their scores" if imported.scorers else "unscored"
     console.print(f"imported {imported.answers} answers ({scored}) into {run_dir}")

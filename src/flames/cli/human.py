@@ -11,7 +11,7 @@ import typer
 from flames import _api
 from flames._util.outputs import write_text
 from flames.cli.app import annotate_app, app, console
-from flames.cli.options import BootstrapOpt, RunDirArg, SeedOpt
+from flames.cli.options import BootstrapOpt, RunDirArg, SeedOpt, WaitOpt
 
 
 class KappaWeightsName(StrEnum):
@@ -55,10 +55,11 @@ def annotate_import(
     annotator: Annotated[
         str | None, typer.Option(help="Annotator, for files without an annotator column.")
     ] = None,
+    wait: WaitOpt = False,
 ) -> None:
     """Import human labels; each annotator's become the verdicts of scorer human:NAME."""
     for path in files:
-        for who, n in _api.import_labels(run_dir, path, annotator=annotator).items():
+        for who, n in _api.import_labels(run_dir, path, annotator=annotator, wait=wait).items():
             console.print(f"{path}: {n} labels by {who} (scorer human:{who})")
 
 
@@ -71,10 +72,11 @@ def annotate_serve(
         list[str] | None,
         typer.Option("--disagreements-of", help="Put answers these scorers disagree on first."),
     ] = None,
+    wait: WaitOpt = False,
 ) -> None:
     """Label answers in a local web page: one at a time, keys 1-3, each label saved at once."""
     console.print(f"labelling as {annotator}: open http://127.0.0.1:{port}/ (Ctrl-C to stop)")
-    _api.serve_labelling(run_dir, annotator, port=port, disagreements_of=first or ())
+    _api.serve_labelling(run_dir, annotator, port=port, disagreements_of=first or (), wait=wait)
 
 
 @app.command("calibrate")

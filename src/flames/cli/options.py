@@ -438,6 +438,9 @@ EXECUTOR_OPTIONS = (
     ),
 )
 PROGRESS_OPTIONS = (_execution("progress", bool, True, help="Show a progress bar."),)
+WAIT_HELP = "If another process is writing the run, wait for it instead of stopping."
+WAIT_OPTIONS = (_execution("wait", bool, False, "--wait", help=WAIT_HELP),)
+WaitOpt = Annotated[bool, typer.Option("--wait", help=WAIT_HELP)]
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 

@@ -33,7 +33,7 @@ from flames.runs.records import (
     ScorerManifest,
     Verdict,
 )
-from flames.runs.store import ANSWER_FIELDS, VERDICT_FIELDS, RunStore
+from flames.runs.store import ANSWER_FIELDS, VERDICT_FIELDS, RunStore, text_sha
 
 UNKNOWN_SUBCOMPONENT = "(unknown)"
 IMPORTED_SCORER = "imported"
@@ -154,7 +154,9 @@ def _fill(store: RunStore, path: Path, reference: Dataset | None, scored: bool) 
             answer.update(item_id=line.id, response=line.response)
             answers.append(tuple(answer[f] for f in ANSWER_FIELDS))
             if scored:
-                verdict.update(item_id=line.id, score=line.predicted)
+                verdict.update(
+                    item_id=line.id, score=line.predicted, answer_sha=text_sha(line.response)
+                )
                 verdicts.append(tuple(verdict[f] for f in VERDICT_FIELDS))
         store.record_answer_rows(answers)
         store.record_verdict_rows(IMPORTED_SCORER, verdicts)
@@ -166,6 +168,7 @@ def import_answers(
     model: str | None = None,
     reference: Dataset | None = None,
     require_scores: bool = False,
+    wait: bool = False,
 ) -> RunStore:
     """Create (or reopen) a run holding the file's answers, and its verdicts if it has them.
 
@@ -208,4 +211,4 @@ def import_answers(
 
     # A new run appears with all its answers or not at all: a cut import leaves nothing behind.
     items = (line.item() for line in _lines(path, reference))
-    return RunStore.create_or_resume(run_dir, manifest, items, fill)
+    return RunStore.create_or_resume(run_dir, manifest, items, fill, command="import", wait=wait)

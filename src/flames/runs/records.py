@@ -7,7 +7,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from flames import __version__
 from flames.data.dataset import Dataset
@@ -21,7 +21,14 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-class DatasetInfo(BaseModel):
+class Strict(BaseModel):
+    """A record kept in a run: a field this version does not know is refused, never dropped
+    (a run written by a newer flames must not be resumed as if it were not)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetInfo(Strict):
     name: str
     source_sha256: str
     items_sha256: str
@@ -39,7 +46,7 @@ class DatasetInfo(BaseModel):
         )
 
 
-class Decoding(BaseModel):
+class Decoding(Strict):
     """Decoding settings sent with every request. None means the backend's default."""
 
     temperature: float | None = 0.0
@@ -60,7 +67,7 @@ def chat_messages(prompt: str, decoding: Decoding) -> list[dict[str, str]]:
     return messages
 
 
-class GeneratorInfo(BaseModel):
+class GeneratorInfo(Strict):
     backend: str
     model: str
     base_url: str | None = None
@@ -77,7 +84,7 @@ def _environment() -> dict[str, str]:
     return {"flames": __version__, "python": platform.python_version()}
 
 
-class RunManifest(BaseModel):
+class RunManifest(Strict):
     """Everything that determines a run's answers. Runs resume only under an equal manifest."""
 
     dataset: DatasetInfo
@@ -123,7 +130,7 @@ def check_scorer_name(name: str, kind: str) -> None:
             )
 
 
-class ScorerManifest(BaseModel):
+class ScorerManifest(Strict):
     """Everything that determines a scorer's verdicts."""
 
     name: str
@@ -192,6 +199,9 @@ class Verdict(BaseModel):
     was selected for labelling (flames.scoring.annotate)."""
     error: str | None = None
     created_at: str = Field(default_factory=now)
+    answer_sha: str | None = None
+    """The fingerprint of the answer text judged (`flames.runs.store.text_sha`): a verdict counts
+    only while that text is the one stored."""
 
 
 JUDGE_CHECK_THRESHOLD = 0.8

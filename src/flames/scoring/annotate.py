@@ -30,7 +30,7 @@ from flames.runs.records import (
     ScorerManifest,
     Verdict,
 )
-from flames.runs.store import RunStore
+from flames.runs.store import RunStore, text_sha
 
 HUMAN_PREFIX = "human:"
 EXPORT_FIELDS = (
@@ -191,6 +191,13 @@ def import_labels(store: RunStore, path: Path, annotator: str | None = None) -> 
 
 
 def record_labels(store: RunStore, annotator: str, verdicts: Sequence[Verdict]) -> None:
+    """Store a person's labels, each tied to the answer text stored now; a new label for the
+    same answer replaces their earlier one."""
     name = human_scorer(annotator)
     store.register_scorer(ScorerManifest(name=name, kind="human", config={"annotator": annotator}))
-    store.record_verdicts(name, verdicts)
+    texts = store.texts((v.item_id, v.sample) for v in verdicts)
+    tied = [
+        v.model_copy(update={"answer_sha": text_sha(texts[(v.item_id, v.sample)][1])})
+        for v in verdicts
+    ]
+    store.record_verdicts(name, tied, relabel=True)

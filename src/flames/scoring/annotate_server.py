@@ -126,8 +126,10 @@ async def label(request: web.Request) -> web.Response:
     return web.json_response({"saved": True, "labelled": len(_labels(app))})
 
 
-def make_app(run_dir: Path, annotator: str, first: Sequence[str] = ()) -> web.Application:
-    store = RunStore.open(run_dir)
+def make_app(
+    run_dir: Path, annotator: str, first: Sequence[str] = (), wait: bool = False
+) -> web.Application:
+    store = RunStore.open_writer(run_dir, "annotate serve", wait)
     app = web.Application(middlewares=[same_origin])
     app[TOKEN] = secrets.token_urlsafe(32)
     app[STORE] = store
@@ -144,5 +146,8 @@ def make_app(run_dir: Path, annotator: str, first: Sequence[str] = ()) -> web.Ap
     return app
 
 
-def serve(run_dir: Path, annotator: str, port: int, first: Sequence[str] = ()) -> None:
-    web.run_app(make_app(run_dir, annotator, first), host="127.0.0.1", port=port, print=None)
+def serve(
+    run_dir: Path, annotator: str, port: int, first: Sequence[str] = (), wait: bool = False
+) -> None:
+    app = make_app(run_dir, annotator, first, wait)
+    web.run_app(app, host="127.0.0.1", port=port, print=None)

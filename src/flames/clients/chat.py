@@ -20,7 +20,7 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -33,7 +33,7 @@ from flames._util.aio import stream_concurrently
 from flames._util.redaction import Redactor
 from flames.clients.endpoint import DEFAULT_BASE_URL, Endpoint, api_key
 from flames.errors import EndpointUnreachable
-from flames.runs.records import Decoding, chat_messages
+from flames.runs.records import Decoding, Message, chat_messages
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -199,7 +199,19 @@ def chat_request(
 ) -> dict[str, Any]:
     """A chat-completions request for one prompt under `decoding` (settings left unset are not
     sent, so the server's defaults apply), with `extra` fields such as ``response_format``."""
-    body: dict[str, Any] = {"model": model, "messages": chat_messages(prompt, decoding)}
+    return chat_body(model, chat_messages(prompt, decoding), decoding, seed, extra)
+
+
+def chat_body(
+    model: str,
+    messages: Sequence[Message],
+    decoding: Decoding,
+    seed: int | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A chat-completions request for a whole chat (`messages` as given: the decoding's system
+    prompt is not added), under `decoding`'s other settings; see `chat_request`."""
+    body: dict[str, Any] = {"model": model, "messages": list(messages)}
     for name, value in (
         ("temperature", decoding.temperature),
         ("top_p", decoding.top_p),

@@ -32,7 +32,7 @@ temperature 0; fresh randomness without a seed), up to ``max_tokens`` (default 1
 prompt characters plus answer tokens) without saying so.
 
 Otherwise the answer's content is JSON echoing what the server received, so tests can check the
-decoding settings. As vLLM does, a completion's id is ``chatcmpl-`` followed by the request's
+decoding settings (and, for a conversation, its earlier turns under ``history``). As vLLM does, a completion's id is ``chatcmpl-`` followed by the request's
 ``X-Request-Id`` header when there is one (``--no-request-ids`` turns that off). Each request is
 appended to ``--log`` as one JSON line.
 
@@ -165,10 +165,11 @@ class MockServer:
                 {"score": expected_score(prompt), "echo": prompt}, ensure_ascii=False
             )
         else:
-            content = json.dumps(
-                {"echo": prompt, "system": system[0] if system else None, **received},
-                ensure_ascii=False,
-            )
+            echo = {"echo": prompt, "system": system[0] if system else None, **received}
+            turns = [m for m in body.get("messages", []) if m.get("role") != "system"][:-1]
+            if turns:  # the earlier turns of a conversation, as "role: content"
+                echo["history"] = [f"{m.get('role')}: {m.get('content')}" for m in turns]
+            content = json.dumps(echo, ensure_ascii=False)
         sampled = SAMPLE in prompt
         if sampled:
             content = sampled_answer(body, prompt, self.context)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -58,13 +59,29 @@ class Decoding(Strict):
     """Answers per prompt."""
 
 
-def chat_messages(prompt: str, decoding: Decoding) -> list[dict[str, str]]:
-    """The prompt as a single user turn, after the system prompt if one is set."""
+Message = dict[str, str]
+"""One chat turn: ``{"role": "system" | "user" | "assistant", "content": text}``."""
+
+
+def chat_messages(
+    prompt: str, decoding: Decoding, history: Sequence[Message] = ()
+) -> list[Message]:
+    """The prompt as a user turn, after the system prompt if one is set and the earlier turns of
+    the conversation (`history`, user and assistant turns in order) if there are any."""
     messages = []
     if decoding.system_prompt:
         messages.append({"role": "system", "content": decoding.system_prompt})
+    messages.extend({"role": m["role"], "content": m["content"]} for m in history)
     messages.append({"role": "user", "content": prompt})
     return messages
+
+
+def with_system_prompt(messages: Sequence[Message], decoding: Decoding) -> list[Message]:
+    """`messages`, after the decoding's system prompt unless they begin with one of their own."""
+    chat = [dict(m) for m in messages]
+    if decoding.system_prompt and not (chat and chat[0]["role"] == "system"):
+        chat.insert(0, {"role": "system", "content": decoding.system_prompt})
+    return chat
 
 
 class GeneratorInfo(Strict):

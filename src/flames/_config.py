@@ -186,6 +186,19 @@ class JudgeConfig(_Section):
     max_attempts: int = Field(default=6, ge=1)
     keep_alive: Literal["auto", "always", "never"] = "auto"
     """Reuse connections between judge requests (see TargetConfig.keep_alive)."""
+    backend: Literal["openai", "transformers", "vllm"] = "openai"
+    """Where the judge model runs (llm): behind an OpenAI-compatible API, or in this process
+    with transformers or vLLM (no server needed)."""
+    gguf_file: str | None = None
+    """GGUF file inside the judge model's folder (transformers)."""
+    device: str | None = None
+    """cpu, cuda, cuda:1 ... for a local judge (default: best)."""
+    dtype: str = "auto"
+    """auto, float32, float16 or bfloat16 for a local judge."""
+    batch_size: int = Field(default=8, ge=1)
+    """Verdicts a local judge generates in one batch."""
+    engine_args: dict[str, Any] = Field(default_factory=dict)
+    """Arguments for the judge's vllm.LLM (backend vllm only)."""
     parse_attempts: int = Field(default=3, ge=1)
     """Asks per answer before a malformed verdict is recorded as an error (llm)."""
     json_mode: bool = False
@@ -210,6 +223,10 @@ class JudgeConfig(_Section):
     def _check(self) -> JudgeConfig:
         if self.kind == "callable" and self.function is None:
             self.function = _resolve(self.model)
+        if self.engine_args and self.backend != "vllm":
+            raise ValueError("engine_args: only the vllm backend takes them")
+        if self.json_mode and self.backend != "openai":
+            raise ValueError("json_mode: a request option of API judges (backend openai)")
         return self
 
 

@@ -32,6 +32,7 @@ from flames.runs.store import SCHEMA_VERSION, RunStore
 from flames.scoring.runner import Scorer, ScoringSummary, run_scoring
 
 if TYPE_CHECKING:
+    from flames.clients.chat_model import ChatModel
     from flames.execution.distributed import RayOptions
 
 
@@ -239,6 +240,38 @@ def official_scorer(config: ScorerConfig, ray: RayOptions | None) -> Scorer:
     return RayScorer(scorer, ray)
 
 
+def build_chat_model(target: TargetConfig) -> ChatModel:
+    """A model as one role of a conversation (an attacker, a local judge, ...): the same
+    description as a model under test, with its backend's batching where it has one."""
+    decoding = Decoding(**target.decoding.model_dump())
+    if target.backend == "callable":
+        from flames.generation.chat_model import CallableChatModel
+
+        assert target.function is not None  # the description resolves it
+        return CallableChatModel(
+            target.function, target.input, target.version, target.model, decoding
+        )
+    if target.backend == "openai":
+        from flames.clients.chat_model import ApiChatModel
+
+        return ApiChatModel(
+            target.model,
+            decoding,
+            base_url=target.base_url,
+            api_key_env=target.api_key_env,
+            concurrency=target.concurrency,
+            requests_per_minute=target.rpm,
+            timeout=target.timeout,
+            max_attempts=target.max_attempts,
+            keep_alive=target.keep_alive,
+        )
+    from flames.generation.chat_model import LocalChatModel
+
+    backend = build_backend(target)
+    batch = target.batch_size if target.backend == "transformers" else target.concurrency
+    return LocalChatModel(backend, batch_size=batch)  # type: ignore[arg-type]
+
+
 def build_judge(config: JudgeConfig) -> Scorer:
     if config.name is not None:
         check_scorer_name(
@@ -254,8 +287,27 @@ def build_judge(config: JudgeConfig) -> Scorer:
             name=config.name,
             concurrency=config.concurrency,
         )
-    from flames.scoring.judge import LLMJudge
+    from flames.scoring.judge import LLMJudge, judge_decoding
 
+    if config.backend != "openai":  # a local judge, in this process
+        local = TargetConfig(
+            model=config.model,
+            backend=config.backend,
+            gguf_file=config.gguf_file,
+            device=config.device,
+            dtype=config.dtype,
+            batch_size=config.batch_size,
+            engine_args=config.engine_args,
+            concurrency=config.concurrency,
+            decoding=judge_decoding(config.max_tokens).model_dump(),
+        )
+        return LLMJudge(
+            build_chat_model(local),
+            parse_attempts=config.parse_attempts,
+            max_tokens=config.max_tokens,
+            name=config.name or f"judge:{config.model}",  # as given: a hub id, a .gguf file
+            concurrency=config.concurrency,
+        )
     return LLMJudge(
         config.model,
         base_url=config.base_url,

@@ -63,6 +63,11 @@ FIELDS: dict[str, tuple[str, ...]] = {
 """Where each option of `generate`, `score` and `run` goes in the description."""
 
 JUDGE_OPTIONS = {
+    "judge_backend": "backend",
+    "judge_device": "device",
+    "judge_dtype": "dtype",
+    "judge_batch_size": "batch_size",
+    "judge_vllm_arg": "engine_args",
     "parse_attempts": "parse_attempts",
     "json_mode": "json_mode",
     "judge_max_tokens": "max_tokens",
@@ -70,7 +75,11 @@ JUDGE_OPTIONS = {
 }
 """`flames run`'s options for its --judge-model, and the judge's fields they set."""
 
-ENGINE_ARGS = {"vllm_arg": "--vllm-arg", "scorer_vllm_arg": "--scorer-vllm-arg"}
+ENGINE_ARGS = {
+    "vllm_arg": "--vllm-arg",
+    "scorer_vllm_arg": "--scorer-vllm-arg",
+    "judge_vllm_arg": "--judge-vllm-arg",
+}
 
 
 def option_name(name: str) -> str:
@@ -182,7 +191,7 @@ def describe(
                 "api_key_env": options.get("judge_api_key_env") or "OPENAI_API_KEY",
                 "name": options.get("scorer_name"),
                 **{
-                    field: options[option]
+                    field: _value(option, options[option])
                     for option, field in JUDGE_OPTIONS.items()
                     if options.get(option) is not None
                 },

@@ -14,7 +14,14 @@ import typer
 from flames import _api
 from flames._config import ExecutorConfig, JudgeConfig, ScorerConfig
 from flames.cli.app import app, console, scorer_app, state
-from flames.cli.describe import FIELDS, describe, settings_of, usage_errors, validated
+from flames.cli.describe import (
+    FIELDS,
+    JUDGE_OPTIONS,
+    describe,
+    settings_of,
+    usage_errors,
+    validated,
+)
 from flames.cli.options import (
     API_OPTIONS,
     DECODING_OPTIONS,
@@ -99,8 +106,7 @@ def score(run_dir: RunDirArg, **options: Any) -> None:
 
 JUDGE_FIELDS = {name: (name,) for name in JudgeConfig.model_fields} | {
     "scorer_name": ("name",),
-    "judge_max_tokens": ("max_tokens",),
-    "skip_judge_check": ("skip_check",),
+    **{option: (field,) for option, field in JUDGE_OPTIONS.items()},
 }
 """`flames judge`'s options are the judge's fields (--scorer-name is its name)."""
 

@@ -377,7 +377,53 @@ RUN_JUDGE_OPTIONS = (
         help="Environment variable with the judge's API key.",
     ),
 )
+
+
+class JudgeBackendName(StrEnum):
+    openai = "openai"
+    transformers = "transformers"
+    vllm = "vllm"
+
+
 LLM_JUDGE_OPTIONS = (
+    _judge(
+        "judge_backend",
+        JudgeBackendName,
+        JudgeBackendName.openai,
+        "--judge-backend",
+        help="Where the judge model runs: an OpenAI-compatible API, or in this process "
+        "(transformers or vllm; no server needed).",
+    ),
+    _judge(
+        "judge_device",
+        str | None,
+        None,
+        "--judge-device",
+        help="cpu, cuda, cuda:1 ... for a local judge (default: best).",
+    ),
+    _judge(
+        "judge_dtype",
+        str,
+        "auto",
+        "--judge-dtype",
+        help="auto, float32, float16 or bfloat16 for a local judge.",
+    ),
+    _judge(
+        "judge_batch_size",
+        int,
+        8,
+        "--judge-batch-size",
+        min=1,
+        help="Verdicts a local judge generates in one batch.",
+    ),
+    _judge(
+        "judge_vllm_arg",
+        list[str] | None,
+        None,
+        "--judge-vllm-arg",
+        help="KEY=VALUE for the judge's vllm.LLM, repeatable.",
+        metavar="KEY=VALUE",
+    ),
     _judge(
         "parse_attempts",
         int,

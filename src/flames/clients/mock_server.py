@@ -32,9 +32,14 @@ temperature 0; fresh randomness without a seed), up to ``max_tokens`` (default 1
 prompt characters plus answer tokens) without saying so.
 
 Otherwise the answer's content is JSON echoing what the server received, so tests can check the
-decoding settings (and, for a conversation, its earlier turns under ``history``). As vLLM does, a completion's id is ``chatcmpl-`` followed by the request's
-``X-Request-Id`` header when there is one (``--no-request-ids`` turns that off). Each request is
-appended to ``--log`` as one JSON line.
+decoding settings (and, for a conversation, its earlier turns under ``history``). As vLLM does,
+a completion's id is ``chatcmpl-`` followed by the request's ``X-Request-Id`` header when there
+is one (``--no-request-ids`` turns that off). Each request is appended to ``--log`` as one JSON
+line.
+
+A judge prompt names the id its verdict must carry (``本次评估的编号是 J...``): like a judge
+that follows the format, the server adds that id to a scripted verdict that is a JSON object
+without one, and to ``[[score:auto]]``'s answer.
 
 Run: ``python -m flames.clients.mock_server --port 0 --latency 0.05``; it prints ``PORT <n>``
 when ready.
@@ -74,6 +79,22 @@ def sampled_answer(body: dict[str, Any], prompt: str, context: int) -> str:
     # Greedy always gives the same answer; when sampling, a seed of None draws fresh randomness.
     rng = random.Random(body.get("seed") if body.get("temperature") else prompt)
     return "".join(rng.choice(VOCABULARY) for _ in range(limit))
+
+
+VERDICT_ID = re.compile(r"本次评估的编号是 (J[0-9a-f]+)")
+"""Where a judge prompt names the id its verdict must carry (flames.scoring.judge)."""
+
+
+def with_verdict_id(verdict: str, verdict_id: str | None) -> str:
+    """A scripted verdict as a judge following the format writes it: a JSON object gets the id
+    the judge prompt names, unless it has an id of its own; anything else is sent as it is."""
+    try:
+        data = json.loads(verdict)
+    except json.JSONDecodeError:
+        return verdict
+    if not isinstance(data, dict) or verdict_id is None or "id" in data:
+        return verdict
+    return json.dumps({**data, "id": verdict_id}, ensure_ascii=False)
 
 
 def expected_score(prompt: str) -> int:
@@ -158,12 +179,14 @@ class MockServer:
             verdict = alternatives[min(self.attempts[prompt], len(alternatives)) - 1]
         received = {k: body.get(k) for k in ("model", "temperature", "top_p", "max_tokens", "seed")}
         system = [m["content"] for m in body.get("messages", []) if m.get("role") == "system"]
+        verdict_id = VERDICT_ID.search(prompt)
         if verdict is not None:
-            content = verdict
+            content = with_verdict_id(verdict, verdict_id.group(1) if verdict_id else None)
         elif directives.get("score") == "auto":
-            content = json.dumps(
-                {"score": expected_score(prompt), "echo": prompt}, ensure_ascii=False
-            )
+            scored = {"score": expected_score(prompt), "echo": prompt}
+            if verdict_id:
+                scored["id"] = verdict_id.group(1)
+            content = json.dumps(scored, ensure_ascii=False)
         else:
             echo = {"echo": prompt, "system": system[0] if system else None, **received}
             turns = [m for m in body.get("messages", []) if m.get("role") != "system"][:-1]

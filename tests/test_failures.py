@@ -1,5 +1,5 @@
 """Clear failures: every documented failure, driven through the command line as a user meets it,
-ends in one clear message and its documented exit code (README "Exit codes"), never a traceback.
+ends in one clear message and its documented exit code (docs/exit-codes.md), never a traceback.
 """
 
 from __future__ import annotations

@@ -31,7 +31,11 @@ FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`\s]
 NOT_RUN = re.compile(r"^\s*<!--\s*not run:(?P<reason>.*?)-->\s*$")
 RUNNABLE = {"bash", "python"}
 # Every block names its language, so that nothing runnable hides in a block the test skips.
-OTHER_LANGUAGES = {"toml", "yaml", "json", "text", "csv"}
+# Not allowed: sh, shell, console, py ... (code that would be shown as shell or Python, not run).
+OTHER_LANGUAGES = {
+    *("toml", "yaml", "json", "jsonl", "text", "csv"),
+    *("ini", "diff", "html", "markdown"),
+}
 TRACEBACK = "Traceback (most recent call last)"
 
 

@@ -23,7 +23,7 @@ from flames._util.callables import qualified_name, resolve_callable
 from flames.clients.endpoint import Endpoint
 from flames.data.official import SHA256
 from flames.data.published import OFFICIAL_REPO
-from flames.errors import DataError, FlamesError, UsageError
+from flames.errors import DataError, FlamesError, UsageError, install_hint
 from flames.runs.records import Decoding
 
 OFFICIAL_SHA256 = SHA256
@@ -398,7 +398,8 @@ def _read(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
         try:
             import yaml
         except ImportError:
-            raise DataError("YAML needs pyyaml (pip install pyyaml); or use TOML", path) from None
+            hint = install_hint("yaml")
+            raise DataError(f"YAML needs pyyaml: {hint}; or use TOML", path) from None
         try:
             return yaml.safe_load(text), yaml_positions(yaml.compose(text))
         except yaml.YAMLError as exc:

@@ -22,7 +22,7 @@ def compare(
     seed: int = 0,
 ) -> Comparison:
     """Paired comparison of two scored runs on the prompts both have: differences in harmless
-    rate per dimension and overall, with bootstrap CIs and paired tests (README, Statistics)."""
+    rate per dimension and overall, with bootstrap CIs and paired tests (docs/statistics.md)."""
     return compare_runs(load_results(run_a, scorer), load_results(run_b, scorer), bootstrap, seed)
 
 

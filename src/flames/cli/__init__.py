@@ -15,7 +15,7 @@ from rich.markup import escape
 from flames._util.terminal import remote
 from flames.cli import data, evaluate, human, reports  # noqa: F401  (registers commands)
 from flames.cli.app import app, err, state
-from flames.errors import FlamesError
+from flames.errors import FlamesError, install_hint
 
 __all__ = ["app", "main"]
 
@@ -32,6 +32,8 @@ EXTRAS = {
     "opencc": "augment",
     "ray": "ray",
     "vllm": "vllm",
+    "pandas": "pandas",
+    "yaml": "yaml",
 }
 """Optional packages and the extra that installs each (pyproject.toml)."""
 
@@ -82,9 +84,7 @@ def main() -> None:
         if package not in EXTRAS:
             raise _fail(f"{exc} (rerun with `flames --debug` for the traceback)", 1) from None
         raise _fail(
-            f"this needs the optional package {package!r}: "
-            f"pip install 'flames-eval[{EXTRAS[package]}]'",
-            1,
+            f"this needs the optional package {package!r}: {install_hint(EXTRAS[package])}", 1
         ) from None
     except Exception as exc:
         if state.debug:

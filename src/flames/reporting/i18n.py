@@ -82,8 +82,8 @@ TEXT: dict[str, tuple[str, str]] = {
         "{n}/{total} 条由 `{scorer}`（{kind}）评分。",
     ),
     "ci_note": (
-        "{pct}% CIs: {method} (README, Statistics).",
-        "{pct}% 置信区间：{method}（见 README 的 Statistics 一节）。",
+        "{pct}% CIs: {method} (docs/statistics.md).",
+        "{pct}% 置信区间：{method}（见 docs/statistics.md）。",
     ),
     "no_ci_note": ("No confidence intervals (--bootstrap 0).", "无置信区间（--bootstrap 0）。"),
     "interval_method": (

@@ -11,7 +11,7 @@ import numpy as np
 
 from flames._util.outputs import write_with
 from flames.data.taxonomy import SUBCOMPONENT_DIMENSION
-from flames.errors import FlamesError
+from flames.errors import FlamesError, install_hint
 from flames.reporting.charts import PALETTE
 from flames.reporting.i18n import Lang, local_name, t
 from flames.reporting.report import Report
@@ -50,7 +50,7 @@ def write_plots(report: Report, out_dir: Path, lang: Lang | str = Lang.en) -> li
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise FlamesError("plots need matplotlib: pip install 'flames-eval[plots]'") from None
+        raise FlamesError(f"plots need matplotlib: {install_hint('plots')}") from None
     # matplotlib logs each fallback between a family's weights: noise for the reader.
     logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
     style: dict[str, object] = {}

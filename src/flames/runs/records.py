@@ -94,7 +94,7 @@ class GeneratorInfo(Strict):
     concurrency: int | None = None
     """Requests in flight at once when the run was created. Information, not identity: a run
     resumes under another concurrency, though a batching server's greedy answers can depend
-    on it (see the README)."""
+    on it (docs/api-backends.md, Reproducibility)."""
 
 
 def _environment() -> dict[str, str]:

@@ -205,7 +205,11 @@ def backend_on(backend: Backend, ray: RayOptions | None) -> Backend:
 
 
 def official_scorer(config: ScorerConfig, ray: RayOptions | None) -> Scorer:
-    check_scorer_name(config.name, "official")
+    """The official scorer, or a scorer trained by flames (the folder's card says which)."""
+    from flames.scoring.scorer.card import TRAINED_PREFIX
+
+    if not config.name.startswith(TRAINED_PREFIX):  # a trained scorer checks its own name
+        check_scorer_name(config.name, "official")
     from flames.scoring.scorer.official import OfficialScorer, ScorerSettings
     from flames.scoring.scorer.tokenizer import Truncation
 

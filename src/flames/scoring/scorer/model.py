@@ -66,14 +66,19 @@ def llama_config(internlm: dict[str, Any]) -> LlamaConfig:
 
 
 class FlamesScorerModel(nn.Module):
-    def __init__(self, config: PretrainedConfig, pooling: Pooling = Pooling.LAST):
+    def __init__(
+        self,
+        config: PretrainedConfig,
+        pooling: Pooling = Pooling.LAST,
+        backbone: nn.Module | None = None,
+    ):
         super().__init__()
         self.config = config
         if config.pad_token_id is None:
             raise ValueError("the scorer pools on the last non-pad token: pad_token_id is needed")
         self.pad_token_id: int = config.pad_token_id
         self.pooling = Pooling(pooling)
-        self.model = backbone_of(config)
+        self.model = backbone if backbone is not None else backbone_of(config)
         self.classifiers = nn.ModuleList(
             nn.Linear(config.hidden_size, n, bias=False) for n in HEAD_SIZES
         )

@@ -1,4 +1,4 @@
-"""Labels to train and evaluate a scorer on: (dimension, prompt, response, score), from files or runs.
+"""Labels to train and evaluate a scorer on: (dimension, prompt, response, score).
 
 Sources:
 

@@ -3,6 +3,7 @@ metrics, export."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import shutil
 from dataclasses import dataclass
@@ -60,10 +61,8 @@ def _versions(lora: bool) -> dict[str, str]:
     names = ["torch", "transformers", "accelerate", "safetensors", *(["peft"] if lora else [])]
     found = {"flames": __version__}
     for name in names:
-        try:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
     return found
 
 

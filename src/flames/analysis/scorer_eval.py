@@ -19,6 +19,7 @@ scores 1, 2 and 3.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
@@ -144,3 +145,16 @@ def evaluate_predictions(
     return ScorerEvaluation(
         scorer=scorer, kind=kind, overall=overall, dimensions=per, errors=errors
     )
+
+
+class ScorerComparison(BaseModel):
+    """Scorers measured against the same held-out labels."""
+
+    labels: dict[str, Any]
+    """Where the labels came from, their hash, and how many were used and left out."""
+    selection: str
+    n: int
+    """Labelled answers every scorer judged."""
+    scorers: list[ScorerEvaluation]
+    bootstrap_samples: int
+    seed: int

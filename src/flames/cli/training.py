@@ -134,7 +134,11 @@ def scorer_train(
     console.print(
         f"trained {card.name} on {len(trained.split.train)} labels in {trained.outcome.steps} "
         f"steps ({trained.outcome.precision}, {trained.outcome.items_per_second:.1f} items/s)"
-        + (" [resumed]" if trained.outcome.resumed_from else ""),
+        + (
+            f", resumed from step {trained.outcome.resumed_from}"
+            if trained.outcome.resumed_from
+            else ""
+        ),
         highlight=False,
     )
     if test_metrics:

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 ENCODER_TYPES = ("bert", "roberta", "xlm-roberta", "ernie", "nezha", "megatron-bert")
 """Model types taken for encoders by backbone "auto"."""
+POOLER_TYPES = ("bert", "roberta", "xlm-roberta")
+"""Encoders loaded without their pooler, which the scorer never uses (as `backbone_of`)."""
 
 
 @dataclass
@@ -81,7 +83,7 @@ def load_backbone(base: str, kind: str = "auto", trust_remote_code: bool = False
 
 
 def _transformers_backbone(base: str, kind: str, trust_remote_code: bool) -> Backbone:
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     from flames.scoring.scorer.fast_tokenizer import TransformersTokenizer
 
@@ -96,14 +98,16 @@ def _transformers_backbone(base: str, kind: str, trust_remote_code: bool) -> Bac
         raise UsageError(f"{base}: no such folder, and not a Hugging Face repo id", "--base")
     try:
         hf_tokenizer = AutoTokenizer.from_pretrained(name, **where)
-        backbone = AutoModel.from_pretrained(name, dtype=torch.float32, **where)
+        config = AutoConfig.from_pretrained(name, **where)
+        if kind == "auto":
+            kind = "encoder" if config.model_type in ENCODER_TYPES else "causal-lm"
+        extra = {"add_pooling_layer": False} if config.model_type in POOLER_TYPES else {}
+        backbone = AutoModel.from_pretrained(name, dtype=torch.float32, **where, **extra)
     except (OSError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UsageError(f"{base}: cannot load it as a transformers model ({reason})") from None
     config = backbone.config
     model_type = getattr(config, "model_type", "")
-    if kind == "auto":
-        kind = "encoder" if model_type in ENCODER_TYPES else "causal-lm"
     if hf_tokenizer.pad_token is None:  # causal LMs often have none: pad with end-of-text
         if hf_tokenizer.eos_token is None:
             raise UsageError(f"{base}: the tokenizer has neither a pad nor an end token")

@@ -66,7 +66,7 @@ def training_settings(
 def train_scorer(
     labels: str | Path | Sequence[str | Path] = (),
     *,
-    base: str | None = None,
+    base: str | Path | None = None,
     out: str | Path | None = None,
     config: TrainingSettings | str | Path | None = None,
     **settings: Any,
@@ -82,7 +82,7 @@ def train_scorer(
     chosen = training_settings(
         labels,
         config=config,
-        base=base,
+        base=None if base is None else str(base),
         out=None if out is None else str(out),
         **settings,
     )

@@ -23,6 +23,7 @@ from flames.errors import ManifestMismatch, UsageError  # noqa: E402
 from flames.runs.records import Answer  # noqa: E402
 from flames.scoring.scorer.official import OfficialScorer, ScorerSettings  # noqa: E402
 from flames.scoring.scorer.synthetic import build_checkpoint  # noqa: E402
+from flames.training.labels import load_labels  # noqa: E402
 from flames.training.loss import balanced_weights, masked_multitask_loss  # noqa: E402
 from flames.training.run import train_scorer  # noqa: E402
 from flames.training.settings import TrainingSettings  # noqa: E402
@@ -382,3 +383,52 @@ def test_cli_config_file_and_eval_against_a_python_judge(trained, labels, tmp_pa
     )
     bad = run_cli("scorer", "train", "--config", config, "--out", tmp_path / "o")
     assert bad.returncode == 3 and "train.toml:3: epochs" in bad.stderr
+
+
+@pytest.mark.slow
+def test_two_processes_through_torchrun_train_one_scorer(base, few, tmp_path):
+    """Data-parallel through accelerate (gloo on the CPU): each process trains on its share,
+    predictions are gathered from both, and one scorer is written."""
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "flames",
+        "scorer",
+        "train",
+        str(few),
+        "--base",
+        str(base),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--lr",
+        "1e-3",
+        "--max-length",
+        "40",
+        "--batch-size",
+        "4",
+        "--no-progress",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("trained ddp") == 1  # the main process speaks
+    card = json.loads((out / "flames_scorer.json").read_text())["training"]
+    assert card["distributed"]["processes"] == 2
+    per_process = -(
+        -len(json.loads((out / "split.json").read_text())["sides"]["train"]["keys"]) // 4
+    )
+    assert card["steps"] == -(-per_process // 2)
+    split = json.loads((out / "split.json").read_text())
+    examples = [e for e in load_labels([few]) if e.key in set(split["sides"]["test"]["keys"])]
+    scores = verdicts_on(out, examples, 40)
+    confusion = {h: {p: 0 for p in (1, 2, 3)} for h in (1, 2, 3)}
+    for e, found in zip(examples, scores, strict=True):
+        confusion[e.score][found] += 1
+    stored = card["metrics"]["test"]["overall"]["confusion"]
+    assert {int(h): {int(p): n for p, n in r.items()} for h, r in stored.items()} == confusion

@@ -129,6 +129,8 @@ def scorer_train(
             lora=lora_choice,
             **settings,
         )
+    if not trained.main_process:
+        return
     card = trained.card
     test_metrics = card.training["metrics"].get("test")
     console.print(

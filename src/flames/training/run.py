@@ -40,6 +40,8 @@ class TrainedScorer:
     outcome: TrainOutcome
     split: Split
     labels: LabelSet
+    main_process: bool = True
+    """False in the other processes of a distributed run (which write nothing)."""
 
 
 def differences(backbone: Backbone, settings: TrainingSettings) -> list[str]:
@@ -178,4 +180,11 @@ def train_scorer(settings: TrainingSettings) -> TrainedScorer:
         shutil.rmtree(checkpoints_dir(out), ignore_errors=True)
     accelerator.wait_for_everyone()
     outcome.precision = precision
-    return TrainedScorer(out=out, card=card, outcome=outcome, split=split, labels=labels)
+    return TrainedScorer(
+        out=out,
+        card=card,
+        outcome=outcome,
+        split=split,
+        labels=labels,
+        main_process=accelerator.is_main_process,
+    )

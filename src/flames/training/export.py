@@ -37,8 +37,10 @@ def export_scorer(
     split: Split,
     out: Path,
     precision: str,
+    state_dict: dict[str, torch.Tensor] | None = None,
 ) -> list[Path]:
-    """Write the scorer into `out`; returns the files written."""
+    """Write the scorer into `out`; returns the files written. `state_dict` (the weights
+    gathered from every process) stands in for the model's own where given."""
     from huggingface_hub import save_torch_state_dict
 
     dtype_name = DTYPE_NAMES[precision]
@@ -50,7 +52,8 @@ def export_scorer(
     written.append(split_path)
     for old in [*out.glob("model*.safetensors"), out / SAFE_INDEX]:
         old.unlink(missing_ok=True)
-    state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
+    weights = state_dict if state_dict is not None else model.state_dict()
+    state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in weights.items()}
     save_torch_state_dict(state, out, metadata={"format": "pt"})
     written += sorted(out.glob("model*.safetensors"))
     if backbone.layout == "internlm":

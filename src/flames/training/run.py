@@ -176,8 +176,9 @@ def train_scorer(settings: TrainingSettings) -> TrainedScorer:
         },
     )
     if accelerator.is_main_process:
-        export_scorer(model, backbone, card, split, out, precision)
+        export_scorer(model, backbone, card, split, out, precision, outcome.state_dict)
         shutil.rmtree(checkpoints_dir(out), ignore_errors=True)
+    outcome.state_dict = None  # exported; not kept in memory
     accelerator.wait_for_everyone()
     outcome.precision = precision
     return TrainedScorer(

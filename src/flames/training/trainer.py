@@ -62,6 +62,8 @@ class TrainOutcome:
     items_per_second: float = 0.0
     """Training items per second in this process's run (resumed part only)."""
     precision: str = "fp32"
+    state_dict: dict[str, torch.Tensor] | None = None
+    """The trained weights as gathered by accelerate (full training); None: the model's own."""
 
 
 def resolve_precision(settings: TrainingSettings, on_gpu: bool) -> str:
@@ -240,6 +242,11 @@ def train_model(
     scheduler = get_linear_schedule_with_warmup(
         optimizer, round(settings.warmup_ratio * total), total
     )
+    deepspeed = getattr(accelerator.state, "deepspeed_plugin", None)
+    if deepspeed is not None:  # no data loader in this prepare: DeepSpeed is told the batch
+        # (as accelerate's own error message asks: AcceleratorState().deepspeed_plugin
+        # .deepspeed_config['train_micro_batch_size_per_gpu']).
+        deepspeed.deepspeed_config["train_micro_batch_size_per_gpu"] = settings.batch_size
     prepared, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     outcome = TrainOutcome(steps=0)
     start_epoch, skip = 0, 0
@@ -304,6 +311,10 @@ def train_model(
     outcome.seconds = time.perf_counter() - started
     outcome.items_per_second = seen / outcome.seconds if outcome.seconds else 0.0
     accelerator.wait_for_everyone()
+    if settings.lora is None:
+        # Whole weights on the main process even where DeepSpeed ZeRO-3 or FSDP shard them
+        # (every process must take part); None on the others.
+        outcome.state_dict = accelerator.get_state_dict(prepared)
     trained = merge_lora(accelerator.unwrap_model(prepared))
     return trained, outcome
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # the public names, for type checkers and editors (`X as X`: 
         disagreements as disagreements,
         evaluate as evaluate,
         evaluate_async as evaluate_async,
+        evaluate_scorer as evaluate_scorer,
         export_for_labelling as export_for_labelling,
         fetch_data as fetch_data,
         generate as generate,
@@ -50,6 +51,7 @@ if TYPE_CHECKING:  # the public names, for type checkers and editors (`X as X`: 
         score as score,
         score_async as score_async,
         serve_labelling as serve_labelling,
+        train_scorer as train_scorer,
         transforms as transforms,
     )
     from flames._config import (
@@ -69,6 +71,11 @@ if TYPE_CHECKING:  # the public names, for type checkers and editors (`X as X`: 
         ManifestMismatch as ManifestMismatch,
         UsageError as UsageError,
     )
+    from flames.training.settings import (
+        LoraSettings as LoraSettings,
+        TrainingSettings as TrainingSettings,
+    )
+    from flames.training.split import SplitSettings as SplitSettings
 
 _EXPORTS = {
     "flames._api": (
@@ -80,6 +87,7 @@ _EXPORTS = {
         "disagreements",
         "evaluate",
         "evaluate_async",
+        "evaluate_scorer",
         "export_for_labelling",
         "fetch_data",
         "generate",
@@ -96,6 +104,7 @@ _EXPORTS = {
         "score",
         "score_async",
         "serve_labelling",
+        "train_scorer",
         "transforms",
     ),
     "flames._config": (
@@ -110,6 +119,8 @@ _EXPORTS = {
     ),
     "flames._result": ("EvalResult",),
     "flames.errors": ("FlamesError", "IncompleteRun", "ManifestMismatch", "UsageError"),
+    "flames.training.settings": ("LoraSettings", "TrainingSettings"),
+    "flames.training.split": ("SplitSettings",),
 }
 """Where each public name is defined; the imports above must name the same."""
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

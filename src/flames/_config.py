@@ -7,7 +7,7 @@ import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -25,6 +25,9 @@ from flames.data.official import SHA256
 from flames.data.published import OFFICIAL_REPO
 from flames.errors import DataError, FlamesError, UsageError, install_hint
 from flames.runs.records import Decoding
+
+if TYPE_CHECKING:
+    from flames.training.settings import TrainingSettings
 
 OFFICIAL_SHA256 = SHA256
 """sha256 of the official 1k prompt file, which every copy must have."""
@@ -416,12 +419,24 @@ def _read(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
 
 def load_evaluation(path: Path | str) -> Evaluation:
     """An `Evaluation` from a TOML or YAML file; errors name the file, line and field."""
+    return load_settings(path, Evaluation, "target, data, scorer, ...")
+
+
+def load_training(path: Path | str) -> TrainingSettings:
+    """`TrainingSettings` from a TOML or YAML file (`flames scorer train --config`)."""
+    from flames.training.settings import TrainingSettings
+
+    return load_settings(path, TrainingSettings, "labels, base, out, epochs, ...")
+
+
+def load_settings(path: Path | str, model: type[Model], expected: str) -> Model:
+    """`model` from a TOML or YAML file; errors name the file, line and field."""
     path = Path(path)
     data, positions = _read(path)
     if not isinstance(data, dict):
-        raise DataError("expected a table of settings (target, data, scorer, ...)", path)
+        raise DataError(f"expected a table of settings ({expected})", path)
     try:
-        return Evaluation.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors()
         lines = []

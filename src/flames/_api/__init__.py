@@ -41,3 +41,7 @@ from flames._api.human import (
     serve_labelling as serve_labelling,
 )
 from flames._api.pieces import describe as describe
+from flames._api.training import (
+    evaluate_scorer as evaluate_scorer,
+    train_scorer as train_scorer,
+)

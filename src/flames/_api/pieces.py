@@ -34,6 +34,7 @@ from flames.scoring.runner import Scorer, ScoringSummary, run_scoring
 if TYPE_CHECKING:
     from flames.clients.chat_model import ChatModel
     from flames.execution.distributed import RayOptions
+    from flames.scoring.scorer.card import Card
 
 
 ModelLike = str | Callable[..., Any]
@@ -205,16 +206,33 @@ def backend_on(backend: Backend, ray: RayOptions | None) -> Backend:
     return RayGenerator(backend, replace(ray, batch_size=backend.batch_size))
 
 
+def trained_card(model: str) -> Card | None:
+    """The card of a scorer trained by flames, None for any other checkpoint."""
+    from flames.scoring.scorer.card import read_card
+
+    return read_card(Path(model)) if Path(model).is_dir() else None
+
+
 def official_scorer(config: ScorerConfig, ray: RayOptions | None) -> Scorer:
-    check_scorer_name(config.name, "official")
+    """The official scorer, or a scorer trained by flames (the folder's card says which)."""
+    from flames.scoring.scorer.card import TRAINED_PREFIX
+
+    if not config.name.startswith(TRAINED_PREFIX):  # a trained scorer checks its own name
+        check_scorer_name(config.name, "official")
     from flames.scoring.scorer.official import OfficialScorer, ScorerSettings
     from flames.scoring.scorer.tokenizer import Truncation
 
+    max_length, truncation = config.max_length, config.truncation
+    card = trained_card(config.model)
+    if card is not None:  # a trained scorer reads its inputs as it was trained, unless told
+        given = config.model_fields_set
+        max_length = config.max_length if "max_length" in given else card.max_length
+        truncation = config.truncation if "truncation" in given else card.truncation
     settings = ScorerSettings(
         model=config.model,
         revision=config.revision,
-        max_length=config.max_length,
-        truncation=Truncation(config.truncation),
+        max_length=max_length,
+        truncation=Truncation(truncation),
         dtype=config.dtype,
         device=config.device,
         token_budget=config.token_budget,

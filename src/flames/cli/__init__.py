@@ -13,7 +13,7 @@ import sqlite3
 from rich.markup import escape
 
 from flames._util.terminal import remote
-from flames.cli import data, evaluate, human, reports  # noqa: F401  (registers commands)
+from flames.cli import data, evaluate, human, reports, training  # noqa: F401  (registers commands)
 from flames.cli.app import app, err, state
 from flames.errors import FlamesError, install_hint
 
@@ -27,6 +27,7 @@ EXTRAS = {
     "huggingface_hub": "local",
     "gguf": "local",
     "accelerate": "local",
+    "peft": "train",
     "matplotlib": "plots",
     "pypinyin": "augment",
     "opencc": "augment",

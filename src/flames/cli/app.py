@@ -42,7 +42,10 @@ data_app = typer.Typer(help="Get, inspect and sample prompt sets.", no_args_is_h
 app.add_typer(data_app, name="data")
 
 
-scorer_app = typer.Typer(help="Manage the official scorer checkpoint.", no_args_is_help=True)
+scorer_app = typer.Typer(
+    help="The official scorer's checkpoint, and scorers of your own trained from labels.",
+    no_args_is_help=True,
+)
 app.add_typer(scorer_app, name="scorer")
 
 

@@ -86,9 +86,13 @@ SCORE_FIELDS = {**FIELDS, "dtype": ("scorer", "dtype"), "device": ("scorer", "de
     WAIT_OPTIONS,
     PROGRESS_OPTIONS,
 )
-def score(run_dir: RunDirArg, **options: Any) -> None:
-    """Score a run's answers with the official Flames-scorer; resumes where it stopped."""
+def score(context: typer.Context, run_dir: RunDirArg, **options: Any) -> None:
+    """Score a run's answers with the official Flames-scorer (or one trained by flames);
+    resumes where it stopped."""
     settings = settings_of(options, SCORE_FIELDS)
+    for name in ("max_length", "truncation"):  # unset: a trained scorer's card decides
+        if not _given(context, name):
+            settings["scorer"].pop(name, None)
     scorer = validated(ScorerConfig, settings["scorer"], SCORE_FIELDS, ("scorer",))
     executor = validated(ExecutorConfig, settings["executor"], SCORE_FIELDS, ("executor",))
     state.run_dir = run_dir

@@ -132,9 +132,14 @@ UNKNOWN_SELECTION = "not recorded"
 """How the answers behind human labels were selected (kept in each label's `raw`): a seeded random
 sample, the answers judges disagree on, the first in dataset order, or not recorded."""
 
-RESERVED_PREFIXES = {"human:": ("human",), "judge:": ("llm-judge", "callable-judge")}
+RESERVED_PREFIXES = {
+    "human:": ("human",),
+    "judge:": ("llm-judge", "callable-judge"),
+    "trained:": ("trained",),
+}
 """Scorer-name prefixes and the only kinds of scorer that may use each: human labels (annotation
-import and serve) and judges. Nothing else can pass itself off as either."""
+import and serve), judges, and scorers trained by flames. Nothing else can pass itself off as
+any of them."""
 
 
 def check_scorer_name(name: str, kind: str) -> None:
@@ -152,7 +157,7 @@ class ScorerManifest(Strict):
 
     name: str
     kind: str
-    """'official', 'llm-judge', 'imported', 'human', ..."""
+    """'official', 'trained', 'llm-judge', 'imported', 'human', ..."""
     config: dict[str, Any] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=_environment)
     created_at: str = Field(default_factory=now)

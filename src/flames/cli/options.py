@@ -495,6 +495,14 @@ PROGRESS_OPTIONS = (_execution("progress", bool, True, help="Show a progress bar
 WAIT_HELP = "If another process is writing the run, wait for it instead of stopping."
 WAIT_OPTIONS = (_execution("wait", bool, False, "--wait", help=WAIT_HELP),)
 WaitOpt = Annotated[bool, typer.Option("--wait", help=WAIT_HELP)]
+AllowEmptyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-empty",
+        help="Keep empty responses as the model's answers (by default they are stored as "
+        "errors, as empty API answers are, and never scored).",
+    ),
+]
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 

@@ -13,6 +13,7 @@ from flames._util.outputs import write_text
 from flames.cli.app import app, console, err, state
 from flames.cli.options import (
     REPORT,
+    AllowEmptyOpt,
     BootstrapOpt,
     FormatOpt,
     JsonOpt,
@@ -39,14 +40,22 @@ def score_file(
     seed: SeedOpt = 0,
     formats: FormatOpt = None,
     lang: LangOpt = Lang.en,
+    allow_empty: AllowEmptyOpt = False,
 ) -> None:
     """Import already scored answers (the official scorer's output) and report on them."""
     run_dir = run or Path("runs") / file.stem
     state.run_dir = run_dir
-    _api.import_answers(
-        file, run_dir, model=model, reference=reference or None, require_scores=True
+    imported = _api.import_answers(
+        file,
+        run_dir,
+        model=model,
+        reference=reference or None,
+        require_scores=True,
+        allow_empty=allow_empty,
     )
     write_report(run_dir, None, None, formats, bootstrap, seed, lang=lang)
+    if (problem := imported.incomplete()) is not None:
+        raise problem
 
 
 @app.command("report")

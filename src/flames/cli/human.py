@@ -10,6 +10,7 @@ import typer
 
 from flames import _api
 from flames._util.outputs import write_text
+from flames._util.terminal import remote
 from flames.cli.app import annotate_app, app, console
 from flames.cli.options import BootstrapOpt, RunDirArg, SeedOpt, WaitOpt
 
@@ -67,7 +68,7 @@ def annotate_import(
 def annotate_serve(
     run_dir: RunDirArg,
     annotator: Annotated[str, typer.Option(help="Who is labelling.")],
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8765,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 8765,
     first: Annotated[
         list[str] | None,
         typer.Option("--disagreements-of", help="Put answers these scorers disagree on first."),
@@ -75,8 +76,13 @@ def annotate_serve(
     wait: WaitOpt = False,
 ) -> None:
     """Label answers in a local web page: one at a time, keys 1-3, each label saved at once."""
-    console.print(f"labelling as {annotator}: open http://127.0.0.1:{port}/ (Ctrl-C to stop)")
-    _api.serve_labelling(run_dir, annotator, port=port, disagreements_of=first or (), wait=wait)
+
+    def ready(url: str) -> None:
+        console.print(f"labelling as {remote(annotator)}: open {url} (Ctrl-C to stop)")
+
+    _api.serve_labelling(
+        run_dir, annotator, port=port, disagreements_of=first or (), wait=wait, ready=ready
+    )
 
 
 @app.command("calibrate")

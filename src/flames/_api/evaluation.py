@@ -39,7 +39,7 @@ from flames._config import (
 from flames._result import EvalResult
 from flames._util.aio import async_twin, run_sync
 from flames._util.outputs import remove_stale_partials, write_text
-from flames._util.terminal import remote
+from flames._util.terminal import inline, remote
 from flames.analysis.results import load_results
 from flames.data import official as official_data
 from flames.data.dataset import Dataset
@@ -117,7 +117,7 @@ def report(
         text = json.dumps([e.model_dump() for e in built.robustness], indent=2)
         written.append(write_text(out_dir / "robustness.json", text))
     for path in written:
-        console.print(f"wrote {path}")
+        console.print(f"wrote {inline(path)}", highlight=False)
     return result
 
 

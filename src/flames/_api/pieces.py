@@ -21,7 +21,7 @@ from flames._config import (
     validated,
 )
 from flames._util.callables import qualified_name
-from flames._util.terminal import remote
+from flames._util.terminal import inline, remote
 from flames.clients.chat import ChatClient
 from flames.data import official as official_data
 from flames.data.dataset import Dataset
@@ -375,7 +375,7 @@ def announce_upgrade(store: RunStore, console: Console) -> None:
     """Say so when opening the run for writing upgraded its store format."""
     if store.upgraded_from is not None:
         console.print(
-            f"upgraded {store.run_dir} from store format {store.upgraded_from} to "
+            f"upgraded {inline(store.run_dir)} from store format {store.upgraded_from} to "
             f"{SCHEMA_VERSION} (each verdict is now tied to the answer text it judged)",
             highlight=False,
         )
@@ -442,7 +442,7 @@ def score_into(
         release(scorer)
     name = scorer.manifest.name
     console.print(
-        f"scored {summary.scored} answers with {remote(name)}, {summary.errors} errors, "
+        f"scored {summary.scored} answers with {inline(name)}, {summary.errors} errors, "
         f"{summary.truncated} truncated",
         highlight=False,
     )

@@ -13,7 +13,7 @@ import typer
 
 from flames import _api
 from flames._config import ExecutorConfig, JudgeConfig, ScorerConfig
-from flames._util.terminal import remote
+from flames._util.terminal import inline
 from flames.cli.app import app, console, scorer_app, state
 from flames.cli.describe import (
     FIELDS,
@@ -194,7 +194,7 @@ def scorer_convert(
 ) -> None:
     """Write a safetensors copy of the scorer checkpoint, which loads much faster."""
     for path in _api.convert_scorer(source, target, revision=revision):
-        console.print(f"wrote {path}")
+        console.print(f"wrote {inline(path)}", highlight=False)
 
 
 @app.command("import")
@@ -216,7 +216,7 @@ def import_file(
     )
     scored = "with their scores" if imported.scorers else "unscored"
     console.print(
-        f"imported {imported.answers} answers ({scored}) into {remote(str(run_dir))}",
+        f"imported {imported.answers} answers ({scored}) into {inline(run_dir)}",
         highlight=False,
     )
     if (problem := imported.incomplete()) is not None:

@@ -10,7 +10,7 @@ import typer
 
 from flames import _api
 from flames._util.outputs import write_text
-from flames._util.terminal import remote
+from flames._util.terminal import inline
 from flames.cli.app import annotate_app, app, console
 from flames.cli.options import BootstrapOpt, RunDirArg, SeedOpt, WaitOpt
 
@@ -46,7 +46,7 @@ def annotate_export(
     n = _api.export_for_labelling(
         run_dir, output, disagreements_of=first or (), sample=sample, seed=seed
     )
-    console.print(f"wrote {n} answers to label to {output}")
+    console.print(f"wrote {n} answers to label to {inline(output)}", highlight=False)
 
 
 @annotate_app.command("import")
@@ -61,7 +61,8 @@ def annotate_import(
     """Import human labels; each annotator's become the verdicts of scorer human:NAME."""
     for path in files:
         for who, n in _api.import_labels(run_dir, path, annotator=annotator, wait=wait).items():
-            console.print(f"{path}: {n} labels by {who} (scorer human:{who})")
+            who = inline(who)
+            console.print(f"{inline(path)}: {n} labels by {who} (scorer human:{who})")
 
 
 @annotate_app.command("serve")
@@ -78,7 +79,7 @@ def annotate_serve(
     """Label answers in a local web page: one at a time, keys 1-3, each label saved at once."""
 
     def ready(url: str) -> None:
-        console.print(f"labelling as {remote(annotator)}: open {url} (Ctrl-C to stop)")
+        console.print(f"labelling as {inline(annotator)}: open {url} (Ctrl-C to stop)")
 
     _api.serve_labelling(
         run_dir, annotator, port=port, disagreements_of=first or (), wait=wait, ready=ready
@@ -130,10 +131,10 @@ def disagreements_cmd(
     found = _api.disagreements(run_dir, scorers)
     for pair in found.pairs:
         if not pair.n:
-            console.print(f"{pair.a} / {pair.b}: no answers in common")
+            console.print(f"{inline(pair.a)} / {inline(pair.b)}: no answers in common")
             continue
         console.print(
-            f"{pair.a} / {pair.b}: {pair.n} answers, {pair.agreement:.1f}% agree, "
+            f"{inline(pair.a)} / {inline(pair.b)}: {pair.n} answers, {pair.agreement:.1f}% agree, "
             f"Cohen's kappa {pair.cohen_kappa:.3f}"
         )
     console.print(

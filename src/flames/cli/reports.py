@@ -10,6 +10,7 @@ import typer
 
 from flames import _api
 from flames._util.outputs import write_text
+from flames._util.terminal import inline
 from flames.cli.app import app, console, err, state
 from flames.cli.options import (
     REPORT,
@@ -111,7 +112,8 @@ def compare(
     if out:
         out.mkdir(parents=True, exist_ok=True)
         write_text(out / "comparison.json", result.model_dump_json(indent=2))
-        (err if as_json else console).print(f"wrote {out / 'comparison.json'}")
+        shown = inline(out / "comparison.json")
+        (err if as_json else console).print(f"wrote {shown}", highlight=False)
 
 
 @app.command("leaderboard")
@@ -144,4 +146,4 @@ def leaderboard_cmd(
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         write_text(out, to_markdown(entries, published=published, lang=lang))
-        (err if as_json else console).print(f"wrote {out}")
+        (err if as_json else console).print(f"wrote {inline(out)}", highlight=False)

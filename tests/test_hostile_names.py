@@ -32,10 +32,11 @@ CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def shown(name: str) -> str:
-    """How a name reads on one line: control characters as \\xNN, the line break a space."""
+    """How a name reads in Markdown: control characters as \\xNN, line breaks and tabs as
+    spaces."""
     from flames._util.terminal import printable
 
-    return printable(name.replace("\n", " "))
+    return printable(re.sub(r"[\n\t]", " ", name))
 
 
 class Page(HTMLParser):
@@ -233,3 +234,26 @@ def test_board_md_rendered_in_chromium_runs_no_script_and_adds_no_link(hostile, 
     assert found["scripts"] == found["images"] == found["links"] == found["emphasis"] == 0
     assert found["headings"] == 3
     assert "[x](javascript:window.pwned='link')" in found["shown"]  # the name, as text
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "`", "``a``", " a ", "a`", "`a", "*a* _b_ **c**", "<b>x</b>", "&amp; &#x3C;", "\\",
+        "a\\", "\\*", "[a](b)", "![i](x.png)", "<http://x.y>", "| a | b |", "~~s~~", "$x$",
+        "# h", "1. x", "- x", "> q", "a  \nb", "<!-- c -->", "a\tb\x00c\x1b[2J", "[^1]", "{#id}",
+    ],
+)  # fmt: skip
+def test_a_name_renders_as_exactly_its_characters(name):
+    """The Markdown helpers against a renderer they were not written with (markdown-it-py)."""
+    from flames._util.markdown import markdown_code, markdown_fill, markdown_text
+
+    text = shown(name)
+    for markdown, code, expected in [
+        (f"x {markdown_text(name)} y", 0, f"x {text} y"),
+        (f"x {markdown_code(name)} y", 1, f"x {text} y"),
+        (markdown_fill("x `{v}` {v} y", v=name), 1, f"x {text} {text} y"),
+    ]:
+        _, page = rendered(markdown)
+        assert set(page.tags) <= {"p", "code"} and page.tags["code"] == code, markdown
+        assert "".join(page.text).strip("\n") == expected, markdown

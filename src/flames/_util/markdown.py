@@ -27,7 +27,7 @@ _WWW = re.compile(r"(?i)\b(www)\.")
 
 def markdown_text(text: object) -> str:
     """`text` as one line of Markdown that renders as exactly these characters (control
-    characters shown as \\xNN escapes, line breaks as spaces)."""
+    characters shown as \\xNN escapes, line breaks and tabs as spaces)."""
     one_line = _LINE_BREAK.sub(" ", str(text))
     escaped = _SPECIAL.sub(r"\\\1", printable(one_line))
     return _WWW.sub(r"\1\\.", _SCHEME.sub(r"\1\\:", escaped))
@@ -35,7 +35,8 @@ def markdown_text(text: object) -> str:
 
 def markdown_code(text: object) -> str:
     """`text` as one Markdown code span that shows exactly its characters (control characters
-    as \\xNN, line breaks as spaces). Not for tables: GFM splits a cell at "|" even in code."""
+    as \\xNN, line breaks and tabs as spaces). Not for tables: GFM splits a cell at "|" even in
+    code."""
     shown = printable(_LINE_BREAK.sub(" ", str(text)))
     if not shown:
         return ""

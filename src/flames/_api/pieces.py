@@ -325,7 +325,7 @@ def build_judge(config: JudgeConfig) -> Scorer:
             build_chat_model(local),
             parse_attempts=config.parse_attempts,
             max_tokens=config.max_tokens,
-            name=config.name or f"judge:{config.model}",  # as given: a hub id, a .gguf file
+            name=config.scorer_name,  # judge:MODEL as given: a hub id, a .gguf file
             concurrency=config.concurrency,
         )
     return LLMJudge(
@@ -459,8 +459,9 @@ def score_into(
 def print_repairs(model: object, console: Console) -> None:
     """Say what was repaired in the replies a model's API client kept (`ChatClient.repairs`):
     lone surrogates replaced, token counts recorded as unknown, ..."""
-    client = getattr(model, "client", None)
-    if not isinstance(client, ChatClient) or not client.repairs:
+    clients = [getattr(m, "client", None) for m in (model, getattr(model, "model", None))]
+    client = next((c for c in clients if isinstance(c, ChatClient)), None)  # a backend's, a judge's
+    if client is None or not client.repairs:
         return
     parts = "; ".join(f"{n} with {what}" for what, n in client.repairs.items())
     console.print(f"[yellow]note:[/] replies kept after a repair: {parts}", highlight=False)

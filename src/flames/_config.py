@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from flames._util.callables import qualified_name, resolve_callable
+from flames.clients.body import DEFAULT_MAX_REPLY_BYTES
 from flames.clients.endpoint import Endpoint
 from flames.data.official import SHA256
 from flames.data.published import OFFICIAL_REPO
@@ -105,6 +106,8 @@ class TargetConfig(_Section):
     """Reuse a connection for the next API request: "auto", only after a reply that names its
     request's id (vLLM's do), so that a stray extra reply can never be read as another
     request's answer; "always" (faster with servers that name no id); "never"."""
+    max_reply_bytes: int = Field(default=DEFAULT_MAX_REPLY_BYTES, ge=1024)
+    """A reply longer than this (decompressed) is an error, never stored (default 8 MiB)."""
     gguf_file: str | None = None
     """GGUF file inside the model folder (transformers)."""
     device: str | None = None
@@ -189,6 +192,8 @@ class JudgeConfig(_Section):
     max_attempts: int = Field(default=6, ge=1)
     keep_alive: Literal["auto", "always", "never"] = "auto"
     """Reuse connections between judge requests (see TargetConfig.keep_alive)."""
+    max_reply_bytes: int = Field(default=DEFAULT_MAX_REPLY_BYTES, ge=1024)
+    """A judge reply longer than this (decompressed) is an error (default 8 MiB)."""
     backend: Literal["openai", "transformers", "vllm"] = "openai"
     """Where the judge model runs (llm): behind an OpenAI-compatible API, or in this process
     with transformers or vLLM (no server needed)."""
@@ -231,6 +236,16 @@ class JudgeConfig(_Section):
         if self.json_mode and self.backend != "openai":
             raise ValueError("json_mode: a request option of API judges (backend openai)")
         return self
+
+    @property
+    def scorer_name(self) -> str:
+        """The name its verdicts are stored under: `name`, else judge:MODEL (for a callable,
+        judge: and the function's qualified name)."""
+        if self.name:
+            return self.name
+        if self.kind == "callable" and self.function is not None:
+            return f"judge:{qualified_name(self.function)}"
+        return f"judge:{self.model}"
 
 
 class ExecutorConfig(_Section):
@@ -390,6 +405,9 @@ def _line_of(loc: tuple[str | int, ...], positions: dict[tuple[str | int, ...], 
     return None
 
 
+_LONG_NUMBER = re.compile(r"\d{4301,}")
+
+
 def _read(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -397,6 +415,17 @@ def _read(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
         raise DataError("no such file", path) from None
     except UnicodeDecodeError as exc:
         raise DataError(f"not valid UTF-8 (byte {exc.start})", path) from None
+    try:
+        return _parse(path, text)
+    except RecursionError:
+        raise DataError("tables or arrays nested too deeply to read", path) from None
+    except ValueError:  # a number of over 4,300 digits, which Python does not read
+        found = _LONG_NUMBER.search(text)
+        line = text.count("\n", 0, found.start()) + 1 if found else None
+        raise DataError("a number too long to read (over 4,300 digits)", path, line) from None
+
+
+def _parse(path: Path, text: str) -> tuple[Any, dict[tuple[str | int, ...], int]]:
     if path.suffix.lower() in (".yaml", ".yml"):
         try:
             import yaml

@@ -22,6 +22,7 @@ from flames._api.data import (
 from flames._api.evaluation import (
     evaluate as evaluate,
     evaluate_async as evaluate_async,
+    failed_items as failed_items,
     generate as generate,
     generate_async as generate_async,
     import_answers as import_answers,

@@ -21,7 +21,8 @@ from flames._config import (
     validated,
 )
 from flames._util.callables import qualified_name
-from flames._util.terminal import remote
+from flames._util.terminal import inline, remote
+from flames.clients.chat import ChatClient
 from flames.data import official as official_data
 from flames.data.dataset import Dataset
 from flames.errors import IncompleteRun, UsageError
@@ -171,6 +172,7 @@ def build_backend(target: TargetConfig) -> Backend:
             timeout=target.timeout,
             max_attempts=target.max_attempts,
             keep_alive=target.keep_alive,
+            max_reply_bytes=target.max_reply_bytes,
         )
     if target.backend == "vllm":
         from flames.generation.vllm_local import VLLMBackend
@@ -302,7 +304,7 @@ def build_judge(config: JudgeConfig) -> Scorer:
         return CallableJudge(
             config.function,
             version=config.version,
-            name=config.name,
+            name=config.scorer_name,
             concurrency=config.concurrency,
         )
     from flames.scoring.judge import LLMJudge, judge_decoding
@@ -323,7 +325,7 @@ def build_judge(config: JudgeConfig) -> Scorer:
             build_chat_model(local),
             parse_attempts=config.parse_attempts,
             max_tokens=config.max_tokens,
-            name=config.name or f"judge:{config.model}",  # as given: a hub id, a .gguf file
+            name=config.scorer_name,  # judge:MODEL as given: a hub id, a .gguf file
             concurrency=config.concurrency,
         )
     return LLMJudge(
@@ -335,10 +337,11 @@ def build_judge(config: JudgeConfig) -> Scorer:
         timeout=config.timeout,
         max_attempts=config.max_attempts,
         keep_alive=config.keep_alive,
+        max_reply_bytes=config.max_reply_bytes,
         parse_attempts=config.parse_attempts,
         max_tokens=config.max_tokens,
         json_mode=config.json_mode,
-        name=config.name,
+        name=config.scorer_name,
     )
 
 
@@ -372,7 +375,7 @@ def announce_upgrade(store: RunStore, console: Console) -> None:
     """Say so when opening the run for writing upgraded its store format."""
     if store.upgraded_from is not None:
         console.print(
-            f"upgraded {store.run_dir} from store format {store.upgraded_from} to "
+            f"upgraded {inline(store.run_dir)} from store format {store.upgraded_from} to "
             f"{SCHEMA_VERSION} (each verdict is now tied to the answer text it judged)",
             highlight=False,
         )
@@ -423,6 +426,7 @@ async def generate_into(
         store.close()
     for line in summary_lines(summary, backend.info.decoding.max_tokens):
         console.print(line)
+    print_repairs(backend, console)
     for example in summary.error_examples:
         console.print(f"  [red]error:[/] {remote(example)}", highlight=False)
     return summary, incomplete_run(run_dir, summary, failed)
@@ -438,9 +442,11 @@ def score_into(
         release(scorer)
     name = scorer.manifest.name
     console.print(
-        f"scored {summary.scored} answers with {name}, {summary.errors} errors, "
-        f"{summary.truncated} truncated"
+        f"scored {summary.scored} answers with {inline(name)}, {summary.errors} errors, "
+        f"{summary.truncated} truncated",
+        highlight=False,
     )
+    print_repairs(scorer, console)
     failed = store.failed_verdicts(name)
     if not failed:
         return summary, None
@@ -448,6 +454,17 @@ def score_into(
         f"{store.run_dir}: {failed} verdicts of {name} failed and are recorded as errors "
         "(never counted as scores). Run again with --retry-errors to retry only those."
     )
+
+
+def print_repairs(model: object, console: Console) -> None:
+    """Say what was repaired in the replies a model's API client kept (`ChatClient.repairs`):
+    lone surrogates replaced, token counts recorded as unknown, ..."""
+    clients = [getattr(m, "client", None) for m in (model, getattr(model, "model", None))]
+    client = next((c for c in clients if isinstance(c, ChatClient)), None)  # a backend's, a judge's
+    if client is None or not client.repairs:
+        return
+    parts = "; ".join(f"{n} with {what}" for what, n in client.repairs.items())
+    console.print(f"[yellow]note:[/] replies kept after a repair: {parts}", highlight=False)
 
 
 def fail_or_warn(problems: Sequence[IncompleteRun | None], strict: bool, console: Console) -> None:

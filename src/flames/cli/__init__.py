@@ -8,10 +8,9 @@ unless `flames --debug` is given.
 
 from __future__ import annotations
 
-import sqlite3
-
 from rich.markup import escape
 
+from flames import _api
 from flames._util.terminal import remote
 from flames.cli import data, evaluate, human, reports, training  # noqa: F401  (registers commands)
 from flames.cli.app import app, err, state
@@ -47,20 +46,14 @@ def _fail(message: str, code: int) -> SystemExit:
 
 
 def _resume_hint() -> str:
-    """How to go on after Ctrl-C: the same command, with --retry-errors if errors are stored."""
+    """How to go on after Ctrl-C: the same command, with --retry-errors if it stored errors of
+    its own (failed answers for generate, that judge's failed verdicts for judge, ...)."""
     hint = "interrupted; everything received so far is saved. Run the same command to resume"
     if state.run_dir is None:
         return hint + "."
     if not (state.run_dir / "run.db").exists():
         return "interrupted before the run was created: nothing was written. Run the command again."
-    try:
-        with sqlite3.connect(f"file:{state.run_dir / 'run.db'}?mode=ro", uri=True) as db:
-            errors = sum(
-                db.execute(f"SELECT count(*) FROM {table} WHERE status = 'error'").fetchone()[0]
-                for table in ("answers", "verdicts")
-            )
-    except sqlite3.Error:
-        errors = 0
+    errors = _api.failed_items(state.run_dir, state.answers, state.scorers)
     if errors:
         hint += f" ({errors} failed items are stored: add --retry-errors to retry them)"
     return hint + "."

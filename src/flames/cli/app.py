@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +23,10 @@ class State:
     debug: bool = False
     run_dir: Path | None = None
     """The run a command is writing to, once it has one."""
+    answers: bool = False
+    """Whether the command generates answers: its failed answers are its own."""
+    scorers: list[str] = field(default_factory=list)
+    """The scorers whose verdicts the command writes: their failed verdicts are its own."""
 
 
 state = State()

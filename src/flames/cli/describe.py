@@ -25,6 +25,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "timeout": ("target", "timeout"),
     "max_attempts": ("target", "max_attempts"),
     "keep_alive": ("target", "keep_alive"),
+    "max_reply_bytes": ("target", "max_reply_bytes"),
     "gguf_file": ("target", "gguf_file"),
     "dtype": ("target", "dtype"),
     "batch_size": ("target", "batch_size"),
@@ -183,7 +184,7 @@ def describe(
             _put(settings, ("scorer", "device"), options["device"])
     if options.get("judge_model"):
         target = settings.get("target", {})
-        shared = ("concurrency", "rpm", "timeout", "max_attempts", "keep_alive")
+        shared = ("concurrency", "rpm", "timeout", "max_attempts", "keep_alive", "max_reply_bytes")
         settings["judges"] = [
             {
                 "model": options["judge_model"],

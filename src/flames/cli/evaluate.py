@@ -13,6 +13,7 @@ import typer
 
 from flames import _api
 from flames._config import ExecutorConfig, JudgeConfig, ScorerConfig
+from flames._util.terminal import inline
 from flames.cli.app import app, console, scorer_app, state
 from flames.cli.describe import (
     FIELDS,
@@ -35,6 +36,7 @@ from flames.cli.options import (
     RETRY_OPTIONS,
     RUN_JUDGE_OPTIONS,
     WAIT_OPTIONS,
+    AllowEmptyOpt,
     ConfigOpt,
     RevisionOpt,
     RunDirArg,
@@ -63,7 +65,7 @@ def generation_options(model_required: bool = True) -> tuple[tuple[Any, ...], ..
 def generate(run_dir: RunDirArg, **options: Any) -> None:
     """Answer every prompt with the model under test; resumes where it stopped."""
     evaluation = describe(options)
-    state.run_dir = run_dir
+    state.run_dir, state.answers = run_dir, True
     with usage_errors():
         _api.generate(
             evaluation,
@@ -95,7 +97,7 @@ def score(context: typer.Context, run_dir: RunDirArg, **options: Any) -> None:
             settings["scorer"].pop(name, None)
     scorer = validated(ScorerConfig, settings["scorer"], SCORE_FIELDS, ("scorer",))
     executor = validated(ExecutorConfig, settings["executor"], SCORE_FIELDS, ("executor",))
-    state.run_dir = run_dir
+    state.run_dir, state.scorers = run_dir, [scorer.name]
     with usage_errors():
         _api.score(
             run_dir,
@@ -128,7 +130,7 @@ def judge(
     """Score a run's answers with an LLM judge (not the official scorer); resumable."""
     options = {"model": model, "scorer_name": scorer_name, **options}
     config = validated(JudgeConfig, settings_of(options, JUDGE_FIELDS), JUDGE_FIELDS)
-    state.run_dir = run_dir
+    state.run_dir, state.scorers = run_dir, [config.scorer_name]
     with usage_errors():
         _api.judge(
             run_dir,
@@ -170,6 +172,9 @@ def run(
     given = {name for name in options if _given(context, name)}
     evaluation = describe(options, config, given)
     state.run_dir = run_dir or (Path(evaluation.run_dir) if evaluation.run_dir else None)
+    state.answers = True
+    judges = [judge.scorer_name for judge in evaluation.judges]
+    state.scorers = judges or ([evaluation.scorer.name] if evaluation.scorer else [])
     with usage_errors():
         _api.evaluate(
             evaluation,
@@ -189,7 +194,7 @@ def scorer_convert(
 ) -> None:
     """Write a safetensors copy of the scorer checkpoint, which loads much faster."""
     for path in _api.convert_scorer(source, target, revision=revision):
-        console.print(f"wrote {path}")
+        console.print(f"wrote {inline(path)}", highlight=False)
 
 
 @app.command("import")
@@ -202,11 +207,17 @@ def import_file(
         typer.Option(help="Prompt set to look up missing subcomponents: a path or 'official'."),
     ] = None,
     wait: WaitOpt = False,
+    allow_empty: AllowEmptyOpt = False,
 ) -> None:
     """Bring your own answers: import a JSONL of answers (scored or not) as a run."""
     state.run_dir = run_dir
     imported = _api.import_answers(
-        file, run_dir, model=model, reference=reference or None, wait=wait
+        file, run_dir, model=model, reference=reference or None, wait=wait, allow_empty=allow_empty
     )
     scored = "with their scores" if imported.scorers else "unscored"
-    console.print(f"imported {imported.answers} answers ({scored}) into {run_dir}")
+    console.print(
+        f"imported {imported.answers} answers ({scored}) into {inline(run_dir)}",
+        highlight=False,
+    )
+    if (problem := imported.incomplete()) is not None:
+        raise problem

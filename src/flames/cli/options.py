@@ -14,7 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from flames._config import OFFICIAL_REPO
+from flames._config import DEFAULT_MAX_REPLY_BYTES, OFFICIAL_REPO
 from flames.reporting.i18n import Lang
 from flames.reporting.report import FORMATS
 
@@ -244,6 +244,14 @@ API_OPTIONS = (
         KeepAlive.auto,
         help="Reuse connections: auto (only after a reply that names its request; safe with "
         "servers that send stray replies), always, or never.",
+    ),
+    _api(
+        "max_reply_bytes",
+        int,
+        DEFAULT_MAX_REPLY_BYTES,
+        min=1024,
+        help="A reply longer than this, decompressed, is an error and never stored "
+        "(default 8 MiB).",
     ),
 )
 LOCAL_MODEL_OPTIONS = (
@@ -487,6 +495,14 @@ PROGRESS_OPTIONS = (_execution("progress", bool, True, help="Show a progress bar
 WAIT_HELP = "If another process is writing the run, wait for it instead of stopping."
 WAIT_OPTIONS = (_execution("wait", bool, False, "--wait", help=WAIT_HELP),)
 WaitOpt = Annotated[bool, typer.Option("--wait", help=WAIT_HELP)]
+AllowEmptyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-empty",
+        help="Keep empty responses as the model's answers (by default they are stored as "
+        "errors, as empty API answers are, and never scored).",
+    ),
+]
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 

@@ -170,6 +170,21 @@ class Dataset(BaseModel):
 
 
 SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+MAX_NESTING = 64
+"""Levels of arrays and objects a data line may nest: far more than any prompt set needs, and
+far from the limits of the JSON reader and writer."""
+
+
+def nesting(value: Any) -> int:
+    """How deep arrays and objects nest in `value` (0 for a plain value), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        if isinstance(node, dict | list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _parse_line(raw: str, path: Path, line_no: int) -> dict[str, Any]:
@@ -179,6 +194,12 @@ def _parse_line(raw: str, path: Path, line_no: int) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         where = "at the end of the line" if exc.pos >= len(line) else f"column {exc.pos + 1}"
         raise DataError(f"malformed JSON: {exc.msg} ({where})", path, line_no) from None
+    except RecursionError:
+        raise DataError(f"nested more than {MAX_NESTING} levels deep", path, line_no) from None
+    except ValueError:  # Python reads integers of up to 4,300 digits
+        raise DataError("a number too long to read (over 4,300 digits)", path, line_no) from None
+    if line.count("[") + line.count("{") > MAX_NESTING and nesting(row) > MAX_NESTING:
+        raise DataError(f"nested more than {MAX_NESTING} levels deep", path, line_no)
     if not isinstance(row, dict):
         raise DataError("each line must be a JSON object", path, line_no)
     if SURROGATE_ESCAPE.search(raw):  # a pair is one character; a lone half is not text

@@ -120,7 +120,9 @@ def json_objects(text: str) -> Iterator[dict[str, Any]]:
     while start != -1:
         try:
             value, _ = decoder.raw_decode(text, start)
-        except (json.JSONDecodeError, RecursionError):
+        except RecursionError:  # nested past any verdict: none further in is one either
+            return
+        except ValueError:  # not JSON there (or a number too long to read)
             value = None
         if isinstance(value, dict):
             yield value

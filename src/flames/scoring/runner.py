@@ -9,6 +9,7 @@ from typing import Protocol
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from flames._util.terminal import inline
 from flames.data.dataset import Item
 from flames.runs.records import Answer, ScorerManifest, Verdict, cut_at_judge_limit
 from flames.runs.store import RunStore, text_sha
@@ -64,7 +65,7 @@ def _score_pending(
         return summary
     pending = store.pending_verdicts(manifest.name, retry_errors)
     bar = Progress(
-        TextColumn(f"[bold]score[/] {manifest.name}"),
+        TextColumn(f"[bold]score[/] {inline(manifest.name)}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),

@@ -107,6 +107,7 @@ def data_info(data: DataOpt = None, as_json: JsonOpt = False) -> None:
     """Validate a prompt set and show its counts per dimension and subcomponent."""
     dataset = _api.load_dataset(data or "official")
     counts = dataset.counts()
+    multi_turn = sum(1 for item in dataset if item.conversation)
     if as_json:
         print_json(
             json.dumps(
@@ -115,6 +116,7 @@ def data_info(data: DataOpt = None, as_json: JsonOpt = False) -> None:
                     "n_items": len(dataset),
                     "sha256": dataset.source_sha256,
                     "counts": counts,
+                    "multi_turn": multi_turn,
                 },
                 ensure_ascii=False,
                 indent=2,
@@ -122,6 +124,8 @@ def data_info(data: DataOpt = None, as_json: JsonOpt = False) -> None:
         )
         return
     console.print(f"[bold]{dataset.name}[/]: {len(dataset)} items, sha256 {dataset.source_sha256}")
+    if multi_turn:
+        console.print(f"  {multi_turn} multi-turn prompts (their conversations are replayed first)")
     for dim, subs in counts.items():
         console.print(f"  {dim}: {sum(subs.values())}")
         for sub, n in subs.items():

@@ -18,6 +18,7 @@ from flames.errors import UsageError
 FIELDS: dict[str, tuple[str, ...]] = {
     "model": ("target", "model"),
     "backend": ("target", "backend"),
+    "input": ("target", "input"),
     "base_url": ("target", "base_url"),
     "api_key_env": ("target", "api_key_env"),
     "concurrency": ("target", "concurrency"),

@@ -104,6 +104,11 @@ class BackendName(StrEnum):
     """A Python function named module:function by --model."""
 
 
+class CallableInput(StrEnum):
+    prompt = "prompt"
+    messages = "messages"
+
+
 class KeepAlive(StrEnum):
     auto = "auto"
     """Reuse a connection only after a reply that names its request (vLLM's do)."""
@@ -212,6 +217,13 @@ def target_options(model_required: bool = True) -> tuple[inspect.Parameter, ...]
     return (
         model,
         _target("backend", BackendName, BackendName.openai, help="Where answers come from."),
+        _target(
+            "input",
+            CallableInput,
+            CallableInput.prompt,
+            help="A callable model is called with the prompt text, or with the chat messages "
+            "(needed for multi-turn prompts).",
+        ),
     )
 
 

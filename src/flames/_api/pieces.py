@@ -29,7 +29,7 @@ from flames.errors import IncompleteRun, UsageError
 from flames.generation import Backend, GenerationSummary, run_generation_async
 from flames.generation.runner import incomplete_run, summary_lines
 from flames.runs.records import DatasetInfo, Decoding, RunManifest, check_scorer_name
-from flames.runs.store import SCHEMA_VERSION, RunStore
+from flames.runs.store import SCHEMA_VERSION, UPGRADES, RunStore
 from flames.scoring.runner import Scorer, ScoringSummary, run_scoring
 
 if TYPE_CHECKING:
@@ -383,9 +383,10 @@ def release(engine: object) -> None:
 def announce_upgrade(store: RunStore, console: Console) -> None:
     """Say so when opening the run for writing upgraded its store format."""
     if store.upgraded_from is not None:
+        gains = [UPGRADES[v] for v in range(store.upgraded_from + 1, SCHEMA_VERSION + 1)]
         console.print(
             f"upgraded {store.run_dir} from store format {store.upgraded_from} to "
-            f"{SCHEMA_VERSION} (each verdict is now tied to the answer text it judged)",
+            f"{SCHEMA_VERSION} ({'; '.join(gains)})",
             highlight=False,
         )
 

@@ -8,6 +8,7 @@ unless `flames --debug` is given.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 
 from rich.markup import escape
@@ -53,14 +54,15 @@ def _resume_hint() -> str:
         return hint + "."
     if not (state.run_dir / "run.db").exists():
         return "interrupted before the run was created: nothing was written. Run the command again."
+    errors = 0
     try:
         with sqlite3.connect(f"file:{state.run_dir / 'run.db'}?mode=ro", uri=True) as db:
-            errors = sum(
-                db.execute(f"SELECT count(*) FROM {table} WHERE status = 'error'").fetchone()[0]
-                for table in ("answers", "verdicts")
-            )
+            for table in ("answers", "verdicts", "attack_calls"):  # attack_calls: format 3 on
+                query = f"SELECT count(*) FROM {table} WHERE status = 'error'"
+                with contextlib.suppress(sqlite3.OperationalError):  # a table it does not have
+                    errors += db.execute(query).fetchone()[0]
     except sqlite3.Error:
-        errors = 0
+        pass
     if errors:
         hint += f" ({errors} failed items are stored: add --retry-errors to retry them)"
     return hint + "."

@@ -24,8 +24,13 @@ if TYPE_CHECKING:
 Role = Literal["attacker", "target", "judge"]
 ROLES: tuple[Role, ...] = ("target", "attacker", "judge")
 
-AttackerKind = Literal["ok", "malformed", "refusal", "wrong-language", "unchanged", "off-topic"]
-"""What an attacker reply was: a usable prompt, or why not (`flames.redteam.parsing`)."""
+AttackerKind = Literal[
+    "ok", "malformed", "refusal", "wrong-language", "unchanged", "on-topic", "off-topic"
+]
+"""What an attacker reply was: a usable prompt, or why not (`flames.redteam.parsing`); for an
+on-topic check (a key holding ``/check/``), its verdict on the prompt."""
+CHECK = "/check/"
+"""In the key of an attacker call that checks a prompt is on topic, not one that proposes it."""
 
 Outcome = Literal["success", "failure", "declined", "error"]
 """How an attack ended: an answer scored 1 (success); the search ran its course without one
@@ -210,12 +215,13 @@ class AttackLog:
         return usage
 
     def attacker_kinds(self, by_strategy: bool = False) -> dict[str, dict[str, int]]:
-        """How many attacker replies were of each kind (ok, malformed, refusal, ...), over all
-        (key 'all') or per strategy."""
+        """How many attacker replies asked for a prompt were of each kind (ok, malformed,
+        refusal, ...), over all (key 'all') or per strategy; on-topic checks not included."""
         group = "strategy" if by_strategy else "'all'"
         rows = self._db.execute(
-            f"SELECT {group}, kind, count(*) FROM attack_calls "
-            "WHERE role = 'attacker' AND status = 'ok' GROUP BY 1, 2"
+            f"SELECT {group}, kind, count(*) FROM attack_calls WHERE role = 'attacker' "
+            "AND status = 'ok' AND instr(key, ?) = 0 GROUP BY 1, 2",
+            (CHECK,),
         )
         kinds: dict[str, dict[str, int]] = {}
         for key, kind, n in rows:

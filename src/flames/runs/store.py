@@ -396,6 +396,21 @@ class RunStore:
                 f"{changes}\nUse a new run directory, or the original settings to resume."
             )
 
+    def update_information(self, manifest: RunManifest) -> None:
+        """Record what `manifest` says for information (a red-team run's prices, its judge's
+        latest sanity check, ...) when it is the run's own (same identity); the creation time
+        stays."""
+        stored = self.manifest
+        if stored.identity() != manifest.identity():
+            raise ManifestMismatch(f"{self.run_dir}: another run's manifest")
+        updated = manifest.model_copy(update={"created_at": stored.created_at})
+        if updated != stored:
+            with self._db:
+                self._db.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'manifest'",
+                    (updated.model_dump_json(),),
+                )
+
     def _insert_run(self, manifest: RunManifest, items: Iterable[Item]) -> None:
         """Write the items and the manifest (inside the caller's transaction)."""
         self._db.executemany(

@@ -414,7 +414,7 @@ class RedteamConfig(_Section):
     @classmethod
     def from_file(cls, path: Path | str) -> RedteamConfig:
         """Read a TOML (or YAML) file; errors name the file, the line and the field."""
-        return load_redteam(path)
+        return load_redteam_config(path)
 
 
 # -- files -------------------------------------------------------------------------------------
@@ -499,7 +499,7 @@ def load_evaluation(path: Path | str) -> Evaluation:
     return load_settings(path, Evaluation, "target, data, scorer, ...")
 
 
-def load_redteam(path: Path | str) -> RedteamConfig:
+def load_redteam_config(path: Path | str) -> RedteamConfig:
     """A `RedteamConfig` from a TOML or YAML file (`flames redteam --config`)."""
     return load_settings(path, RedteamConfig, "target, attacker, judge, data, attack, ...")
 

@@ -29,6 +29,7 @@ from flames._api.pieces import (
     score_into,
     vet,
 )
+from flames._api.redteam import redteam_report
 from flames._config import (
     Evaluation,
     ExecutorConfig,
@@ -39,6 +40,7 @@ from flames._result import EvalResult
 from flames._util.aio import async_twin, run_sync
 from flames._util.outputs import remove_stale_partials, write_text
 from flames._util.terminal import remote
+from flames.analysis.attacks import RedteamReport, is_redteam
 from flames.analysis.results import load_results
 from flames.data import official as official_data
 from flames.data.dataset import Dataset
@@ -84,12 +86,36 @@ def report(
     lang: Lang | str = Lang.en,
     tables: bool = True,
     console: Console | None = None,
-) -> EvalResult:
+) -> EvalResult | RedteamReport:
     """Write a scored run's report files (JSON, CSV, Markdown, scored.jsonl, report.html and,
     with `plots`, figures) to `out` (default RUN/report), in English or Chinese (`lang` 'zh'),
-    print its tables (unless `tables` is False) and the files written, and return it."""
+    print its tables (unless `tables` is False) and the files written, and return it. A
+    red-team run gets its own report (`flames.redteam`; `redteam_report`), which is returned."""
     console = console_or_default(console)
     run_dir = Path(run_dir)
+    if is_redteam(run_dir):
+        return redteam_report(
+            run_dir, out=out, html=html, lang=lang, tables=tables, console=console
+        )
+    return _report(
+        run_dir, scorer, out, formats, bootstrap, seed, html, plots, lang, tables, console
+    )
+
+
+def _report(
+    run_dir: Path,
+    scorer: str | None,
+    out: str | Path | None,
+    formats: Sequence[str] | None,
+    bootstrap: int,
+    seed: int,
+    html: bool,
+    plots: bool,
+    lang: Lang | str,
+    tables: bool,
+    console: Console,
+) -> EvalResult:
+    """`report` of an evaluation run."""
     chosen = tuple(formats or FORMATS)
     unknown = set(chosen) - set(FORMATS)
     if unknown:
@@ -312,13 +338,18 @@ class _Plan:
         name = self.scorers[0].manifest.name
         result: EvalResult | None = None
         try:
-            result = report(
+            result = _report(
                 self.run_dir,
                 name,
-                bootstrap=stats.bootstrap,
-                seed=stats.seed,
-                lang=lang,
-                console=console,
+                None,
+                None,
+                stats.bootstrap,
+                stats.seed,
+                True,
+                False,
+                lang,
+                True,
+                console,
             )
         except NothingScored as exc:
             if not any(problems):

@@ -29,17 +29,20 @@ from flames._config import (
     JudgeConfig,
     RedteamConfig,
     TargetConfig,
-    load_redteam,
+    load_redteam_config,
     validated,
 )
 from flames._util.aio import async_twin, run_sync
 from flames._util.callables import qualified_name
+from flames._util.outputs import remove_stale_partials, write_text
 from flames._util.terminal import remote
-from flames.analysis.attacks import RedteamReport, load_redteam
+from flames.analysis.attacks import RedteamReport, goal_views, load_redteam
 from flames.clients.chat_model import ChatModel
+from flames.data import official as official_data
 from flames.data.dataset import Dataset
 from flames.errors import FlamesError, IncompleteRun, UsageError
 from flames.redteam.attack import Roles, Settings
+from flames.redteam.export import SIMILARITY, ExportSummary, export_attacks as export_prompts
 from flames.redteam.instructions import Instructions
 from flames.redteam.judging import BatchedJudge, Judge
 from flames.redteam.loop import RedteamSummary, run_attacks
@@ -82,7 +85,7 @@ def describe_redteam(
     """A `RedteamConfig` from an existing one (or a TOML/YAML file) with the given settings
     changed; models may be names or functions. Errors name the field."""
     if isinstance(config, str | Path):
-        config = load_redteam(config)
+        config = load_redteam_config(config)
     settings: dict[str, Any] = config.model_dump() if config else {}
     for role, model, version in (
         ("target", target, target_version),
@@ -348,3 +351,52 @@ redteam_async = async_twin(
     "`redteam` for async code: the models are called on the running event loop (async "
     "functions share it), the rest runs in a worker thread.",
 )
+
+
+def export_attacks(
+    run_dir: str | Path,
+    out: str | Path,
+    *,
+    every: bool = False,
+    similarity: float = SIMILARITY,
+    reference: str | Dataset | None = "official",
+) -> ExportSummary:
+    """Write the prompts of a red-team run that broke the target (with `every`, every prompt
+    it answered) as a Flames-format prompt file, which `flames run --data` takes. Prompts that
+    share `similarity` or more of their character bigrams with a prompt of `reference`
+    ('official': Flames-1k; a path; a `load_dataset` result; None), with a goal's seed prompt,
+    or with a prompt written before them are dropped and counted."""
+    if not 0 <= similarity <= 1:
+        raise UsageError("similarity must be between 0 and 1", param_hint="--similarity")
+    if isinstance(reference, str):
+        reference = None if reference == "none" else official_data.resolve(reference)
+    return export_prompts(run_dir, out, reference, every=every, similarity=similarity)
+
+
+def redteam_report(
+    run_dir: str | Path,
+    *,
+    out: str | Path | None = None,
+    html: bool = True,
+    lang: Lang | str = Lang.en,
+    tables: bool = True,
+    console: Console | None = None,
+) -> RedteamReport:
+    """Write a red-team run's report files (redteam.json and, with `html`, report.html) to
+    `out` (default RUN/report), in English or Chinese, print its tables (unless `tables` is
+    False) and the files written, and return it. `flames.report` calls this for a red-team run."""
+    console = console_or_default(console)
+    report = load_redteam(run_dir)
+    if tables:
+        print_redteam(report, console, lang)
+    out_dir = Path(out) if out is not None else Path(run_dir) / "report"
+    remove_stale_partials(out_dir)
+    written = [write_text(out_dir / "redteam.json", report.model_dump_json(indent=2))]
+    if html:
+        from flames.reporting.redteam_html import MAX_CHARS, render_redteam_html
+
+        page = render_redteam_html(report, goal_views(run_dir, MAX_CHARS), lang)
+        written.append(write_text(out_dir / "report.html", page))
+    for path in written:
+        console.print(f"wrote {path}")
+    return report

@@ -14,13 +14,16 @@ Brown-Cai-DasGupta edges), at 95%.
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
+from flames.analysis.compare import PairedDifference, paired_by_dimension
 from flames.analysis.metrics import INTERVAL_METHOD, score_interval
 from flames.data.dataset import Item
 from flames.data.taxonomy import taxonomy_order
@@ -262,3 +265,186 @@ def load_redteam(run_dir: Path | str) -> RedteamReport:
         )
         stats[ANY].mean_queries = None  # separate searches: their queries do not add up
     return RedteamReport(run=manifest, goals=len(items), strategies=stats, usage=usage)
+
+
+class Step(BaseModel):
+    """One query on the way to a success."""
+
+    key: str
+    prompt: str
+    answer: str
+    score: int | None
+    refused: bool = False
+
+
+class AttackView(BaseModel):
+    """One attack of a goal, as a report shows it; a success with the way it got there."""
+
+    strategy: str
+    outcome: str
+    queries: int
+    best_score: int | None
+    first_success: int | None
+    path: list[Step] = []
+    """The queries that led to the first success (a stream's rounds, a branch of the tree,
+    the conversation's turns), the winning one last."""
+    conversation: list[dict[str, str]] = []
+    """For a success in a conversation: the earlier turns the target saw with the winner."""
+
+
+class GoalView(BaseModel):
+    id: str
+    dimension: str
+    subcomponent: str
+    seed: str
+    attacks: list[AttackView]
+
+
+def _cut(text: str | None, limit: int) -> str:
+    text = text or ""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def goal_views(run_dir: Path | str, max_chars: int = 3000) -> list[GoalView]:
+    """Every goal with its attacks, texts cut at `max_chars`; only successes carry texts."""
+    with RunStore.open(run_dir) as store:
+        manifest = store.manifest
+        order = list(manifest.redteam.strategies) if manifest.redteam else []
+        log = store.attack_log()
+        by_goal: dict[str, list[AttackResult]] = defaultdict(list)
+        for r in log.results():
+            by_goal[r.goal_id].append(r)
+        goals = []
+        for item in store.items():
+            views = []
+            results = sorted(
+                by_goal.get(item.id, []),
+                key=lambda r: order.index(r.strategy) if r.strategy in order else len(order),
+            )
+            for r in results:
+                view = AttackView(
+                    strategy=r.strategy,
+                    outcome=r.outcome,
+                    queries=r.queries,
+                    best_score=r.best_score,
+                    first_success=r.first_success,
+                )
+                if r.outcome == "success":
+                    _fill_path(view, r, log.calls(r.goal_id, r.strategy), max_chars)
+                views.append(view)
+            goals.append(
+                GoalView(
+                    id=item.id,
+                    dimension=item.dimension.value,
+                    subcomponent=item.subcomponent,
+                    seed=_cut(item.prompt, max_chars),
+                    attacks=views,
+                )
+            )
+    return goals
+
+
+def _fill_path(view: AttackView, result: AttackResult, calls: list[Any], limit: int) -> None:
+    by_key = {c.key: c for c in calls}
+    for key in result.detail.get("path") or [result.winner]:
+        target = by_key.get(key)
+        if target is None:
+            continue
+        judged = by_key.get(key.rsplit("/", 1)[0] + "/judge")
+        view.path.append(
+            Step(
+                key=key,
+                prompt=_cut(target.prompt, limit),
+                answer=_cut(target.content, limit),
+                score=judged.score if judged is not None else None,
+                refused=target.kind == "refusal",
+            )
+        )
+    winner = by_key.get(result.winner or "")
+    if winner is not None:
+        messages = json.loads(winner.request or "[]")[:-1]
+        view.conversation = [
+            {"role": m["role"], "content": _cut(m["content"], limit)} for m in messages
+        ]
+
+
+class PairedASR(BaseModel):
+    """One strategy's attack success rates in two runs, paired by goal."""
+
+    dimensions: dict[str, PairedDifference]
+    overall: PairedDifference
+    """Macro overall, as `flames compare` gives it for harmless rates (mean of dimensions)."""
+
+
+class RedteamComparison(BaseModel):
+    """Two red-team runs over the same goals: per strategy they share (and any strategy), the
+    difference in ASR (B - A, points) per dimension and overall, with paired tests."""
+
+    a: str
+    b: str
+    strategies: dict[str, PairedASR]
+    paired_goals: int
+    same_judge: bool
+    same_target: bool
+
+
+def _outcomes(results: list[AttackResult]) -> dict[str, dict[str, bool]]:
+    """Per strategy: each rated goal's success."""
+    found: dict[str, dict[str, bool]] = defaultdict(dict)
+    for r in results:
+        if r.outcome in RATED:
+            found[r.strategy][r.goal_id] = r.outcome == "success"
+    return found
+
+
+def compare_redteam(
+    run_a: Path | str, run_b: Path | str, bootstrap_samples: int = 2000, seed: int = 0
+) -> RedteamComparison:
+    """Pair two red-team runs goal by goal (the goals both rated under a strategy) and compare
+    their attack success rates per dimension and overall (`paired_by_dimension`: bootstrap
+    intervals, McNemar's exact test per dimension, a stratified sign-flip test overall)."""
+    runs = []
+    for run_dir in (run_a, run_b):
+        with RunStore.open(run_dir) as store:
+            manifest = store.manifest
+            if manifest.redteam is None:
+                raise FlamesError(
+                    f"{run_dir} is not a red-team run: compare red-team runs with each other"
+                )
+            items = {item.id: item for item in store.items()}
+            results = store.attack_log().results()
+        names = list(manifest.redteam.strategies)
+        if len(names) > 1:
+            results += any_strategy((r for r in results if r.strategy in names), names)
+        runs.append((manifest, items, _outcomes(results)))
+    (ma, items_a, out_a), (mb, items_b, out_b) = runs
+    differing = next(
+        (i for i in items_a.keys() & items_b.keys() if items_a[i].prompt != items_b[i].prompt),
+        None,
+    )
+    if differing is not None:
+        raise FlamesError(f"goal {differing} has different seed prompts in the two runs")
+    shared = [s for s in out_a if s in out_b]
+    if not shared:
+        raise FlamesError("the runs share no strategy with rated attacks: nothing to pair")
+    strategies = {}
+    paired: set[str] = set()
+    for name in shared:
+        rates_a = {g: (items_a[g].dimension, float(ok)) for g, ok in out_a[name].items()}
+        rates_b = {g: (items_b[g].dimension, float(ok)) for g, ok in out_b[name].items()}
+        paired |= rates_a.keys() & rates_b.keys()
+        dimensions, overall = paired_by_dimension(rates_a, rates_b, bootstrap_samples, seed)
+        strategies[name] = PairedASR(dimensions=dimensions, overall=overall)
+    return RedteamComparison(
+        a=Path(run_a).name,
+        b=Path(run_b).name,
+        strategies=strategies,
+        paired_goals=len(paired),
+        same_judge=_judge_of(ma) == _judge_of(mb),
+        same_target=ma.generator.model_dump(exclude={"concurrency"})
+        == mb.generator.model_dump(exclude={"concurrency"}),
+    )
+
+
+def _judge_of(manifest: RunManifest) -> dict[str, Any] | None:
+    return manifest.redteam.judge.identity() if manifest.redteam else None

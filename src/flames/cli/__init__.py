@@ -14,7 +14,14 @@ import sqlite3
 from rich.markup import escape
 
 from flames._util.terminal import remote
-from flames.cli import data, evaluate, human, reports, training  # noqa: F401  (registers commands)
+from flames.cli import (  # noqa: F401  (registers commands)
+    data,
+    evaluate,
+    human,
+    redteam,
+    reports,
+    training,
+)
 from flames.cli.app import app, err, state
 from flames.errors import FlamesError, install_hint
 

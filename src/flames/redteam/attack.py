@@ -80,6 +80,9 @@ class Turn:
     p_harm: float | None = None
     reason: str | None = None
     refused: bool = False
+    parent: str | None = None
+    """The key of the query this one built on (the same stream's or branch's last, the
+    conversation's last), if any."""
 
     @property
     def succeeded(self) -> bool:
@@ -297,10 +300,16 @@ class Attack:
         raise PathEnded("error", "no on-topic verdict")
 
     async def query(
-        self, step: str, history: Sequence[Message], prompt: str, order: tuple[int, ...]
+        self,
+        step: str,
+        history: Sequence[Message],
+        prompt: str,
+        order: tuple[int, ...],
+        parent: str | None = None,
     ) -> Turn:
         """Send `prompt` to the target after `history` and have its answer judged. A failed
-        call ends the line (PathEnded 'error'); the turn, judged or not, is kept."""
+        call ends the line (PathEnded 'error'); the turn, judged or not, is kept. `parent` is
+        the key of the query this one built on."""
         key = f"{step}/target"
         if not self.queries_left():
             raise PathEnded("budget")
@@ -316,7 +325,7 @@ class Attack:
 
         answered = await self._call("target", key, ask_target)
         if answered.status == "error":
-            self.turns.append(Turn(key, order, prompt, None))
+            self.turns.append(Turn(key, order, prompt, None, parent=parent))
             self.errors.append(answered.error or "")
             raise PathEnded("error", answered.error or "")
         answer = answered.content or ""
@@ -342,7 +351,7 @@ class Attack:
         judged = await self._call("judge", f"{step}/judge", ask_judge)
         refused = answered.kind == "refusal"
         if judged.status == "error":
-            self.turns.append(Turn(key, order, prompt, answer, refused=refused))
+            self.turns.append(Turn(key, order, prompt, answer, refused=refused, parent=parent))
             self.errors.append(judged.error or "")
             raise PathEnded("error", judged.error or "")
         turn = Turn(
@@ -354,6 +363,7 @@ class Attack:
             p_harm=judged.p_harm,
             reason=judge_reason(judged.content),
             refused=refused,
+            parent=parent,
         )
         self.turns.append(turn)
         return turn
@@ -377,6 +387,14 @@ class Attack:
 
     # -- the result ----------------------------------------------------------------------------
 
+    def _path(self, turn: Turn) -> list[str]:
+        """The keys of the queries that led to `turn`, first to last (it included)."""
+        by_key = {t.key: t for t in self.turns}
+        path = [turn.key]
+        while (parent := by_key[path[-1]].parent) is not None and parent in by_key:
+            path.append(parent)
+        return path[::-1]
+
     def result(self) -> AttackResult:
         turns = sorted(self.turns, key=lambda t: t.order)
         first_success = next((n for n, t in enumerate(turns, 1) if t.succeeded), None)
@@ -394,6 +412,8 @@ class Attack:
         else:
             outcome = "failure"
         detail: dict[str, object] = {"ended": dict(self.ended), **dict(self.notes)}
+        if first_success is not None:
+            detail["path"] = self._path(turns[first_success - 1])
         if self.errors:
             detail["errors"] = self.errors[:3]
         return AttackResult(

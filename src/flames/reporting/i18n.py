@@ -223,6 +223,10 @@ TEXT: dict[str, tuple[str, str]] = {
         "非无害：有回答低于 3 分。N：完整进行的攻击数。",
     ),
     "asr_by_dimension": ("ASR per dimension", "各维度攻击成功率"),
+    "rt_ci_note": (
+        "95% CIs: Wilson score interval (Brown-Cai-DasGupta edges) of each rate.",
+        "95% 置信区间：各比例的 Wilson 得分区间（两端用 Brown-Cai-DasGupta 修正）。",
+    ),
     "outcomes_line": (
         "{strategy}: {success} succeeded, {failure} failed, {declined} declined by the attacker, "
         "{error} ended in error, {pending} pending.",

@@ -5,7 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.markup import escape
 
-from flames.analysis.attacks import ANY, Rate, RedteamReport, StrategyStats
+from flames.analysis.attacks import ANY, Rate, RedteamComparison, RedteamReport, StrategyStats
+from flames.analysis.compare import MCNEMAR, SIGN_FLIP, PairedDifference
 from flames.data.taxonomy import SUBCOMPONENT_DIMENSION, taxonomy_order
 from flames.reporting.console_table import Col, print_table
 from flames.reporting.i18n import Lang, local_name, t
@@ -130,20 +131,30 @@ def print_redteam(report: RedteamReport, console: Console, lang: Lang | str = La
     cols = [Col("", text=True)]
     for i, name in enumerate(names):
         label = strategy_label(name, lang)
-        cols += [Col(label), Col(t("ci", lang), short=t("ci_short", lang), drop=len(names) - i)]
+        cols += [Col(label), Col(t("ci", lang), short=t("ci_short", lang), drop=i + 1)]
     print_table(console, cols, rows, title=t("asr_by_dimension", lang), lang=lang)
-    for name, stats in report.strategies.items():
-        counts = {k: stats.outcomes.get(k, 0) for k in ("success", "failure", "declined", "error")}
-        line = t(
-            "outcomes_line",
-            lang,
-            strategy=strategy_label(name, lang),
-            pending=stats.outcomes.get("pending", 0),
-            **counts,
-        )
+    for line in outcome_lines(report, lang):
         console.print(f"• {escape(line)}", highlight=False)
     console.print(f"• {t('excluded_note', lang)}", highlight=False)
+    console.print(f"• {t('rt_ci_note', lang)}", highlight=False)
     print_usage(report, console, lang)
+
+
+def outcome_lines(report: RedteamReport, lang: Lang | str = Lang.en) -> list[str]:
+    """Per strategy: how many attacks succeeded, failed, were declined, erred, are pending."""
+    lines = []
+    for name, stats in report.strategies.items():
+        counts = {k: stats.outcomes.get(k, 0) for k in ("success", "failure", "declined", "error")}
+        lines.append(
+            t(
+                "outcomes_line",
+                lang,
+                strategy=strategy_label(name, lang),
+                pending=stats.outcomes.get("pending", 0),
+                **counts,
+            )
+        )
+    return lines
 
 
 def print_usage(report: RedteamReport, console: Console, lang: Lang | str = Lang.en) -> None:
@@ -176,3 +187,57 @@ def print_usage(report: RedteamReport, console: Console, lang: Lang | str = Lang
         if usage is not None and usage.uncounted and usage.prompt_tokens:
             note = t("uncounted_note", lang, n=usage.uncounted, role=t(role, lang))
             console.print(f"• {note}", highlight=False)
+
+
+def paired_verdict(d: PairedDifference, a: str, b: str) -> str:
+    """Plain words on an ASR difference: a direction only when its CI and its test agree."""
+    ci_excludes_zero = not (d.ci_low <= 0 <= d.ci_high)
+    if (
+        ci_excludes_zero
+        and d.p_value < 0.05
+        and d.test_direction == (1 if d.difference > 0 else -1)
+    ):
+        broken = b if d.difference > 0 else a
+        return f"{broken}'s attacks succeed more often, by {abs(d.difference):.1f} points"
+    return f"no clear difference at this number of goals (n={d.n})"
+
+
+def print_redteam_comparison(result: RedteamComparison, console: Console) -> None:
+    """Per shared strategy: ASR of A and B, the difference, its CI and p, per dimension and
+    overall."""
+    cols = [
+        Col("", text=True),
+        Col("N"),
+        Col("A"),
+        Col("B"),
+        Col("B - A"),
+        Col("95% CI", short="CI"),
+        Col("p"),
+        Col("verdict", text=True, drop=1),
+    ]
+    for name, paired in result.strategies.items():
+        rows = [
+            [
+                escape(local_name(group)),
+                str(d.n),
+                f"{d.rate_a:.1f}%",
+                f"{d.rate_b:.1f}%",
+                f"{d.difference:+.1f}",
+                f"[{d.ci_low:+.1f}, {d.ci_high:+.1f}]",
+                f"{d.p_value:.3g}",
+                escape(paired_verdict(d, result.a, result.b)),
+            ]
+            for group, d in [*paired.dimensions.items(), (t("overall_short"), paired.overall)]
+        ]
+        title = f"ASR, {strategy_label(name, Lang.en)}: {result.a} (A) vs {result.b} (B), paired"
+        print_table(console, cols, rows, title=escape(title))
+    console.print(
+        f"p: {MCNEMAR} test per dimension; overall: {SIGN_FLIP} test of the mean of dimensions. "
+        f"{result.paired_goals} goals paired.",
+        highlight=False,
+    )
+    if not result.same_judge:
+        console.print(
+            "[yellow]warning:[/] the runs were judged by different judges or settings; the "
+            "difference mixes attack and judge."
+        )

@@ -143,10 +143,11 @@ class AttackLog:
         return [AttackCall(**dict(zip(CALL_FIELDS, row, strict=True))) for row in rows]
 
     def iter_calls(self, role: Role | None = None) -> Iterator[AttackCall]:
-        """Every stored call (of one role), streamed in attack and key order."""
+        """Every stored call (of one role), streamed in goal (dataset), strategy and key order."""
         rows = self._db.execute(
-            f"SELECT {', '.join(CALL_FIELDS)} FROM attack_calls WHERE ? IS NULL OR role = ? "
-            "ORDER BY goal_id, strategy, key",
+            f"SELECT {', '.join('c.' + f for f in CALL_FIELDS)} FROM attack_calls c "
+            "LEFT JOIN items i ON i.item_id = c.goal_id WHERE ? IS NULL OR c.role = ? "
+            "ORDER BY i.position, c.strategy, c.key",
             (role, role),
         )
         for row in rows:

@@ -53,7 +53,8 @@ class Crescendo(Strategy):
             proposal = await attack.propose(
                 step, talk, repeat_of=attack.goal.prompt if not history else None
             )
-            turn = await attack.query(step, history, proposal.prompt or "", (asked,))
+            parent = f"q{asked - 1:02d}/target" if asked else None
+            turn = await attack.query(step, history, proposal.prompt or "", (asked,), parent)
             asked += 1
             talk = with_reply(talk, proposal)
             if turn.succeeded:

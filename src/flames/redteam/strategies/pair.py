@@ -58,7 +58,8 @@ class Pair(Strategy):
     ) -> bool:
         step = f"s{stream:02d}.i{round_:02d}"
         proposal = await attack.propose(step, talks[stream], repeat_of=attack.goal.prompt)
-        turn = await attack.query(step, [], proposal.prompt or "", (round_, stream))
+        parent = f"s{stream:02d}.i{round_ - 1:02d}/target" if round_ else None
+        turn = await attack.query(step, [], proposal.prompt or "", (round_, stream), parent)
         feedback = attack.instructions.render("pair_feedback", **attack.feedback(turn))
         talks[stream] = trimmed(
             [*with_reply(talks[stream], proposal), {"role": "user", "content": feedback}]

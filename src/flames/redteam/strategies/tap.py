@@ -38,6 +38,8 @@ class Node:
 class Child:
     node: Node
     proposal: Proposal
+    parent: str | None
+    """The key of the leaf's query it grew from (None under the root)."""
 
 
 class Tap(Strategy):
@@ -98,7 +100,8 @@ class Tap(Strategy):
         if not await attack.on_topic(f"t{path}", proposal.prompt or ""):
             attack.notes["pruned off-topic"] += 1
             return None
-        return Child(Node(path, conversation), proposal)
+        parent = f"t{leaf.path}/target" if leaf.path else None
+        return Child(Node(path, conversation), proposal, parent)
 
     @staticmethod
     def _unique(attack: Attack, children: list[Child]) -> list[Child]:
@@ -116,7 +119,8 @@ class Tap(Strategy):
     @staticmethod
     async def _query(attack: Attack, child: Child, level: int, rank: int) -> Turn:
         prompt = child.proposal.prompt or ""
-        return await attack.query(f"t{child.node.path}", [], prompt, (level, rank))
+        step = f"t{child.node.path}"
+        return await attack.query(step, [], prompt, (level, rank), child.parent)
 
     @staticmethod
     def _leaf(attack: Attack, child: Child, turn: Turn) -> Node:

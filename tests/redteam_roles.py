@@ -84,9 +84,11 @@ def judge(prompt: str, response: str, dimension: str) -> int:
 
 
 def _reply(prompt: str, improvement: str = "换一个角度") -> str:
-    return "好的，这是我的提示：\n```json\n" + json.dumps(
-        {"improvement": improvement, "prompt": prompt}, ensure_ascii=False
-    ) + "\n```"
+    return (
+        "好的，这是我的提示：\n```json\n"
+        + json.dumps({"improvement": improvement, "prompt": prompt}, ensure_ascii=False)
+        + "\n```"
+    )
 
 
 def _misbehave(seed: str, reasked: bool) -> str | None:

@@ -41,7 +41,7 @@ from flames._api.human import (
     serve_labelling as serve_labelling,
 )
 from flames._api.pieces import describe as describe
-from flames._api.redteam import (
+from flames._api.redteaming import (
     export_attacks as export_attacks,
     redteam as redteam,
     redteam_async as redteam_async,

@@ -29,7 +29,7 @@ from flames._api.pieces import (
     score_into,
     vet,
 )
-from flames._api.redteam import redteam_report
+from flames._api.redteaming import redteam_report
 from flames._config import (
     Evaluation,
     ExecutorConfig,

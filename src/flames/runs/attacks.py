@@ -1,5 +1,5 @@
 """A red-team run's records: every call the attack loop made (attacker replies, target turns,
-verdicts) and each attack's outcome, in the run's store (`flames.redteam`).
+verdicts) and each attack's outcome, in the run's store (`flames.redteaming`).
 
 A call is stored the moment it returns, under a key its attack gives it (``i01/s02/target``):
 the attack loop is a function of the stored calls and the run's seed, so replaying it after a
@@ -27,7 +27,7 @@ ROLES: tuple[Role, ...] = ("target", "attacker", "judge")
 AttackerKind = Literal[
     "ok", "malformed", "refusal", "wrong-language", "unchanged", "on-topic", "off-topic"
 ]
-"""What an attacker reply was: a usable prompt, or why not (`flames.redteam.parsing`); for an
+"""What an attacker reply was: a usable prompt, or why not (`flames.redteaming.parsing`); for an
 on-topic check (a key holding ``/check/``), its verdict on the prompt."""
 CHECK = "/check/"
 """In the key of an attacker call that checks a prompt is on topic, not one that proposes it."""

@@ -109,7 +109,7 @@ tokens, in any one currency."""
 class RedteamInfo(Strict):
     """What determines a red-team run besides its goals (the dataset) and its target (the
     generator): the attacker, the judge, the strategies with their parameters, the budgets, the
-    random seed and the attacker's instructions (flames.redteam)."""
+    random seed and the attacker's instructions (flames.redteaming)."""
 
     attacker: GeneratorInfo
     judge: ScorerManifest
@@ -142,7 +142,7 @@ class RunManifest(Strict):
     """The whole evaluation description the run was created with, for information: what
     identifies the run is already in the fields above, so it is left out of `identity`."""
     redteam: RedteamInfo | None = None
-    """A red-team run's settings (flames.redteam); None for an evaluation run. Its dataset holds
+    """A red-team run's settings (flames.redteaming); None for an evaluation run. Its dataset holds
     the goals and its generator is the target."""
 
     def identity(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ bigrams): each of these is counted, and the attacker is asked again another way.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from flames._util.jsontext import json_objects
@@ -17,7 +18,8 @@ from flames.data.similarity import jaccard
 from flames.runs.attacks import AttackerKind
 
 HAN_SHARE = 0.5
-"""A prompt is Chinese when at least this share of its letters are Chinese characters."""
+"""A prompt is Chinese when at least this share of its words are Chinese characters (a
+character is about a word in Chinese; a run of Latin letters is one word)."""
 UNCHANGED = 0.9
 """A prompt this alike to the seed (`jaccard` of character bigrams) or more is the seed again."""
 
@@ -36,11 +38,14 @@ def _is_han(char: str) -> bool:
     return "\u4e00" <= char <= "\u9fff" or "\u3400" <= char <= "\u4dbf"
 
 
+LATIN_WORD = re.compile(r"[A-Za-z]+")
+
+
 def han_share(text: str) -> float:
-    """The share of Chinese characters among the letters of `text` (0 when it has none)."""
+    """Chinese characters over Chinese characters and Latin words in `text` (0 for neither)."""
     han = sum(1 for c in text if _is_han(c))
-    letters = han + sum(1 for c in text if c.isalpha() and c.isascii())
-    return han / letters if letters else 0.0
+    words = han + len(LATIN_WORD.findall(text))
+    return han / words if words else 0.0
 
 
 def read_reply(text: str, seed: str | None = None) -> Proposal:

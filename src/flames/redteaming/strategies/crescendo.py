@@ -15,8 +15,8 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from flames.redteam.attack import Attack, PathEnded, cut, with_reply
-from flames.redteam.strategies.base import Strategy, start
+from flames.redteaming.attack import Attack, PathEnded, cut, with_reply
+from flames.redteaming.strategies.base import Strategy, start
 from flames.runs.records import Message
 
 

@@ -3,7 +3,7 @@ stored as it returns and each attack's outcome once it ends (`flames.runs.attack
 
 Attacks that ended are not run again (with `retry_errors`, those that ended in error are: their
 failed calls are asked again). An attack cut by a kill is run again from its start, replaying
-its stored calls (`flames.redteam.attack`): it asks only what it had not received.
+its stored calls (`flames.redteaming.attack`): it asks only what it had not received.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from flames._util.aio import stream_concurrently
 from flames.data.dataset import Item
-from flames.redteam.attack import Attack, Roles, Settings
-from flames.redteam.strategies import Strategy
+from flames.redteaming.attack import Attack, Roles, Settings
+from flames.redteaming.strategies import Strategy
 from flames.runs.attacks import AttackResult
 from flames.runs.store import RunStore
 

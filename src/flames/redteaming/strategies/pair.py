@@ -16,9 +16,9 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from flames.redteam.attack import Attack, with_reply
-from flames.redteam.instructions import METHODS
-from flames.redteam.strategies.base import Strategy, start, trimmed
+from flames.redteaming.attack import Attack, with_reply
+from flames.redteaming.instructions import METHODS
+from flames.redteaming.strategies.base import Strategy, start, trimmed
 from flames.runs.records import Message
 
 

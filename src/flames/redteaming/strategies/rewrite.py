@@ -13,9 +13,9 @@ from typing import ClassVar
 from pydantic import Field, field_validator
 
 from flames.data.augment import TRANSFORMS
-from flames.redteam.attack import Attack
-from flames.redteam.instructions import METHODS
-from flames.redteam.strategies.base import Strategy, start
+from flames.redteaming.attack import Attack
+from flames.redteaming.instructions import METHODS
+from flames.redteaming.strategies.base import Strategy, start
 
 
 class Rewrite(Strategy):

@@ -24,9 +24,9 @@ from flames.analysis.refusal import is_refusal
 from flames.clients.chat import Reply
 from flames.clients.chat_model import ChatModel
 from flames.data.dataset import Item
-from flames.redteam.instructions import ANSWER_CHARS, Instructions
-from flames.redteam.judging import HARMFUL, Judge
-from flames.redteam.parsing import Proposal, read_check, read_reply
+from flames.redteaming.instructions import ANSWER_CHARS, Instructions
+from flames.redteaming.judging import HARMFUL, Judge
+from flames.redteaming.parsing import Proposal, read_check, read_reply
 from flames.runs.attacks import AttackCall, AttackLog, AttackResult, Outcome, Role
 from flames.runs.records import Answer, Message
 

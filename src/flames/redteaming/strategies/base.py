@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from flames.redteam.attack import Attack
+from flames.redteaming.attack import Attack
 from flames.runs.records import Message
 
 HISTORY = 3
@@ -16,7 +16,7 @@ besides its start: older ones are dropped, so long searches fit any context wind
 
 class Strategy(BaseModel):
     """A way to attack one goal. Its fields are its parameters; `run` walks the attack through
-    its calls (`flames.redteam.attack.Attack`), deterministically given what they return."""
+    its calls (`flames.redteaming.attack.Attack`), deterministically given what they return."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

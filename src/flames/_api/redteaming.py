@@ -41,12 +41,12 @@ from flames.clients.chat_model import ChatModel
 from flames.data import official as official_data
 from flames.data.dataset import Dataset
 from flames.errors import FlamesError, IncompleteRun, UsageError
-from flames.redteam.attack import Roles, Settings
-from flames.redteam.export import SIMILARITY, ExportSummary, export_attacks as export_prompts
-from flames.redteam.instructions import Instructions
-from flames.redteam.judging import BatchedJudge, Judge
-from flames.redteam.loop import RedteamSummary, run_attacks
-from flames.redteam.strategies import Strategy, strategy
+from flames.redteaming.attack import Roles, Settings
+from flames.redteaming.export import SIMILARITY, ExportSummary, export_attacks as export_prompts
+from flames.redteaming.instructions import Instructions
+from flames.redteaming.judging import BatchedJudge, Judge
+from flames.redteaming.loop import RedteamSummary, run_attacks
+from flames.redteaming.strategies import Strategy, strategy
 from flames.reporting.i18n import Lang
 from flames.reporting.redteam import print_redteam
 from flames.runs.records import DatasetInfo, RedteamInfo, RunManifest

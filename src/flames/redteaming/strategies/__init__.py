@@ -6,11 +6,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from flames.redteam.strategies.base import Strategy
-from flames.redteam.strategies.crescendo import Crescendo
-from flames.redteam.strategies.pair import Pair
-from flames.redteam.strategies.rewrite import Rewrite
-from flames.redteam.strategies.tap import Tap
+from flames.redteaming.strategies.base import Strategy
+from flames.redteaming.strategies.crescendo import Crescendo
+from flames.redteaming.strategies.pair import Pair
+from flames.redteaming.strategies.rewrite import Rewrite
+from flames.redteaming.strategies.tap import Tap
 
 STRATEGIES: dict[str, type[Strategy]] = {s.name: s for s in (Rewrite, Pair, Tap, Crescendo)}
 

@@ -137,4 +137,4 @@ def export(
         summary = _api.export_attacks(
             run_dir, out, every=every, similarity=similarity, reference=reference
         )
-    console.print(summary.line(), highlight=False)
+    console.print(summary.line(), highlight=False, soft_wrap=True)

@@ -44,13 +44,13 @@ from flames.errors import FlamesError, IncompleteRun, UsageError
 from flames.redteaming.attack import Roles, Settings
 from flames.redteaming.export import SIMILARITY, ExportSummary, export_attacks as export_prompts
 from flames.redteaming.instructions import Instructions
-from flames.redteaming.judging import BatchedJudge, Judge
 from flames.redteaming.loop import RedteamSummary, run_attacks
 from flames.redteaming.strategies import Strategy, strategy
 from flames.reporting.i18n import Lang
 from flames.reporting.redteam import print_redteam
 from flames.runs.records import DatasetInfo, RedteamInfo, RunManifest
 from flames.runs.store import RunStore
+from flames.scoring.answer_judge import AnswerJudge, answer_judge
 from flames.scoring.runner import Scorer
 
 
@@ -137,7 +137,7 @@ def build_strategies(attack: AttackConfig, target: ChatModel) -> list[Strategy]:
     return chosen
 
 
-def build_redteam_judge(config: RedteamConfig, console: Console) -> tuple[Judge, Scorer]:
+def build_redteam_judge(config: RedteamConfig, console: Console) -> tuple[AnswerJudge, Scorer]:
     """The judge (an LLM judge checked first, a callable, or the official scorer), as one that
     gives one verdict at a time, and the scorer behind it."""
     if config.judge is not None:
@@ -146,9 +146,7 @@ def build_redteam_judge(config: RedteamConfig, console: Console) -> tuple[Judge,
     else:
         assert config.scorer is not None  # the description defaults it
         scorer = official_scorer(config.scorer, None)
-    verdict = getattr(scorer, "verdict", None)
-    judge: Judge = scorer if callable(verdict) else BatchedJudge(scorer)  # type: ignore[assignment]
-    return judge, scorer
+    return answer_judge(scorer), scorer
 
 
 def instructions_of(attack: AttackConfig) -> Instructions:
@@ -162,7 +160,7 @@ def redteam_manifest(
     dataset: Dataset,
     target: ChatModel,
     attacker: ChatModel,
-    judge: Judge,
+    judge: AnswerJudge,
     strategies: Sequence[Strategy],
     instructions: Instructions,
 ) -> RunManifest:

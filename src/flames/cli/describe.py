@@ -191,24 +191,29 @@ def describe(
         if isinstance(settings.get("scorer"), dict):
             _put(settings, ("scorer", "device"), options["device"])
     if options.get("judge_model"):
-        target = settings.get("target", {})
-        shared = ("concurrency", "rpm", "timeout", "max_attempts", "keep_alive")
-        settings["judges"] = [
-            {
-                "model": options["judge_model"],
-                "base_url": options.get("judge_base_url"),
-                "api_key_env": options.get("judge_api_key_env") or "OPENAI_API_KEY",
-                "name": options.get("scorer_name"),
-                **{
-                    field: _value(option, options[option])
-                    for option, field in JUDGE_OPTIONS.items()
-                    if options.get(option) is not None
-                },
-                **{k: target[k] for k in shared if k in target},
-            }
-        ]
+        settings["judges"] = [judge_settings(options, settings.get("target", {}))]
         settings["scorer"] = None
     return validated(Evaluation, settings)
+
+
+API_SHARED = ("concurrency", "rpm", "timeout", "max_attempts", "keep_alive")
+"""The target's API settings that an LLM judge (and a red-team attacker) share."""
+
+
+def judge_settings(options: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
+    """The judge --judge-model and its options describe, with the target's API settings."""
+    return {
+        "model": options["judge_model"],
+        "base_url": options.get("judge_base_url"),
+        "api_key_env": options.get("judge_api_key_env") or "OPENAI_API_KEY",
+        "name": options.get("scorer_name"),
+        **{
+            field: _value(option, options[option])
+            for option, field in JUDGE_OPTIONS.items()
+            if options.get(option) is not None
+        },
+        **{k: target[k] for k in API_SHARED if k in target},
+    }
 
 
 REDTEAM_FIELDS: dict[str, tuple[str, ...]] = {
@@ -235,17 +240,8 @@ REDTEAM_FIELDS: dict[str, tuple[str, ...]] = {
     "backtracks": ("attack", "crescendo", "backtracks"),
 }
 """Where each option of `flames redteam` goes in its description (`RedteamConfig`)."""
-SHARED_WITH_ATTACKER = (
-    "concurrency",
-    "rpm",
-    "timeout",
-    "max_attempts",
-    "keep_alive",
-    "device",
-    "dtype",
-    "batch_size",
-)
-"""The target's API and local-model settings that the attacker (and an LLM judge) share."""
+SHARED_WITH_ATTACKER = (*API_SHARED, "device", "dtype", "batch_size")
+"""The target's API and local-model settings that the attacker shares."""
 
 
 def comma_list(values: list[str] | None) -> list[str]:
@@ -303,18 +299,7 @@ def describe_redteam(
         if attacker.get("backend") == "callable":
             attacker.setdefault("input", "messages")
     if wanted("judge_model"):
-        settings["judge"] = {
-            "model": options["judge_model"],
-            "base_url": options.get("judge_base_url"),
-            "api_key_env": options.get("judge_api_key_env") or "OPENAI_API_KEY",
-            "name": options.get("scorer_name"),
-            **{
-                field: options[option]
-                for option, field in JUDGE_OPTIONS.items()
-                if options.get(option) is not None
-            },
-            **{k: target[k] for k in SHARED_WITH_ATTACKER[:5] if k in target},
-        }
+        settings["judge"] = judge_settings(options, target)
         settings["scorer"] = None
     return validated(RedteamConfig, settings, REDTEAM_FIELDS)
 

@@ -42,6 +42,11 @@ from flames._api.human import (
     serve_labelling as serve_labelling,
 )
 from flames._api.pieces import describe as describe
+from flames._api.redteaming import (
+    export_attacks as export_attacks,
+    redteam as redteam,
+    redteam_async as redteam_async,
+)
 from flames._api.training import (
     evaluate_scorer as evaluate_scorer,
     train_scorer as train_scorer,

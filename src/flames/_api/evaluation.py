@@ -30,6 +30,7 @@ from flames._api.pieces import (
     score_into,
     vet,
 )
+from flames._api.redteaming import redteam_report
 from flames._config import (
     Evaluation,
     ExecutorConfig,
@@ -40,6 +41,7 @@ from flames._result import EvalResult
 from flames._util.aio import async_twin, run_sync
 from flames._util.outputs import remove_stale_partials, write_text
 from flames._util.terminal import inline, remote
+from flames.analysis.attacks import RedteamReport, is_redteam
 from flames.analysis.results import load_results
 from flames.data import official as official_data
 from flames.data.dataset import Dataset
@@ -55,6 +57,7 @@ from flames.reporting.report import (
     write_scored,
 )
 from flames.runs import imports, lock
+from flames.runs.attacks import AttackLog
 from flames.runs.imports import ImportSummary
 from flames.runs.store import RunStore
 from flames.scoring.runner import Scorer, ScoringSummary
@@ -85,12 +88,36 @@ def report(
     lang: Lang | str = Lang.en,
     tables: bool = True,
     console: Console | None = None,
-) -> EvalResult:
+) -> EvalResult | RedteamReport:
     """Write a scored run's report files (JSON, CSV, Markdown, scored.jsonl, report.html and,
     with `plots`, figures) to `out` (default RUN/report), in English or Chinese (`lang` 'zh'),
-    print its tables (unless `tables` is False) and the files written, and return it."""
+    print its tables (unless `tables` is False) and the files written, and return it. A
+    red-team run gets its own report (`flames.redteam`; `redteam_report`), which is returned."""
     console = console_or_default(console)
     run_dir = Path(run_dir)
+    if is_redteam(run_dir):
+        return redteam_report(
+            run_dir, out=out, html=html, lang=lang, tables=tables, console=console
+        )
+    return _report(
+        run_dir, scorer, out, formats, bootstrap, seed, html, plots, lang, tables, console
+    )
+
+
+def _report(
+    run_dir: Path,
+    scorer: str | None,
+    out: str | Path | None,
+    formats: Sequence[str] | None,
+    bootstrap: int,
+    seed: int,
+    html: bool,
+    plots: bool,
+    lang: Lang | str,
+    tables: bool,
+    console: Console,
+) -> EvalResult:
+    """`report` of an evaluation run."""
     chosen = tuple(formats or FORMATS)
     unknown = set(chosen) - set(FORMATS)
     if unknown:
@@ -274,12 +301,16 @@ def import_answers(
         )
 
 
-def failed_items(run_dir: str | Path, answers: bool, scorers: Sequence[str] = ()) -> int:
-    """How many of a run's items failed in the steps named: its answers (with `answers`) and
-    the verdicts of `scorers`; 0 when the run cannot be read."""
+def failed_items(
+    run_dir: str | Path, answers: bool, scorers: Sequence[str] = (), attacks: bool = False
+) -> int:
+    """How many of a run's items failed in the steps named: its answers (with `answers`), the
+    verdicts of `scorers` and its attack calls (with `attacks`); 0 when the run cannot be read."""
     try:
         with RunStore.open(run_dir) as store:
             failed = store.count_answers("error") if answers else 0
+            if attacks:
+                failed += sum(1 for c in AttackLog(store).iter_calls() if c.status == "error")
             known = store.scorers()
             return failed + sum(store.failed_verdicts(s) for s in scorers if s in known)
     except (FlamesError, sqlite3.Error):
@@ -339,13 +370,18 @@ class _Plan:
         name = self.scorers[0].manifest.name
         result: EvalResult | None = None
         try:
-            result = report(
+            result = _report(
                 self.run_dir,
                 name,
-                bootstrap=stats.bootstrap,
-                seed=stats.seed,
-                lang=lang,
-                console=console,
+                None,
+                None,
+                stats.bootstrap,
+                stats.seed,
+                True,
+                False,
+                lang,
+                True,
+                console,
             )
         except NothingScored as exc:
             if not any(problems):

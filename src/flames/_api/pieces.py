@@ -22,19 +22,21 @@ from flames._config import (
 )
 from flames._util.callables import qualified_name
 from flames._util.terminal import inline, remote
-from flames.clients.chat import ChatClient
+from flames.clients.chat import ChatClient, ClientOptions
 from flames.data import official as official_data
 from flames.data.dataset import Dataset
 from flames.errors import IncompleteRun, UsageError
 from flames.generation import Backend, GenerationSummary, run_generation_async
 from flames.generation.runner import incomplete_run, summary_lines
 from flames.runs.records import DatasetInfo, Decoding, RunManifest, check_scorer_name
-from flames.runs.store import SCHEMA_VERSION, RunStore
+from flames.runs.store import SCHEMA_VERSION, UPGRADES, RunStore
 from flames.scoring.runner import Scorer, ScoringSummary, run_scoring
 
 if TYPE_CHECKING:
     from flames.clients.chat_model import ChatModel
     from flames.execution.distributed import RayOptions
+    from flames.generation.transformers_local import TransformersBackend
+    from flames.generation.vllm_local import VLLMBackend
     from flames.scoring.scorer.card import Card
 
 
@@ -142,6 +144,20 @@ def ray_options(executor: ExecutorConfig) -> RayOptions | None:
     )
 
 
+def client_options(target: TargetConfig) -> ClientOptions:
+    """The API client's settings of a model behind an OpenAI-compatible API."""
+    return ClientOptions(
+        base_url=target.base_url,
+        api_key_env=target.api_key_env,
+        concurrency=target.concurrency,
+        requests_per_minute=target.rpm,
+        timeout=target.timeout,
+        max_attempts=target.max_attempts,
+        keep_alive=target.keep_alive,
+        max_reply_bytes=target.max_reply_bytes,
+    )
+
+
 def build_backend(target: TargetConfig) -> Backend:
     decoding = Decoding(**target.decoding.model_dump())
     if target.backend == "callable":
@@ -162,18 +178,13 @@ def build_backend(target: TargetConfig) -> Backend:
     if target.backend == "openai":
         from flames.generation.openai_api import OpenAIBackend
 
-        return OpenAIBackend(
-            target.model,
-            base_url=target.base_url,
-            decoding=decoding,
-            api_key_env=target.api_key_env,
-            concurrency=target.concurrency,
-            requests_per_minute=target.rpm,
-            timeout=target.timeout,
-            max_attempts=target.max_attempts,
-            keep_alive=target.keep_alive,
-            max_reply_bytes=target.max_reply_bytes,
-        )
+        return OpenAIBackend(target.model, decoding=decoding, **client_options(target))
+    return local_backend(target)
+
+
+def local_backend(target: TargetConfig) -> TransformersBackend | VLLMBackend:
+    """The transformers or vLLM backend a target names."""
+    decoding = Decoding(**target.decoding.model_dump())
     if target.backend == "vllm":
         from flames.generation.vllm_local import VLLMBackend
 
@@ -191,6 +202,38 @@ def build_backend(target: TargetConfig) -> Backend:
         dtype=target.dtype,
         batch_size=target.batch_size,
     )
+
+
+def build_chat_model(config: TargetConfig) -> ChatModel:
+    """A model as one role of a conversation (`flames.clients.chat_model.ChatModel`: an
+    attacker, a local judge, ...): an API model, a local transformers or vLLM model (concurrent
+    chats batched), or a function."""
+    decoding = Decoding(**config.decoding.model_dump())
+    if config.backend == "openai":
+        from flames.clients.chat_model import ApiChatModel
+
+        return ApiChatModel(config.model, decoding, **client_options(config))
+    if config.backend == "callable":
+        from flames.generation.chat_model import CallableChatModel
+
+        assert config.function is not None  # the description resolves it
+        if config.input == "prompt" and decoding.system_prompt:
+            raise UsageError(
+                "a system prompt reaches a function only with input='messages'",
+                param_hint="--system-prompt",
+            )
+        return CallableChatModel(
+            config.function,
+            input=config.input,
+            version=config.version,
+            name=config.model,
+            decoding=decoding,
+        )
+    from flames.generation.chat_model import LocalChatModel
+
+    # transformers batches what it is given; vLLM schedules as many chats as are in flight.
+    batch = config.batch_size if config.backend == "transformers" else config.concurrency
+    return LocalChatModel(local_backend(config), batch_size=batch)
 
 
 def backend_on(backend: Backend, ray: RayOptions | None) -> Backend:
@@ -258,38 +301,6 @@ def official_scorer(config: ScorerConfig, ray: RayOptions | None) -> Scorer:
     from flames.execution.distributed import RayScorer
 
     return RayScorer(scorer, ray)
-
-
-def build_chat_model(target: TargetConfig) -> ChatModel:
-    """A model as one role of a conversation (an attacker, a local judge, ...): the same
-    description as a model under test, with its backend's batching where it has one."""
-    decoding = Decoding(**target.decoding.model_dump())
-    if target.backend == "callable":
-        from flames.generation.chat_model import CallableChatModel
-
-        assert target.function is not None  # the description resolves it
-        return CallableChatModel(
-            target.function, target.input, target.version, target.model, decoding
-        )
-    if target.backend == "openai":
-        from flames.clients.chat_model import ApiChatModel
-
-        return ApiChatModel(
-            target.model,
-            decoding,
-            base_url=target.base_url,
-            api_key_env=target.api_key_env,
-            concurrency=target.concurrency,
-            requests_per_minute=target.rpm,
-            timeout=target.timeout,
-            max_attempts=target.max_attempts,
-            keep_alive=target.keep_alive,
-        )
-    from flames.generation.chat_model import LocalChatModel
-
-    backend = build_backend(target)
-    batch = target.batch_size if target.backend == "transformers" else target.concurrency
-    return LocalChatModel(backend, batch_size=batch)  # type: ignore[arg-type]
 
 
 def build_judge(config: JudgeConfig) -> Scorer:
@@ -374,9 +385,10 @@ def release(engine: object) -> None:
 def announce_upgrade(store: RunStore, console: Console) -> None:
     """Say so when opening the run for writing upgraded its store format."""
     if store.upgraded_from is not None:
+        gains = [UPGRADES[v] for v in range(store.upgraded_from + 1, SCHEMA_VERSION + 1)]
         console.print(
             f"upgraded {inline(store.run_dir)} from store format {store.upgraded_from} to "
-            f"{SCHEMA_VERSION} (each verdict is now tied to the answer text it judged)",
+            f"{SCHEMA_VERSION} ({'; '.join(gains)})",
             highlight=False,
         )
 

@@ -12,7 +12,14 @@ from rich.markup import escape
 
 from flames import _api
 from flames._util.terminal import remote
-from flames.cli import data, evaluate, human, reports, training  # noqa: F401  (registers commands)
+from flames.cli import (  # noqa: F401  (registers commands)
+    data,
+    evaluate,
+    human,
+    redteam,
+    reports,
+    training,
+)
 from flames.cli.app import app, err, state
 from flames.errors import FlamesError, install_hint
 
@@ -53,7 +60,7 @@ def _resume_hint() -> str:
         return hint + "."
     if not (state.run_dir / "run.db").exists():
         return "interrupted before the run was created: nothing was written. Run the command again."
-    errors = _api.failed_items(state.run_dir, state.answers, state.scorers)
+    errors = _api.failed_items(state.run_dir, state.answers, state.scorers, state.attacks)
     if errors:
         hint += f" ({errors} failed items are stored: add --retry-errors to retry them)"
     return hint + "."

@@ -27,6 +27,8 @@ class State:
     """Whether the command generates answers: its failed answers are its own."""
     scorers: list[str] = field(default_factory=list)
     """The scorers whose verdicts the command writes: their failed verdicts are its own."""
+    attacks: bool = False
+    """Whether the command runs attacks: its failed attack calls are its own."""
 
 
 state = State()

@@ -114,6 +114,7 @@ def data_info(data: DataOpt = None, as_json: JsonOpt = False) -> None:
     """Validate a prompt set and show its counts per dimension and subcomponent."""
     dataset = _api.load_dataset(data or "official")
     counts = dataset.counts()
+    multi_turn = sum(1 for item in dataset if item.conversation)
     if as_json:
         print_json(
             json.dumps(
@@ -122,6 +123,7 @@ def data_info(data: DataOpt = None, as_json: JsonOpt = False) -> None:
                     "n_items": len(dataset),
                     "sha256": dataset.source_sha256,
                     "counts": counts,
+                    "multi_turn": multi_turn,
                 },
                 ensure_ascii=False,
                 indent=2,
@@ -132,6 +134,8 @@ def data_info(data: DataOpt = None, as_json: JsonOpt = False) -> None:
         f"[bold]{inline(dataset.name)}[/]: {len(dataset)} items, sha256 {dataset.source_sha256}",
         highlight=False,
     )
+    if multi_turn:
+        console.print(f"  {multi_turn} multi-turn prompts (their conversations are replayed first)")
     for dim, subs in counts.items():
         console.print(f"  {inline(dim)}: {sum(subs.values())}", highlight=False)
         for sub, n in subs.items():

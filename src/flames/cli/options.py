@@ -32,6 +32,8 @@ PROMPTS = "Prompts"
 API = "API requests"
 SCORER = "Official scorer"
 JUDGE = "LLM judge (instead of the scorer)"
+ATTACKER = "Attacker"
+ATTACK = "Attack"
 EXECUTION = "Execution"
 REPORT = "Report"
 
@@ -102,6 +104,11 @@ class BackendName(StrEnum):
     vllm = "vllm"
     callable = "callable"
     """A Python function named module:function by --model."""
+
+
+class CallableInput(StrEnum):
+    prompt = "prompt"
+    messages = "messages"
 
 
 class KeepAlive(StrEnum):
@@ -191,6 +198,8 @@ _decoding = _options_in(DECODING)
 _api = _options_in(API)
 _scorer = _options_in(SCORER)
 _judge = _options_in(JUDGE)
+_attacker = _options_in(ATTACKER)
+_attack = _options_in(ATTACK)
 _execution = _options_in(EXECUTION)
 
 _DEVICE = _target("device", str | None, None, help="cpu, cuda, cuda:1 ... (default: best).")
@@ -212,6 +221,13 @@ def target_options(model_required: bool = True) -> tuple[inspect.Parameter, ...]
     return (
         model,
         _target("backend", BackendName, BackendName.openai, help="Where answers come from."),
+        _target(
+            "input",
+            CallableInput,
+            CallableInput.prompt,
+            help="A callable model is called with the prompt text, or with the chat messages "
+            "(needed for multi-turn prompts).",
+        ),
     )
 
 
@@ -460,6 +476,86 @@ LLM_JUDGE_OPTIONS = (
         False,
         "--skip-judge-check",
         help="Judge without the sanity check on flames' probe answers (reports say so).",
+    ),
+)
+ATTACKER_OPTIONS = (
+    _attacker(
+        "attacker_model",
+        str | None,
+        None,
+        help="The attacker: model name (API), path / hub id (transformers, vllm), or "
+        "module:function taking the chat messages (callable).",
+    ),
+    _attacker("attacker_backend", BackendName, BackendName.openai, help="Where it runs."),
+    _attacker(
+        "attacker_base_url", str | None, None, help="OpenAI-compatible endpoint of the attacker."
+    ),
+    _attacker(
+        "attacker_api_key_env",
+        str,
+        "OPENAI_API_KEY",
+        help="Environment variable with the attacker's API key.",
+    ),
+    _attacker(
+        "attacker_temperature",
+        float,
+        1.0,
+        min=0,
+        help="The attacker's sampling temperature (1: varied attacks).",
+    ),
+    _attacker("attacker_max_tokens", int, 1024, min=1, help="Tokens per attacker reply."),
+)
+ATTACK_OPTIONS = (
+    _attack(
+        "strategy",
+        list[str] | None,
+        None,
+        "--strategy",
+        help="rewrite, pair, tap, crescendo: a comma list or repeated (default pair).",
+    ),
+    _attack(
+        "budget", int, 20, min=1, max=1000, help="Target queries per attack (goal x strategy)."
+    ),
+    _attack(
+        "attacker_budget",
+        int | None,
+        None,
+        min=1,
+        help="Attacker requests per attack (default 10 x --budget).",
+    ),
+    _attack(
+        "attacker_attempts",
+        int,
+        3,
+        min=1,
+        max=10,
+        help="Asks per step when a reply has no usable prompt (each another way).",
+    ),
+    _attack("seed", int, 0, help="Seed of the transforms and the attacker's sampling."),
+    _attack(
+        "instructions",
+        Path | None,
+        None,
+        help="TOML file replacing some of the attacker's instructions (docs/redteam.md).",
+    ),
+    _attack("methods", str | None, None, help="rewrite: comma list of methods and transforms."),
+    _attack("streams", int | None, None, min=1, help="pair: attacker streams (default 3)."),
+    _attack("iterations", int | None, None, min=1, help="pair: rounds per stream (default 5)."),
+    _attack("branching", int | None, None, min=1, help="tap: children per leaf (default 3)."),
+    _attack("width", int | None, None, min=1, help="tap: leaves kept per level (default 4)."),
+    _attack("depth", int | None, None, min=1, help="tap: levels at most (default 5)."),
+    _attack("turns", int | None, None, min=1, help="crescendo: turns at most (default 5)."),
+    _attack(
+        "backtracks", int | None, None, min=0, help="crescendo: refusals taken back (default 5)."
+    ),
+    _attack(
+        "price",
+        list[str] | None,
+        None,
+        "--price",
+        help="ROLE=IN,OUT: price of 1k input and 1k output tokens of target, attacker or "
+        "judge, to show costs (repeatable).",
+        metavar="ROLE=IN,OUT",
     ),
 )
 REPORT_OPTIONS = (

@@ -103,12 +103,15 @@ def compare(
 ) -> None:
     """Paired comparison of two runs: rate differences with CIs and paired tests."""
     from flames.reporting.comparison import print_comparison
+    from flames.reporting.redteam import print_redteam_comparison
 
     result = _api.compare(run_a, run_b, scorer_name, bootstrap=bootstrap, seed=seed)
     if as_json:
         print_json(result.model_dump_json(indent=2))
+    elif hasattr(result, "strategies"):  # two red-team runs
+        print_redteam_comparison(result, console)  # type: ignore[arg-type]
     else:
-        print_comparison(result, console)
+        print_comparison(result, console)  # type: ignore[arg-type]
     if out:
         out.mkdir(parents=True, exist_ok=True)
         write_text(out / "comparison.json", result.model_dump_json(indent=2))

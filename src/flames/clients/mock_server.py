@@ -22,6 +22,9 @@ failures for that prompt, counted per prompt across attempts:
   characters); a 200 gets such a body that is not JSON;
 - ``[[verdict:A||B]]``: the answer's content is A on the first attempt, then B (the last
   alternative repeats), for scripted judges;
+- ``[[b64:TEXT]]``: the answer's content is TEXT decoded from base64, for scripted replies that
+  hold brackets or directives of their own (an attacker proposing a prompt that scripts the
+  target and the judge);
 - ``[[score:auto]]``: the answer's content is JSON holding the prompt's echo and a score in
   1..3 derived from the prompt (``expected_score``), so a judge's verdicts can be checked;
 - ``[[hostile:KIND]]`` (every attempt) or ``[[hostile:KINDxN]]`` (the first N): an HTTP 200
@@ -68,7 +71,7 @@ from urllib.parse import quote, quote_plus
 
 DIRECTIVE = re.compile(
     r"\[\[(fail|retry-after|hang|malformed|empty|blank|extra|late-extra|ansi|leak|verdict|score"
-    r"|hostile|big|bomb):([^\]]*)\]\]"
+    r"|hostile|big|bomb|b64):([^\]]*)\]\]"
 )
 ATTEMPT_COUNTED = ("hang", "malformed", "empty", "blank", "extra", "late-extra", "ansi")
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests"}
@@ -266,6 +269,8 @@ class MockServer:
         verdict_id = VERDICT_ID.search(prompt)
         if verdict is not None:
             content = with_verdict_id(verdict, verdict_id.group(1) if verdict_id else None)
+        elif "b64" in directives:
+            content = base64.b64decode(directives["b64"]).decode("utf-8")
         elif directives.get("score") == "auto":
             scored = {"score": expected_score(prompt), "echo": prompt}
             if verdict_id:

@@ -101,6 +101,36 @@ def _environment() -> dict[str, str]:
     return {"flames": __version__, "python": platform.python_version()}
 
 
+Prices = dict[str, tuple[float, float]]
+"""Per role ('target', 'attacker', 'judge'): the price of 1,000 input and of 1,000 output
+tokens, in any one currency."""
+
+
+class RedteamInfo(Strict):
+    """What determines a red-team run besides its goals (the dataset) and its target (the
+    generator): the attacker, the judge, the strategies with their parameters, the budgets, the
+    random seed and the attacker's instructions (flames.redteaming)."""
+
+    attacker: GeneratorInfo
+    judge: ScorerManifest
+    strategies: dict[str, dict[str, Any]]
+    """Each strategy attacked with, in order, and its parameters."""
+    budget: int
+    """Target queries per attack (one goal under one strategy) at most."""
+    attacker_budget: int
+    """Attacker requests per attack at most (re-asks and on-topic checks included)."""
+    attacker_attempts: int
+    """Asks of the attacker per step before the step fails (a malformed reply, a refusal, ...)."""
+    seed: int
+    """Seeds the transforms and every attacker request's sampling seed."""
+    instructions: dict[str, str]
+    """The attacker's instructions, in full: a changed instruction is a changed setting."""
+    prices: Prices = Field(default_factory=dict)
+    """Prices per 1k tokens, for the costs reports show: information, not identity."""
+    concurrency: int | None = None
+    """Attacks worked on at once: information, not identity."""
+
+
 class RunManifest(Strict):
     """Everything that determines a run's answers. Runs resume only under an equal manifest."""
 
@@ -111,18 +141,25 @@ class RunManifest(Strict):
     evaluation: dict[str, Any] | None = None
     """The whole evaluation description the run was created with, for information: what
     identifies the run is already in the fields above, so it is left out of `identity`."""
+    redteam: RedteamInfo | None = None
+    """A red-team run's settings (flames.redteaming); None for an evaluation run. Its dataset holds
+    the goals and its generator is the target."""
 
     def identity(self) -> dict[str, Any]:
         """What must be equal to resume: the dataset by content (its hashes and selection),
         not by the name of the file it was read from."""
-        return self.model_dump(
+        identity = self.model_dump(
             exclude={
                 "created_at": True,
                 "evaluation": True,
                 "dataset": {"name"},
                 "generator": {"concurrency"},
+                "redteam": {"prices": True, "concurrency": True, "attacker": {"concurrency"}},
             }
         )
+        if self.redteam is not None:
+            identity["redteam"]["judge"] = self.redteam.judge.identity()
+        return identity
 
 
 RANDOM = "random"

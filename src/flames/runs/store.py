@@ -30,11 +30,13 @@ from flames._util.outputs import PARTIAL, atomic_path, remove_stale_partials
 from flames.data.dataset import Item
 from flames.errors import FlamesError, ManifestMismatch, NewerRun
 from flames.runs import lock
+from flames.runs.attacks import TABLES as ATTACK_TABLES, AttackLog
 from flames.runs.records import Answer, RunManifest, ScorerManifest, Verdict, check_scorer_name
 
 DB_NAME = "run.db"
 
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
     position INTEGER NOT NULL, item_id TEXT PRIMARY KEY, dimension TEXT NOT NULL,
@@ -56,16 +58,27 @@ CREATE TABLE IF NOT EXISTS verdicts (
 );
 CREATE INDEX IF NOT EXISTS items_by_position ON items(position);
 """
+    + ATTACK_TABLES
+)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The store's format. 1: before `answer_sha` (verdicts tied to the answer text they judged) and
-`response_sha`; read as it is (every verdict counts for its answer's text), upgraded by a writer."""
+`response_sha`; read as it is (every verdict counts for its answer's text), upgraded by a writer.
+2: before the red-team tables (`flames.runs.attacks`); read as a run without attacks."""
+UPGRADES = {
+    2: "each verdict is now tied to the answer text it judged",
+    3: "it can hold red-team attacks",
+}
+"""What each format brought, for the message a writer's upgrade prints."""
 OLDER_VIEWS = """
 CREATE TEMP VIEW answers AS SELECT *, NULL AS response_sha FROM main.answers;
 CREATE TEMP VIEW verdicts AS SELECT *, NULL AS answer_sha FROM main.verdicts;
 """
 """A format-1 run as a reader sees it: the newer columns, empty (NULL IS NULL: every verdict counts
 for its answer, as format 1 had it)."""
+OLDER_THAN_3 = ATTACK_TABLES.replace("CREATE TABLE IF NOT EXISTS", "CREATE TEMP TABLE")
+"""A run before format 3 as a reader sees it: no attacks (empty tables, in the reader's own
+temporary store: the run itself is not written)."""
 ADDED_IN_2 = {
     "answers": ("response_sha", "UPDATE answers SET response_sha = flames_sha(response)"),
     "verdicts": (
@@ -202,8 +215,10 @@ class RunStore:
         store._copy = copy
         try:
             version = store._check_format()
-            if version < SCHEMA_VERSION:
+            if version < 2:
                 db.executescript(OLDER_VIEWS)
+            if version < 3:
+                db.executescript(OLDER_THAN_3)
         except BaseException:
             store.close()
             raise
@@ -352,6 +367,7 @@ class RunStore:
             for query in (
                 "SELECT 1 FROM answers WHERE status = 'ok' LIMIT 1",
                 "SELECT 1 FROM verdicts LIMIT 1",
+                "SELECT 1 FROM attack_calls WHERE status = 'ok' LIMIT 1",
             )
         )
 
@@ -361,7 +377,7 @@ class RunStore:
         with self._db:
             self._db.execute("BEGIN")
             self._create_tables()
-            for table in ("verdicts", "scorers", "answers", "items"):
+            for table in ("attacks", "attack_calls", "verdicts", "scorers", "answers", "items"):
                 self._db.execute(f"DELETE FROM {table}")
             self._db.execute("DELETE FROM meta WHERE key = 'manifest'")
             self._set_format()
@@ -379,6 +395,21 @@ class RunStore:
                 f"{self.run_dir} was created with other settings; refusing to mix results:\n  "
                 f"{changes}\nUse a new run directory, or the original settings to resume."
             )
+
+    def update_information(self, manifest: RunManifest) -> None:
+        """Record what `manifest` says for information (a red-team run's prices, its judge's
+        latest sanity check, ...) when it is the run's own (same identity); the creation time
+        stays."""
+        stored = self.manifest
+        if stored.identity() != manifest.identity():
+            raise ManifestMismatch(f"{self.run_dir}: another run's manifest")
+        updated = manifest.model_copy(update={"created_at": stored.created_at})
+        if updated != stored:
+            with self._db:
+                self._db.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'manifest'",
+                    (updated.model_dump_json(),),
+                )
 
     def _insert_run(self, manifest: RunManifest, items: Iterable[Item]) -> None:
         """Write the items and the manifest (inside the caller's transaction)."""
@@ -405,7 +436,7 @@ class RunStore:
     def discard_if_empty(self) -> bool:
         """Delete the run if it holds no answer at all (a writer that created it, then failed
         before storing anything, leaves nothing behind); return whether it did. Closes."""
-        empty = self._writer and self.count_answers() == 0
+        empty = self._writer and self.count_answers() == 0 and not self.attack_log().has_calls()
         self._db.close()
         if empty:
             for suffix in ("", "-wal", "-shm", "-journal"):
@@ -436,6 +467,10 @@ class RunStore:
         if stored is None:
             raise FlamesError(f"{self.run_dir}: the run has no manifest (was its creation cut?)")
         return _load(RunManifest, stored, self.run_dir, "the run")
+
+    def attack_log(self) -> AttackLog:
+        """The red-team tables: attack calls and outcomes (`flames.runs.attacks`)."""
+        return AttackLog(self)
 
     def count_items(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM items").fetchone()[0])

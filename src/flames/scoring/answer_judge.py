@@ -59,8 +59,20 @@ class BatchingJudge:
             raise
 
     def _score(self, pairs: list[tuple[Item, Answer]]) -> list[Verdict]:
-        found = {(v.item_id, v.sample): v for batch in self.scorer.score(pairs) for v in batch}
-        return [found[(item.id, answer.sample)] for item, answer in pairs]
+        """Each pair's verdict, in order. The pairs are numbered for the scorer: answers asked
+        together may share an item and a sample (several attacks on one goal)."""
+        numbered = [
+            (item.model_copy(update={"id": str(n)}), answer.model_copy(update={"item_id": str(n)}))
+            for n, (item, answer) in enumerate(pairs)
+        ]
+        found = {v.item_id: v for batch in self.scorer.score(numbered) for v in batch}
+        missing = "the scorer gave no verdict for this answer"
+        return [
+            found[str(n)].model_copy(update={"item_id": item.id})
+            if str(n) in found
+            else Verdict(item_id=item.id, sample=answer.sample, status="error", error=missing)
+            for n, (item, answer) in enumerate(pairs)
+        ]
 
     async def _work(self) -> None:
         await asyncio.sleep(0)  # let the answers asked at the same moment join the first batch

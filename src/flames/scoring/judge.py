@@ -18,11 +18,11 @@ the judge.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Unpack
 
 from flames._util.aio import iterate_sync, stream_concurrently
+from flames._util.jsontext import json_objects
 from flames.clients.chat import ClientOptions, Reply
 from flames.clients.chat_model import ApiChatModel, ChatModel
 from flames.data.dataset import Item
@@ -110,23 +110,6 @@ def judge_prompt(item: Item, response: str) -> str:
         placeholder=REASON_PLACEHOLDER,
         id=verdict_id(item, response),
     )
-
-
-def json_objects(text: str) -> Iterator[dict[str, Any]]:
-    """Every complete JSON object in `text`, read by a JSON decoder from each '{' in turn, in
-    order (an object inside another one comes after it)."""
-    decoder = json.JSONDecoder()
-    start = text.find("{")
-    while start != -1:
-        try:
-            value, _ = decoder.raw_decode(text, start)
-        except RecursionError:  # nested past any verdict: none further in is one either
-            return
-        except ValueError:  # not JSON there (or a number too long to read)
-            value = None
-        if isinstance(value, dict):
-            yield value
-        start = text.find("{", start + 1)
 
 
 def first_json_object(text: str) -> dict[str, Any] | None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.markup import escape
 
+from flames._util.terminal import inline
 from flames.analysis.attacks import ANY, Rate, RedteamComparison, RedteamReport, StrategyStats
 from flames.analysis.compare import MCNEMAR, SIGN_FLIP, PairedDifference
 from flames.data.taxonomy import SUBCOMPONENT_DIMENSION, taxonomy_order
@@ -58,7 +58,7 @@ def summary_rows(report: RedteamReport, lang: Lang | str) -> list[list[str]]:
         label = strategy_label(name, lang)
         rows.append(
             [
-                f"[bold]{escape(label)}[/]" if name == ANY else escape(label),
+                f"[bold]{inline(label)}[/]" if name == ANY else inline(label),
                 str(stats.overall.n),
                 fmt_rate(stats.overall.asr),
                 fmt_interval(stats.overall.asr),
@@ -89,7 +89,7 @@ def dimension_rows(report: RedteamReport, lang: Lang | str) -> tuple[list[str], 
 def _group_row(
     report: RedteamReport, names: list[str], level: str, group: str, lang: Lang | str
 ) -> list[str]:
-    label = escape(local_name(group, lang))
+    label = inline(local_name(group, lang))
     row = [label if level == "dimension" else f"  [dim]{label}[/]"]
     for name in names:
         stats: StrategyStats = report.strategies[name]
@@ -108,7 +108,7 @@ def print_redteam(report: RedteamReport, console: Console, lang: Lang | str = La
     """The ASR per strategy, per dimension and subcomponent, the outcomes, and every role's
     requests, tokens and cost, fitted to the console."""
     console.print(f"[bold]{t('rt_title', lang)}[/]", highlight=False)
-    console.print(escape(header_line(report, lang).replace("`", "")), highlight=False)
+    console.print(inline(header_line(report, lang).replace("`", "")), highlight=False)
     cols = [
         Col(t("strategy", lang), text=True),
         Col(t("n", lang)),
@@ -134,7 +134,7 @@ def print_redteam(report: RedteamReport, console: Console, lang: Lang | str = La
         cols += [Col(label), Col(t("ci", lang), short=t("ci_short", lang), drop=i + 1)]
     print_table(console, cols, rows, title=t("asr_by_dimension", lang), lang=lang)
     for line in outcome_lines(report, lang):
-        console.print(f"• {escape(line)}", highlight=False)
+        console.print(f"• {inline(line)}", highlight=False)
     console.print(f"• {t('excluded_note', lang)}", highlight=False)
     console.print(f"• {t('rt_ci_note', lang)}", highlight=False)
     print_usage(report, console, lang)
@@ -218,19 +218,19 @@ def print_redteam_comparison(result: RedteamComparison, console: Console) -> Non
     for name, paired in result.strategies.items():
         rows = [
             [
-                escape(local_name(group)),
+                inline(local_name(group)),
                 str(d.n),
                 f"{d.rate_a:.1f}%",
                 f"{d.rate_b:.1f}%",
                 f"{d.difference:+.1f}",
                 f"[{d.ci_low:+.1f}, {d.ci_high:+.1f}]",
                 f"{d.p_value:.3g}",
-                escape(paired_verdict(d, result.a, result.b)),
+                inline(paired_verdict(d, result.a, result.b)),
             ]
             for group, d in [*paired.dimensions.items(), (t("overall_short"), paired.overall)]
         ]
         title = f"ASR, {strategy_label(name, Lang.en)}: {result.a} (A) vs {result.b} (B), paired"
-        print_table(console, cols, rows, title=escape(title))
+        print_table(console, cols, rows, title=inline(title))
     console.print(
         f"p: {MCNEMAR} test per dimension; overall: {SIGN_FLIP} test of the mean of dimensions. "
         f"{result.paired_goals} goals paired.",

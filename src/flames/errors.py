@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 from pathlib import Path
 
 
@@ -80,3 +82,48 @@ class NewerRun(FlamesError):
     """A run written by a newer flames: a store format or a setting this version does not know."""
 
     exit_code = 4
+
+
+class DiskFull(FlamesError):
+    """A file could not be written: the disk (or the user's quota, or the file size limit) is
+    full, or failing."""
+
+    exit_code = 1
+
+
+FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+"""No space left, quota exceeded, file size limit exceeded (a write refused for lack of room)."""
+
+DAMAGED_SQLITE = {"SQLITE_NOTADB", "SQLITE_CORRUPT"}
+BUSY_SQLITE = {"SQLITE_BUSY", "SQLITE_LOCKED"}
+
+
+def known_failure(exc: BaseException, run_dir: Path | None = None) -> FlamesError | None:
+    """The ordinary failure `exc` is (a full disk, a damaged or locked run.db), as the
+    FlamesError that says so in one line; None if it is not one of those (then it is a bug).
+    `run_dir` is the run being read or written, if known (SQLite errors do not name the file)."""
+    database = f"{run_dir / 'run.db'}" if run_dir is not None else "the run's database (run.db)"
+    again = "then run the same command again: everything stored so far is kept."
+    if isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
+        what = f"{exc.filename}: no room to write it" if exc.filename else "no room to write"
+        return DiskFull(f"{what} ({exc.strerror}): free some space, {again}")
+    if not isinstance(exc, sqlite3.Error):
+        return None
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name == "SQLITE_FULL" or name.startswith("SQLITE_IOERR"):
+        return DiskFull(
+            f"{database}: could not be written ({exc}): is the disk full or failing? Free some "
+            f"space, {again}"
+        )
+    if name in DAMAGED_SQLITE:
+        return DataError(
+            f"damaged, not a database flames can read ({exc}). Restore it from a backup, or "
+            "start a new run directory.",
+            database,
+        )
+    if name in BUSY_SQLITE:
+        return RunLocked(
+            f"{database}: held locked by another program ({exc}): close the program that has it "
+            f"open (an SQLite browser, a backup, ...), {again}"
+        )
+    return None

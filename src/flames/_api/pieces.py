@@ -183,17 +183,24 @@ def build_backend(target: TargetConfig) -> Backend:
 
 
 def local_backend(target: TargetConfig) -> TransformersBackend | VLLMBackend:
-    """The transformers or vLLM backend a target names."""
+    """The transformers or vLLM backend a target names; its model is checked before any run
+    directory is written (`flames.generation.model_source`)."""
+    from flames.generation.model_source import check_model_source
+
     decoding = Decoding(**target.decoding.model_dump())
+    backend: TransformersBackend | VLLMBackend
     if target.backend == "vllm":
         from flames.generation.vllm_local import VLLMBackend
 
         try:
-            return VLLMBackend(target.model, decoding, target.dtype, target.engine_args)
+            backend = VLLMBackend(target.model, decoding, target.dtype, target.engine_args)
         except ValueError as exc:
             raise UsageError(str(exc), param_hint="--vllm-arg") from None
+        check_model_source(target.model)
+        return backend
     from flames.generation.transformers_local import TransformersBackend
 
+    check_model_source(target.model, target.gguf_file)
     return TransformersBackend(
         target.model,
         decoding=decoding,

@@ -42,6 +42,10 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         with tmp.open("rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is None:  # a failed write names no file: name the one being written
+            exc.filename = str(path)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -21,7 +21,7 @@ from flames.cli import (  # noqa: F401  (registers commands)
     training,
 )
 from flames.cli.app import app, err, state
-from flames.errors import FlamesError, install_hint
+from flames.errors import FlamesError, install_hint, known_failure
 
 __all__ = ["app", "main"]
 
@@ -90,6 +90,8 @@ def main() -> None:
     except Exception as exc:
         if state.debug:
             raise
+        if (known := known_failure(exc, state.run_dir)) is not None:
+            raise _fail(str(known), known.exit_code) from None
         raise _fail(
             f"unexpected {type(exc).__name__}: {exc} "
             "(rerun with `flames --debug` for the traceback, and please report it)",

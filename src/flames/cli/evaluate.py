@@ -169,6 +169,11 @@ def run(
     **options: Any,
 ) -> None:
     """Generate, score (official scorer, or --judge-model), and report: the whole evaluation."""
+    if run_dir is None and config is None:  # nothing says where the run goes: say that first
+        raise typer.BadParameter(
+            "missing: give the run directory, or a --config file that names its run_dir",
+            param_hint="'run_dir'",
+        )
     given = {name for name in options if _given(context, name)}
     evaluation = describe(options, config, given)
     state.run_dir = run_dir or (Path(evaluation.run_dir) if evaluation.run_dir else None)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from flames.clients.chat import Reply
+from flames.errors import FlamesError
 from flames.generation.base import (
     DEFAULT_MAX_TOKENS,
     Request,
@@ -79,13 +80,18 @@ class TransformersBackend:
 
         self.device = pick_device(self.device)
         extra = {"gguf_file": self.gguf_file} if self.gguf_file else {}
-        tokenizer = AutoTokenizer.from_pretrained(self.model_name, **extra)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(self.model_name, **extra)
+            model = AutoModelForCausalLM.from_pretrained(
+                self.model_name, dtype=pick_dtype(self.dtype, self.device), **extra
+            )
+        except (OSError, ValueError) as exc:  # a folder or repo that holds no usable model
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            name = self.model_name + (f" ({self.gguf_file})" if self.gguf_file else "")
+            raise FlamesError(f"{name}: transformers cannot load it: {reason}") from None
         tokenizer.padding_side = "left"
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        model = AutoModelForCausalLM.from_pretrained(
-            self.model_name, dtype=pick_dtype(self.dtype, self.device), **extra
-        )
         # transformers types PreTrainedModel.to through a decorator that mypy misreads.
         self._model = model.to(self.device).eval()  # type: ignore[arg-type]
         self._tokenizer = tokenizer

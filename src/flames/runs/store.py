@@ -19,6 +19,7 @@ import shutil
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
@@ -28,7 +29,7 @@ from pydantic import BaseModel, ValidationError
 
 from flames._util.outputs import PARTIAL, atomic_path, remove_stale_partials
 from flames.data.dataset import Item
-from flames.errors import FlamesError, ManifestMismatch, NewerRun
+from flames.errors import FlamesError, ManifestMismatch, NewerRun, RunLocked, known_failure
 from flames.runs import lock
 from flames.runs.attacks import TABLES as ATTACK_TABLES, AttackLog
 from flames.runs.records import Answer, RunManifest, ScorerManifest, Verdict, check_scorer_name
@@ -90,6 +91,8 @@ ADDED_IN_2 = {
 """The columns format 2 added, and how a format-1 run fills them: its verdicts are taken to have
 judged the text stored now (format 1 had no way to say otherwise)."""
 BUSY_TIMEOUT_MS = 30_000
+CLAIM_TIMEOUT_MS = 3_000
+"""How long a writer waits, when it opens a run, for another program's write to end."""
 """How long a statement waits for the database to be free (a reader's checkpoint, ...)."""
 
 
@@ -148,6 +151,19 @@ def _load(model: type[M], text: str, run_dir: Path, what: str) -> M:
         ) from None
 
 
+@contextmanager
+def plain_failures(run_dir: Path) -> Iterator[None]:
+    """SQLite's errors for a damaged, locked or unwritable run.db, as the one-line FlamesError
+    naming the file (`flames.errors.known_failure`)."""
+    try:
+        yield
+    except (sqlite3.Error, OSError) as exc:
+        known = known_failure(exc, run_dir)
+        if known is None:
+            raise
+        raise known from None
+
+
 class RunStore:
     """Read and write one run directory.
 
@@ -191,6 +207,11 @@ class RunStore:
     def open(cls, run_dir: Path | str) -> RunStore:
         """Open an existing run to read it: also in a read-only folder, and while a writer works."""
         run_dir = Path(run_dir)
+        with plain_failures(run_dir):
+            return cls._open(run_dir)
+
+    @classmethod
+    def _open(cls, run_dir: Path) -> RunStore:
         cls._require(run_dir)
         path = run_dir / DB_NAME
         copy = None
@@ -233,7 +254,8 @@ class RunStore:
         lock.acquire(run_dir, command, wait)
         try:
             cls._require(run_dir)
-            store = cls(run_dir, cls._connect(run_dir / DB_NAME), writer=True)
+            with plain_failures(run_dir):
+                store = cls(run_dir, cls._connect(run_dir / DB_NAME), writer=True)
         except BaseException:
             lock.release(run_dir)
             raise
@@ -245,9 +267,11 @@ class RunStore:
         return store
 
     def _prepare(self) -> None:
-        """A writer's checks and tidying: the format (upgraded if older), the manifest, and
-        temporary files a killed writer left."""
-        version = self._check_format()
+        """A writer's checks and tidying: no other program writing, the format (upgraded if
+        older), the manifest, and temporary files a killed writer left."""
+        with plain_failures(self.run_dir):
+            self._claim()
+            version = self._check_format()
         if version < SCHEMA_VERSION:
             with self._db:
                 self._db.execute("BEGIN")
@@ -262,6 +286,25 @@ class RunStore:
         remove_stale_partials(self.run_dir)
         for stale in self.run_dir.glob(f".{DB_NAME}{PARTIAL}*"):  # a creation that was cut
             stale.unlink(missing_ok=True)
+
+    def _claim(self) -> None:
+        """RunLocked at once when another program (an SQLite browser, a backup, ...) holds a
+        write transaction on run.db: flames' own writers are kept out by the run's lock, so
+        waiting the whole busy timeout for it would only delay the same failure."""
+        self._db.execute(f"PRAGMA busy_timeout={CLAIM_TIMEOUT_MS}")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("ROLLBACK")
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorname", "") not in ("SQLITE_BUSY", "SQLITE_LOCKED"):
+                raise
+            raise RunLocked(
+                f"{self.run_dir / DB_NAME}: another program holds it locked for writing "
+                "(not flames: an SQLite browser, a backup, ...). Close it, then run the same "
+                "command again."
+            ) from None
+        finally:
+            self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     def _create_tables(self) -> None:
         """The tables and index of `SCHEMA` that are missing (inside the caller's transaction:
@@ -311,7 +354,8 @@ class RunStore:
         run_dir = Path(run_dir)
         lock.acquire(run_dir, command, wait)
         try:
-            store = cls._create_or_resume(run_dir, manifest, items, fill)
+            with plain_failures(run_dir):
+                store = cls._create_or_resume(run_dir, manifest, items, fill)
         except BaseException:
             lock.release(run_dir)
             raise

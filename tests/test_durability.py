@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sqlite3
+import stat
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -229,3 +232,24 @@ def test_a_cut_run_creation_leaves_no_folder_and_ctrl_c_says_nothing_was_written
         assert "nothing was written" in _resume_hint()
     finally:
         state.run_dir = None
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_files_written_respect_the_umask(tmp_path, umask, mode):
+    """run.db, the reports and scored.jsonl get the mode any new file gets under the umask
+    (they are written to a temporary file first, which mkstemp makes 0600)."""
+    demo = Path(__file__).parents[1] / "examples" / "scored_demo.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "flames", "score-file", demo, "--run", "r"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: os.umask(umask),
+    )
+    assert proc.returncode == 0, proc.stderr
+    run = tmp_path / "r"
+    written = [run / "run.db", *sorted((run / "report").iterdir())]
+    assert {p.name for p in written} >= {"run.db", "report.json", "report.html", "scored.jsonl"}
+    for path in written:
+        assert stat.S_IMODE(path.stat().st_mode) == mode, (path.name, oct(path.stat().st_mode))

@@ -255,3 +255,31 @@ def test_a_verdict_never_states_a_direction_its_test_contradicts():
     )
     assert d.p_value < 0.05
     assert "other way" in d.verdict("A", "B") and "more harmless" not in d.verdict("A", "B")
+
+
+def test_leaderboard_lists_runs_it_cannot_rank_apart_and_exits_0(tmp_path):
+    good = scored_run(tmp_path, "good", lambda d, i, r: 3 if i % 4 else 1, n_per_dim=4)
+    rows = [
+        {"id": "a", "dimension": "Safety", "subcomponent": "Mental harm", "prompt": "问题"}
+        | {"response": "回答"}
+    ]
+    unscored = tmp_path / "unscored"
+    assert run_cli("import", write_jsonl(tmp_path / "u.jsonl", rows), unscored).returncode == 0
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    out = tmp_path / "board.md"
+    proc = run_cli("leaderboard", good, unscored, folder, "--no-published", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    said = " ".join(proc.stdout.split())
+    assert "Not ranked:" in said and "has not been scored yet" in said
+    assert "not a flames run directory" in said and "good" in said
+    text = out.read_text("utf-8")
+    assert "### Not ranked" in text and "has not been scored yet" in text
+    # JSON on stdout holds the ranked runs only; the others are named on stderr.
+    proc = run_cli("leaderboard", good, unscored, "--json")
+    assert [e["run"] for e in json.loads(proc.stdout)] == ["good"]
+    assert "not ranked" in proc.stderr and "unscored" in proc.stderr
+    # Nothing at all to rank: the reason, with its exit code.
+    proc = run_cli("leaderboard", unscored, folder)
+    assert proc.returncode == 1 and "not been scored yet" in proc.stderr, proc.stderr

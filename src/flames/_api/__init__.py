@@ -11,6 +11,7 @@ from __future__ import annotations
 from flames._api.comparison import (
     compare as compare,
     leaderboard as leaderboard,
+    rank_runs as rank_runs,
 )
 from flames._api.data import (
     augment as augment,

@@ -12,7 +12,7 @@ from flames.analysis.results import load_results
 from flames.errors import FlamesError
 
 if TYPE_CHECKING:
-    from flames.reporting.leaderboard import Entry as LeaderboardEntry
+    from flames.reporting.leaderboard import Entry as LeaderboardEntry, Unranked
 
 
 def compare(
@@ -50,4 +50,19 @@ def leaderboard(
 
     if isinstance(runs, str | Path):
         runs = [runs]
+    return rank([Path(run) for run in runs], scorer, bootstrap, seed)
+
+
+def rank_runs(
+    runs: Sequence[str | Path],
+    scorer: str | None = None,
+    *,
+    bootstrap: int = 2000,
+    seed: int = 0,
+) -> tuple[list[LeaderboardEntry], list[Unranked]]:
+    """`leaderboard`, with the runs that cannot be ranked (not scored, nothing scored, not a
+    run) listed apart with the reason instead of stopping; the first one's error is raised
+    when no run at all can be ranked."""
+    from flames.reporting.leaderboard import rank_runs as rank
+
     return rank([Path(run) for run in runs], scorer, bootstrap, seed)

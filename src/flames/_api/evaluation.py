@@ -47,7 +47,7 @@ from flames.data import official as official_data
 from flames.data.dataset import Dataset
 from flames.errors import FlamesError, IncompleteRun, NothingScored, UsageError
 from flames.generation import GenerationSummary
-from flames.reporting.i18n import Lang
+from flames.reporting.i18n import Lang, t
 from flames.reporting.report import (
     FORMATS,
     build_report,
@@ -144,7 +144,7 @@ def _report(
         text = json.dumps([e.model_dump() for e in built.robustness], indent=2)
         written.append(write_text(out_dir / "robustness.json", text))
     for path in written:
-        console.print(f"wrote {inline(path)}", highlight=False)
+        console.print(t("wrote", lang, path=inline(path)), highlight=False)
     return result
 
 

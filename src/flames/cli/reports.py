@@ -25,7 +25,7 @@ from flames.cli.options import (
 )
 from flames.cli.output import print_json, write_report
 from flames.errors import FlamesError
-from flames.reporting.i18n import Lang
+from flames.reporting.i18n import Lang, t
 
 
 @app.command("score-file")
@@ -134,19 +134,23 @@ def leaderboard_cmd(
     lang: LangOpt = Lang.en,
     as_json: JsonOpt = False,
 ) -> None:
-    """Rank several runs by overall harmless rate, beside the published leaderboard."""
+    """Rank several runs by overall harmless rate, beside the published leaderboard; runs that
+    cannot be ranked (not scored yet, ...) are listed apart with the reason."""
     from flames.reporting.leaderboard import print_leaderboard, to_markdown
 
     if out and out.is_dir():
         raise FlamesError(
             f"{out} is a folder: give --out a file name, e.g. {out / 'leaderboard.md'}"
         )
-    entries = _api.leaderboard(runs, scorer_name, bootstrap=bootstrap, seed=seed)
+    entries, unranked = _api.rank_runs(runs, scorer_name, bootstrap=bootstrap, seed=seed)
     if as_json:
         print_json(json.dumps([e.model_dump() for e in entries], ensure_ascii=False, indent=2))
+        for u in unranked:  # stdout holds the ranked entries only, as before
+            err.print(f"not ranked: {inline(u.run)}: {inline(u.reason)}", highlight=False)
     else:
-        print_leaderboard(entries, console, published=published, lang=lang)
+        print_leaderboard(entries, console, published=published, lang=lang, unranked=unranked)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
-        write_text(out, to_markdown(entries, published=published, lang=lang))
-        (err if as_json else console).print(f"wrote {inline(out)}", highlight=False)
+        text = to_markdown(entries, published=published, lang=lang, unranked=unranked)
+        write_text(out, text)
+        (err if as_json else console).print(t("wrote", lang, path=inline(out)), highlight=False)

@@ -17,7 +17,15 @@ from flames.data.augment import SOURCE
 from flames.data.taxonomy import HARMLESS, SUBCOMPONENT_DIMENSION, Dimension, taxonomy_order
 from flames.reporting.charts import bars, heatmap, radar
 from flames.reporting.i18n import NAMES_ZH, Lang, local_name, t
-from flames.reporting.report import Report, fmt_ci, fmt_refusal, notes, refusal_rate, table_rows
+from flames.reporting.report import (
+    Report,
+    fmt_ci,
+    fmt_refusal,
+    model_label,
+    notes,
+    refusal_rate,
+    table_rows,
+)
 from flames.runs.store import RunStore
 
 MAX_ANSWERS = 500
@@ -138,6 +146,7 @@ def render_html(report: Report, results: Results, lang: Lang | str = Lang.en) ->
         t=partial(t, lang=lang),
         name=partial(local_name, lang=lang),
         report=report,
+        model=model_label(report.run.generator),
         m=m,
         rows=rows,
         notes=notes(report, lang),

@@ -69,6 +69,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "all": ("all", "全部"),
     # Sentences of the console, Markdown and HTML reports.
     "title": ("Flames report", "Flames 评测报告"),
+    "title_of": ("Flames report: {model}", "Flames 评测报告：{model}"),
+    "wrote": ("wrote {path}", "已写入 {path}"),
     "caption": (
         "Rate: harmless rate (% scored 3). Score: harmless score (100·Σs/3N).",
         "无害率：得 3 分的比例（%）。无害分：100·Σs/3N。",
@@ -119,11 +121,13 @@ TEXT: dict[str, tuple[str, str]] = {
         "未评分的条目（不计入任何指标）：{parts}。",
     ),
     "refusal_note": (
-        "Refusal rate {rate:.1f}% ({refused} of {answered} answers; a heuristic). Flames "
+        "Refusal rate {rate:.1f}% over all answers ({refused} of {answered}; a heuristic); the "
+        "table's overall row is the mean of dimensions, as for the harmless rate. Flames "
         "rewards refusals: read the harmless rate next to it.",
-        "拒答率 {rate:.1f}%（{answered} 条回答中 {refused} 条；启发式判断）。Flames 奖励拒答："
-        "请结合无害率一起看。",
+        "拒答率 {rate:.1f}%（全部回答中 {answered} 条里有 {refused} 条；启发式判断）；表中总体一行"
+        "与无害率一样取各维度的平均。Flames 奖励拒答：请结合无害率一起看。",
     ),
+    "refusal_all": ("Refusal rate (all answers)", "拒答率（全部回答）"),
     "truncated_note": (
         "{n} answers were truncated by the scorer (mode `{mode}`).",
         "{n} 条回答被评分器截断（模式 `{mode}`）。",
@@ -197,6 +201,39 @@ TEXT: dict[str, tuple[str, str]] = {
         "已发表的 Flames 排行榜（并非本工具的结果）",
     ),
     "your_runs": ("Your runs", "你的运行"),
+    "no_ranked": (
+        "No run is complete and scored by the official scorer.",
+        "没有既完整又由官方评分器评分的运行。",
+    ),
+    "ranked_note": (
+        "Complete runs scored by the official scorer (comparable with the published table).",
+        "完整且由官方评分器评分的运行（可与已发表的排行榜比较）。",
+    ),
+    "apart_title": (
+        "Ranked apart: missing dimensions or another scorer",
+        "单独排名：缺少维度或使用了其他评分器",
+    ),
+    "apart_note": (
+        "Not comparable with the runs above or with the published table.",
+        "不能与上面的运行或已发表的排行榜比较。",
+    ),
+    "apart_why": ("Ranked apart because", "单独排名的原因"),
+    "not_ranked": ("Not ranked", "未排名"),
+    "not_ranked_note": (
+        "Runs that cannot be ranked, and why.",
+        "无法排名的运行及原因。",
+    ),
+    "warning": ("warning", "警告"),
+    "other_prompt_sets": (
+        "these runs used different prompt sets; ranks are not comparable.",
+        "这些运行使用了不同的提示集，名次不可比较。",
+    ),
+    "published_note": (
+        "Harmless rate as printed in the official repository's README (Dec 11, 2023): 17 "
+        "models, the official scorer, 1,001 prompts of the public set as it stood then.",
+        "无害率照录官方仓库的 README（2023 年 12 月 11 日）：17 个模型，官方评分器，"
+        "当时公开集的 1,001 条提示。",
+    ),
     # Red-team reports.
     "rt_title": ("Flames red-team report", "Flames 红队测试报告"),
     "rt_line": (

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, PrivateAttr
 from rich.console import Console
 
 from flames._util.markdown import markdown_text
@@ -18,9 +18,26 @@ from flames._util.terminal import inline
 from flames.analysis.results import load_results
 from flames.data.published import DIMENSIONS, OFFICIAL_REPO, PUBLISHED
 from flames.data.taxonomy import Dimension
+from flames.errors import DataError, FlamesError, NothingScored
 from flames.reporting.console_table import Col, print_table
 from flames.reporting.i18n import Lang, local_name, t
 from flames.runs.records import ScorerManifest
+
+FLAGS: dict[str, tuple[str, str]] = {
+    "missing": ("missing {dims}", "缺少{dims}"),
+    "scorer": (
+        "scorer {name} ({kind}), not the official scorer",
+        "评分器 {name}（{kind}）不是官方评分器",
+    ),
+    "scorer_model": ("scorer model {model}, not {official}", "评分器模型 {model} 不是 {official}"),
+    "truncation": (
+        "scorer truncation {truncation}, not the official one",
+        "评分器截断方式 {truncation} 不是官方的",
+    ),
+}
+"""Why a run is ranked apart, in English (the entry's `flags`, also in JSON) and Chinese."""
+
+Flag = tuple[str, dict[str, str]]
 
 
 class Entry(BaseModel):
@@ -36,16 +53,72 @@ class Entry(BaseModel):
     dataset_sha256: str
     flags: list[str]
     """Why the run does not compare with complete official-scorer runs; empty when it does."""
+    _reasons: list[Flag] = PrivateAttr(default_factory=list)
+
+    def flag_text(self, lang: Lang | str = Lang.en) -> str:
+        """The flags in `lang`, joined."""
+        if Lang(lang) is Lang.en or len(self._reasons) != len(self.flags):
+            return "; ".join(self.flags)
+        return "；".join(_flag(key, values, lang) for key, values in self._reasons)
+
+
+class Unranked(BaseModel):
+    """A run given to the leaderboard that cannot be ranked, and why."""
+
+    run: str
+    reason: str
+    kind: str = "other"
+    """not_a_run, not_scored, nothing_scored, damaged or other: what `text` translates."""
+
+    def text(self, lang: Lang | str = Lang.en) -> str:
+        """The reason in `lang` (in Chinese, a reason of no known kind stays as it is)."""
+        if Lang(lang) is Lang.zh and self.kind in UNRANKED_ZH:
+            return UNRANKED_ZH[self.kind]
+        return self.reason
+
+
+UNRANKED_ZH = {
+    "not_a_run": "不是 flames 运行目录（没有 run.db）",
+    "not_scored": "尚未评分（`flames score`）",
+    "nothing_scored": "没有任何回答得到评分，无可排名（修正原因后重新运行）",
+    "damaged": "run.db 已损坏，flames 无法读取",
+}
+
+
+def _unranked_kind(run_dir: Path, exc: FlamesError) -> str:
+    if isinstance(exc, NothingScored):
+        return "nothing_scored"
+    if isinstance(exc, DataError) and "damaged" in str(exc):
+        return "damaged"
+    if not (run_dir / "run.db").is_file():
+        return "not_a_run"
+    if "not been scored" in str(exc):
+        return "not_scored"
+    return "other"
+
+
+def _flag(key: str, values: dict[str, str], lang: Lang | str) -> str:
+    en, zh = FLAGS[key]
+    if Lang(lang) is Lang.zh:
+        if key == "missing":
+            values = {"dims": "、".join(local_name(d, lang) for d in values["dims"].split(", "))}
+        return zh.format(**values)
+    return en.format(**values)
 
 
 def scorer_flag(scorer: ScorerManifest) -> str | None:
     """Why a scorer is not the official Flames-scorer as published, or None when it is."""
+    reason = _scorer_reason(scorer)
+    return None if reason is None else _flag(*reason, Lang.en)
+
+
+def _scorer_reason(scorer: ScorerManifest) -> Flag | None:
     if scorer.kind != "official":
-        return f"scorer {scorer.name} ({scorer.kind}), not the official scorer"
+        return "scorer", {"name": scorer.name, "kind": scorer.kind}
     if scorer.config.get("model") != OFFICIAL_REPO:
-        return f"scorer model {scorer.config.get('model')}, not {OFFICIAL_REPO}"
+        return "scorer_model", {"model": str(scorer.config.get("model")), "official": OFFICIAL_REPO}
     if scorer.config.get("truncation", "official") != "official":
-        return f"scorer truncation {scorer.config['truncation']}, not the official one"
+        return "truncation", {"truncation": str(scorer.config["truncation"])}
     return None
 
 
@@ -56,31 +129,60 @@ def leaderboard(
     seed: int = 0,
 ) -> list[Entry]:
     """One entry per run: complete official-scorer runs first, best overall harmless rate first
-    within each group."""
-    entries = []
+    within each group. A run that cannot be ranked (not scored, ...) raises its FlamesError."""
+    entries = [_entry(run_dir, scorer_name, bootstrap_samples, seed) for run_dir in run_dirs]
+    return _ranked(entries)
+
+
+def rank_runs(
+    run_dirs: list[Path],
+    scorer_name: str | None = None,
+    bootstrap_samples: int = 2000,
+    seed: int = 0,
+) -> tuple[list[Entry], list[Unranked]]:
+    """As `leaderboard`, with the runs that cannot be ranked (not a run, not scored, nothing
+    scored, ...) listed apart with the reason instead of stopping. Raises the first one's error
+    when no run at all can be ranked."""
+    entries, unranked, errors = [], [], []
     for run_dir in run_dirs:
-        results = load_results(run_dir, scorer_name)
-        m = results.metrics(bootstrap_samples=bootstrap_samples, seed=seed)
-        missing = [d.value for d in Dimension if d.value not in m.dimensions]
-        flags = [f"missing {', '.join(missing)}"] if missing else []
-        if flag := scorer_flag(results.scorer):
-            flags.append(flag)
-        entries.append(
-            Entry(
-                run=run_dir.name,
-                model=results.run.generator.model,
-                scorer=results.scorer.name,
-                scorer_kind=results.scorer.kind,
-                n_scored=m.n_scored,
-                overall_rate=m.overall_harmless_rate.value,
-                overall_ci=(m.overall_harmless_rate.ci_low, m.overall_harmless_rate.ci_high),
-                overall_score=m.overall_harmless_score.value,
-                dimension_rates={d: g.harmless_rate.value for d, g in m.dimensions.items()},
-                dataset_sha256=results.run.dataset.items_sha256,
-                flags=flags,
-            )
-        )
+        try:
+            entries.append(_entry(run_dir, scorer_name, bootstrap_samples, seed))
+        except FlamesError as exc:
+            errors.append(exc)
+            reason = str(exc).removeprefix(f"{run_dir}: ")
+            kind = _unranked_kind(run_dir, exc)
+            unranked.append(Unranked(run=str(run_dir), reason=reason, kind=kind))
+    if not entries and errors:
+        raise errors[0]
+    return _ranked(entries), unranked
+
+
+def _ranked(entries: list[Entry]) -> list[Entry]:
     return sorted(entries, key=lambda e: (bool(e.flags), -e.overall_rate))
+
+
+def _entry(run_dir: Path, scorer_name: str | None, bootstrap_samples: int, seed: int) -> Entry:
+    results = load_results(run_dir, scorer_name)
+    m = results.metrics(bootstrap_samples=bootstrap_samples, seed=seed)
+    missing = [d.value for d in Dimension if d.value not in m.dimensions]
+    reasons: list[Flag] = [("missing", {"dims": ", ".join(missing)})] if missing else []
+    if reason := _scorer_reason(results.scorer):
+        reasons.append(reason)
+    entry = Entry(
+        run=run_dir.name,
+        model=results.run.generator.model,
+        scorer=results.scorer.name,
+        scorer_kind=results.scorer.kind,
+        n_scored=m.n_scored,
+        overall_rate=m.overall_harmless_rate.value,
+        overall_ci=(m.overall_harmless_rate.ci_low, m.overall_harmless_rate.ci_high),
+        overall_score=m.overall_harmless_score.value,
+        dimension_rates={d: g.harmless_rate.value for d, g in m.dimensions.items()},
+        dataset_sha256=results.run.dataset.items_sha256,
+        flags=[_flag(key, values, Lang.en) for key, values in reasons],
+    )
+    entry._reasons = reasons
+    return entry
 
 
 def _cells(rank: int, e: Entry, text: Callable[[str], str]) -> list[str]:
@@ -109,14 +211,13 @@ def _table(entries: list[Entry], why: bool, lang: Lang | str = Lang.en) -> list[
     dims = [local_name(d.value, lang) for d in Dimension]
     if Lang(lang) is Lang.zh:
         head = "| # | 运行 | 模型 | 评分器 | 总体无害率 | 95% 置信区间 | 总体无害分 | "
-        head += " | ".join(dims) + " | N |" + (" 单独排名的原因 |" if why else "")
     else:
         head = "| # | Run | Model | Scorer | Overall rate | 95% CI | Overall score | "
-        head += " | ".join(dims) + " | N |" + (" Ranked apart because |" if why else "")
+    head += " | ".join(dims) + " | N |" + (f" {t('apart_why', lang)} |" if why else "")
     lines = [head, "|" + "---|" * (len(dims) + 8 + why)]
     for rank, e in enumerate(entries, start=1):
         line = "| " + " | ".join(_cells(rank, e, markdown_text)) + " |"
-        lines.append(line + (f" {markdown_text('; '.join(e.flags))} |" if why else ""))
+        lines.append(line + (f" {markdown_text(e.flag_text(lang))} |" if why else ""))
     return lines
 
 
@@ -138,10 +239,14 @@ def _dimension_cols(lang: Lang | str) -> list[Col]:
 
 
 def print_leaderboard(
-    entries: list[Entry], console: Console, published: bool = True, lang: Lang | str = Lang.en
+    entries: list[Entry],
+    console: Console,
+    published: bool = True,
+    lang: Lang | str = Lang.en,
+    unranked: list[Unranked] | None = None,
 ) -> None:
-    """Your runs (ranked apart ones separately), then the published leaderboard, as tables that
-    fit the console: no number is cut at 80 columns."""
+    """Your runs (ranked apart ones separately, then those that cannot be ranked), then the
+    published leaderboard, as tables that fit the console: no number is cut at 80 columns."""
     cols = [
         Col("#"),
         Col(t("run", lang), text=True),
@@ -155,22 +260,26 @@ def print_leaderboard(
     ]
     ranked = [e for e in entries if not e.flags]
     apart = [e for e in entries if e.flags]
+    colon = "：" if Lang(lang) is Lang.zh else ": "
     if ranked:
         rows = [_cells(rank, e, inline) for rank, e in enumerate(ranked, start=1)]
         print_table(console, cols, rows, title=t("your_runs", lang), lang=lang)
     else:
-        console.print("No run is complete and scored by the official scorer.")
+        console.print(t("no_ranked", lang))
     if apart:
         rows = [_cells(rank, e, inline) for rank, e in enumerate(apart, start=1)]
-        title = "Ranked apart: missing dimensions or another scorer"
-        print_table(console, cols, rows, title=title, lang=lang)
+        print_table(console, cols, rows, title=t("apart_title", lang), lang=lang)
         for rank, e in enumerate(apart, start=1):
             console.print(
-                f"  {rank}. {inline(e.run)}: {inline('; '.join(e.flags))}", highlight=False
+                f"  {rank}. {inline(e.run)}{colon}{inline(e.flag_text(lang))}", highlight=False
             )
+    if unranked:
+        console.print(f"{t('not_ranked', lang)}{colon.strip()}", highlight=False)
+        for u in unranked:
+            console.print(f"  {inline(u.run)}{colon}{inline(u.text(lang))}", highlight=False)
     if len({e.dataset_sha256 for e in entries}) > 1:
         console.print(
-            "[yellow]warning:[/] these runs used different prompt sets; ranks are not comparable."
+            f"[yellow]{t('warning', lang)}{colon.strip()}[/] {t('other_prompt_sets', lang)}"
         )
     if published:
         cols = [Col("#"), Col(t("model", lang), text=True), Col(t("overall_short", lang))]
@@ -180,51 +289,49 @@ def print_leaderboard(
         ]
         title = t("published", lang)
         print_table(console, [*cols, *_dimension_cols(lang)], rows, title=title, lang=lang)
-        console.print(PUBLISHED_NOTE)
-
-
-PUBLISHED_NOTE = (
-    "Harmless rate as printed in the official repository's README (Dec 11, 2023): "
-    "17 models, the official scorer, 1,001 prompts of the public set as it stood then."
-)
+        console.print(t("published_note", lang))
 
 
 def _published() -> list[tuple[str, tuple[float, list[tuple[float, float]]]]]:
     return sorted(PUBLISHED.items(), key=lambda kv: -kv[1][0])
 
 
-def to_markdown(entries: list[Entry], published: bool = True, lang: Lang | str = Lang.en) -> str:
+def to_markdown(
+    entries: list[Entry],
+    published: bool = True,
+    lang: Lang | str = Lang.en,
+    unranked: list[Unranked] | None = None,
+) -> str:
     ranked = [e for e in entries if not e.flags]
     apart = [e for e in entries if e.flags]
     lines = [f"## {t('your_runs', lang)}", ""]
     if ranked:
-        lines += [
-            "Complete runs scored by the official scorer (comparable with the published table).",
-            "",
-            *_table(ranked, why=False, lang=lang),
-        ]
+        lines += [t("ranked_note", lang), "", *_table(ranked, why=False, lang=lang)]
     else:
-        lines.append("No run is complete and scored by the official scorer.")
+        lines.append(t("no_ranked", lang))
     if apart:
         lines += [
             "",
-            "### Ranked apart: missing dimensions or another scorer",
+            f"### {t('apart_title', lang)}",
             "",
-            "Not comparable with the runs above or with the published table.",
+            t("apart_note", lang),
             "",
             *_table(apart, why=True, lang=lang),
         ]
+    if unranked:
+        lines += ["", f"### {t('not_ranked', lang)}", "", t("not_ranked_note", lang), ""]
+        colon = "：" if Lang(lang) is Lang.zh else ": "
+        lines += [f"- {markdown_text(u.run)}{colon}{markdown_text(u.text(lang))}" for u in unranked]
     if len({e.dataset_sha256 for e in entries}) > 1:
-        lines += [
-            "",
-            "**Warning:** these runs used different prompt sets; ranks are not comparable.",
-        ]
+        warning = t("warning", lang)
+        warning = warning.capitalize() + ("：" if Lang(lang) is Lang.zh else ":")
+        lines += ["", f"**{warning}** {t('other_prompt_sets', lang)}"]
     if published:
         lines += [
             "",
             f"## {t('published', lang)}",
             "",
-            PUBLISHED_NOTE,
+            t("published_note", lang),
             "",
             f"| # | {t('model', lang)} | {t('overall_short', lang)} | "
             + " | ".join(local_name(d, lang) for d in DIMENSIONS)

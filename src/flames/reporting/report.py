@@ -21,7 +21,22 @@ from flames.analysis.results import Results, scored_lines
 from flames.analysis.robustness import TransformEffect, robustness
 from flames.reporting.console_table import Col, print_table
 from flames.reporting.i18n import Lang, local_name, t
-from flames.runs.records import JudgeCheck, RunManifest, ScorerManifest
+from flames.runs.records import GeneratorInfo, JudgeCheck, RunManifest, ScorerManifest
+
+LOCAL_BACKENDS = ("transformers", "vllm")
+
+
+def model_label(generator: GeneratorInfo) -> str:
+    """The model as a reader knows it: the GGUF file, the hub id, or a local folder's name
+    (the manifest keeps the full path)."""
+    gguf = generator.options.get("gguf_file") if generator.backend == "transformers" else None
+    if gguf:
+        return str(gguf)
+    model = generator.model
+    local = model.startswith(("/", ".", "~")) or model.count("/") > 1 or "\\" in model
+    if generator.backend in LOCAL_BACKENDS and (local or model.endswith(".gguf")):
+        return Path(model).name or model
+    return model
 
 FORMATS = ("json", "csv", "md")
 
@@ -251,7 +266,7 @@ def to_markdown(report: Report, lang: Lang | str = Lang.en) -> str:
     ]
     md = markdown_text
     out = [
-        f"# {t('title', lang)}: {md(gen.model)}",
+        f"# {t('title_of', lang, model=md(model_label(gen)))}",
         "",
         markdown_t(
             "dataset_line",
@@ -370,8 +385,8 @@ def print_report(report: Report, console: Console, lang: Lang | str = Lang.en) -
                 fmt_refusal(refusal_rate(report, level, group_name)),
             ]
         )
-    gen, scorer = inline(report.run.generator.model), inline(report.scorer.name)
-    title = f"{t('title', lang)}: {gen} · {t('scorer', lang)} {scorer}"
+    gen, scorer = inline(model_label(report.run.generator)), inline(report.scorer.name)
+    title = f"{t('title_of', lang, model=gen)} · {t('scorer', lang)} {scorer}"
     print_table(console, cols, rows, title=title, caption=t("caption", lang), lang=lang)
     for line in notes(report, lang):
         console.print(f"• {inline(line)}", highlight=False)

@@ -38,6 +38,7 @@ def model_label(generator: GeneratorInfo) -> str:
         return Path(model).name or model
     return model
 
+
 FORMATS = ("json", "csv", "md")
 
 

@@ -195,9 +195,15 @@ def test_end_to_end_with_a_real_local_model(tmp_path, tiny_scorer):
     with RunStore.open(run_dir) as store:
         answers = store.answers()
         assert store.manifest.generator.options["gguf_file"] == gguf.name
+        environment = store.manifest.environment  # information: libraries and device
     assert len(answers) == 6 and all(a.status == "ok" and a.response for a in answers)
     report = json.loads((run_dir / "report" / "report.json").read_text())
     assert report["metrics"]["n_scored"] == 6
+    assert {"torch", "transformers", "device"} <= set(environment), environment
+    assert environment["device"] == "cpu" or environment["device"].startswith("cuda:")
+    # The report is titled by the model file, not the folder holding it.
+    title = (run_dir / "report" / "report.md").read_text("utf-8").splitlines()[0]
+    assert gguf.name.replace("_", "\\_") in title and str(gguf.parent) not in title, title
 
 
 def test_vllm_engine_args_are_parsed_checked_and_recorded_without_importing_vllm():

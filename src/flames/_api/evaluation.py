@@ -178,8 +178,10 @@ def generate(
     )
     built = backend_on(build_backend(chosen.target), ray_options(chosen.executor))
     dataset = build_dataset(chosen.data)
+    # No scorer is used here: the manifest records none (each scorer records its own).
+    answers_only = chosen.model_copy(update={"scorer": None, "judges": []})
     summary, incomplete = run_sync(
-        generate_into(run_dir_of(chosen, run_dir), chosen, dataset, built, progress, console)
+        generate_into(run_dir_of(chosen, run_dir), answers_only, dataset, built, progress, console)
     )
     fail_or_warn([incomplete], strict, console)
     return summary

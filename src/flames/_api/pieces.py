@@ -408,8 +408,12 @@ def open_run(run_dir: str | Path, command: str, wait: bool, console: Console) ->
 
 
 def run_manifest(evaluation: Evaluation, dataset: Dataset, backend: Backend) -> RunManifest:
+    environment = getattr(backend, "environment", None)  # local backends: libraries, device
     return RunManifest(
-        dataset=DatasetInfo.of(dataset), generator=backend.info, evaluation=evaluation.record()
+        dataset=DatasetInfo.of(dataset),
+        generator=backend.info,
+        environment=environment() if callable(environment) else {},
+        evaluation=evaluation.record(),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -78,3 +79,32 @@ class Backend(Protocol):
     def stream(self, requests: Iterable[Request]) -> AsyncIterator[Answer]:
         """Yield one answer per request, in completion order (requests may be a stream)."""
         ...
+
+
+LOCAL_LIBRARIES = ("torch", "transformers", "vllm")
+
+
+def local_environment(device: str) -> dict[str, str]:
+    """What a local backend generates with, for the manifest's information: the installed
+    versions of torch, transformers and vLLM (those present), and the device ('cpu', or the GPU
+    by name: 'cuda:0 (NVIDIA H200)')."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in LOCAL_LIBRARIES:
+        with suppress(PackageNotFoundError):
+            found[name] = version(name)
+    return found | {"device": device_name(device)}
+
+
+def device_name(device: str) -> str:
+    """`device` with the GPU's name when it is a CUDA device."""
+    if not device.startswith("cuda"):
+        return device
+    try:
+        import torch
+
+        index = torch.device(device).index or 0
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    except (ImportError, RuntimeError, AssertionError):
+        return device

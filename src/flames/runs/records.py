@@ -137,6 +137,10 @@ class RunManifest(Strict):
     dataset: DatasetInfo
     generator: GeneratorInfo
     versions: dict[str, str] = Field(default_factory=_environment)
+    environment: dict[str, str] = Field(default_factory=dict)
+    """What a local backend generated with when the run was created: the torch, transformers
+    and vLLM versions and the device ('cpu', or the GPU's name). Information, not identity: a
+    run resumes on another GPU or after an upgrade, as its answers are kept."""
     created_at: str = Field(default_factory=now)
     evaluation: dict[str, Any] | None = None
     """The whole evaluation description the run was created with, for information: what
@@ -151,6 +155,7 @@ class RunManifest(Strict):
         identity = self.model_dump(
             exclude={
                 "created_at": True,
+                "environment": True,
                 "evaluation": True,
                 "dataset": {"name"},
                 "generator": {"concurrency"},

@@ -24,6 +24,7 @@ from flames.reporting.report import (
     model_label,
     notes,
     refusal_rate,
+    selection_text,
     table_rows,
 )
 from flames.runs.store import RunStore
@@ -147,6 +148,7 @@ def render_html(report: Report, results: Results, lang: Lang | str = Lang.en) ->
         name=partial(local_name, lang=lang),
         report=report,
         model=model_label(report.run.generator),
+        selection=selection_text(report.run.dataset.selection, lang),
         m=m,
         rows=rows,
         notes=notes(report, lang),

@@ -26,6 +26,11 @@ from flames.runs.records import GeneratorInfo, JudgeCheck, RunManifest, ScorerMa
 LOCAL_BACKENDS = ("transformers", "vllm")
 
 
+def selection_text(selection: str, lang: Lang | str) -> str:
+    """How the prompts were selected, as shown: the whole set is 'all' (全部)."""
+    return t("all", lang) if selection == "all" else selection
+
+
 def model_label(generator: GeneratorInfo) -> str:
     """The model as a reader knows it: the GGUF file, the hub id, or a local folder's name
     (the manifest keeps the full path)."""
@@ -275,7 +280,7 @@ def to_markdown(report: Report, lang: Lang | str = Lang.en) -> str:
             name=ds.name,
             sha=ds.source_sha256[:12],
             n=ds.n_items,
-            selection=ds.selection,
+            selection=selection_text(ds.selection, lang),
             backend=gen.backend,
             scorer=report.scorer.name,
         ),

@@ -576,3 +576,32 @@ def test_export_then_import_round_trips_any_text(tmp_path, suffix):
         }
     for i, item_id in enumerate(read):
         assert item_id in by_annotator[annotators[i % 3]]
+
+
+def test_the_labelling_page_speaks_chinese_when_asked(run_dir):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from flames.reporting.i18n import NAMES_ZH
+    from flames.scoring.annotate_server import PAGE_TEXT, make_app
+
+    async def session(lang: str) -> tuple[str, dict]:
+        names = NAMES_ZH if lang == "zh" else {}
+        async with TestClient(TestServer(make_app(run_dir, "dora", lang=lang, names=names))) as c:
+            return await (await c.get("/")).text(), await (await c.get("/api/item")).json()
+
+    page, shown = asyncio.run(session("zh"))
+    assert '<html lang="zh-CN">' in page and "{{" not in page
+    for key in ("title", "prompt", "answer", "rubric", "keys", "annotator"):
+        assert PAGE_TEXT["zh"][key] in page
+    visible = re.sub(r"<(script|style)\b.*?</\1>|<[^>]+>", " ", page, flags=re.S)
+    assert not re.search(r"[A-Za-z]{3,}", visible.replace("Flames", "")), visible
+    messages = json.loads(re.search(r"var TEXT = (\{.*?\});", page).group(1)).values()
+    shown_words = " ".join(m.replace("{n}", "").replace("{score}", "") for m in messages)
+    assert not re.search(r"[A-Za-z]{3,}", shown_words), messages  # the messages the page shows
+    assert shown["dimension_shown"] == NAMES_ZH[shown["dimension"]]
+    assert shown["subcomponent_shown"] == NAMES_ZH[shown["subcomponent"]]
+    page, shown = asyncio.run(session("en"))
+    assert '<html lang="en">' in page and "Legality and Data protection take only 3 or 1" in page
+    assert (
+        not re.search(r"[\u4e00-\u9fff]", page) and shown["dimension_shown"] == shown["dimension"]
+    )

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flames.errors import FlamesError, UsageError
+from flames.reporting.i18n import NAMES_ZH, Lang
 from flames.runs.store import RunStore
 
 if TYPE_CHECKING:
@@ -66,16 +67,23 @@ def serve_labelling(
     disagreements_of: Sequence[str] = (),
     wait: bool = False,
     ready: Callable[[str], None] = print,
+    lang: Lang | str = Lang.en,
 ) -> None:
     """Serve a local web page (http://127.0.0.1:PORT/) to label a run's answers one at a time,
     each label saved at once as a verdict of ``human:ANNOTATOR``; runs until interrupted, writing
     the run all the while (with `wait`, after waiting for another process writing it). `ready`
-    is given the page's URL once the server listens; a port in use is an error in one line."""
+    is given the page's URL once the server listens; a port in use is an error in one line.
+    The page (rubric, buttons, messages, dimension names) is in `lang`, 'en' or 'zh'."""
     from flames.scoring.annotate_server import serve
 
     if not 1 <= port <= 65535:
         raise UsageError(f"{port} is not a port: give 1 to 65535", param_hint="--port")
-    serve(Path(run_dir), annotator, port, disagreements_of, wait, ready)
+    try:
+        chosen = Lang(lang)
+    except ValueError:
+        raise UsageError(f"{lang!r} is not a language: 'en' or 'zh'", param_hint="--lang") from None
+    names = NAMES_ZH if chosen is Lang.zh else {}
+    serve(Path(run_dir), annotator, port, disagreements_of, wait, ready, chosen.value, names)
 
 
 def calibrate(

@@ -13,6 +13,7 @@ from flames._util.outputs import write_text
 from flames._util.terminal import inline
 from flames.cli.app import annotate_app, app, console
 from flames.cli.options import BootstrapOpt, RunDirArg, SeedOpt, WaitOpt
+from flames.reporting.i18n import Lang
 
 
 class KappaWeightsName(StrEnum):
@@ -75,14 +76,27 @@ def annotate_serve(
         typer.Option("--disagreements-of", help="Put answers these scorers disagree on first."),
     ] = None,
     wait: WaitOpt = False,
+    lang: Annotated[
+        Lang,
+        typer.Option(help="Language of the page (rubric, buttons, messages, dimension names)."),
+    ] = Lang.en,
 ) -> None:
     """Label answers in a local web page: one at a time, keys 1-3, each label saved at once."""
 
     def ready(url: str) -> None:
-        console.print(f"labelling as {inline(annotator)}: open {url} (Ctrl-C to stop)")
+        if lang is Lang.zh:
+            console.print(f"以 {inline(annotator)} 的身份标注：请打开 {url}（Ctrl-C 停止）")
+        else:
+            console.print(f"labelling as {inline(annotator)}: open {url} (Ctrl-C to stop)")
 
     _api.serve_labelling(
-        run_dir, annotator, port=port, disagreements_of=first or (), wait=wait, ready=ready
+        run_dir,
+        annotator,
+        port=port,
+        disagreements_of=first or (),
+        wait=wait,
+        ready=ready,
+        lang=lang,
     )
 
 

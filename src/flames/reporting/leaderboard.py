@@ -143,7 +143,9 @@ def rank_runs(
     """As `leaderboard`, with the runs that cannot be ranked (not a run, not scored, nothing
     scored, ...) listed apart with the reason instead of stopping. Raises the first one's error
     when no run at all can be ranked."""
-    entries, unranked, errors = [], [], []
+    entries: list[Entry] = []
+    unranked: list[Unranked] = []
+    errors: list[FlamesError] = []
     for run_dir in run_dirs:
         try:
             entries.append(_entry(run_dir, scorer_name, bootstrap_samples, seed))

@@ -19,6 +19,7 @@ NAMES = {
     # The project, its commands and files.
     "Flames", "flames", "sha", "score", "report", "README", "docs", "statistics",
     "json", "csv", "md", "jsonl", "html", "png", "svg", "radar", "subcomponents", "scored", "board",
+    "token",  # the word Chinese texts on language models use too
     # Statistical methods, by their authors' names.
     "Wilson", "Brown-Cai-DasGupta", "MOVER", "McNemar",
     # The published leaderboard's models.
@@ -78,3 +79,41 @@ def test_report_score_file_and_leaderboard_speak_chinese(tmp_path):
     }
     for where, text in texts.items():
         assert english(text) == [], (where, english(text))
+
+
+RUN_CONFIG = """\
+[target]
+backend = "callable"
+model = "zhfns:answer"
+version = "1"
+
+[data]
+source = "control"
+sample = 4
+
+[[judges]]
+kind = "callable"
+model = "zhfns:judge"
+"""
+
+FUNCTIONS = """\
+def answer(prompt: str) -> str:
+    return "抱歉，这个问题我不能帮忙。"
+
+
+def judge(prompt: str, response: str, dimension: str) -> int:
+    return 3
+"""
+
+
+def test_run_speaks_chinese_from_the_first_line_to_the_last(tmp_path):
+    (tmp_path / "zhfns.py").write_text(FUNCTIONS, "utf-8")
+    (tmp_path / "eval.toml").write_text(RUN_CONFIG, "utf-8")
+    env = {"PYTHONPATH": f"{tmp_path}:{Path(__file__).parents[1] / 'src'}"}
+    args = ("run", "r", "--config", "eval.toml", "--lang", "zh", "--no-progress")
+    proc = run_cli(*args, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    said = proc.stdout + proc.stderr
+    assert "已生成 4 条回答" in said and "为 4 条回答评分" in said, said
+    names = re.sub(r"(judge:)?zhfns:\w+|callable-judge", " ", said)
+    assert english(names) == [], english(names)

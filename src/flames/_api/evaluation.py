@@ -345,10 +345,12 @@ class _Plan:
         for config, scorer in zip(self.evaluation.judges, self.scorers, strict=False):
             vet(scorer, config.skip_check, console)
 
-    async def generate(self, progress: bool, console: Console) -> IncompleteRun | None:
+    async def generate(
+        self, progress: bool, console: Console, lang: Lang | str = Lang.en
+    ) -> IncompleteRun | None:
         """Generate; an incomplete generation is returned, to score what did succeed first."""
         _, incomplete = await generate_into(
-            self.run_dir, self.evaluation, self.dataset, self.backend, progress, console
+            self.run_dir, self.evaluation, self.dataset, self.backend, progress, console, lang
         )
         return incomplete
 
@@ -364,7 +366,7 @@ class _Plan:
         executor = self.evaluation.executor
         with open_run(self.run_dir, "run", executor.wait, console) as store:
             judged = [
-                score_into(store, s, executor.retry_errors, progress, console)[1]
+                score_into(store, s, executor.retry_errors, progress, console, lang)[1]
                 for s in self.scorers
             ]
         problems = [incomplete, *judged]
@@ -435,7 +437,7 @@ def evaluate(
     # One writer from the first check to the report: no other process slips in between steps.
     with lock.writing(plan.run_dir, "run", chosen.executor.wait):
         plan.vet_judges(console)
-        incomplete = run_sync(plan.generate(progress, console))
+        incomplete = run_sync(plan.generate(progress, console, lang))
         return plan.finish(incomplete, progress, strict, lang, console)
 
 

@@ -28,6 +28,7 @@ from flames.data.dataset import Dataset
 from flames.errors import IncompleteRun, UsageError
 from flames.generation import Backend, GenerationSummary, run_generation_async
 from flames.generation.runner import incomplete_run, summary_lines
+from flames.reporting.i18n import Lang, t
 from flames.runs.records import DatasetInfo, Decoding, RunManifest, check_scorer_name
 from flames.runs.store import SCHEMA_VERSION, UPGRADES, RunStore
 from flames.scoring.runner import Scorer, ScoringSummary, run_scoring
@@ -424,8 +425,10 @@ async def generate_into(
     backend: Backend,
     progress: bool,
     console: Console,
+    lang: Lang | str = Lang.en,
 ) -> tuple[GenerationSummary, IncompleteRun | None]:
-    """Generate into the run (created or resumed); the error, if answers failed, is returned."""
+    """Generate into the run (created or resumed); the error, if answers failed, is returned.
+    The summary line is in `lang`."""
     manifest = run_manifest(evaluation, dataset, backend)
     executor = evaluation.executor
     created = not RunStore.exists(run_dir)
@@ -447,7 +450,18 @@ async def generate_into(
         raise
     finally:
         store.close()
-    for line in summary_lines(summary, backend.info.decoding.max_tokens):
+    lines = summary_lines(summary, backend.info.decoding.max_tokens)
+    if Lang(lang) is Lang.zh:  # the first line is the count; a warning may follow
+        usage = summary.usage
+        lines[0] = t(
+            "generated",
+            lang,
+            ok=summary.ok,
+            errors=summary.errors,
+            tokens_in=usage["prompt_tokens"],
+            tokens_out=usage["completion_tokens"],
+        )
+    for line in lines:
         console.print(line)
     print_repairs(backend, console)
     for example in summary.error_examples:
@@ -456,17 +470,29 @@ async def generate_into(
 
 
 def score_into(
-    store: RunStore, scorer: Scorer, retry_errors: bool, progress: bool, console: Console
+    store: RunStore,
+    scorer: Scorer,
+    retry_errors: bool,
+    progress: bool,
+    console: Console,
+    lang: Lang | str = Lang.en,
 ) -> tuple[ScoringSummary, IncompleteRun | None]:
-    """Score what is pending; the problem to report when verdicts failed, else None."""
+    """Score what is pending; the problem to report when verdicts failed, else None. The
+    summary line is in `lang`."""
     try:
         summary = run_scoring(store, scorer, retry_errors, progress)
     finally:
         release(scorer)
     name = scorer.manifest.name
     console.print(
-        f"scored {summary.scored} answers with {inline(name)}, {summary.errors} errors, "
-        f"{summary.truncated} truncated",
+        t(
+            "scored_with",
+            lang,
+            n=summary.scored,
+            name=inline(name),
+            errors=summary.errors,
+            truncated=summary.truncated,
+        ),
         highlight=False,
     )
     print_repairs(scorer, console)

@@ -71,6 +71,14 @@ TEXT: dict[str, tuple[str, str]] = {
     "title": ("Flames report", "Flames 评测报告"),
     "title_of": ("Flames report: {model}", "Flames 评测报告：{model}"),
     "wrote": ("wrote {path}", "已写入 {path}"),
+    "generated": (
+        "generated {ok} answers, {errors} errors; tokens: {tokens_in} in, {tokens_out} out",
+        "已生成 {ok} 条回答，出错 {errors} 条；token：输入 {tokens_in}，输出 {tokens_out}",
+    ),
+    "scored_with": (
+        "scored {n} answers with {name}, {errors} errors, {truncated} truncated",
+        "已用 {name} 为 {n} 条回答评分，出错 {errors} 条，截断 {truncated} 条",
+    ),
     "caption": (
         "Rate: harmless rate (% scored 3). Score: harmless score (100·Σs/3N).",
         "无害率：得 3 分的比例（%）。无害分：100·Σs/3N。",

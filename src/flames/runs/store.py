@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -96,6 +97,35 @@ PAGE = 10_000
 ANSWER_FIELDS = tuple(Answer.model_fields)
 VERDICT_FIELDS = tuple(Verdict.model_fields)
 RESPONSE = ANSWER_FIELDS.index("response")
+
+
+ANSWER_KEPT = "answers.status = 'error'"
+"""When a stored answer is replaced by a new one for its sample: only if it is an error."""
+VERDICT_KEPT = "verdicts.status = 'error' OR verdicts.answer_sha IS NOT excluded.answer_sha"
+"""When a stored verdict is replaced: an error, or one on text no longer stored."""
+
+
+def _upsert_statement(
+    table: str,
+    columns: tuple[str, ...],
+    key: tuple[str, ...],
+    replace_when: str,
+    from_built: bool = False,
+) -> str:
+    """INSERT of `columns` into `table` (from parameters, or `from_built`: every row of the
+    same table in the database attached as `built`); a row whose `key` is stored replaces it
+    only where `replace_when` holds of the stored row."""
+    names = ", ".join(columns)
+    source = (
+        f"SELECT {names} FROM built.{table} WHERE true"  # 'WHERE true': SQLite's upsert syntax
+        if from_built
+        else f"VALUES ({', '.join('?' for _ in columns)})"
+    )
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+    return (
+        f"INSERT INTO {table} ({names}) {source} "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates} WHERE {replace_when}"
+    )
 
 
 def _diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -345,6 +375,124 @@ class RunStore:
         store = cls(run_dir, cls._connect(run_dir / DB_NAME), writer=True)
         return store
 
+    @classmethod
+    def build(
+        cls,
+        run_dir: Path | str,
+        fill: Callable[[RunStore], RunManifest],
+        command: str = "write",
+        wait: bool = False,
+    ) -> RunStore:
+        """Create a run whose manifest is known only once its contents are written, in one pass.
+
+        `fill` writes the items (`insert_items`), answers and verdicts into a new database in a
+        temporary file beside run.db, and returns the manifest they make. A new run is then
+        renamed into place; an existing one must have that manifest (as `create_or_resume`
+        checks it) and takes from it what it lacks (`_merge`). If `fill` raises (a bad line),
+        the temporary file is dropped and nothing is written. The run's lock is held until the
+        store is closed.
+        """
+        run_dir = Path(run_dir)
+        lock.acquire(run_dir, command, wait)
+        try:
+            return cls._build(run_dir, fill)
+        except BaseException:
+            lock.release(run_dir)
+            raise
+
+    @classmethod
+    def _build(cls, run_dir: Path, fill: Callable[[RunStore], RunManifest]) -> RunStore:
+        for stale in run_dir.glob(f".{DB_NAME}{PARTIAL}*"):  # left by a creation that was cut
+            stale.unlink(missing_ok=True)
+        if not cls.exists(run_dir):
+            with atomic_path(run_dir / DB_NAME) as tmp:
+                cls._fill_new(run_dir, tmp, fill)
+            return cls(run_dir, cls._connect(run_dir / DB_NAME), writer=True)
+        store = cls(run_dir, cls._connect(run_dir / DB_NAME), writer=True)
+        try:
+            store._prepare()  # (which removes temporary files: before this one is made)
+            fd, name = tempfile.mkstemp(dir=run_dir, prefix=f".{DB_NAME}{PARTIAL}{os.getpid()}-")
+            os.close(fd)
+            tmp = Path(name)
+            try:
+                store._merge(tmp, cls._fill_new(run_dir, tmp, fill))
+            finally:
+                tmp.unlink(missing_ok=True)
+        except BaseException:
+            store._db.close()
+            raise
+        return store
+
+    @classmethod
+    def _fill_new(
+        cls, run_dir: Path, path: Path, fill: Callable[[RunStore], RunManifest]
+    ) -> RunManifest:
+        """A new run's database at `path`, written by `fill`; the manifest it returned."""
+        building = cls(run_dir, cls._connect_building(path), writer=True)
+        try:
+            with building._db:
+                building._db.execute("BEGIN")
+                building._create_tables()
+                building._set_format()
+            manifest = fill(building)
+            building._db.execute(
+                "INSERT INTO meta VALUES ('manifest', ?)", (manifest.model_dump_json(),)
+            )
+        finally:
+            building._db.close()
+        return manifest
+
+    @staticmethod
+    def _connect_building(path: Path) -> sqlite3.Connection:
+        """A connection to a run being built in a temporary file: nothing there needs to survive
+        a crash (the file is dropped, or synced before it is renamed into place), so commits are
+        not synced, and a large page cache keeps inserts at random keys cheap."""
+        db = sqlite3.connect(path, isolation_level=None)
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA journal_mode=MEMORY")
+        db.execute("PRAGMA synchronous=OFF")
+        db.execute("PRAGMA cache_size=-32768")  # KiB: 32 MiB at most
+        db.create_function("flames_sha", 1, text_sha, deterministic=True)
+        return db
+
+    def _merge(self, built: Path, manifest: RunManifest) -> None:
+        """Take into this run what the run `built` holds and it lacks, as record_answers and
+        record_verdicts would: a stored ok answer, or a verdict on its text, stays as it is."""
+        self.check_manifest(manifest)
+        self._db.execute("ATTACH DATABASE ? AS built", (str(built),))
+        try:
+            scorers = self._db.execute("SELECT name, manifest FROM built.scorers").fetchall()
+            for name, text in scorers:
+                self.check_scorer(_load(ScorerManifest, text, self.run_dir, f"scorer {name!r}"))
+            if self._stored_manifest() is None or self.manifest.identity() != manifest.identity():
+                self._start_afresh(manifest, [])
+                with self._db:
+                    self._db.execute("BEGIN")
+                    self._db.execute("INSERT INTO items SELECT * FROM built.items")
+            for _, text in scorers:
+                self.register_scorer(ScorerManifest.model_validate_json(text))
+            answers = (*ANSWER_FIELDS, "response_sha")
+            verdicts = ("scorer", *VERDICT_FIELDS)
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.execute(
+                    _upsert_statement("answers", answers, ("item_id", "sample"), ANSWER_KEPT, True)
+                )
+                self._db.execute(
+                    _upsert_statement(
+                        "verdicts", verdicts, ("scorer", "item_id", "sample"), VERDICT_KEPT, True
+                    )
+                )
+        finally:
+            self._db.execute("DETACH DATABASE built")
+
+    def insert_items(self, rows: Iterable[tuple[int, str, str, str, str, str]]) -> None:
+        """Write items as (position, id, dimension, subcomponent, prompt, meta as JSON) rows, in
+        one transaction (a run being built: `build`)."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?)", rows)
+
     def _has_answers(self) -> bool:
         """Whether the run holds an answer (failed attempts do not count) or a verdict."""
         return any(
@@ -458,14 +606,15 @@ class RunStore:
             tuple(data[f] for f in ANSWER_FIELDS) for data in (a.model_dump() for a in answers)
         )
 
-    def record_answer_rows(self, rows: Iterable[tuple[Any, ...]]) -> None:
-        """record_answers for rows already in ANSWER_FIELDS order (bulk imports)."""
+    def record_answer_rows(self, rows: Iterable[tuple[Any, ...]], with_sha: bool = False) -> None:
+        """record_answers for rows already in ANSWER_FIELDS order (bulk imports); with
+        `with_sha`, each row ends with its response's `text_sha` already."""
         self._upsert(
             "answers",
             (*ANSWER_FIELDS, "response_sha"),
-            [(*row, text_sha(row[RESPONSE])) for row in rows],
+            list(rows) if with_sha else [(*row, text_sha(row[RESPONSE])) for row in rows],
             ("item_id", "sample"),
-            "answers.status = 'error'",
+            ANSWER_KEPT,
         )
 
     def _upsert(
@@ -482,15 +631,9 @@ class RunStore:
             raise FlamesError(f"{self.run_dir}: opened to read, not to write")
         if not rows:
             return
-        marks = ", ".join("?" for _ in columns)
-        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
         with self._db:
             self._db.execute("BEGIN")
-            self._db.executemany(
-                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
-                f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates} WHERE {replace_when}",
-                rows,
-            )
+            self._db.executemany(_upsert_statement(table, columns, key, replace_when), rows)
 
     def answers(self) -> list[Answer]:
         rows = self._db.execute(
@@ -636,9 +779,7 @@ class RunStore:
             ("scorer", *VERDICT_FIELDS),
             [(scorer, *row) for row in rows],
             ("scorer", "item_id", "sample"),
-            "1"
-            if relabel
-            else "verdicts.status = 'error' OR verdicts.answer_sha IS NOT excluded.answer_sha",
+            "1" if relabel else VERDICT_KEPT,
         )
 
     def verdicts(self, scorer: str) -> list[Verdict]:

@@ -20,11 +20,12 @@ from pydantic import (
 )
 
 from flames._util.callables import qualified_name, resolve_callable
+from flames.clients.batch import BatchSettings
 from flames.clients.endpoint import Endpoint
 from flames.data.official import SHA256
 from flames.data.published import OFFICIAL_REPO
 from flames.errors import DataError, FlamesError, UsageError
-from flames.runs.records import Decoding
+from flames.runs.records import Decoding, Price
 
 OFFICIAL_SHA256 = SHA256
 """sha256 of the official 1k prompt file, which every copy must have."""
@@ -53,6 +54,17 @@ def _named(data: Any, kind_field: str) -> Any:
         data = {kind_field: "callable", **data}
         data.setdefault("model", qualified_name(data["function"]))
     return data
+
+
+def batch_settings(section: TargetConfig | JudgeConfig) -> BatchSettings | None:
+    if not section.batch:
+        return None
+    return BatchSettings(
+        api=section.batch_api,
+        max_requests=section.batch_max_requests,
+        poll=section.batch_poll,
+        price=section.price,
+    )
 
 
 class _Section(BaseModel):
@@ -102,6 +114,18 @@ class TargetConfig(_Section):
     """Reuse a connection for the next API request: "auto", only after a reply that names its
     request's id (vLLM's do), so that a stray extra reply can never be read as another
     request's answer; "always" (faster with servers that name no id); "never"."""
+    batch: bool = False
+    """Send the requests through the provider's batch API (OpenAI's, DashScope's, Anthropic's):
+    half the price, results within 24 hours; a killed run reattaches to its jobs (API only)."""
+    batch_api: Literal["auto", "openai", "anthropic"] = "auto"
+    """Which batch API: 'auto' is Anthropic's for api.anthropic.com, OpenAI's otherwise."""
+    batch_max_requests: int | None = Field(default=None, ge=1)
+    """Requests per batch job at most (default: the provider's limit)."""
+    batch_poll: float = Field(default=60.0, gt=0)
+    """The longest wait between two checks of a batch job's status, in seconds."""
+    price: Price | None = None
+    """What the model's tokens cost live, per million (``{input = 0.15, output = 0.6}``; the
+    batch price is `batch_factor` of that, half by default): shows the cost live against batch."""
     gguf_file: str | None = None
     """GGUF file inside the model folder (transformers)."""
     device: str | None = None
@@ -137,7 +161,13 @@ class TargetConfig(_Section):
     def _check(self) -> TargetConfig:
         if self.backend == "callable" and self.function is None:
             self.function = _resolve(self.model)
+        if self.batch and self.backend != "openai":
+            raise ValueError("batch: only an API model (backend 'openai') has a batch API")
         return self
+
+    def batch_settings(self) -> BatchSettings | None:
+        """The batch settings, when requests go through a batch API."""
+        return batch_settings(self)
 
 
 class ScorerConfig(_Section):
@@ -194,6 +224,13 @@ class JudgeConfig(_Section):
     """Tokens per judge answer; a verdict cut at the limit is asked again with twice it (llm)."""
     skip_check: bool = False
     """Judge without the sanity check on flames' probe answers (llm; reports say so)."""
+    batch: bool = False
+    """Judge through the provider's batch API: half the price, within 24 hours (llm)."""
+    batch_api: Literal["auto", "openai", "anthropic"] = "auto"
+    batch_max_requests: int | None = Field(default=None, ge=1)
+    batch_poll: float = Field(default=60.0, gt=0)
+    price: Price | None = None
+    """What the judge's tokens cost live, per million (see TargetConfig.price)."""
     name: str | None = None
     """Name the verdicts are stored under (default judge:MODEL)."""
     version: str | None = None
@@ -210,7 +247,13 @@ class JudgeConfig(_Section):
     def _check(self) -> JudgeConfig:
         if self.kind == "callable" and self.function is None:
             self.function = _resolve(self.model)
+        if self.batch and self.kind != "llm":
+            raise ValueError("batch: only an LLM judge has a batch API")
         return self
+
+    def batch_settings(self) -> BatchSettings | None:
+        """The batch settings, when verdicts are asked through a batch API."""
+        return batch_settings(self)
 
 
 class ExecutorConfig(_Section):

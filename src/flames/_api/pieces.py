@@ -22,12 +22,14 @@ from flames._config import (
 )
 from flames._util.callables import qualified_name
 from flames._util.terminal import remote
+from flames.analysis.costs import batch_usage, cost_text
 from flames.data import official as official_data
 from flames.data.dataset import Dataset
 from flames.errors import IncompleteRun, UsageError
 from flames.generation import Backend, GenerationSummary, run_generation_async
-from flames.generation.runner import incomplete_run, summary_lines
-from flames.runs.records import DatasetInfo, Decoding, RunManifest, check_scorer_name
+from flames.generation.runner import BATCH_STAGE, batch_line, incomplete_run, summary_lines
+from flames.reporting.report import batch_note
+from flames.runs.records import DatasetInfo, Decoding, Price, RunManifest, check_scorer_name
 from flames.runs.store import SCHEMA_VERSION, RunStore
 from flames.scoring.runner import Scorer, ScoringSummary, run_scoring
 
@@ -169,6 +171,7 @@ def build_backend(target: TargetConfig) -> Backend:
             timeout=target.timeout,
             max_attempts=target.max_attempts,
             keep_alive=target.keep_alive,
+            batch=target.batch_settings(),
         )
     if target.backend == "vllm":
         from flames.generation.vllm_local import VLLMBackend
@@ -269,6 +272,7 @@ def build_judge(config: JudgeConfig) -> Scorer:
         max_tokens=config.max_tokens,
         json_mode=config.json_mode,
         name=config.name,
+        batch=config.batch_settings(),
     )
 
 
@@ -345,6 +349,7 @@ async def generate_into(
         finally:
             release(backend)
         failed = store.count_answers("error")
+        spent = spending(store, BATCH_STAGE, summary.batch is not None, evaluation.target.price)
     except BaseException:
         if created:  # nothing stored yet: leave no run behind, so the next attempt starts clean
             store.discard_if_empty()
@@ -353,9 +358,33 @@ async def generate_into(
         store.close()
     for line in summary_lines(summary, backend.info.decoding.max_tokens):
         console.print(line)
+    for line in spent(summary.usage):
+        console.print(line, highlight=False)
     for example in summary.error_examples:
         console.print(f"  [red]error:[/] {remote(example)}", highlight=False)
     return summary, incomplete_run(run_dir, summary, failed)
+
+
+def spending(
+    store: RunStore, stage: str, batched: bool, price: Price | None
+) -> Callable[[dict[str, int]], list[str]]:
+    """What a pass cost, to print once it is done: a batch stage's requests, tokens and cost
+    (flames.analysis.costs); a live pass's cost at `price`, and what a batch API would charge."""
+    usage = next((u for u in batch_usage(store) if u.stage == stage), None) if batched else None
+
+    def lines(tokens: dict[str, int]) -> list[str]:
+        if usage is not None:
+            return [batch_note(usage)]
+        if price is None or not any(tokens.values()):
+            return []
+        counted = (tokens.get("prompt_tokens", 0), tokens.get("completion_tokens", 0))
+        live, batch = price.cost(*counted), price.cost(*counted, batch=True)
+        return [
+            f"cost {cost_text(live)} at the live price (through a batch API, --batch: "
+            f"{cost_text(batch)})"
+        ]
+
+    return lines
 
 
 def score_into(
@@ -371,6 +400,10 @@ def score_into(
         f"scored {summary.scored} answers with {name}, {summary.errors} errors, "
         f"{summary.truncated} truncated"
     )
+    if summary.batch is not None:
+        console.print(batch_line(summary.batch))
+        for line in spending(store, name, True, None)({}):
+            console.print(line, highlight=False)
     failed = store.failed_verdicts(name)
     if not failed:
         return summary, None

@@ -13,7 +13,7 @@ import sqlite3
 from rich.markup import escape
 
 from flames._util.terminal import remote
-from flames.cli import data, evaluate, human, reports  # noqa: F401  (registers commands)
+from flames.cli import batch, data, evaluate, human, reports  # noqa: F401  (registers commands)
 from flames.cli.app import app, err, state
 from flames.errors import FlamesError
 

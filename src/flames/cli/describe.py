@@ -25,6 +25,11 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "timeout": ("target", "timeout"),
     "max_attempts": ("target", "max_attempts"),
     "keep_alive": ("target", "keep_alive"),
+    "batch": ("target", "batch"),
+    "batch_api": ("target", "batch_api"),
+    "batch_max_requests": ("target", "batch_max_requests"),
+    "batch_poll": ("target", "batch_poll"),
+    "price": ("target", "price"),
     "gguf_file": ("target", "gguf_file"),
     "dtype": ("target", "dtype"),
     "batch_size": ("target", "batch_size"),
@@ -91,7 +96,34 @@ def parse_engine_args(pairs: list[str] | None) -> dict[str, Any]:
     return args
 
 
+PRICES = {"price": "--price", "judge_price": "--judge-price"}
+
+
+def parse_price(text: str) -> dict[str, float]:
+    """IN,OUT (per million tokens) as a price's fields."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        numbers = [float(p) for p in parts]
+    except ValueError:
+        numbers = []
+    if len(numbers) != 2:
+        raise ValueError(
+            f"expected IN,OUT (prices per million tokens, e.g. 0.15,0.6), got {text!r}"
+        )
+    return {"input": numbers[0], "output": numbers[1]}
+
+
+def parse_price_option(text: str, name: str = "price") -> dict[str, float]:
+    """A --price option's value as a price's fields; a bad one is reported as a bad option."""
+    try:
+        return parse_price(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=PRICES[name]) from None
+
+
 def _value(name: str, value: Any) -> Any:
+    if name in PRICES:
+        return parse_price_option(value, name)
     if name in ENGINE_ARGS:
         try:
             return parse_engine_args(value)
@@ -175,6 +207,7 @@ def describe(
     if options.get("judge_model"):
         target = settings.get("target", {})
         shared = ("concurrency", "rpm", "timeout", "max_attempts", "keep_alive")
+        shared += ("batch", "batch_api", "batch_max_requests", "batch_poll")
         settings["judges"] = [
             {
                 "model": options["judge_model"],
@@ -189,8 +222,27 @@ def describe(
                 **{k: target[k] for k in shared if k in target},
             }
         ]
+        if options.get("judge_price"):
+            settings["judges"][0]["price"] = _value("judge_price", options["judge_price"])
         settings["scorer"] = None
+    _batch_where_it_can(settings)
     return validated(Evaluation, settings)
+
+
+def _batch_where_it_can(settings: dict[str, Any]) -> None:
+    """`flames run --batch` batches what has a batch API: an API model, LLM judges. A local
+    model under test is asked live, its judges in batches; with neither, --batch is refused."""
+    target = settings.get("target")
+    if not isinstance(target, dict) or not target.get("batch"):
+        return
+    if target.get("backend", "openai") == "openai":
+        return
+    del target["batch"]
+    judges = [j for j in settings.get("judges") or [] if j.get("kind", "llm") == "llm"]
+    if not judges:
+        raise typer.BadParameter(
+            "only an API model or an LLM judge has a batch API", param_hint="--batch"
+        )
 
 
 @contextmanager

@@ -14,9 +14,17 @@ import typer
 from flames import _api
 from flames._config import ExecutorConfig, JudgeConfig, ScorerConfig
 from flames.cli.app import app, console, scorer_app, state
-from flames.cli.describe import FIELDS, describe, settings_of, usage_errors, validated
+from flames.cli.describe import (
+    FIELDS,
+    describe,
+    parse_price_option,
+    settings_of,
+    usage_errors,
+    validated,
+)
 from flames.cli.options import (
     API_OPTIONS,
+    BATCH_OPTIONS,
     DECODING_OPTIONS,
     ERROR_BUDGET_OPTIONS,
     EXECUTOR_OPTIONS,
@@ -27,6 +35,7 @@ from flames.cli.options import (
     REPORT_OPTIONS,
     RETRY_OPTIONS,
     RUN_JUDGE_OPTIONS,
+    RUN_JUDGE_PRICE,
     WAIT_OPTIONS,
     ConfigOpt,
     RevisionOpt,
@@ -43,6 +52,7 @@ def generation_options(model_required: bool = True) -> tuple[tuple[Any, ...], ..
     return (
         target_options(model_required),
         API_OPTIONS,
+        BATCH_OPTIONS,
         LOCAL_MODEL_OPTIONS,
         DECODING_OPTIONS,
         PROMPT_OPTIONS,
@@ -106,7 +116,9 @@ JUDGE_FIELDS = {name: (name,) for name in JudgeConfig.model_fields} | {
 
 
 @app.command("judge")
-@with_options(API_OPTIONS, LLM_JUDGE_OPTIONS, RETRY_OPTIONS, WAIT_OPTIONS, PROGRESS_OPTIONS)
+@with_options(
+    API_OPTIONS, LLM_JUDGE_OPTIONS, BATCH_OPTIONS, RETRY_OPTIONS, WAIT_OPTIONS, PROGRESS_OPTIONS
+)
 def judge(
     run_dir: RunDirArg,
     model: Annotated[str, typer.Option(help="The judge: a chat model behind an OpenAI API.")],
@@ -117,7 +129,10 @@ def judge(
 ) -> None:
     """Score a run's answers with an LLM judge (not the official scorer); resumable."""
     options = {"model": model, "scorer_name": scorer_name, **options}
-    config = validated(JudgeConfig, settings_of(options, JUDGE_FIELDS), JUDGE_FIELDS)
+    settings = settings_of(options, JUDGE_FIELDS)
+    if options.get("price"):
+        settings["price"] = parse_price_option(options["price"])
+    config = validated(JudgeConfig, settings, JUDGE_FIELDS)
     state.run_dir = run_dir
     with usage_errors():
         _api.judge(
@@ -143,6 +158,7 @@ def _given(context: typer.Context, name: str) -> bool:
     scorer_options(),
     RUN_JUDGE_OPTIONS,
     LLM_JUDGE_OPTIONS,
+    RUN_JUDGE_PRICE,
     REPORT_OPTIONS,
     EXECUTOR_OPTIONS,
     WAIT_OPTIONS,

@@ -32,6 +32,7 @@ PROMPTS = "Prompts"
 API = "API requests"
 SCORER = "Official scorer"
 JUDGE = "LLM judge (instead of the scorer)"
+BATCH = "Batch API (half price, within 24 hours)"
 EXECUTION = "Execution"
 REPORT = "Report"
 
@@ -109,6 +110,13 @@ class KeepAlive(StrEnum):
     """Reuse a connection only after a reply that names its request (vLLM's do)."""
     always = "always"
     never = "never"
+
+
+class BatchApiName(StrEnum):
+    auto = "auto"
+    """Anthropic's for api.anthropic.com, OpenAI's otherwise."""
+    openai = "openai"
+    anthropic = "anthropic"
 
 
 class ScorerEngine(StrEnum):
@@ -192,6 +200,7 @@ _api = _options_in(API)
 _scorer = _options_in(SCORER)
 _judge = _options_in(JUDGE)
 _execution = _options_in(EXECUTION)
+_batch = _options_in(BATCH)
 
 _DEVICE = _target("device", str | None, None, help="cpu, cuda, cuda:1 ... (default: best).")
 
@@ -435,6 +444,52 @@ EXECUTOR_OPTIONS = (
         None,
         min=0,
         help="GPUs per Ray replica (default: 1 if the cluster has GPUs).",
+    ),
+)
+PRICE_HELP = (
+    "What the model's tokens cost live per million, IN,OUT (e.g. 0.15,0.6, in your currency): "
+    "shows the cost live against batch."
+)
+BATCH_OPTIONS = (
+    _batch(
+        "batch",
+        bool,
+        False,
+        "--batch",
+        help="Send the requests through the provider's batch API: half the price, results within "
+        "24 hours. A killed run reattaches to its jobs; `flames batch status|cancel RUN`.",
+    ),
+    _batch(
+        "batch_api",
+        BatchApiName,
+        BatchApiName.auto,
+        help="auto (Anthropic's for api.anthropic.com, else OpenAI's), openai (also DashScope and "
+        "other OpenAI-compatible batch APIs) or anthropic.",
+    ),
+    _batch(
+        "batch_max_requests",
+        int | None,
+        None,
+        min=1,
+        help="Requests per batch job at most (default: the provider's limit).",
+    ),
+    _batch(
+        "batch_poll",
+        float,
+        60.0,
+        callback=lambda v: _positive(v, "--batch-poll"),
+        help="Longest wait between two checks of a batch job, in seconds.",
+    ),
+    _batch("price", str | None, None, "--price", help=PRICE_HELP, metavar="IN,OUT"),
+)
+RUN_JUDGE_PRICE = (
+    _batch(
+        "judge_price",
+        str | None,
+        None,
+        "--judge-price",
+        help="The judge's price per million tokens, IN,OUT.",
+        metavar="IN,OUT",
     ),
 )
 PROGRESS_OPTIONS = (_execution("progress", bool, True, help="Show a progress bar."),)

@@ -32,9 +32,10 @@ temperature 0; fresh randomness without a seed), up to ``max_tokens`` (default 1
 prompt characters plus answer tokens) without saying so.
 
 Otherwise the answer's content is JSON echoing what the server received, so tests can check the
-decoding settings (and, for a conversation, its earlier turns under ``history``). As vLLM does, a completion's id is ``chatcmpl-`` followed by the request's
-``X-Request-Id`` header when there is one (``--no-request-ids`` turns that off). Each request is
-appended to ``--log`` as one JSON line.
+decoding settings (and, for a conversation, its earlier turns under ``history``). As vLLM does,
+a completion's id is ``chatcmpl-`` followed by the request's ``X-Request-Id`` header when there
+is one (``--no-request-ids`` turns that off). Each request is appended to ``--log`` as one JSON
+line.
 
 Run: ``python -m flames.clients.mock_server --port 0 --latency 0.05``; it prints ``PORT <n>``
 when ready.

@@ -110,6 +110,18 @@ TEXT: dict[str, tuple[str, str]] = {
         "{n} 条回答在达到 --max-tokens {max_tokens} 之前被服务器截断（服务器降低了上限，通常是为了"
         "适应其上下文窗口）。",
     ),
+    "batch_note": (
+        "Batch API ({api}) for {stage}: {requests} requests in {jobs} ({ok} answered, "
+        "{errors} failed, expired or cancelled, {pending} pending); tokens: {prompt} in, "
+        "{completion} out.",
+        "{stage} 经由批处理 API（{api}）：{jobs} 个任务共 {requests} 个请求（{ok} 个已回答，"
+        "{errors} 个失败、过期或取消，{pending} 个待完成）；"
+        "token：输入 {prompt}，输出 {completion}。",
+    ),
+    "batch_cost": (
+        " Cost {cost} at the batch price (the same tokens live: {live}).",
+        "按批处理价格计费 {cost}（相同 token 实时调用：{live}）。",
+    ),
     "p_note": (
         "p: {mcnemar} test per dimension; overall: {sign_flip} test.",
         "p：各维度为 {mcnemar} 检验；总体为 {sign_flip} 检验。",

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from flames._util.outputs import atomic_open, csv_row, write_text
 from flames.analysis.compare import MCNEMAR, MIN_RESAMPLES, SIGN_FLIP
+from flames.analysis.costs import BatchUsage, cost_text
 from flames.analysis.metrics import INTERVAL_METHOD, Estimate, GroupMetrics, Metrics
 from flames.analysis.refusal import ALL, RefusalStats
 from flames.analysis.results import Results, scored_lines
@@ -41,6 +42,8 @@ class Report(BaseModel):
     """The same per subcomponent."""
     robustness: list[TransformEffect] | None = None
     """For augmented prompt sets: the paired change in harmless rate under each transform."""
+    batches: list[BatchUsage] = []
+    """What went through provider batch APIs, per stage: requests, tokens, and cost."""
 
 
 def build_report(results: Results, bootstrap_samples: int = 2000, seed: int = 0) -> Report:
@@ -54,6 +57,7 @@ def build_report(results: Results, bootstrap_samples: int = 2000, seed: int = 0)
         usage=results.usage,
         refusals=results.refusals,
         subcomponent_refusals=results.subcomponent_refusals,
+        batches=results.batches,
         robustness=(
             # Paired tests need resamples even when the report's own intervals are off.
             robustness(
@@ -221,11 +225,36 @@ def notes(report: Report, lang: Lang | str = Lang.en) -> list[str]:
     if report.clamped:
         max_tokens = report.run.generator.decoding.max_tokens
         lines.append(t("clamped_note", lang, n=report.clamped, max_tokens=max_tokens))
+    for usage in report.batches:
+        lines.append(batch_note(usage, lang))
     if not m.overall_complete:
         lines.append(t("incomplete_note", lang))
     if Lang(lang) is Lang.zh:
         lines.append(t("own_translation", lang))
     return lines
+
+
+def batch_note(usage: BatchUsage, lang: Lang | str = Lang.en) -> str:
+    """One stage's batch jobs in a sentence: requests, tokens, and the cost where known."""
+    line = t(
+        "batch_note",
+        lang,
+        api=usage.api,
+        stage=usage.stage,
+        requests=usage.requests,
+        jobs=f"{usage.jobs} job" + ("s" if usage.jobs != 1 else "")
+        if Lang(lang) is Lang.en
+        else usage.jobs,
+        ok=usage.ok,
+        errors=usage.errors,
+        pending=usage.pending,
+        prompt=usage.prompt_tokens,
+        completion=usage.completion_tokens,
+    )
+    if usage.cost is not None and usage.cost_live is not None:
+        cost, live = cost_text(usage.cost), cost_text(usage.cost_live)
+        line += t("batch_cost", lang, cost=cost, live=live)
+    return line
 
 
 def to_markdown(report: Report, lang: Lang | str = Lang.en) -> str:

@@ -31,7 +31,17 @@ from flames._util.outputs import PARTIAL, atomic_path, remove_stale_partials
 from flames.data.dataset import Item
 from flames.errors import FlamesError, ManifestMismatch, NewerRun
 from flames.runs import lock
-from flames.runs.records import Answer, RunManifest, ScorerManifest, Verdict, check_scorer_name
+from flames.runs.records import (
+    BATCH_STATES,
+    UNFINISHED_BATCH,
+    Answer,
+    BatchJob,
+    RunManifest,
+    ScorerManifest,
+    Verdict,
+    check_scorer_name,
+    now,
+)
 
 DB_NAME = "run.db"
 
@@ -56,11 +66,27 @@ CREATE TABLE IF NOT EXISTS verdicts (
     PRIMARY KEY (scorer, item_id, sample)
 );
 CREATE INDEX IF NOT EXISTS items_by_position ON items(position);
+CREATE TABLE IF NOT EXISTS batch_jobs (
+    job TEXT PRIMARY KEY, stage TEXT NOT NULL, api TEXT NOT NULL, base_url TEXT NOT NULL,
+    api_key_env TEXT NOT NULL, state TEXT NOT NULL, requests INTEGER NOT NULL,
+    bytes INTEGER NOT NULL, input_file_id TEXT, batch_id TEXT, not_ours TEXT NOT NULL,
+    submit_started_at REAL, status TEXT, counts TEXT, output_file_id TEXT, error_file_id TEXT,
+    price TEXT, note TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batch_requests (
+    custom_id TEXT PRIMARY KEY, job TEXT NOT NULL REFERENCES batch_jobs(job),
+    item_id TEXT NOT NULL, sample INTEGER NOT NULL, body TEXT NOT NULL, outcome TEXT,
+    prompt_tokens INTEGER, completion_tokens INTEGER
+);
+CREATE INDEX IF NOT EXISTS batch_requests_by_job ON batch_requests(job);
+CREATE INDEX IF NOT EXISTS batch_requests_by_key ON batch_requests(item_id, sample);
 """
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The store's format. 1: before `answer_sha` (verdicts tied to the answer text they judged) and
-`response_sha`; read as it is (every verdict counts for its answer's text), upgraded by a writer."""
+`response_sha`; read as it is (every verdict counts for its answer's text), upgraded by a writer.
+2: before the batch tables (`batch_jobs`, `batch_requests`); read as a run with no batch jobs,
+upgraded by a writer (the tables are created)."""
 OLDER_VIEWS = """
 CREATE TEMP VIEW answers AS SELECT *, NULL AS response_sha FROM main.answers;
 CREATE TEMP VIEW verdicts AS SELECT *, NULL AS answer_sha FROM main.verdicts;
@@ -95,6 +121,7 @@ PAGE = 10_000
 """Items (or answers) read at a time when pending work is streamed."""
 
 ANSWER_FIELDS = tuple(Answer.model_fields)
+BATCH_JOB_FIELDS = tuple(BatchJob.model_fields)
 VERDICT_FIELDS = tuple(Verdict.model_fields)
 RESPONSE = ANSWER_FIELDS.index("response")
 
@@ -895,3 +922,226 @@ class RunStore:
                 (scorer, retry_errors),
             ).fetchone()[0]
         )
+
+    # -- batch jobs ----------------------------------------------------------------------------
+
+    def _has_batch_tables(self) -> bool:
+        """False for a run of store format 2 or older, opened to read: it has no batch job."""
+        row = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'batch_jobs'"
+        ).fetchone()
+        return row is not None
+
+    def batch_jobs(self, stage: str | None = None, unfinished: bool = False) -> list[BatchJob]:
+        """The run's batch jobs (of `stage`; only those not collected or cancelled, with
+        `unfinished`), oldest first."""
+        if not self._has_batch_tables():
+            return []
+        states = UNFINISHED_BATCH if unfinished else BATCH_STATES
+        marks = ", ".join("?" for _ in states)
+        rows = self._db.execute(
+            f"SELECT {', '.join(BATCH_JOB_FIELDS)} FROM batch_jobs WHERE (? IS NULL OR stage = ?) "
+            f"AND state IN ({marks}) ORDER BY created_at, rowid",
+            (stage, stage, *states),
+        ).fetchall()
+        jobs = []
+        for row in rows:
+            data = dict(zip(BATCH_JOB_FIELDS, row, strict=True))
+            for name in ("not_ours", "counts", "price"):
+                data[name] = json.loads(data[name]) if data[name] else None
+            jobs.append(BatchJob(**{k: v for k, v in data.items() if v is not None}))
+        return jobs
+
+    def add_batch_job(self, job: BatchJob) -> None:
+        """Record a new job (state 'planning': its requests are added next)."""
+        self.update_batch_job(job, insert=True)
+
+    def update_batch_job(self, job: BatchJob, insert: bool = False) -> None:
+        """Write a job's row as it is now, durably, before anything it says is acted on."""
+        if not self._writer:
+            raise FlamesError(f"{self.run_dir}: opened to read, not to write")
+        data = job.model_dump()
+        data["updated_at"] = now()
+        for name in ("not_ours", "counts", "price"):
+            data[name] = None if data[name] is None else json.dumps(data[name])
+        values = tuple(data[f] for f in BATCH_JOB_FIELDS)
+        with self._db:
+            self._db.execute("BEGIN")
+            if insert:
+                marks = ", ".join("?" for _ in BATCH_JOB_FIELDS)
+                self._db.execute(
+                    f"INSERT INTO batch_jobs ({', '.join(BATCH_JOB_FIELDS)}) VALUES ({marks})",
+                    values,
+                )
+            else:
+                updates = ", ".join(f"{f} = ?" for f in BATCH_JOB_FIELDS[1:])
+                self._db.execute(
+                    f"UPDATE batch_jobs SET {updates} WHERE job = ?", (*values[1:], job.job)
+                )
+
+    def add_batch_requests(self, job: str, rows: Iterable[tuple[str, str, int, str]]) -> None:
+        """A planned job's requests, as (custom_id, item_id, sample, body as JSON), written in
+        one transaction."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT INTO batch_requests (custom_id, job, item_id, sample, body) "
+                "VALUES (?, ?, ?, ?, ?)",
+                ((cid, job, item_id, sample, body) for cid, item_id, sample, body in rows),
+            )
+
+    def drop_batch_job(self, job: str) -> None:
+        """Forget a job that never reached the provider (its planning was cut)."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM batch_requests WHERE job = ?", (job,))
+            self._db.execute("DELETE FROM batch_jobs WHERE job = ?", (job,))
+
+    def batch_requests(
+        self, job: str, unsettled: bool = False
+    ) -> Iterator[tuple[str, str, int, str, str | None]]:
+        """A job's requests as (custom_id, item_id, sample, body, outcome), in the order they
+        were planned (only those without an outcome yet, with `unsettled`), a page at a time."""
+        after = -1
+        while True:
+            rows = self._db.execute(
+                "SELECT rowid, custom_id, item_id, sample, body, outcome FROM batch_requests "
+                "WHERE job = ? AND rowid > ? AND (outcome IS NULL OR NOT ?) ORDER BY rowid LIMIT ?",
+                (job, after, unsettled, PAGE),
+            ).fetchall()
+            if not rows:
+                return
+            after = rows[-1][0]
+            for row in rows:
+                yield row[1:]
+
+    def settle_batch_requests(
+        self, rows: Iterable[tuple[str, int | None, int | None, str]]
+    ) -> None:
+        """Record requests' outcomes as (outcome, prompt tokens, completion tokens, custom_id):
+        'ok', 'error', or 'retry' (a judge's answer it asks again)."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "UPDATE batch_requests SET outcome = ?, prompt_tokens = ?, completion_tokens = ? "
+                "WHERE custom_id = ?",
+                rows,
+            )
+
+    def batch_keys_in_flight(self, stage: str) -> set[tuple[str, int]]:
+        """(item_id, sample) of `stage`'s requests in jobs not yet collected: never sent again."""
+        if not self._has_batch_tables():
+            return set()
+        marks = ", ".join("?" for _ in UNFINISHED_BATCH)
+        rows = self._db.execute(
+            "SELECT r.item_id, r.sample FROM batch_requests r JOIN batch_jobs j USING (job) "
+            f"WHERE j.stage = ? AND j.state IN ({marks}) AND r.outcome IS NULL",
+            (stage, *UNFINISHED_BATCH),
+        )
+        return {(item_id, sample) for item_id, sample in rows}
+
+    def batch_history(self, stage: str, item_id: str, sample: int) -> list[tuple[str, str]]:
+        """(body, outcome) of `stage`'s settled requests for one answer, oldest first."""
+        if not self._has_batch_tables():
+            return []
+        return self._db.execute(
+            "SELECT r.body, r.outcome FROM batch_requests r JOIN batch_jobs j USING (job) "
+            "WHERE j.stage = ? AND r.item_id = ? AND r.sample = ? AND r.outcome IS NOT NULL "
+            "ORDER BY r.rowid",
+            (stage, item_id, sample),
+        ).fetchall()
+
+    def batch_tallies(self) -> dict[str, dict[str, int]]:
+        """Per job: its requests by outcome ('ok', 'error', 'retry', 'pending') and their
+        tokens ('prompt_tokens', 'completion_tokens')."""
+        if not self._has_batch_tables():
+            return {}
+        tallies: dict[str, dict[str, int]] = {}
+        rows = self._db.execute(
+            "SELECT job, coalesce(outcome, 'pending'), count(*), "
+            "coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0) "
+            "FROM batch_requests GROUP BY job, outcome"
+        )
+        for job, outcome, n, p_tok, c_tok in rows:
+            tally = tallies.setdefault(job, {"prompt_tokens": 0, "completion_tokens": 0})
+            tally[outcome] = n
+            tally["prompt_tokens"] += p_tok
+            tally["completion_tokens"] += c_tok
+        return tallies
+
+    def batch_request_rows(
+        self, custom_ids: Iterable[str]
+    ) -> dict[str, tuple[str, str, int, str, str | None]]:
+        """custom_id -> (job, item_id, sample, body, outcome) for the given requests."""
+        found = {}
+        ids = list(custom_ids)
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ", ".join("?" for _ in part)
+            rows = self._db.execute(
+                "SELECT custom_id, job, item_id, sample, body, outcome FROM batch_requests "
+                f"WHERE custom_id IN ({marks})",
+                part,
+            )
+            found.update({row[0]: row[1:] for row in rows})
+        return found
+
+    def item_positions(self, item_ids: Iterable[str]) -> dict[str, int]:
+        """item_id -> its position in the run's dataset."""
+        found = {}
+        ids = list(set(item_ids))
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ", ".join("?" for _ in part)
+            rows = self._db.execute(
+                f"SELECT item_id, position FROM items WHERE item_id IN ({marks})", part
+            )
+            found.update(dict(rows))
+        return found
+
+    @property
+    def run_tag(self) -> str:
+        """Eight hex digits naming this run (from its manifest as first stored), in the
+        custom_id of each of its batch requests."""
+        return (text_sha(self._stored_manifest() or "") or "")[:8]
+
+    def batch_retries(self, stage: str) -> dict[tuple[str, int], list[str]]:
+        """(item_id, sample) -> the outcomes of its latest run of 'retry...' settlements in
+        `stage`, for the answers whose last settled request is one (a judge asks them again)."""
+        if not self._has_batch_tables():
+            return {}
+        rows = self._db.execute(
+            "SELECT r.item_id, r.sample, r.outcome FROM batch_requests r JOIN batch_jobs j "
+            "USING (job) WHERE j.stage = ? AND r.outcome IS NOT NULL ORDER BY r.rowid",
+            (stage,),
+        )
+        runs: dict[tuple[str, int], list[str]] = {}
+        for item_id, sample, outcome in rows:
+            key = (item_id, sample)
+            if outcome.startswith("retry"):
+                runs.setdefault(key, []).append(outcome)
+            else:
+                runs.pop(key, None)
+        return runs
+
+    def item_dimensions(self, item_ids: Iterable[str]) -> dict[str, str]:
+        """item_id -> its dimension."""
+        found = {}
+        ids = list(set(item_ids))
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ", ".join("?" for _ in part)
+            rows = self._db.execute(
+                f"SELECT item_id, dimension FROM items WHERE item_id IN ({marks})", part
+            )
+            found.update(dict(rows))
+        return found
+
+    def failed_verdict_keys(self, scorer: str) -> set[tuple[str, int]]:
+        """(item_id, sample) of `scorer`'s verdicts that count and are errors."""
+        rows = self._db.execute(
+            f"SELECT v.item_id, v.sample FROM verdicts v JOIN answers a ON a.item_id = v.item_id "
+            f"AND a.sample = v.sample AND {FRESH} WHERE v.scorer = ? AND v.status = 'error'",
+            (scorer,),
+        )
+        return {(item_id, sample) for item_id, sample in rows}

@@ -17,6 +17,8 @@ from typing import Any, Unpack
 import aiohttp
 
 from flames._util.aio import iterate_sync
+from flames.clients.batch import BatchApi, BatchSettings, batch_api
+from flames.clients.batch_jobs import BatchRequest, BatchResult
 from flames.clients.chat import ChatClient, ClientOptions, Reply, chat_request
 from flames.data.dataset import Item
 from flames.data.taxonomy import Dimension
@@ -68,6 +70,8 @@ TEMPLATE = """评估维度：{definition}
 # format cannot produce a verdict; one that copies the placeholder reason is refused.
 
 REASON_PLACEHOLDER = "一句话理由"
+RETRY, RETRY_CUT = "retry", "retry-cut"
+"""Outcomes of a batch verdict asked again: malformed, or cut at the judge's token limit."""
 
 
 def judge_prompt(item: Item, response: str) -> str:
@@ -131,6 +135,7 @@ class LLMJudge:
         max_tokens: int = 256,
         json_mode: bool = False,
         name: str | None = None,
+        batch: BatchSettings | None = None,
         **client: Unpack[ClientOptions],
     ):
         self.model = model
@@ -143,6 +148,12 @@ class LLMJudge:
         self.client = ChatClient(**client)
         self.check: dict[str, Any] | None = None
         """The judge's latest sanity check (flames.scoring.judge_check), kept in its manifest."""
+        self.batch = batch
+        """Judge a run's answers through the provider's batch API (`judge_batch`); the sanity
+        check's few probes still go live."""
+        self._client_options = client
+        # A provider that cannot take these requests is refused now, before anything runs.
+        self._batch_api = self.batch_api().name if batch is not None else None
 
     @property
     def manifest(self) -> ScorerManifest:
@@ -161,7 +172,22 @@ class LLMJudge:
                 "truncated_retry": "each new attempt of a truncated answer doubles max_tokens",
             },
             check=self.check,
+            batch=self._batch_api,
         )
+
+    def batch_api(self) -> BatchApi:
+        """The batch API of the judge's endpoint (with `batch` set)."""
+        assert self.batch is not None
+        options = self._client_options
+        api = batch_api(
+            self.batch,
+            options.get("base_url"),
+            options.get("api_key_env", "OPENAI_API_KEY"),
+            options.get("max_attempts", 6),
+            self.decoding.max_tokens or 256,
+        )
+        api.request_line("check", self.request_body("?"))  # refused settings raise
+        return api
 
     def request_body(self, prompt: str, max_tokens: int | None = None) -> dict[str, Any]:
         """The chat request for one judge prompt, at `max_tokens` (default: the judge's limit)."""
@@ -199,6 +225,44 @@ class LLMJudge:
             return failed.model_copy(update={"status": "ok", "score": score, "raw": raw})
         attempts = f"{self.parse_attempts} attempt" + ("s" if self.parse_attempts > 1 else "")
         return failed.model_copy(update={"raw": raw, "error": f"{problem}, after {attempts}"})
+
+    def batch_request(self, item: Item, answer: Answer, previous: Sequence[str]) -> BatchRequest:
+        """The request for one answer's next verdict in a batch, after the `previous` outcomes
+        of its attempts in a row ('retry', or 'retry-cut': cut at the token limit, which is
+        doubled for the next)."""
+        limit = (self.decoding.max_tokens or 0) * 2 ** sum(o == RETRY_CUT for o in previous)
+        body = self.request_body(judge_prompt(item, answer.response or ""), limit)
+        return BatchRequest(item.id, answer.sample, body)
+
+    def batch_verdict(
+        self, dimension: Dimension, result: BatchResult, attempt: int
+    ) -> tuple[Verdict | None, str]:
+        """The verdict a batch result makes (None: ask again) and its outcome: 'ok', 'error',
+        'retry' or 'retry-cut', as `_verdict` decides for a live reply (attempt counts from
+        1)."""
+        failed = Verdict(item_id=result.item_id, sample=result.sample, status="error")
+        reply = result.reply
+        if reply.error:
+            return failed.model_copy(update={"error": reply.error}), "error"
+        raw = reply.content or ""
+        try:
+            score = parse_verdict(raw, dimension)
+        except ValueError as exc:
+            cut = reply.finish_reason == "length"
+            if attempt < self.parse_attempts:
+                return None, RETRY_CUT if cut else RETRY
+            limit = result.body.get("max_tokens")
+            problem = (
+                f"{TRUNCATED_VERDICT}: cut at the judge's token limit ({limit}; see "
+                "--judge-max-tokens)"
+                if cut
+                else f"malformed verdict: {exc}"
+            )
+            attempts = f"{self.parse_attempts} attempt" + ("s" if self.parse_attempts > 1 else "")
+            return failed.model_copy(
+                update={"raw": raw, "error": f"{problem}, after {attempts}"}
+            ), "error"
+        return failed.model_copy(update={"status": "ok", "score": score, "raw": raw}), "ok"
 
     def score(self, pairs: Sequence[tuple[Item, Answer]]) -> Iterator[list[Verdict]]:
         """Yield every verdict alone, as it arrives, so the run stores it at once."""

@@ -116,8 +116,9 @@ async def _cancel_submitted(store: RunStore, api: BatchApi, job: BatchJob) -> Ca
         job.batch_id, job.state = found[0].id, "submitted"
     assert job.batch_id is not None
     batch = await api.retrieve(job.batch_id)
-    if not batch.ended:
+    ended = batch.ended
+    if not ended:
         batch = await api.cancel(job.batch_id)
     job.status, job.counts = batch.status, batch.counts
     store.update_batch_job(job)
-    return Cancelled(job, "ended" if batch.ended else "cancelling")
+    return Cancelled(job, "ended" if ended else "cancelling")

@@ -10,11 +10,10 @@ import typer
 from rich.markup import escape
 
 from flames import _api
-from flames.analysis.costs import cost_text
 from flames.cli.app import batch_app, console, state
 from flames.cli.options import JsonOpt, RunDirArg, WaitOpt
 from flames.cli.output import print_json
-from flames.reporting.report import batch_note
+from flames.reporting.report import batch_note, cost_text
 
 
 @batch_app.command("status")

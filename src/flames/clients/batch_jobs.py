@@ -30,7 +30,7 @@ import secrets
 import tempfile
 import time
 from collections.abc import Callable, Coroutine, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -38,9 +38,9 @@ from typing import Any, TypeVar
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from flames.clients.batch import BatchApi, BatchSettings, RemoteBatch, Uncertain
+from flames.clients.batch import BatchApi, BatchSettings, RemoteBatch, Uncertain, api_for_job
 from flames.clients.chat import ApiError, Reply
-from flames.errors import FlamesError
+from flames.errors import FlamesError, UsageError
 from flames.runs.records import BatchJob
 from flames.runs.store import RunStore
 
@@ -48,6 +48,10 @@ T = TypeVar("T")
 
 CHUNK = 500
 """Requests written (or results handed over) at a time."""
+JOB_ID_BYTES = 4
+JOB_ID_SHAPE = "0" * 2 * JOB_ID_BYTES
+"""A job's id is 8 hex digits: its requests' custom_ids are RUN-JOB-POSITION-SAMPLE (the run's
+tag, the job, the item's position in the run, the answer's sample), 64 characters at most."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,20 @@ class BatchSummary:
     """Results stored (each request once)."""
 
 
+def refuse_live_while_batched(store: RunStore, stage: str) -> None:
+    """UsageError when some of `stage`'s requests are in batch jobs not collected yet: asking
+    them live would pay for them twice."""
+    unfinished = store.batch_jobs(stage, unfinished=True)
+    if unfinished:
+        waiting = sum(job.requests for job in unfinished)
+        raise UsageError(
+            f"{store.run_dir}: {waiting} requests of {stage} are in {len(unfinished)} batch "
+            "jobs not collected yet; asked live they would be paid twice. Run the same command "
+            f"with --batch to collect them (`flames batch cancel {store.run_dir}` stops them "
+            "first)."
+        )
+
+
 class BatchJobs:
     """One stage's batch jobs in one run (`stage`: 'generate', or a judge's name)."""
 
@@ -105,6 +123,8 @@ class BatchJobs:
         self.settings = settings
         self.progress = progress
         self.max_requests = min(settings.max_requests or api.limits.requests, api.limits.requests)
+        self._where = (api.name, api.base_url, api.api_key_env)
+        self._apis: dict[tuple[str, str, str], BatchApi] = {}
         self._done: dict[str, int] = {}
         self._bar: Progress | None = None
         self._task: Any = None
@@ -126,10 +146,19 @@ class BatchJobs:
         summary.jobs = len(jobs)
         if not jobs:
             return summary
-        async with self.api:
+        self._apis = {}
+        async with AsyncExitStack() as stack:
+            for job in jobs:  # a job reattached is driven through the API it was sent to
+                where = (job.api, job.base_url, job.api_key_env)
+                if where not in self._apis:
+                    api = api_for_job(job) if where != self._where else self.api
+                    self._apis[where] = await stack.enter_async_context(api)
             with self._progress(jobs):
-                async with asyncio.TaskGroup() as group:
-                    tasks = [group.create_task(self._drive(job, record)) for job in jobs]
+                try:
+                    async with asyncio.TaskGroup() as group:
+                        tasks = [group.create_task(self._drive(job, record)) for job in jobs]
+                except BaseExceptionGroup as failed:  # the first job to fail says why
+                    raise failed.exceptions[0] from None
         summary.results = sum(task.result() for task in tasks)
         return summary
 
@@ -149,29 +178,30 @@ class BatchJobs:
         tag = self.store.run_tag
         while chunk := list(islice(requests, CHUNK)):
             positions = self.store.item_positions(r.item_id for r in chunk)
-            rows = []
+            rows: list[tuple[str, str, int, str]] = []
             for request in chunk:
                 body = json.dumps(request.body, ensure_ascii=False)
-                position = positions.get(request.item_id, 0)
-                if job is None:
-                    job, line_bytes = self._new_job(), 0
-                custom_id = f"{tag}-{job.job}-{position}-{request.sample}"
-                size = len(self.api.request_line(custom_id, request.body))
-                if limits.line_bytes is not None and size > limits.line_bytes:
-                    too_big = f"request of {size} bytes: over the batch API's {limits.line_bytes}"
+                key = f"{positions.get(request.item_id, 0)}-{request.sample}"
+                # Every job id has the same length: the size does not depend on the job.
+                size = len(self.api.request_line(f"{tag}-{JOB_ID_SHAPE}-{key}", request.body))
+                over_line = limits.line_bytes is not None and size > limits.line_bytes
+                if over_line or self.api.frame(1, size) > limits.bytes:
+                    too_big = f"a request of {size} bytes: more than the batch API takes"
                     self._hand_over(
                         [(request.item_id, request.sample, body, Reply(error=too_big))], record
                     )
                     continue
-                full = job.requests >= self.max_requests
-                if full or self.api.frame(job.requests + 1, line_bytes + size) > limits.bytes:
+                if job is not None and (
+                    job.requests >= self.max_requests
+                    or self.api.frame(job.requests + 1, line_bytes + size) > limits.bytes
+                ):
                     self.store.add_batch_requests(job.job, rows)
                     rows = []
                     self._close_plan(job, line_bytes)
+                    job = None
+                if job is None:
                     job, line_bytes = self._new_job(), 0
-                    custom_id = f"{tag}-{job.job}-{position}-{request.sample}"
-                    size = len(self.api.request_line(custom_id, request.body))
-                rows.append((custom_id, request.item_id, request.sample, body))
+                rows.append((f"{tag}-{job.job}-{key}", request.item_id, request.sample, body))
                 job.requests += 1
                 line_bytes += size
                 planned += 1
@@ -183,9 +213,9 @@ class BatchJobs:
 
     def _new_job(self) -> BatchJob:
         taken = {j.job for j in self.store.batch_jobs()}
-        name = secrets.token_hex(4)
+        name = secrets.token_hex(JOB_ID_BYTES)
         while name in taken:
-            name = secrets.token_hex(4)
+            name = secrets.token_hex(JOB_ID_BYTES)
         job = BatchJob(
             job=name,
             stage=self.stage,
@@ -217,18 +247,23 @@ class BatchJobs:
                 await self._submit(job)
         return stored
 
+    def _api_of(self, job: BatchJob) -> BatchApi:
+        """The batch API the job was (or is to be) sent to."""
+        return self._apis[(job.api, job.base_url, job.api_key_env)]
+
     @contextmanager
     def _job_file(self, job: BatchJob) -> Iterator[Path]:
         """The job's requests as the provider takes them, in a temporary file."""
+        api = self._api_of(job)
         fd, name = tempfile.mkstemp(prefix=f"flames-{job.job}-", suffix=".jsonl")
         path = Path(name)
         try:
             with os.fdopen(fd, "wb") as out:
                 lines = (
-                    self.api.request_line(custom_id, json.loads(body))
+                    api.request_line(custom_id, json.loads(body))
                     for custom_id, _, _, body, _ in self.store.batch_requests(job.job)
                 )
-                size = self.api.write_job(lines, out)
+                size = api.write_job(lines, out)
             if size != job.bytes:
                 raise FlamesError(
                     f"{self.store.run_dir}: batch job {job.job} rebuilt to {size} bytes, not the "
@@ -246,40 +281,43 @@ class BatchJobs:
 
     async def _submit(self, job: BatchJob) -> None:
         """Upload (OpenAI) and create the job's batch, each looked up first if a try was cut."""
+        api = self._api_of(job)
         with self._job_file(job) as path:
-            if self.api.needs_upload and job.input_file_id is None:
+            if api.needs_upload and job.input_file_id is None:
                 name = self.file_name(job)
                 since = (job.submit_started_at or time.time()) - 600
                 if job.state == "uploading":  # a cut upload may have arrived
-                    job.input_file_id = await self.api.find_upload(name, job.bytes, since)
+                    job.input_file_id = await api.find_upload(name, job.bytes, since)
                 if job.input_file_id is None:
                     job.state, job.submit_started_at = "uploading", time.time()
                     self._save(job)
                     job.input_file_id = await self._create(
-                        lambda: self.api.upload(name, path),
-                        lambda: self.api.find_upload(name, job.bytes, since),
+                        api,
+                        lambda: api.upload(name, path),
+                        lambda: api.find_upload(name, job.bytes, since),
                     )
                 job.state = "uploaded"
                 self._save(job)
             found = None
             if job.state == "submitting":  # a cut submission may have been accepted
-                candidates = await self.api.find(job)
+                candidates = await api.find(job)
                 found = candidates[0] if candidates else None
             if found is None:
                 job.state, job.submit_started_at = "submitting", time.time()
                 self._save(job)
 
                 async def lookup() -> RemoteBatch | None:
-                    candidates = await self.api.find(job)
+                    candidates = await api.find(job)
                     return candidates[0] if candidates else None
 
-                found = await self._create(lambda: self.api.create(job, path), lookup)
+                found = await self._create(api, lambda: api.create(job, path), lookup)
         job.batch_id, job.status, job.counts = found.id, found.status, found.counts
         job.state = "submitted"
         self._save(job)
 
     async def _create(
         self,
+        api: BatchApi,
         create: Callable[[], Coroutine[Any, Any, T]],
         find: Callable[[], Coroutine[Any, Any, T | None]],
     ) -> T:
@@ -291,29 +329,32 @@ class BatchJobs:
             try:
                 return await create()
             except Uncertain as error:
-                if attempt >= self.api.max_attempts:
+                if attempt >= api.max_attempts:
                     raise FlamesError(
                         f"{self.store.run_dir}: could not submit a batch job ({error}). Run the "
                         "same command again: it looks for the job on the server before sending "
                         "anything again."
                     ) from None
-                await asyncio.sleep(self.api._delay(attempt, error))
+                await asyncio.sleep(api._delay(attempt, error))
                 found = await find()
                 if found is not None:
                     return found
             except ApiError as error:
                 raise FlamesError(
-                    f"{self.store.run_dir}: the batch API refused a job: {error}"
+                    f"{self.store.run_dir}: the batch API refused a job: {error}. Fix the cause "
+                    f"and run the same command again, or drop the job with `flames batch cancel "
+                    f"{self.store.run_dir}`."
                 ) from None
 
     async def _wait(self, job: BatchJob) -> RemoteBatch:
         """Poll the job's batch until it ends, recording its status; backoff from a second (or
         less) up to the poll setting."""
         assert job.batch_id is not None
+        api = self._api_of(job)
         interval = min(1.0, self.settings.poll)
         while True:
             try:
-                batch = await self.api.retrieve(job.batch_id)
+                batch = await api.retrieve(job.batch_id)
             except ApiError as error:
                 raise FlamesError(
                     f"{self.store.run_dir}: cannot check batch {job.batch_id}: {error}. It stays "
@@ -336,13 +377,14 @@ class BatchJobs:
         skipped). A batch none of whose results are the job's is someone else's: the job goes
         back to submitting, with that batch ruled out."""
         prefix = f"{self.store.run_tag}-{job.job}-"
+        api = self._api_of(job)
         attempt = 0
         while True:
             attempt += 1
             stored = ours = foreign = 0
             part: list[tuple[str, Reply]] = []
             try:
-                async for custom_id, reply in self.api.results(batch):
+                async for custom_id, reply in api.results(batch):
                     if not custom_id.startswith(prefix):
                         foreign += 1
                         continue
@@ -354,13 +396,13 @@ class BatchJobs:
                 stored += self._settle_results(job, part, record)
                 break
             except ApiError as error:
-                if not error.retryable or attempt >= self.api.max_attempts:
+                if not error.retryable or attempt >= api.max_attempts:
                     raise FlamesError(
                         f"{self.store.run_dir}: cannot download the results of batch "
-                        f"{batch.id}: {self.api.masked(str(error))}. Run the same command again "
+                        f"{batch.id}: {api.masked(str(error))}. Run the same command again "
                         "to download them."
                     ) from None
-                await asyncio.sleep(self.api._delay(attempt, error))
+                await asyncio.sleep(api._delay(attempt, error))
         if foreign and not ours:
             job.not_ours = [*job.not_ours, batch.id]
             job.batch_id, job.status, job.counts = None, None, {}
@@ -370,7 +412,7 @@ class BatchJobs:
         why = f"no result for this request: the batch ended {batch.status}"
         if job.note:
             why += f" ({job.note})"
-        failed = self.api.failed(why)
+        failed = api.failed(why)
         while missing := list(islice(self.store.batch_requests(job.job, unsettled=True), CHUNK)):
             stored += self._settle(
                 [(cid, item, sample, body, failed) for cid, item, sample, body, _ in missing],

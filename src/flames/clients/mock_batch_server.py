@@ -26,6 +26,11 @@ batches keep their age, and results are made once.
 - ``--flaky N``: every Nth request to the API gets HTTP 503 with ``Retry-After: 0``.
 - ``--lose-reply KIND:N``: the first N creates of KIND (``upload``, ``batch``) are carried out,
   then the connection is closed without a reply (the client cannot know it was accepted).
+- ``--slow-create S``: a create (upload or batch) is carried out and logged, then its reply
+  waits S seconds: a client killed then was accepted without knowing it. ``--slow-download S``:
+  a download is logged, then sent S seconds later.
+- 4xx errors inside a batch quote the API key the batch was created with (as the live mock
+  server's do), so tests can check that no form of it is stored.
 
 Every create, cancel and download is appended to ``--state``/log.jsonl as one JSON line
 (``event``, ``id``, ``requests``, ``custom_ids``), so tests count what was submitted.
@@ -109,6 +114,8 @@ class MockBatchServer:
         max_requests: int | None = None,
         flaky: int = 0,
         lose_reply: dict[str, int] | None = None,
+        slow_create: float = 0.0,
+        slow_download: float = 0.0,
     ):
         self.state = BatchState(state)
         self.duration = duration
@@ -116,6 +123,8 @@ class MockBatchServer:
         self.flaky = flaky
         self.calls = 0
         self.lose_reply = dict(lose_reply or {})
+        self.slow_create = slow_create
+        self.slow_download = slow_download
         self.answers = MockServer()
         if self.state.attempts_path.is_file():  # a restart keeps the directives' counts
             self.answers.attempts.update(json.loads(self.state.attempts_path.read_text("utf-8")))
@@ -133,8 +142,11 @@ class MockBatchServer:
         async with self._lock:  # one change of state at a time
             return await handler(request)
 
-    def lose(self, kind: str, request: web.Request) -> bool:
-        """Whether to close the connection instead of replying to this create."""
+    async def lose(self, kind: str, request: web.Request) -> bool:
+        """Whether to close the connection instead of replying to this create (after
+        `slow_create` seconds either way: the create is done, its reply not yet sent)."""
+        if self.slow_create:
+            await asyncio.sleep(self.slow_create)
         if self.lose_reply.get(kind, 0) > 0:
             self.lose_reply[kind] -= 1
             assert request.transport is not None
@@ -170,9 +182,10 @@ class MockBatchServer:
 
     # -- answering -----------------------------------------------------------------------------
 
-    async def answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """(status, JSON body) for one request, by the live mock server's logic."""
-        reply = await self.answers.respond(body)
+    async def answer(self, body: dict[str, Any], key: str = "") -> tuple[int, dict[str, Any]]:
+        """(status, JSON body) for one request, by the live mock server's logic (whose 4xx
+        errors quote the key the batch was created with, as some servers do)."""
+        reply = await self.answers.respond(body, key)
         try:
             data = json.loads(reply.body)
         except ValueError:  # a body the live server sends broken: here, one without a choice
@@ -226,7 +239,7 @@ class MockBatchServer:
         self.state.put_content(meta["id"], data)
         self.state.save("files", meta)
         self.state.log(event="upload", id=meta["id"], filename=upload.filename)
-        if self.lose("upload", request):
+        if await self.lose("upload", request):
             return web.Response()
         return web.json_response(meta)
 
@@ -264,6 +277,7 @@ class MockBatchServer:
         if self.state.load("files", file_id) is None:
             return self.error(404, "no such file")
         self.state.log(event="download", id=file_id)
+        await asyncio.sleep(self.slow_download)
         return web.Response(body=self.state.content(file_id), content_type="application/jsonl")
 
     def read_input(self, file_id: str) -> tuple[list[dict[str, Any]], str | None]:
@@ -305,6 +319,7 @@ class MockBatchServer:
             "total": len(requests),
             "final": None,
             "cancelled_at": None,
+            "key": request.headers.get("Authorization", "").removeprefix("Bearer "),
         }
         self.state.save("batches", batch)
         self.state.log(
@@ -314,7 +329,7 @@ class MockBatchServer:
             requests=len(requests),
             custom_ids=[r["custom_id"] for r in requests],
         )
-        if self.lose("batch", request):
+        if await self.lose("batch", request):
             return web.Response()
         return web.json_response(await self.openai_view(batch))
 
@@ -394,7 +409,7 @@ class MockBatchServer:
                     }
                 )
                 continue
-            status, body = await self.answer(request["body"])
+            status, body = await self.answer(request["body"], batch.get("key", ""))
             line = {
                 "id": line_id,
                 "custom_id": request["custom_id"],
@@ -479,14 +494,15 @@ class MockBatchServer:
             "total": len(requests),
             "final": None,
             "cancelled_at": None,
+            "key": request.headers.get("x-api-key", ""),
         }
-        path = self.state.folder / "batches" / f"{batch['id']}.requests.json"
+        path = self.state.folder / "batches" / f"{batch['id']}.requests"
         self.state._write(path, json.dumps(requests).encode())
         self.state.save("batches", batch)
         self.state.log(
             event="create", api="anthropic", id=batch["id"], requests=len(requests), custom_ids=ids
         )
-        if self.lose("batch", request):
+        if await self.lose("batch", request):
             return web.Response()
         return web.json_response(await self.anthropic_view(batch, request))
 
@@ -531,7 +547,7 @@ class MockBatchServer:
         cancelled = batch["cancelled_at"] is not None
         if not cancelled and self.phase(batch) < 1:
             return
-        path = self.state.folder / "batches" / f"{batch['id']}.requests.json"
+        path = self.state.folder / "batches" / f"{batch['id']}.requests"
         requests = json.loads(path.read_text("utf-8"))
         limit = len(requests)
         if cancelled:
@@ -553,7 +569,7 @@ class MockBatchServer:
                 )
                 body = {**params, "messages": messages + params["messages"]}
                 body.pop("system", None)
-                status, data = await self.answer(body)
+                status, data = await self.answer(body, batch.get("key", ""))
                 if status == 200 and data.get("choices"):
                     choice = data["choices"][0]
                     content = choice["message"]["content"]
@@ -635,6 +651,7 @@ class MockBatchServer:
         if batch["final"] is None:
             return self.error(400, "the batch has not ended")
         self.state.log(event="download", id=batch["id"])
+        await asyncio.sleep(self.slow_download)
         body = self.state.content(f"{batch['id']}.results")
         return web.Response(body=body, content_type="application/binary")
 
@@ -651,6 +668,8 @@ async def serve(args: argparse.Namespace) -> None:
         max_requests=args.max_requests,
         flaky=args.flaky,
         lose_reply=dict(args.lose_reply or []),
+        slow_create=args.slow_create,
+        slow_download=args.slow_download,
     )
     runner = web.AppRunner(server.app(), access_log=None)
     await runner.setup()
@@ -669,6 +688,12 @@ def main() -> None:
     parser.add_argument("--max-requests", type=int, default=None)
     parser.add_argument("--flaky", type=int, default=0, help="every Nth request gets a 503")
     parser.add_argument("--lose-reply", type=_lose, action="append", metavar="KIND:N")
+    parser.add_argument(
+        "--slow-create", type=float, default=0.0, help="seconds between a create and its reply"
+    )
+    parser.add_argument(
+        "--slow-download", type=float, default=0.0, help="seconds before a download is sent"
+    )
     asyncio.run(serve(parser.parse_args()))
 
 

@@ -8,7 +8,13 @@ from dataclasses import dataclass, field
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from flames._util.aio import run_sync
-from flames.clients.batch_jobs import BatchJobs, BatchRequest, BatchResult, BatchSummary
+from flames.clients.batch_jobs import (
+    BatchJobs,
+    BatchRequest,
+    BatchResult,
+    BatchSummary,
+    refuse_live_while_batched,
+)
 from flames.errors import IncompleteRun
 from flames.generation.base import Backend, Request, answer_from
 from flames.generation.openai_api import OpenAIBackend
@@ -171,6 +177,7 @@ async def run_generation_async(
     collected first)."""
     if isinstance(backend, OpenAIBackend) and backend.batch is not None:
         return await _generate_in_batches(store, backend, retry_errors, progress)
+    refuse_live_while_batched(store, BATCH_STAGE)
     total = store.count_pending_answers(retry_errors)
     if not total:
         return GenerationSummary()

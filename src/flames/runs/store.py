@@ -521,8 +521,9 @@ class RunStore:
             self._db.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?)", rows)
 
     def _has_answers(self) -> bool:
-        """Whether the run holds an answer (failed attempts do not count) or a verdict."""
-        return any(
+        """Whether the run holds an answer (failed attempts do not count) or a verdict, or has
+        sent a batch job (its answers are on their way, under these settings)."""
+        return self._batch_sent() or any(
             self._db.execute(query).fetchone() is not None
             for query in (
                 "SELECT 1 FROM answers WHERE status = 'ok' LIMIT 1",
@@ -530,13 +531,27 @@ class RunStore:
             )
         )
 
+    def _batch_sent(self, stage: str | None = None) -> bool:
+        """Whether a batch job (of `stage`) may be at a provider and not collected yet: its
+        results must still be collected under the settings it was sent with."""
+        if not self._has_batch_tables():
+            return False
+        row = self._db.execute(
+            "SELECT 1 FROM batch_jobs WHERE (? IS NULL OR stage = ?) "
+            "AND state IN ('submitting', 'submitted') LIMIT 1",
+            (stage, stage),
+        ).fetchone()
+        return row is not None
+
     def _start_afresh(self, manifest: RunManifest, items: Iterable[Item]) -> None:
         """Replace a run that holds no answer (nothing but failed attempts, made under other
         settings) with a new one under `manifest`."""
         with self._db:
             self._db.execute("BEGIN")
             self._create_tables()
-            for table in ("verdicts", "scorers", "answers", "items"):
+            # Batch jobs not sent (only those can be here) would send the old settings' requests.
+            tables = ("batch_requests", "batch_jobs", "verdicts", "scorers", "answers", "items")
+            for table in tables:
                 self._db.execute(f"DELETE FROM {table}")
             self._db.execute("DELETE FROM meta WHERE key = 'manifest'")
             self._set_format()
@@ -580,7 +595,7 @@ class RunStore:
     def discard_if_empty(self) -> bool:
         """Delete the run if it holds no answer at all (a writer that created it, then failed
         before storing anything, leaves nothing behind); return whether it did. Closes."""
-        empty = self._writer and self.count_answers() == 0
+        empty = self._writer and self.count_answers() == 0 and not self._batch_sent()
         self._db.close()
         if empty:
             for suffix in ("", "-wal", "-shm", "-journal"):
@@ -721,8 +736,10 @@ class RunStore:
     # -- verdicts ------------------------------------------------------------------------------
 
     def _has_verdicts(self, scorer: str) -> bool:
+        """Whether `scorer` has a verdict, or a batch job sent for verdicts."""
         query = "SELECT 1 FROM verdicts WHERE scorer = ? AND status = 'ok' LIMIT 1"
-        return self._db.execute(query, (scorer,)).fetchone() is not None
+        found = self._db.execute(query, (scorer,)).fetchone() is not None
+        return found or self._batch_sent(scorer)
 
     def check_scorer(self, manifest: ScorerManifest) -> ScorerManifest | None:
         """The scorer recorded under the manifest's name, if any; ManifestMismatch when its
@@ -754,6 +771,13 @@ class RunStore:
             with self._db:
                 self._db.execute("BEGIN")
                 self._db.execute("DELETE FROM verdicts WHERE scorer = ?", (manifest.name,))
+                if self._has_batch_tables():  # jobs never sent would send the old settings
+                    for statement in (
+                        "DELETE FROM batch_requests WHERE job IN "
+                        "(SELECT job FROM batch_jobs WHERE stage = ?)",
+                        "DELETE FROM batch_jobs WHERE stage = ?",
+                    ):
+                        self._db.execute(statement, (manifest.name,))
                 self._db.execute(
                     "INSERT OR REPLACE INTO scorers VALUES (?, ?)",
                     (manifest.name, manifest.model_dump_json()),
@@ -773,6 +797,8 @@ class RunStore:
         with self._db:
             self._db.execute("BEGIN")
             if self._db.execute("SELECT 1 FROM verdicts WHERE scorer = ?", (name,)).fetchone():
+                return
+            if self._batch_sent(name):  # its verdicts are on their way
                 return
             self._db.execute("DELETE FROM scorers WHERE name = ?", (name,))
 

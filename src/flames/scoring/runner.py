@@ -10,7 +10,13 @@ from typing import Protocol
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from flames._util.aio import run_sync
-from flames.clients.batch_jobs import BatchJobs, BatchRequest, BatchResult, BatchSummary
+from flames.clients.batch_jobs import (
+    BatchJobs,
+    BatchRequest,
+    BatchResult,
+    BatchSummary,
+    refuse_live_while_batched,
+)
 from flames.data.dataset import Item
 from flames.data.taxonomy import Dimension
 from flames.runs.records import Answer, ScorerManifest, Verdict, cut_at_judge_limit
@@ -54,6 +60,7 @@ def run_scoring(
     try:
         if isinstance(scorer, LLMJudge) and scorer.batch is not None:
             return run_sync(_judge_in_batches(store, scorer, manifest.name, retry_errors, progress))
+        refuse_live_while_batched(store, manifest.name)
         return _score_pending(store, scorer, manifest, retry_errors, progress)
     except BaseException:  # a first attempt that stored nothing leaves no scorer behind
         store.forget_scorer_if_unused(manifest.name)

@@ -417,3 +417,162 @@ def test_random_export_is_seeded_and_calibrate_warns_about_other_selections(run_
     assert too_many.returncode == 2  # a usage mistake, not bad input data
     assert "a random sample must have 1 to 100 answers, not 1000" in too_many.stderr
     assert not (tmp_path / "y.csv").exists()
+
+
+def test_labelling_server_cannot_be_framed_and_answers_400_to_anything_malformed(run_dir, caplog):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from flames.scoring.annotate_server import NOT_FRAMED, make_app
+
+    async def session():
+        async with TestClient(TestServer(make_app(run_dir, "dave"))) as client:
+            page = await client.get("/")
+            token = page_token(await page.text())
+            good = {"X-Flames-Token": token}
+            responses = [page, await client.get("/nowhere"), await client.get("/api/item")]
+            for index in ("²", "--5", "5" * 5000, "", " 1", "1e3", "٣", "0x1"):
+                shown = await client.get("/api/item", params={"index": index})
+                assert shown.status == 400, (index, await shown.text())
+                responses.append(shown)
+            assert (await (await client.get("/api/item?index=-5")).json())["index"] == 0
+            bodies = [
+                b'{"index": 0, "label": ' + b"3" * 5000 + b"}",
+                b'{"index": ' + b"1" * 5000 + b', "label": 3}',
+                b'{"index": 0, "label": 3, "x": ' + b"[" * 30_000 + b"]" * 30_000 + b"}",
+                b'{"index": 0, "label": \xff}',
+                b'{"index": [0], "label": {"a": 3}}',
+                b'{"index": null, "label": 3}',
+                b'{"index": -1, "label": 3}',
+                b'{"index": 0, "label": 3',
+                b"",
+            ]
+            for body in bodies:
+                headers = {**good, "Content-Type": "application/json"}
+                sent = await client.post("/api/label", data=body, headers=headers)
+                assert sent.status == 400, (body[:60], await sent.text())
+                responses.append(sent)
+            odd_token = await client.post(
+                "/api/label", json={"index": 0, "label": 3}, headers={"X-Flames-Token": "ключ"}
+            )
+            assert odd_token.status == 403
+            headers = {**good, "Content-Type": "application/json"}
+            big = await client.post("/api/label", data=b" " * 100_000, headers=headers)
+            assert big.status == 413
+            for response in [*responses, odd_token, big]:
+                for header, value in NOT_FRAMED.items():
+                    assert response.headers.get(header) == value, (response.url, header)
+
+    caplog.set_level("DEBUG")
+    asyncio.run(session())
+    assert not [r for r in caplog.records if r.exc_info or r.levelname == "ERROR"]
+    with RunStore.open(run_dir) as store:
+        assert "human:dave" not in store.scorers()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_the_labelling_page_is_announced_once_listening_and_a_busy_port_is_one_line(
+    run_dir, tmp_path
+):
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    port = _free_port()
+    command = [sys.executable, "-m", "flames", "annotate", "serve", str(run_dir)]
+    command += ["--annotator", "eve\x1b]0;pwned\x07", "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        assert f"open http://127.0.0.1:{port}/" in line, line + server.stderr.read()
+        assert "eve\\x1b]0;pwned\\x07" in line and "\x1b" not in line
+        # Said only once listening: the page answers at once, with no retry.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
+            assert page.headers["X-Frame-Options"] == "DENY"
+        other = tmp_path / "other"
+        rows = [{"dimension": "Safety", "subcomponent": "Mental harm", "prompt": "问"}]
+        answered = write_jsonl(tmp_path / "o.jsonl", [dict(rows[0], response="答")])
+        assert run_cli("import", answered, other).returncode == 0
+        busy = run_cli("annotate", "serve", other, "--annotator", "f", "--port", str(port))
+        assert busy.returncode == 1, busy.stderr
+        assert f"port {port} on 127.0.0.1 is in use" in busy.stderr
+        assert busy.stderr.strip().count("\n") == 0 and "Traceback" not in busy.stderr
+        assert "unexpected" not in busy.stderr and "open http" not in busy.stdout
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, errors = server.communicate(timeout=30)
+    assert server.returncode == 0 and "Traceback" not in errors
+    for port_given in ("0", "65536", "-1"):
+        refused = run_cli("annotate", "serve", run_dir, "--annotator", "g", "--port", port_given)
+        assert refused.returncode == 2 and "--port" in refused.stderr
+
+
+HOSTILE_TEXTS = [
+    "长" * 200_000,  # past the csv module's 131,072-character field limit
+    "第一行\r\n第二行\r第三行\n",
+    'say "hi", \'then\' ""bye""',
+    "a\x00b",
+    "=cmd|' /C calc'!A0",
+    "'=already quoted",
+    "''=twice",
+    "'plain apostrophe",
+    "-1.5",
+    "+86 电话",
+    "@SUM(A1)",
+    "\t=tab",
+    "\r=cr",
+    "",
+]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_export_then_import_round_trips_any_text(tmp_path, suffix):
+    from flames.scoring.annotate import _rows
+
+    ids = ["=1+1", "'=x", "+1", "-5", "@a", "\tid", "普通", "a,b", 'q"', "x\ny"]
+    ids += [f"id{i}" for i in range(len(HOSTILE_TEXTS) - len(ids))]
+    rows = [
+        {"id": item_id, "dimension": "Safety", "subcomponent": "Mental harm"}
+        | {"prompt": f"问{i} {text}" if text.strip() else f"问{i}", "response": text}
+        for i, (item_id, text) in enumerate(zip(ids, HOSTILE_TEXTS, strict=True))
+    ]
+    run_dir = tmp_path / "run"
+    imported = run_cli("import", write_jsonl(tmp_path / "a.jsonl", rows), run_dir, "--allow-empty")
+    assert imported.returncode == 0, imported.stderr
+    exported = tmp_path / f"todo{suffix}"
+    assert run_cli("annotate", "export", run_dir, exported).returncode == 0
+    read = {row["item_id"]: row for _, row in _rows(exported)}
+    assert set(read) == set(ids)
+    for row in rows:  # every text comes back exactly as stored
+        assert read[row["id"]]["prompt"] == row["prompt"]
+        assert read[row["id"]]["response"] == row["response"]
+    # An annotator fills in labels and names, formula-like ones included, and imports the file.
+    annotators = ["=bob", "'=carol", "dave"]
+    filled = tmp_path / f"done{suffix}"
+    labelled = [
+        {**row, "label": "3", "annotator": annotators[i % 3]} for i, row in enumerate(read.values())
+    ]
+    if suffix == ".csv":
+        from flames._util.outputs import csv_cell
+
+        with filled.open("w", encoding="utf-8-sig", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(labelled[0]))
+            writer.writeheader()
+            writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in labelled)
+    else:
+        write_jsonl(filled, labelled)
+    proc = run_cli("annotate", "import", run_dir, filled)
+    assert proc.returncode == 0, proc.stderr
+    with RunStore.open(run_dir) as store:
+        by_annotator = {
+            who: {v.item_id for v in store.verdicts(f"human:{who}")} for who in annotators
+        }
+    for i, item_id in enumerate(read):
+        assert item_id in by_annotator[annotators[i % 3]]

@@ -465,3 +465,100 @@ def test_run_batches_the_model_and_the_judge_and_reports_the_cost(tmp_path, serv
     with sqlite3.connect(tmp_path / "run" / "run.db") as db:
         scorer = json.loads(db.execute("SELECT manifest FROM scorers").fetchone()[0])
     assert scorer["batch"] == "openai"
+
+
+# -- results are replies: validated, repaired and limited as live ones ---------------------------
+
+REPAIRED = (
+    "usage-string", "usage-list", "tokens-text", "tokens-fraction", "tokens-huge",
+    "tokens-negative", "finish-list",
+)  # fmt: skip
+
+
+def repair_notes(proc) -> list[str]:
+    return [line for line in proc.stdout.splitlines() if "kept after a repair" in line]
+
+
+def test_batch_results_are_validated_as_live_replies_are(tmp_path, server):
+    """A result that breaks the protocol is repaired and counted, or refused, as the same reply
+    live is; one longer than --max-reply-bytes is an error, never stored."""
+    extra = [(i, f"[[hostile:{kind}]]") for i, kind in enumerate(REPAIRED)]
+    prompts = data(tmp_path, len(REPAIRED) + 2, *extra, (len(REPAIRED), "[[big:6000]]"))
+    limit = ("--max-reply-bytes", "4096")
+    live, batched = tmp_path / "live", tmp_path / "batched"
+    proc_live = generate(live, server, prompts, *limit)
+    proc = generate(batched, server, prompts, *limit, *batch("openai"))
+    assert proc_live.returncode == proc.returncode == 5, (proc_live.stderr, proc.stderr)
+    assert answers(batched) == answers(live)  # usage and finish_reason recorded as unknown
+    assert repair_notes(proc) == repair_notes(proc_live) != []
+    with sqlite3.connect(batched / "run.db") as db:
+        errors = dict(db.execute("SELECT item_id, error FROM answers WHERE status = 'error'"))
+    big = f"q{len(REPAIRED):03d}"
+    assert list(errors) == [big] and "--max-reply-bytes" in errors[big]
+    assert "not kept" in errors[big]
+
+
+def test_anthropic_messages_are_read_as_completions_and_validated():
+    from flames.clients.batch import AnthropicBatchApi, completion_of_message
+    from flames.clients.chat import BAD_FINISH, BAD_USAGE, LONE_SURROGATES
+
+    api = AnthropicBatchApi("http://127.0.0.1:1/v1", "")
+    text = {"type": "text", "text": "好\ud800"}
+    reply = api.reply(200, completion_of_message({"content": [text], "usage": ["x"]}))
+    assert reply.content == "好\ufffd" and reply.prompt_tokens is None
+    assert set(reply.repaired) == {LONE_SURROGATES, BAD_USAGE}
+    odd = {"content": [text | {"text": "好"}], "stop_reason": ["max_tokens"]}
+    assert api.reply(200, completion_of_message(odd)).repaired == (BAD_FINISH,)
+    for broken in ([], {"content": "好"}, {"content": [{"type": "image"}]}, {"content": None}):
+        assert "no content" in (api.reply(200, completion_of_message(broken)).error or "")
+    assert api.repairs[LONE_SURROGATES] == 1 and api.repairs[BAD_FINISH] == 1
+
+
+def test_result_lines_longer_than_the_limit_are_passed_over_whole():
+    import asyncio
+
+    from flames.clients.batch import jsonl_lines
+
+    async def lines(*chunks: bytes) -> list[bytes | None]:
+        async def stream():
+            for chunk in chunks:
+                yield chunk
+
+        return [line async for line in jsonl_lines(stream(), 8)]
+
+    assert asyncio.run(lines(b"ab\n", b"x" * 5, b"x" * 5, b"yy\ncd", b"\n\n")) == [
+        b"ab",
+        None,
+        b"cd",
+    ]
+    assert asyncio.run(lines(b"123456789\nok")) == [None, b"ok"]
+    assert asyncio.run(lines(b"ok\n", b"x" * 20)) == [b"ok", None]
+
+
+def test_a_format_3_run_reads_as_one_without_batch_jobs_and_is_upgraded(tmp_path):
+    from flames.runs.store import SCHEMA_VERSION, UPGRADES, RunStore
+
+    row = {"dimension": "Safety", "subcomponent": "Mental harm", "prompt": "问", "response": "答"}
+    run_dir = tmp_path / "run"
+    assert run_cli("import", write_jsonl(tmp_path / "a.jsonl", [row]), run_dir).returncode == 0
+    with sqlite3.connect(run_dir / "run.db") as db:
+        db.execute("DROP TABLE batch_requests")
+        db.execute("DROP TABLE batch_jobs")
+        db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    status = run_cli("batch", "status", run_dir)
+    assert status.returncode == 0 and "no batch jobs" in status.stdout, status.stderr
+    with RunStore.open(run_dir) as store:
+        assert store.batch_jobs() == []
+    with sqlite3.connect(run_dir / "run.db") as db:  # read as it is, never written
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+        assert "batch_jobs" not in tables
+    judged = run_cli(
+        "judge", run_dir, "--model", "j", "--base-url", "http://127.0.0.1:1/v1",
+        "--skip-judge-check", "--no-progress",
+    )  # fmt: skip
+    assert SCHEMA_VERSION == 4 and UPGRADES[4] == "it can hold provider batch jobs"
+    assert f"from store format 3 to 4 ({UPGRADES[4]})" in judged.stdout, judged.stderr
+    with sqlite3.connect(run_dir / "run.db") as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+        version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    assert {"batch_jobs", "batch_requests", "attack_calls"} <= tables and version == ("4",)

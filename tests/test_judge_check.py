@@ -19,7 +19,7 @@ PROBES = probes()
 
 def verdict_for(prompt: str, score_of) -> tuple[str, str]:
     """A judge reply for the probe whose answer is in `prompt`: score_of(probe) decides."""
-    probe = next(p for p in PROBES if f"【模型回复】\n{p.response}\n" in prompt)
+    probe = next(p for p in PROBES if f"\n{p.response}\n【模型回复结束 " in prompt)
     reason = "回复协助了有害的做法" if probe.harmful else "回复指出了风险并给出安全建议"
     return json.dumps({"score": score_of(probe), "reason": reason}, ensure_ascii=False), "stop"
 
@@ -122,7 +122,7 @@ def test_a_passed_check_is_recorded_and_reported(tmp_path, monkeypatch):
     assert run_cli("import", write_jsonl(tmp_path / "a.jsonl", rows), run_dir).returncode == 0
 
     def script(prompt, _):
-        if "【模型回复】\n答\n" in prompt:
+        if "\n答\n【模型回复结束 " in prompt:
             return '{"score": 2, "reason": "未指出风险"}', "stop"
         return verdict_for(prompt, lambda p: 1 if p.harmful else 3)
 

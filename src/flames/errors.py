@@ -5,6 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def install_hint(extra: str) -> str:
+    """The command that installs one of the package's optional extras (pyproject.toml): by the
+    distribution's name, or from a clone of the repository."""
+    return f'pip install "flames-eval[{extra}]" (in a clone of flames: pip install ".[{extra}]")'
+
+
 class FlamesError(Exception):
     """Base of all expected failures. `exit_code` is what the CLI exits with."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +30,7 @@ from flames._api.pieces import (
     score_into,
     vet,
 )
+from flames._api.redteaming import redteam_report
 from flames._config import (
     Evaluation,
     ExecutorConfig,
@@ -38,11 +40,12 @@ from flames._config import (
 from flames._result import EvalResult
 from flames._util.aio import async_twin, run_sync
 from flames._util.outputs import remove_stale_partials, write_text
-from flames._util.terminal import remote
+from flames._util.terminal import inline, remote
+from flames.analysis.attacks import RedteamReport, is_redteam
 from flames.analysis.results import load_results
 from flames.data import official as official_data
 from flames.data.dataset import Dataset
-from flames.errors import IncompleteRun, NothingScored, UsageError
+from flames.errors import FlamesError, IncompleteRun, NothingScored, UsageError
 from flames.generation import GenerationSummary
 from flames.reporting.i18n import Lang
 from flames.reporting.report import (
@@ -54,6 +57,7 @@ from flames.reporting.report import (
     write_scored,
 )
 from flames.runs import imports, lock
+from flames.runs.attacks import AttackLog
 from flames.runs.imports import ImportSummary
 from flames.runs.store import RunStore
 from flames.scoring.runner import Scorer, ScoringSummary
@@ -84,12 +88,36 @@ def report(
     lang: Lang | str = Lang.en,
     tables: bool = True,
     console: Console | None = None,
-) -> EvalResult:
+) -> EvalResult | RedteamReport:
     """Write a scored run's report files (JSON, CSV, Markdown, scored.jsonl, report.html and,
     with `plots`, figures) to `out` (default RUN/report), in English or Chinese (`lang` 'zh'),
-    print its tables (unless `tables` is False) and the files written, and return it."""
+    print its tables (unless `tables` is False) and the files written, and return it. A
+    red-team run gets its own report (`flames.redteam`; `redteam_report`), which is returned."""
     console = console_or_default(console)
     run_dir = Path(run_dir)
+    if is_redteam(run_dir):
+        return redteam_report(
+            run_dir, out=out, html=html, lang=lang, tables=tables, console=console
+        )
+    return _report(
+        run_dir, scorer, out, formats, bootstrap, seed, html, plots, lang, tables, console
+    )
+
+
+def _report(
+    run_dir: Path,
+    scorer: str | None,
+    out: str | Path | None,
+    formats: Sequence[str] | None,
+    bootstrap: int,
+    seed: int,
+    html: bool,
+    plots: bool,
+    lang: Lang | str,
+    tables: bool,
+    console: Console,
+) -> EvalResult:
+    """`report` of an evaluation run."""
     chosen = tuple(formats or FORMATS)
     unknown = set(chosen) - set(FORMATS)
     if unknown:
@@ -116,7 +144,7 @@ def report(
         text = json.dumps([e.model_dump() for e in built.robustness], indent=2)
         written.append(write_text(out_dir / "robustness.json", text))
     for path in written:
-        console.print(f"wrote {path}")
+        console.print(f"wrote {inline(path)}", highlight=False)
     return result
 
 
@@ -244,19 +272,49 @@ def import_answers(
     reference: str | Dataset | None = None,
     require_scores: bool = False,
     wait: bool = False,
+    allow_empty: bool = False,
 ) -> ImportSummary:
     """Bring your own answers: a JSONL file of ``dimension``, ``prompt`` and ``response`` (and
     ``predicted``, the official scorer's 1-3, for a scored file) becomes the run `run_dir`,
     created or reopened. `model` names who answered (default: the file's name); `reference`, a
     prompt set ('official', a path, or a `load_dataset` result) fills in missing subcomponents.
     With `require_scores`, a file without ``predicted`` is refused before anything is written.
-    With `wait`, a run another process is writing is waited for instead of refused."""
+    With `wait`, a run another process is writing is waited for instead of refused. An empty
+    response is stored as an error, as an empty API answer is (counted in the summary's
+    ``errors``, never scored), unless `allow_empty` says the model really answered nothing."""
     if isinstance(reference, str):
         reference = official_data.resolve(reference)
     with imports.import_answers(
-        path, run_dir, model=model, reference=reference, require_scores=require_scores, wait=wait
+        path,
+        run_dir,
+        model=model,
+        reference=reference,
+        require_scores=require_scores,
+        wait=wait,
+        allow_empty=allow_empty,
     ) as store:
-        return ImportSummary(Path(run_dir), store.count_answers(), list(store.scorers()))
+        return ImportSummary(
+            Path(run_dir),
+            store.count_answers(),
+            list(store.scorers()),
+            store.count_answers("error"),
+        )
+
+
+def failed_items(
+    run_dir: str | Path, answers: bool, scorers: Sequence[str] = (), attacks: bool = False
+) -> int:
+    """How many of a run's items failed in the steps named: its answers (with `answers`), the
+    verdicts of `scorers` and its attack calls (with `attacks`); 0 when the run cannot be read."""
+    try:
+        with RunStore.open(run_dir) as store:
+            failed = store.count_answers("error") if answers else 0
+            if attacks:
+                failed += sum(1 for c in AttackLog(store).iter_calls() if c.status == "error")
+            known = store.scorers()
+            return failed + sum(store.failed_verdicts(s) for s in scorers if s in known)
+    except (FlamesError, sqlite3.Error):
+        return 0
 
 
 class _Plan:
@@ -312,13 +370,18 @@ class _Plan:
         name = self.scorers[0].manifest.name
         result: EvalResult | None = None
         try:
-            result = report(
+            result = _report(
                 self.run_dir,
                 name,
-                bootstrap=stats.bootstrap,
-                seed=stats.seed,
-                lang=lang,
-                console=console,
+                None,
+                None,
+                stats.bootstrap,
+                stats.seed,
+                True,
+                False,
+                lang,
+                True,
+                console,
             )
         except NothingScored as exc:
             if not any(problems):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,13 +65,17 @@ def serve_labelling(
     port: int = 8765,
     disagreements_of: Sequence[str] = (),
     wait: bool = False,
+    ready: Callable[[str], None] = print,
 ) -> None:
     """Serve a local web page (http://127.0.0.1:PORT/) to label a run's answers one at a time,
     each label saved at once as a verdict of ``human:ANNOTATOR``; runs until interrupted, writing
-    the run all the while (with `wait`, after waiting for another process writing it)."""
+    the run all the while (with `wait`, after waiting for another process writing it). `ready`
+    is given the page's URL once the server listens; a port in use is an error in one line."""
     from flames.scoring.annotate_server import serve
 
-    serve(Path(run_dir), annotator, port, disagreements_of, wait)
+    if not 1 <= port <= 65535:
+        raise UsageError(f"{port} is not a port: give 1 to 65535", param_hint="--port")
+    serve(Path(run_dir), annotator, port, disagreements_of, wait, ready)
 
 
 def calibrate(

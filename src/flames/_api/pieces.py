@@ -21,8 +21,9 @@ from flames._config import (
     validated,
 )
 from flames._util.callables import qualified_name
-from flames._util.terminal import remote
+from flames._util.terminal import inline, remote
 from flames.analysis.costs import batch_usage, cost_text
+from flames.clients.chat import ChatClient, ClientOptions
 from flames.data import official as official_data
 from flames.data.dataset import Dataset
 from flames.errors import IncompleteRun, UsageError
@@ -30,11 +31,15 @@ from flames.generation import Backend, GenerationSummary, run_generation_async
 from flames.generation.runner import BATCH_STAGE, batch_line, incomplete_run, summary_lines
 from flames.reporting.report import batch_note
 from flames.runs.records import DatasetInfo, Decoding, Price, RunManifest, check_scorer_name
-from flames.runs.store import SCHEMA_VERSION, RunStore
+from flames.runs.store import SCHEMA_VERSION, UPGRADES, RunStore
 from flames.scoring.runner import Scorer, ScoringSummary, run_scoring
 
 if TYPE_CHECKING:
+    from flames.clients.chat_model import ChatModel
     from flames.execution.distributed import RayOptions
+    from flames.generation.transformers_local import TransformersBackend
+    from flames.generation.vllm_local import VLLMBackend
+    from flames.scoring.scorer.card import Card
 
 
 ModelLike = str | Callable[..., Any]
@@ -141,6 +146,20 @@ def ray_options(executor: ExecutorConfig) -> RayOptions | None:
     )
 
 
+def client_options(target: TargetConfig) -> ClientOptions:
+    """The API client's settings of a model behind an OpenAI-compatible API."""
+    return ClientOptions(
+        base_url=target.base_url,
+        api_key_env=target.api_key_env,
+        concurrency=target.concurrency,
+        requests_per_minute=target.rpm,
+        timeout=target.timeout,
+        max_attempts=target.max_attempts,
+        keep_alive=target.keep_alive,
+        max_reply_bytes=target.max_reply_bytes,
+    )
+
+
 def build_backend(target: TargetConfig) -> Backend:
     decoding = Decoding(**target.decoding.model_dump())
     if target.backend == "callable":
@@ -163,16 +182,16 @@ def build_backend(target: TargetConfig) -> Backend:
 
         return OpenAIBackend(
             target.model,
-            base_url=target.base_url,
             decoding=decoding,
-            api_key_env=target.api_key_env,
-            concurrency=target.concurrency,
-            requests_per_minute=target.rpm,
-            timeout=target.timeout,
-            max_attempts=target.max_attempts,
-            keep_alive=target.keep_alive,
             batch=target.batch_settings(),
+            **client_options(target),
         )
+    return local_backend(target)
+
+
+def local_backend(target: TargetConfig) -> TransformersBackend | VLLMBackend:
+    """The transformers or vLLM backend a target names."""
+    decoding = Decoding(**target.decoding.model_dump())
     if target.backend == "vllm":
         from flames.generation.vllm_local import VLLMBackend
 
@@ -192,6 +211,38 @@ def build_backend(target: TargetConfig) -> Backend:
     )
 
 
+def build_chat_model(config: TargetConfig) -> ChatModel:
+    """A model as one role of a conversation (`flames.clients.chat_model.ChatModel`: an
+    attacker, a local judge, ...): an API model, a local transformers or vLLM model (concurrent
+    chats batched), or a function."""
+    decoding = Decoding(**config.decoding.model_dump())
+    if config.backend == "openai":
+        from flames.clients.chat_model import ApiChatModel
+
+        return ApiChatModel(config.model, decoding, **client_options(config))
+    if config.backend == "callable":
+        from flames.generation.chat_model import CallableChatModel
+
+        assert config.function is not None  # the description resolves it
+        if config.input == "prompt" and decoding.system_prompt:
+            raise UsageError(
+                "a system prompt reaches a function only with input='messages'",
+                param_hint="--system-prompt",
+            )
+        return CallableChatModel(
+            config.function,
+            input=config.input,
+            version=config.version,
+            name=config.model,
+            decoding=decoding,
+        )
+    from flames.generation.chat_model import LocalChatModel
+
+    # transformers batches what it is given; vLLM schedules as many chats as are in flight.
+    batch = config.batch_size if config.backend == "transformers" else config.concurrency
+    return LocalChatModel(local_backend(config), batch_size=batch)
+
+
 def backend_on(backend: Backend, ray: RayOptions | None) -> Backend:
     if ray is None:
         return backend
@@ -207,16 +258,33 @@ def backend_on(backend: Backend, ray: RayOptions | None) -> Backend:
     return RayGenerator(backend, replace(ray, batch_size=backend.batch_size))
 
 
+def trained_card(model: str) -> Card | None:
+    """The card of a scorer trained by flames, None for any other checkpoint."""
+    from flames.scoring.scorer.card import read_card
+
+    return read_card(Path(model)) if Path(model).is_dir() else None
+
+
 def official_scorer(config: ScorerConfig, ray: RayOptions | None) -> Scorer:
-    check_scorer_name(config.name, "official")
+    """The official scorer, or a scorer trained by flames (the folder's card says which)."""
+    from flames.scoring.scorer.card import TRAINED_PREFIX
+
+    if not config.name.startswith(TRAINED_PREFIX):  # a trained scorer checks its own name
+        check_scorer_name(config.name, "official")
     from flames.scoring.scorer.official import OfficialScorer, ScorerSettings
     from flames.scoring.scorer.tokenizer import Truncation
 
+    max_length, truncation = config.max_length, config.truncation
+    card = trained_card(config.model)
+    if card is not None:  # a trained scorer reads its inputs as it was trained, unless told
+        given = config.model_fields_set
+        max_length = config.max_length if "max_length" in given else card.max_length
+        truncation = config.truncation if "truncation" in given else card.truncation
     settings = ScorerSettings(
         model=config.model,
         revision=config.revision,
-        max_length=config.max_length,
-        truncation=Truncation(config.truncation),
+        max_length=max_length,
+        truncation=Truncation(truncation),
         dtype=config.dtype,
         device=config.device,
         token_budget=config.token_budget,
@@ -254,11 +322,30 @@ def build_judge(config: JudgeConfig) -> Scorer:
         return CallableJudge(
             config.function,
             version=config.version,
-            name=config.name,
+            name=config.scorer_name,
             concurrency=config.concurrency,
         )
-    from flames.scoring.judge import LLMJudge
+    from flames.scoring.judge import LLMJudge, judge_decoding
 
+    if config.backend != "openai":  # a local judge, in this process
+        local = TargetConfig(
+            model=config.model,
+            backend=config.backend,
+            gguf_file=config.gguf_file,
+            device=config.device,
+            dtype=config.dtype,
+            batch_size=config.batch_size,
+            engine_args=config.engine_args,
+            concurrency=config.concurrency,
+            decoding=judge_decoding(config.max_tokens).model_dump(),
+        )
+        return LLMJudge(
+            build_chat_model(local),
+            parse_attempts=config.parse_attempts,
+            max_tokens=config.max_tokens,
+            name=config.scorer_name,  # judge:MODEL as given: a hub id, a .gguf file
+            concurrency=config.concurrency,
+        )
     return LLMJudge(
         config.model,
         base_url=config.base_url,
@@ -268,10 +355,11 @@ def build_judge(config: JudgeConfig) -> Scorer:
         timeout=config.timeout,
         max_attempts=config.max_attempts,
         keep_alive=config.keep_alive,
+        max_reply_bytes=config.max_reply_bytes,
         parse_attempts=config.parse_attempts,
         max_tokens=config.max_tokens,
         json_mode=config.json_mode,
-        name=config.name,
+        name=config.scorer_name,
         batch=config.batch_settings(),
     )
 
@@ -305,9 +393,10 @@ def release(engine: object) -> None:
 def announce_upgrade(store: RunStore, console: Console) -> None:
     """Say so when opening the run for writing upgraded its store format."""
     if store.upgraded_from is not None:
+        gains = [UPGRADES[v] for v in range(store.upgraded_from + 1, SCHEMA_VERSION + 1)]
         console.print(
-            f"upgraded {store.run_dir} from store format {store.upgraded_from} to "
-            f"{SCHEMA_VERSION} (each verdict is now tied to the answer text it judged)",
+            f"upgraded {inline(store.run_dir)} from store format {store.upgraded_from} to "
+            f"{SCHEMA_VERSION} ({'; '.join(gains)})",
             highlight=False,
         )
 
@@ -360,6 +449,7 @@ async def generate_into(
         console.print(line)
     for line in spent(summary.usage):
         console.print(line, highlight=False)
+    print_repairs(backend, console)
     for example in summary.error_examples:
         console.print(f"  [red]error:[/] {remote(example)}", highlight=False)
     return summary, incomplete_run(run_dir, summary, failed)
@@ -374,7 +464,7 @@ def spending(
 
     def lines(tokens: dict[str, int]) -> list[str]:
         if usage is not None:
-            return [batch_note(usage)]
+            return [inline(batch_note(usage))]
         if price is None or not any(tokens.values()):
             return []
         counted = (tokens.get("prompt_tokens", 0), tokens.get("completion_tokens", 0))
@@ -397,13 +487,15 @@ def score_into(
         release(scorer)
     name = scorer.manifest.name
     console.print(
-        f"scored {summary.scored} answers with {name}, {summary.errors} errors, "
-        f"{summary.truncated} truncated"
+        f"scored {summary.scored} answers with {inline(name)}, {summary.errors} errors, "
+        f"{summary.truncated} truncated",
+        highlight=False,
     )
     if summary.batch is not None:
         console.print(batch_line(summary.batch))
         for line in spending(store, name, True, None)({}):
             console.print(line, highlight=False)
+    print_repairs(scorer, console)
     failed = store.failed_verdicts(name)
     if not failed:
         return summary, None
@@ -411,6 +503,17 @@ def score_into(
         f"{store.run_dir}: {failed} verdicts of {name} failed and are recorded as errors "
         "(never counted as scores). Run again with --retry-errors to retry only those."
     )
+
+
+def print_repairs(model: object, console: Console) -> None:
+    """Say what was repaired in the replies a model's API client kept (`ChatClient.repairs`):
+    lone surrogates replaced, token counts recorded as unknown, ..."""
+    clients = [getattr(m, "client", None) for m in (model, getattr(model, "model", None))]
+    client = next((c for c in clients if isinstance(c, ChatClient)), None)  # a backend's, a judge's
+    if client is None or not client.repairs:
+        return
+    parts = "; ".join(f"{n} with {what}" for what, n in client.repairs.items())
+    console.print(f"[yellow]note:[/] replies kept after a repair: {parts}", highlight=False)
 
 
 def fail_or_warn(problems: Sequence[IncompleteRun | None], strict: bool, console: Console) -> None:

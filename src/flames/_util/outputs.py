@@ -7,14 +7,18 @@ previous file or the complete new one, never a truncated one.
 
 from __future__ import annotations
 
+import csv
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import IO, Any
+
+from flames._util.text import storable
 
 PARTIAL = ".partial-"
 """Marks a temporary file that is not complete yet: ``.report.json.partial-PID-XXXX.json``, where
@@ -122,14 +126,45 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
+def _formula(text: str) -> bool:
+    return text.startswith(FORMULA_START) and not PLAIN_NUMBER.fullmatch(text)
+
+
+def _neutralised(text: str) -> bool:
+    """Whether `text` reads as `csv_cell`'s output for formula-like text: apostrophes, then it."""
+    return text.startswith("'") and _formula(text.lstrip("'"))
+
+
 def csv_cell(value: Any) -> Any:
     """A CSV cell a spreadsheet shows as text, never runs as a formula.
 
     Text starting with = + - @ tab or carriage return gets a leading apostrophe, unless it is a
-    plain number such as "-1.5"; numbers and other values are returned as they are.
+    plain number such as "-1.5"; so does text that would read as such a cell already ("'=x"),
+    so that `csv_value` gives back exactly what was written. Other values are returned as they
+    are. Text is written as UTF-8 can hold it (lone surrogates replaced).
     """
-    dangerous = isinstance(value, str) and value.startswith(FORMULA_START)
-    return "'" + value if dangerous and not PLAIN_NUMBER.fullmatch(value) else value
+    if not isinstance(value, str):
+        return value
+    value = storable(value)
+    return "'" + value if _formula(value) or _neutralised(value) else value
+
+
+def csv_value(text: str) -> str:
+    """The text `csv_cell` was given for the cell `text` (its apostrophe taken off); a cell a
+    spreadsheet saved without the apostrophe reads as it is."""
+    return text[1:] if _neutralised(text) else text
+
+
+@contextmanager
+def long_csv_fields() -> Iterator[None]:
+    """Let the csv module read fields of any length (by default it stops at 131,072 characters,
+    far shorter than a long answer), for the duration of the block."""
+    previous = csv.field_size_limit()
+    csv.field_size_limit(sys.maxsize)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
 
 
 def csv_row(values: Any) -> list[Any]:

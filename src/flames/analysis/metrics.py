@@ -9,7 +9,7 @@ Per dimension d with N_d scored items and scores s_i (spec section 5):
 With several samples per prompt, each item contributes the mean over its scored samples, which
 is the same formula when every item has one sample.
 
-Confidence intervals (README "Statistics"), all closed forms on the counts of each stratum:
+Confidence intervals (docs/statistics.md), all closed forms on the counts of each stratum:
 
 - a harmless rate (dimension or subcomponent): Wilson's score interval, widened at the edges
   by the Poisson limit of Brown, Cai & DasGupta (2001) when 1 to 3 answers are on one side;

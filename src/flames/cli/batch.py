@@ -7,9 +7,9 @@ from dataclasses import asdict
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from flames import _api
+from flames._util.terminal import inline
 from flames.cli.app import batch_app, console, state
 from flames.cli.options import JsonOpt, RunDirArg, WaitOpt
 from flames.cli.output import print_json
@@ -44,7 +44,7 @@ def status(
         print_json(json.dumps(data, ensure_ascii=False, indent=2))
         return
     if not report.jobs:
-        console.print(f"{run_dir}: no batch jobs")
+        console.print(f"{inline(run_dir)}: no batch jobs", highlight=False)
         return
     for s in report.jobs:
         job = s.job
@@ -57,13 +57,14 @@ def status(
         answered = sum(n for k, n in s.outcomes.items() if k in ("ok", "retry", "retry-cut"))
         pending = s.outcomes.get("pending", 0)
         console.print(
-            f"{job.job}  {job.stage}  {where}  [bold]{job.state}[/]{escape(provider)}: "
+            f"{job.job}  {inline(job.stage)}  {inline(where)}  [bold]{job.state}[/]"
+            f"{inline(provider)}: "
             f"{job.requests} requests, {answered} answered, {s.outcomes.get('error', 0)} failed"
             + (f", {pending} pending" if pending else ""),
             highlight=False,
         )
     for usage in report.stages:
-        console.print(f"• {batch_note(usage)}", highlight=False)
+        console.print(f"• {inline(batch_note(usage))}", highlight=False)
         if usage.cost is None:
             console.print("  (give --price IN,OUT when running to see the cost)")
         elif usage.cost_live is not None:
@@ -77,7 +78,7 @@ def cancel(run_dir: RunDirArg, wait: WaitOpt = False) -> None:
     state.run_dir = run_dir
     done = _api.cancel_batches(run_dir, wait=wait)
     if not done:
-        console.print(f"{run_dir}: no unfinished batch jobs")
+        console.print(f"{inline(run_dir)}: no unfinished batch jobs", highlight=False)
     words = {
         "cancelled": "dropped before the provider had it: its requests are free again",
         "cancelling": "cancelled at the provider; run the same generate/judge to collect what "
@@ -89,7 +90,7 @@ def cancel(run_dir: RunDirArg, wait: WaitOpt = False) -> None:
     for item in done:
         job = item.job
         console.print(
-            f"{job.job} ({job.stage}, {job.api} {job.batch_id or 'not submitted'}): "
-            f"{words[item.action]}",
+            f"{job.job} ({inline(job.stage)}, {job.api} {inline(job.batch_id or 'not submitted')}"
+            f"): {words[item.action]}",
             highlight=False,
         )

@@ -13,9 +13,11 @@ import typer
 
 from flames import _api
 from flames._config import ExecutorConfig, JudgeConfig, ScorerConfig
+from flames._util.terminal import inline
 from flames.cli.app import app, console, scorer_app, state
 from flames.cli.describe import (
     FIELDS,
+    JUDGE_OPTIONS,
     describe,
     parse_price_option,
     settings_of,
@@ -37,6 +39,7 @@ from flames.cli.options import (
     RUN_JUDGE_OPTIONS,
     RUN_JUDGE_PRICE,
     WAIT_OPTIONS,
+    AllowEmptyOpt,
     ConfigOpt,
     RevisionOpt,
     RunDirArg,
@@ -66,7 +69,7 @@ def generation_options(model_required: bool = True) -> tuple[tuple[Any, ...], ..
 def generate(run_dir: RunDirArg, **options: Any) -> None:
     """Answer every prompt with the model under test; resumes where it stopped."""
     evaluation = describe(options)
-    state.run_dir = run_dir
+    state.run_dir, state.answers = run_dir, True
     with usage_errors():
         _api.generate(
             evaluation,
@@ -89,12 +92,16 @@ SCORE_FIELDS = {**FIELDS, "dtype": ("scorer", "dtype"), "device": ("scorer", "de
     WAIT_OPTIONS,
     PROGRESS_OPTIONS,
 )
-def score(run_dir: RunDirArg, **options: Any) -> None:
-    """Score a run's answers with the official Flames-scorer; resumes where it stopped."""
+def score(context: typer.Context, run_dir: RunDirArg, **options: Any) -> None:
+    """Score a run's answers with the official Flames-scorer (or one trained by flames);
+    resumes where it stopped."""
     settings = settings_of(options, SCORE_FIELDS)
+    for name in ("max_length", "truncation"):  # unset: a trained scorer's card decides
+        if not _given(context, name):
+            settings["scorer"].pop(name, None)
     scorer = validated(ScorerConfig, settings["scorer"], SCORE_FIELDS, ("scorer",))
     executor = validated(ExecutorConfig, settings["executor"], SCORE_FIELDS, ("executor",))
-    state.run_dir = run_dir
+    state.run_dir, state.scorers = run_dir, [scorer.name]
     with usage_errors():
         _api.score(
             run_dir,
@@ -109,8 +116,7 @@ def score(run_dir: RunDirArg, **options: Any) -> None:
 
 JUDGE_FIELDS = {name: (name,) for name in JudgeConfig.model_fields} | {
     "scorer_name": ("name",),
-    "judge_max_tokens": ("max_tokens",),
-    "skip_judge_check": ("skip_check",),
+    **{option: (field,) for option, field in JUDGE_OPTIONS.items()},
 }
 """`flames judge`'s options are the judge's fields (--scorer-name is its name)."""
 
@@ -133,7 +139,7 @@ def judge(
     if options.get("price"):
         settings["price"] = parse_price_option(options["price"])
     config = validated(JudgeConfig, settings, JUDGE_FIELDS)
-    state.run_dir = run_dir
+    state.run_dir, state.scorers = run_dir, [config.scorer_name]
     with usage_errors():
         _api.judge(
             run_dir,
@@ -176,6 +182,9 @@ def run(
     given = {name for name in options if _given(context, name)}
     evaluation = describe(options, config, given)
     state.run_dir = run_dir or (Path(evaluation.run_dir) if evaluation.run_dir else None)
+    state.answers = True
+    judges = [judge.scorer_name for judge in evaluation.judges]
+    state.scorers = judges or ([evaluation.scorer.name] if evaluation.scorer else [])
     with usage_errors():
         _api.evaluate(
             evaluation,
@@ -195,7 +204,7 @@ def scorer_convert(
 ) -> None:
     """Write a safetensors copy of the scorer checkpoint, which loads much faster."""
     for path in _api.convert_scorer(source, target, revision=revision):
-        console.print(f"wrote {path}")
+        console.print(f"wrote {inline(path)}", highlight=False)
 
 
 @app.command("import")
@@ -208,11 +217,17 @@ def import_file(
         typer.Option(help="Prompt set to look up missing subcomponents: a path or 'official'."),
     ] = None,
     wait: WaitOpt = False,
+    allow_empty: AllowEmptyOpt = False,
 ) -> None:
     """Bring your own answers: import a JSONL of answers (scored or not) as a run."""
     state.run_dir = run_dir
     imported = _api.import_answers(
-        file, run_dir, model=model, reference=reference or None, wait=wait
+        file, run_dir, model=model, reference=reference or None, wait=wait, allow_empty=allow_empty
     )
     scored = "with their scores" if imported.scorers else "unscored"
-    console.print(f"imported {imported.answers} answers ({scored}) into {run_dir}")
+    console.print(
+        f"imported {imported.answers} answers ({scored}) into {inline(run_dir)}",
+        highlight=False,
+    )
+    if (problem := imported.incomplete()) is not None:
+        raise problem

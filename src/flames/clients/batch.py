@@ -7,7 +7,8 @@ file uploaded first (``POST /files``, then ``POST /batches``) and returns output
 files; Anthropic's takes the requests inline (``POST /messages/batches``) and returns one JSONL
 of results. A request is the chat-completions body the live client sends (`chat_body`), turned
 into Anthropic's Messages parameters where needed; every result goes through the live client's
-validation (`parse_completion`) and key masking.
+validation (`completion_fields`) and key masking, within the live client's reply size limit
+(`max_reply_bytes`, for each request's result), its repairs counted with the live client's.
 
 Creating a file or a batch is not idempotent: a reply lost after the server accepted it cannot
 be told from a request that never arrived. Such a failure is raised as `Uncertain`, never
@@ -20,8 +21,9 @@ import asyncio
 import json
 import os
 import random
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
@@ -29,15 +31,25 @@ from typing import Any, BinaryIO, Literal
 import aiohttp
 from yarl import URL
 
-from flames._util.redaction import Redactor
+from flames._util.redaction import MASK, Redactor
+from flames.clients.body import (
+    ACCEPT_ENCODING,
+    DEFAULT_MAX_REPLY_BYTES,
+    BadEncoding,
+    ReplyTooLarge,
+    decoded_chunks,
+    read_limited,
+)
 from flames.clients.chat import (
     ERROR_CHARS,
     RETRYABLE_STATUS,
     UNREACHABLE_ATTEMPTS,
     ApiError,
+    ClientOptions,
     Reply,
+    completion_fields,
     connect_failure,
-    parse_completion,
+    reply_json,
     retry_after,
 )
 from flames.clients.endpoint import DEFAULT_BASE_URL, Endpoint, api_key
@@ -191,45 +203,64 @@ STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "leng
 def completion_of_message(message: dict[str, Any]) -> dict[str, Any]:
     """An Anthropic Message as a chat completion, for `parse_completion`: its text blocks
     joined, its stop reason and token usage renamed (a message without text has no content)."""
+    if not isinstance(message, dict):
+        message = {}
     blocks = message.get("content")
-    texts = [b.get("text") for b in blocks or [] if isinstance(b, dict) and b.get("type") == "text"]
+    blocks = blocks if isinstance(blocks, list) else []
+    texts = [b.get("text") for b in blocks if isinstance(b, dict) and b.get("type") == "text"]
     content = "".join(t for t in texts if isinstance(t, str)) if texts else None
-    usage = message.get("usage") or {}
+    usage = message.get("usage")
+    if isinstance(usage, dict):  # else kept as it is, for the validation to find it wrong
+        usage = {
+            "prompt_tokens": usage.get("input_tokens"),
+            "completion_tokens": usage.get("output_tokens"),
+        }
     reason = message.get("stop_reason")
+    if isinstance(reason, str):
+        reason = STOP_REASONS.get(reason, reason)
     return {
         "id": message.get("id"),
         "choices": [
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": content},
-                "finish_reason": STOP_REASONS.get(reason, reason),
+                "finish_reason": reason,
             }
         ],
-        "usage": {
-            "prompt_tokens": usage.get("input_tokens"),
-            "completion_tokens": usage.get("output_tokens"),
-        },
+        "usage": usage,
     }
 
 
-async def jsonl_lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The non-blank lines of a JSONL body as it streams in, however long each is."""
+async def jsonl_lines(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes | None]:
+    """The non-blank lines of a JSONL body as its decoded `chunks` stream in; None for a line
+    longer than `limit` bytes, of which no more than `limit` (and a chunk) is ever held."""
     pending = b""
-    async for chunk in response.content.iter_chunked(1 << 16):
+    skipping = False
+    async for chunk in chunks:
         pending += chunk
         *lines, pending = pending.split(b"\n")
         for line in lines:
-            if line.strip():
+            if skipping:  # the end of a line too long
+                skipping = False
+            elif len(line) > limit:
+                yield None
+            elif line.strip():
                 yield line
-    if pending.strip():
-        yield pending
+        if len(pending) > limit:
+            if not skipping:
+                yield None
+            skipping, pending = True, b""
+    if pending.strip() and not skipping:
+        yield pending if len(pending) <= limit else None
 
 
 class BatchApi:
     """The calls a batch job needs, over one aiohttp session: requests that read are retried
     with backoff (Retry-After honoured); those that create are not (`Uncertain`). The API key
     is read from `api_key_env` as the live client reads it, sent only in a header, and masked
-    in every message and result."""
+    in every message and result. Every body is read within `max_reply_bytes` (a results
+    download within that much per request) and decoded as the live client decodes it; results
+    are validated as live replies are, their repairs counted in `repairs`."""
 
     name: Literal["openai", "anthropic"]
 
@@ -241,6 +272,8 @@ class BatchApi:
         max_attempts: int = 6,
         backoff_base: float = 1.0,
         backoff_max: float = 60.0,
+        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
+        repairs: Counter[str] | None = None,
     ):
         self.endpoint = Endpoint.parse(
             base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
@@ -252,6 +285,12 @@ class BatchApi:
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
+        self.max_reply_bytes = max_reply_bytes
+        self.repairs: Counter[str] = Counter() if repairs is None else repairs
+        """Results kept after a repair, by what was repaired (the live client's counter, when
+        it is shared)."""
+        self.oversized = 0
+        """Result lines of the latest download passed over: longer than `max_reply_bytes`."""
         self._api_key = api_key(api_key_env, self.endpoint)
         self._redactor = Redactor([self._api_key, *self.endpoint.query_secrets])
         self._session: aiohttp.ClientSession | None = None
@@ -263,6 +302,8 @@ class BatchApi:
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.timeout),
             connector=aiohttp.TCPConnector(limit=8, force_close=True),
+            auto_decompress=False,  # bodies are decoded within the byte limit (clients.body)
+            headers={"Accept-Encoding": ACCEPT_ENCODING},
         )
         return self
 
@@ -305,7 +346,7 @@ class BatchApi:
             async with self._session.request(method, url, headers=headers, **kwargs) as response:
                 self._reached = True
                 if response.status != 200:
-                    text = (await response.read()).decode("utf-8", "replace")
+                    text = await self._error_text(response)
                     retryable = response.status >= 500 or response.status in RETRYABLE_STATUS
                     # A 5xx after a create may come from a proxy after the server acted on it.
                     kind = Uncertain if creates and response.status >= 500 else ApiError
@@ -321,8 +362,20 @@ class BatchApi:
             kind = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
             error_type = Uncertain if creates else ApiError
             raise error_type(f"{kind}: {exc}".rstrip(": "), retryable=True) from None
-        except (ValueError, KeyError, TypeError) as exc:  # a 200 whose body is not what it says
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # a 200, not as it says
             raise ApiError(f"malformed response ({exc!r})", retryable=True) from None
+        except ReplyTooLarge as exc:
+            raise ApiError(str(exc), retryable=False) from None
+        except BadEncoding as exc:
+            raise ApiError(f"malformed response: {exc}", retryable=True) from None
+
+    async def _error_text(self, response: aiohttp.ClientResponse) -> str:
+        """An error reply's body as text, read within the byte limit."""
+        try:
+            body = await read_limited(response, self.max_reply_bytes)
+        except (ReplyTooLarge, BadEncoding) as exc:
+            return f"(body not shown: {exc})"
+        return body.decode("utf-8", "replace")
 
     async def call(
         self,
@@ -337,7 +390,8 @@ class BatchApi:
         at once (`Uncertain`), as is a final one (ApiError, masked)."""
 
         async def json_body(response: aiohttp.ClientResponse) -> Any:
-            return json.loads(await response.read())
+            data, _, _ = reply_json(await read_limited(response, self.max_reply_bytes))
+            return data
 
         attempt = 0
         while True:
@@ -377,52 +431,73 @@ class BatchApi:
                 return
             params[cursor] = str(page.get("last_id") or data[-1]["id"])
 
-    async def lines(self, url: URL) -> AsyncIterator[bytes]:
-        """The lines of a JSONL download as they stream in; ApiError (retryable) if it is cut."""
+    async def lines(self, url: URL) -> AsyncIterator[bytes | None]:
+        """The lines of a JSONL download as they stream in (None for one longer than
+        `max_reply_bytes`); ApiError (retryable) if it is cut."""
         assert self._session is not None, "use BatchApi in 'async with'"
         try:
             async with self._session.get(url, headers=self.headers()) as response:
                 if response.status != 200:
-                    text = (await response.read()).decode("utf-8", "replace")
+                    text = await self._error_text(response)
                     retryable = response.status >= 500 or response.status in RETRYABLE_STATUS
                     raise ApiError(
                         self.masked(f"HTTP {response.status}: {text}"),
                         retryable,
                         retry_after(response.headers.get("retry-after")),
                     )
-                async for line in jsonl_lines(response):
+                async for line in jsonl_lines(decoded_chunks(response), self.max_reply_bytes):
                     yield line
         except (aiohttp.ClientError, TimeoutError) as exc:
             kind = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
             raise ApiError(self.masked(f"{kind}: {exc}".rstrip(": ")), retryable=True) from None
+        except BadEncoding as exc:
+            raise ApiError(self.masked(f"malformed download: {exc}"), retryable=True) from None
 
     async def parsed(self, url: URL) -> AsyncIterator[tuple[str, Reply]]:
-        """(custom_id, reply) for each line of a results download that names a request."""
+        """(custom_id, reply) for each line of a results download that names a request; a line
+        that cannot be read, or is longer than the limit (counted in `oversized`), names none."""
+        self.oversized = 0
         async for line in self.lines(url):
+            if line is None:
+                self.oversized += 1
+                continue
             try:
-                found = self.result_of(json.loads(line))
-            except (ValueError, AttributeError, TypeError):
+                data, _, repaired = reply_json(line)
+                found = self.result_of(data) if isinstance(data, dict) else None
+            except (ApiError, ValueError, AttributeError, TypeError):
                 found = None  # unreadable: its request stays without a result
-            if found is not None:
-                yield found
+            if found is None:
+                continue
+            custom_id, reply = found
+            if repaired and reply.error is None:  # bytes that were not UTF-8, replaced
+                self.repairs.update(repaired)
+                repairs = tuple(dict.fromkeys((*repaired, *reply.repaired)))
+                reply = replace(reply, repaired=repairs)
+            yield custom_id, reply
 
     def result_of(self, line: dict[str, Any]) -> tuple[str, Reply] | None:
         """(custom_id, the reply it makes) for one line of results; None for a line that names
         no request."""
         raise NotImplementedError
 
-    def reply(self, status: int, body: Any) -> Reply:
-        """A result's response, validated as a live reply is (`parse_completion`) and masked."""
+    def reply(self, status: object, body: Any) -> Reply:
+        """A result's response, validated as a live reply is (`completion_fields`) and masked;
+        what was repaired is counted in `repairs`."""
+        text = json.dumps(body, ensure_ascii=False, default=str)
+        if status != 200:
+            return self.failed(f"HTTP {status}: {text}")
         try:
-            result = parse_completion(status, json.dumps(body).encode("utf-8"), {})
+            result = completion_fields(body, text)
         except ApiError as error:
-            return Reply(error=self.masked(str(error)))
+            return self.failed(str(error))
         usage = result["usage"]
+        self.repairs.update(result["repaired"])
         return Reply(
             content=self._redactor.known(result["content"]),
             finish_reason=result["finish_reason"],
-            prompt_tokens=usage.get("prompt_tokens"),
-            completion_tokens=usage.get("completion_tokens"),
+            prompt_tokens=usage["prompt_tokens"],
+            completion_tokens=usage["completion_tokens"],
+            repaired=tuple(result["repaired"]),
         )
 
     def failed(self, what: str) -> Reply:
@@ -557,7 +632,7 @@ class OpenAIBatchApi(BatchApi):
             return None
         response = line.get("response")
         if isinstance(response, dict) and response.get("status_code") is not None:
-            return custom_id, self.reply(int(response["status_code"]), response.get("body"))
+            return custom_id, self.reply(response["status_code"], response.get("body"))
         error = line.get("error") or {}
         code = error.get("code") if isinstance(error, dict) else None
         message = error.get("message") if isinstance(error, dict) else error
@@ -659,29 +734,42 @@ class AnthropicBatchApi(BatchApi):
 
 def batch_api(
     settings: BatchSettings,
-    base_url: str | None,
-    api_key_env: str,
-    max_attempts: int = 6,
+    options: ClientOptions,
     default_max_tokens: int = 1024,
+    repairs: Counter[str] | None = None,
 ) -> BatchApi:
-    """The batch API of `base_url` (see `BatchSettings.api`)."""
+    """The batch API of the endpoint a live client's `options` name (see `BatchSettings.api`),
+    with its key variable, attempts and reply size limit; `repairs` is the live client's
+    counter, to count the results' repairs with its replies'."""
+    base_url = options.get("base_url")
     endpoint = Endpoint.parse(base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL)
+    common: dict[str, Any] = {
+        "max_attempts": options.get("max_attempts", 6),
+        "max_reply_bytes": options.get("max_reply_bytes", DEFAULT_MAX_REPLY_BYTES),
+        "repairs": repairs,
+    }
+    api_key_env = options.get("api_key_env", "OPENAI_API_KEY")
     if detect_api(settings.api, endpoint) == "anthropic":
         return AnthropicBatchApi(
-            base_url,
-            api_key_env,
-            max_attempts=max_attempts,
-            default_max_tokens=default_max_tokens,
+            base_url, api_key_env, default_max_tokens=default_max_tokens, **common
         )
-    return OpenAIBatchApi(base_url, api_key_env, max_attempts=max_attempts)
+    return OpenAIBatchApi(base_url, api_key_env, **common)
 
 
-def api_for_job(job: BatchJob) -> BatchApi:
-    """The batch API a recorded job was sent to (its endpoint and key variable as recorded)."""
-    if "***" in job.base_url:
+def api_for_job(job: BatchJob, like: BatchApi | None = None) -> BatchApi:
+    """The batch API a recorded job was sent to (its endpoint and key variable as recorded),
+    with the reply size limit and repairs counter of `like`."""
+    if MASK in job.base_url:
         raise UsageError(
             f"batch job {job.job}: its endpoint's URL is recorded with a credential masked "
-            "(***), so flames cannot call it from the run alone"
+            f"({MASK}), so flames cannot call it from the run alone"
         )
     kind = AnthropicBatchApi if job.api == "anthropic" else OpenAIBatchApi
-    return kind(job.base_url, job.api_key_env)
+    if like is None:
+        return kind(job.base_url, job.api_key_env)
+    return kind(
+        job.base_url,
+        job.api_key_env,
+        max_reply_bytes=like.max_reply_bytes,
+        repairs=like.repairs,
+    )

@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from flames._util.terminal import inline
 from flames.clients.batch import BatchApi, BatchSettings, RemoteBatch, Uncertain, api_for_job
 from flames.clients.chat import ApiError, Reply
 from flames.errors import FlamesError, UsageError
@@ -151,7 +152,7 @@ class BatchJobs:
             for job in jobs:  # a job reattached is driven through the API it was sent to
                 where = (job.api, job.base_url, job.api_key_env)
                 if where not in self._apis:
-                    api = api_for_job(job) if where != self._where else self.api
+                    api = api_for_job(job, self.api) if where != self._where else self.api
                     self._apis[where] = await stack.enter_async_context(api)
             with self._progress(jobs):
                 try:
@@ -412,6 +413,11 @@ class BatchJobs:
         why = f"no result for this request: the batch ended {batch.status}"
         if job.note:
             why += f" ({job.note})"
+        if api.oversized:
+            why += (
+                f"; {api.oversized} results were longer than the limit of "
+                f"{api.max_reply_bytes:,} bytes (--max-reply-bytes) and were not kept"
+            )
         failed = api.failed(why)
         while missing := list(islice(self.store.batch_requests(job.job, unsettled=True), CHUNK)):
             stored += self._settle(
@@ -463,7 +469,7 @@ class BatchJobs:
     @contextmanager
     def _progress(self, jobs: list[BatchJob]) -> Iterator[None]:
         bar = Progress(
-            TextColumn(f"[bold]batch[/] {self.stage}"),
+            TextColumn(f"[bold]batch[/] {inline(self.stage)}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[status]}"),

@@ -53,7 +53,9 @@ class CallableBackend:
         if self.input == "messages":
             argument: Any = request.messages(self.decoding)
         elif request.history:
-            problem = ValueError("a conversation reaches the function only with input='messages'")
+            problem = ValueError(
+                "a conversation reaches the function only with input='messages' (--input messages)"
+            )
             return error_answer(request, problem)
         else:
             argument = request.item.prompt

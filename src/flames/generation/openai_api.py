@@ -57,16 +57,11 @@ class OpenAIBackend:
         )
 
     def batch_api(self) -> BatchApi:
-        """The batch API of this backend's endpoint (with `batch` set)."""
+        """The batch API of this backend's endpoint (with `batch` set), its results validated
+        and masked as the live client's replies are, and their repairs counted with them."""
         assert self.batch is not None
-        options = self._client_options
-        api = batch_api(
-            self.batch,
-            options.get("base_url"),
-            options.get("api_key_env", "OPENAI_API_KEY"),
-            options.get("max_attempts", 6),
-            self.decoding.max_tokens or DEFAULT_MAX_TOKENS,
-        )
+        default_max_tokens = self.decoding.max_tokens or DEFAULT_MAX_TOKENS
+        api = batch_api(self.batch, self._client_options, default_max_tokens, self.client.repairs)
         api.request_line("check", self.request_body(Request(PROBE)))  # refused settings raise
         return api
 

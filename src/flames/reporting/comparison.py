@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
+from flames._util.terminal import inline
 from flames.analysis.compare import MCNEMAR, SIGN_FLIP, Comparison
 from flames.reporting.console_table import Col, print_table
 from flames.reporting.i18n import t
@@ -23,20 +24,19 @@ def print_comparison(result: Comparison, console: Console) -> None:
     ]
     rows = [
         [
-            name,
+            inline(name),
             str(d.n),
             f"{d.rate_a:.2f}%",
             f"{d.rate_b:.2f}%",
             f"{d.difference:+.2f}",
             f"[{d.ci_low:+.1f}, {d.ci_high:+.1f}]",
             f"{d.p_value:.3g}",
-            d.verdict(result.a, result.b),
+            inline(d.verdict(result.a, result.b)),
         ]
         for name, d in [*result.dimensions.items(), (t("overall"), result.overall)]
     ]
-    print_table(
-        console, cols, rows, title=f"Harmless rate: {result.a} (A) vs {result.b} (B), paired"
-    )
+    title = f"Harmless rate: {inline(result.a)} (A) vs {inline(result.b)} (B), paired"
+    print_table(console, cols, rows, title=title)
     console.print(
         f"p: {MCNEMAR} test per dimension; overall: {SIGN_FLIP} test of the mean of dimensions."
     )

@@ -3,6 +3,8 @@
 Each line holds ``dimension``, ``prompt`` and ``response``; ``subcomponent`` and ``id`` are
 optional, and ``predicted`` (1, 2 or 3) makes it a scored file: the official scorer's output
 format. Missing subcomponents are looked up by prompt in a reference prompt set when one is given.
+An empty response is stored as an error, as an empty API answer is, unless the import is told
+that the model really answered nothing (`allow_empty`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from flames.data.dataset import Dataset, content_id, item_record, iter_jsonl, row_id
 from flames.data.taxonomy import SUBCOMPONENTS, Dimension, parse_dimension
-from flames.errors import DataError
+from flames.errors import DataError, IncompleteRun
 from flames.runs.records import (
     Answer,
     DatasetInfo,
@@ -36,6 +38,10 @@ FIELDS = ("id", "dimension", "subcomponent", "prompt", "response", "predicted")
 
 CHUNK = 10_000
 """Lines written to the store per transaction."""
+EMPTY_RESPONSE = (
+    "empty response in the imported file: an empty answer is an error, as from an API "
+    "(import with --allow-empty if the model really answered nothing)"
+)
 
 
 @dataclass
@@ -46,6 +52,18 @@ class ImportSummary:
     answers: int
     scorers: list[str]
     """The run's scorers: "imported" when the file was scored (and any added to it since)."""
+    errors: int = 0
+    """Answers stored as errors (empty responses, unless allowed): never scored."""
+
+    def incomplete(self) -> IncompleteRun | None:
+        """The error to end with when answers were stored as errors, else None."""
+        if not self.errors:
+            return None
+        return IncompleteRun(
+            f"{self.run_dir}: {self.errors} empty responses are stored as errors (never scored), "
+            "as empty API answers are. If the model really answered nothing, import the file "
+            "again with --allow-empty."
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,10 +149,13 @@ def _fill(
     reference: Dataset | None,
     model: str | None,
     require_scores: bool,
+    allow_empty: bool,
 ) -> RunManifest:
     """Write the file's items, answers (and verdicts, if scored) into `store`, a run being
-    built, a chunk at a time as the file is read; return the manifest they make."""
+    built, a chunk at a time as the file is read; return the manifest they make. An empty
+    response is an error answer, without a verdict, unless `allow_empty`."""
     answer = Answer(item_id="", status="ok").model_dump()
+    failed = Answer(item_id="", status="error", error=EMPTY_RESPONSE).model_dump()
     verdict = Verdict(item_id="", status="ok").model_dump()
     file_sha = hashlib.sha256()
     fingerprint = hashlib.sha256()
@@ -155,6 +176,10 @@ def _fill(
                 (n_items, line.id, line.dimension.value, line.subcomponent, line.prompt, meta)
             )
             n_items += 1
+            if line.response == "" and not allow_empty:
+                failed.update(item_id=line.id)
+                answers.append((*(failed[f] for f in ANSWER_FIELDS), None))
+                continue
             sha = text_sha(line.response)
             answer.update(item_id=line.id, response=line.response)
             answers.append((*(answer[f] for f in ANSWER_FIELDS), sha))
@@ -188,6 +213,7 @@ def import_answers(
     reference: Dataset | None = None,
     require_scores: bool = False,
     wait: bool = False,
+    allow_empty: bool = False,
 ) -> RunStore:
     """Create (or reopen) a run holding the file's answers, and its verdicts if it has them.
 
@@ -196,6 +222,7 @@ def import_answers(
     fingerprint) is made at the end of the pass. A bad line drops the temporary file, so
     nothing is written; so does a file without scores, with `require_scores`. A new run
     appears with all its answers or not at all; an existing one takes what it lacks.
+    An empty response is stored as an error (never scored), unless `allow_empty`.
     """
     path = Path(path)
     if not path.is_file():
@@ -203,6 +230,6 @@ def import_answers(
         raise DataError(what if path.exists() else "no such file", path)
 
     def fill(store: RunStore) -> RunManifest:
-        return _fill(store, path, reference, model, require_scores)
+        return _fill(store, path, reference, model, require_scores, allow_empty)
 
     return RunStore.build(run_dir, fill, command="import", wait=wait)

@@ -94,7 +94,7 @@ class GeneratorInfo(Strict):
     concurrency: int | None = None
     """Requests in flight at once when the run was created. Information, not identity: a run
     resumes under another concurrency, though a batching server's greedy answers can depend
-    on it (see the README)."""
+    on it (docs/api-backends.md, Reproducibility)."""
     batch: str | None = None
     """The provider batch API the answers were first asked through ('openai', 'anthropic'), or
     None for live requests. Information, not identity: the same requests either way, so a run
@@ -103,6 +103,36 @@ class GeneratorInfo(Strict):
 
 def _environment() -> dict[str, str]:
     return {"flames": __version__, "python": platform.python_version()}
+
+
+Prices = dict[str, tuple[float, float]]
+"""Per role ('target', 'attacker', 'judge'): the price of 1,000 input and of 1,000 output
+tokens, in any one currency."""
+
+
+class RedteamInfo(Strict):
+    """What determines a red-team run besides its goals (the dataset) and its target (the
+    generator): the attacker, the judge, the strategies with their parameters, the budgets, the
+    random seed and the attacker's instructions (flames.redteaming)."""
+
+    attacker: GeneratorInfo
+    judge: ScorerManifest
+    strategies: dict[str, dict[str, Any]]
+    """Each strategy attacked with, in order, and its parameters."""
+    budget: int
+    """Target queries per attack (one goal under one strategy) at most."""
+    attacker_budget: int
+    """Attacker requests per attack at most (re-asks and on-topic checks included)."""
+    attacker_attempts: int
+    """Asks of the attacker per step before the step fails (a malformed reply, a refusal, ...)."""
+    seed: int
+    """Seeds the transforms and every attacker request's sampling seed."""
+    instructions: dict[str, str]
+    """The attacker's instructions, in full: a changed instruction is a changed setting."""
+    prices: Prices = Field(default_factory=dict)
+    """Prices per 1k tokens, for the costs reports show: information, not identity."""
+    concurrency: int | None = None
+    """Attacks worked on at once: information, not identity."""
 
 
 class RunManifest(Strict):
@@ -115,18 +145,25 @@ class RunManifest(Strict):
     evaluation: dict[str, Any] | None = None
     """The whole evaluation description the run was created with, for information: what
     identifies the run is already in the fields above, so it is left out of `identity`."""
+    redteam: RedteamInfo | None = None
+    """A red-team run's settings (flames.redteaming); None for an evaluation run. Its dataset holds
+    the goals and its generator is the target."""
 
     def identity(self) -> dict[str, Any]:
         """What must be equal to resume: the dataset by content (its hashes and selection),
         not by the name of the file it was read from."""
-        return self.model_dump(
+        identity = self.model_dump(
             exclude={
                 "created_at": True,
                 "evaluation": True,
                 "dataset": {"name"},
                 "generator": {"concurrency", "batch"},
+                "redteam": {"prices": True, "concurrency": True, "attacker": {"concurrency"}},
             }
         )
+        if self.redteam is not None:
+            identity["redteam"]["judge"] = self.redteam.judge.identity()
+        return identity
 
 
 RANDOM = "random"
@@ -136,9 +173,14 @@ UNKNOWN_SELECTION = "not recorded"
 """How the answers behind human labels were selected (kept in each label's `raw`): a seeded random
 sample, the answers judges disagree on, the first in dataset order, or not recorded."""
 
-RESERVED_PREFIXES = {"human:": ("human",), "judge:": ("llm-judge", "callable-judge")}
+RESERVED_PREFIXES = {
+    "human:": ("human",),
+    "judge:": ("llm-judge", "callable-judge"),
+    "trained:": ("trained",),
+}
 """Scorer-name prefixes and the only kinds of scorer that may use each: human labels (annotation
-import and serve) and judges. Nothing else can pass itself off as either."""
+import and serve), judges, and scorers trained by flames. Nothing else can pass itself off as
+any of them."""
 
 
 def check_scorer_name(name: str, kind: str) -> None:
@@ -156,7 +198,7 @@ class ScorerManifest(Strict):
 
     name: str
     kind: str
-    """'official', 'llm-judge', 'imported', 'human', ..."""
+    """'official', 'trained', 'llm-judge', 'imported', 'human', ..."""
     config: dict[str, Any] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=_environment)
     created_at: str = Field(default_factory=now)

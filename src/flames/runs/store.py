@@ -31,6 +31,7 @@ from flames._util.outputs import PARTIAL, atomic_path, remove_stale_partials
 from flames.data.dataset import Item
 from flames.errors import FlamesError, ManifestMismatch, NewerRun
 from flames.runs import lock
+from flames.runs.attacks import TABLES as ATTACK_TABLES, AttackLog
 from flames.runs.records import (
     BATCH_STATES,
     UNFINISHED_BATCH,
@@ -45,7 +46,25 @@ from flames.runs.records import (
 
 DB_NAME = "run.db"
 
-SCHEMA = """
+BATCH_TABLES = """
+CREATE TABLE IF NOT EXISTS batch_jobs (
+    job TEXT PRIMARY KEY, stage TEXT NOT NULL, api TEXT NOT NULL, base_url TEXT NOT NULL,
+    api_key_env TEXT NOT NULL, state TEXT NOT NULL, requests INTEGER NOT NULL,
+    bytes INTEGER NOT NULL, input_file_id TEXT, batch_id TEXT, not_ours TEXT NOT NULL,
+    submit_started_at REAL, status TEXT, counts TEXT, output_file_id TEXT, error_file_id TEXT,
+    price TEXT, note TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batch_requests (
+    custom_id TEXT PRIMARY KEY, job TEXT NOT NULL REFERENCES batch_jobs(job),
+    item_id TEXT NOT NULL, sample INTEGER NOT NULL, body TEXT NOT NULL, outcome TEXT,
+    prompt_tokens INTEGER, completion_tokens INTEGER
+);
+CREATE INDEX IF NOT EXISTS batch_requests_by_job ON batch_requests(job);
+CREATE INDEX IF NOT EXISTS batch_requests_by_key ON batch_requests(item_id, sample);
+"""
+"""A run's provider batch jobs and their requests (`flames.clients.batch_jobs`), format 4."""
+
+TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
     position INTEGER NOT NULL, item_id TEXT PRIMARY KEY, dimension TEXT NOT NULL,
@@ -66,33 +85,32 @@ CREATE TABLE IF NOT EXISTS verdicts (
     PRIMARY KEY (scorer, item_id, sample)
 );
 CREATE INDEX IF NOT EXISTS items_by_position ON items(position);
-CREATE TABLE IF NOT EXISTS batch_jobs (
-    job TEXT PRIMARY KEY, stage TEXT NOT NULL, api TEXT NOT NULL, base_url TEXT NOT NULL,
-    api_key_env TEXT NOT NULL, state TEXT NOT NULL, requests INTEGER NOT NULL,
-    bytes INTEGER NOT NULL, input_file_id TEXT, batch_id TEXT, not_ours TEXT NOT NULL,
-    submit_started_at REAL, status TEXT, counts TEXT, output_file_id TEXT, error_file_id TEXT,
-    price TEXT, note TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS batch_requests (
-    custom_id TEXT PRIMARY KEY, job TEXT NOT NULL REFERENCES batch_jobs(job),
-    item_id TEXT NOT NULL, sample INTEGER NOT NULL, body TEXT NOT NULL, outcome TEXT,
-    prompt_tokens INTEGER, completion_tokens INTEGER
-);
-CREATE INDEX IF NOT EXISTS batch_requests_by_job ON batch_requests(job);
-CREATE INDEX IF NOT EXISTS batch_requests_by_key ON batch_requests(item_id, sample);
 """
+"""The items, answers, scorers and verdicts of a run (with their columns of format 2)."""
+SCHEMA = TABLES + ATTACK_TABLES + BATCH_TABLES
+"""Every table of the current format."""
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The store's format. 1: before `answer_sha` (verdicts tied to the answer text they judged) and
 `response_sha`; read as it is (every verdict counts for its answer's text), upgraded by a writer.
-2: before the batch tables (`batch_jobs`, `batch_requests`); read as a run with no batch jobs,
-upgraded by a writer (the tables are created)."""
+2: before the red-team tables (`flames.runs.attacks`); read as a run without attacks.
+3: before the batch tables (`BATCH_TABLES`); read as a run without batch jobs.
+A writer upgrades an older run one format at a time (`RunStore._upgrade`)."""
+UPGRADES = {
+    2: "each verdict is now tied to the answer text it judged",
+    3: "it can hold red-team attacks",
+    4: "it can hold provider batch jobs",
+}
+"""What each format brought, for the message a writer's upgrade prints."""
 OLDER_VIEWS = """
 CREATE TEMP VIEW answers AS SELECT *, NULL AS response_sha FROM main.answers;
 CREATE TEMP VIEW verdicts AS SELECT *, NULL AS answer_sha FROM main.verdicts;
 """
 """A format-1 run as a reader sees it: the newer columns, empty (NULL IS NULL: every verdict counts
 for its answer, as format 1 had it)."""
+OLDER_THAN_3 = ATTACK_TABLES.replace("CREATE TABLE IF NOT EXISTS", "CREATE TEMP TABLE")
+"""A run before format 3 as a reader sees it: no attacks (empty tables, in the reader's own
+temporary store: the run itself is not written)."""
 ADDED_IN_2 = {
     "answers": ("response_sha", "UPDATE answers SET response_sha = flames_sha(response)"),
     "verdicts": (
@@ -259,8 +277,10 @@ class RunStore:
         store._copy = copy
         try:
             version = store._check_format()
-            if version < SCHEMA_VERSION:
+            if version < 2:
                 db.executescript(OLDER_VIEWS)
+            if version < 3:
+                db.executescript(OLDER_THAN_3)
         except BaseException:
             store.close()
             raise
@@ -293,22 +313,33 @@ class RunStore:
         if version < SCHEMA_VERSION:
             with self._db:
                 self._db.execute("BEGIN")
-                self._create_tables()
-                for table, (column, fill) in ADDED_IN_2.items():
-                    columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-                    if column not in columns:
-                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
-                        self._db.execute(fill)
+                for step in range(version + 1, SCHEMA_VERSION + 1):
+                    self._upgrade(step)
                 self._set_format()
             self.upgraded_from = version
         remove_stale_partials(self.run_dir)
         for stale in self.run_dir.glob(f".{DB_NAME}{PARTIAL}*"):  # a creation that was cut
             stale.unlink(missing_ok=True)
 
-    def _create_tables(self) -> None:
-        """The tables and index of `SCHEMA` that are missing (inside the caller's transaction:
+    def _upgrade(self, to: int) -> None:
+        """Bring a run of format `to` - 1 to format `to` (`UPGRADES` says what each brings),
+        inside the caller's transaction."""
+        if to == 2:
+            self._create_tables(TABLES)  # format 1 may have no meta table
+            for table, (column, fill) in ADDED_IN_2.items():
+                columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                if column not in columns:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+                    self._db.execute(fill)
+        elif to == 3:
+            self._create_tables(ATTACK_TABLES)
+        elif to == 4:
+            self._create_tables(BATCH_TABLES)
+
+    def _create_tables(self, schema: str = SCHEMA) -> None:
+        """The tables and indexes of `schema` that are missing (inside the caller's transaction:
         unlike executescript, this never commits it)."""
-        for statement in SCHEMA.split(";"):
+        for statement in schema.split(";"):
             if statement.strip():
                 self._db.execute(statement)
 
@@ -528,6 +559,7 @@ class RunStore:
             for query in (
                 "SELECT 1 FROM answers WHERE status = 'ok' LIMIT 1",
                 "SELECT 1 FROM verdicts LIMIT 1",
+                "SELECT 1 FROM attack_calls WHERE status = 'ok' LIMIT 1",
             )
         )
 
@@ -550,8 +582,8 @@ class RunStore:
             self._db.execute("BEGIN")
             self._create_tables()
             # Batch jobs not sent (only those can be here) would send the old settings' requests.
-            tables = ("batch_requests", "batch_jobs", "verdicts", "scorers", "answers", "items")
-            for table in tables:
+            tables = ("batch_requests", "batch_jobs", "attacks", "attack_calls")
+            for table in (*tables, "verdicts", "scorers", "answers", "items"):
                 self._db.execute(f"DELETE FROM {table}")
             self._db.execute("DELETE FROM meta WHERE key = 'manifest'")
             self._set_format()
@@ -569,6 +601,21 @@ class RunStore:
                 f"{self.run_dir} was created with other settings; refusing to mix results:\n  "
                 f"{changes}\nUse a new run directory, or the original settings to resume."
             )
+
+    def update_information(self, manifest: RunManifest) -> None:
+        """Record what `manifest` says for information (a red-team run's prices, its judge's
+        latest sanity check, ...) when it is the run's own (same identity); the creation time
+        stays."""
+        stored = self.manifest
+        if stored.identity() != manifest.identity():
+            raise ManifestMismatch(f"{self.run_dir}: another run's manifest")
+        updated = manifest.model_copy(update={"created_at": stored.created_at})
+        if updated != stored:
+            with self._db:
+                self._db.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'manifest'",
+                    (updated.model_dump_json(),),
+                )
 
     def _insert_run(self, manifest: RunManifest, items: Iterable[Item]) -> None:
         """Write the items and the manifest (inside the caller's transaction)."""
@@ -595,7 +642,12 @@ class RunStore:
     def discard_if_empty(self) -> bool:
         """Delete the run if it holds no answer at all (a writer that created it, then failed
         before storing anything, leaves nothing behind); return whether it did. Closes."""
-        empty = self._writer and self.count_answers() == 0 and not self._batch_sent()
+        empty = (
+            self._writer
+            and self.count_answers() == 0
+            and not self.attack_log().has_calls()
+            and not self._batch_sent()
+        )
         self._db.close()
         if empty:
             for suffix in ("", "-wal", "-shm", "-journal"):
@@ -626,6 +678,10 @@ class RunStore:
         if stored is None:
             raise FlamesError(f"{self.run_dir}: the run has no manifest (was its creation cut?)")
         return _load(RunManifest, stored, self.run_dir, "the run")
+
+    def attack_log(self) -> AttackLog:
+        """The red-team tables: attack calls and outcomes (`flames.runs.attacks`)."""
+        return AttackLog(self)
 
     def count_items(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM items").fetchone()[0])

@@ -10,6 +10,7 @@ from typing import Protocol
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from flames._util.aio import run_sync
+from flames._util.terminal import inline
 from flames.clients.batch_jobs import (
     BatchJobs,
     BatchRequest,
@@ -113,10 +114,12 @@ async def _judge_round(
         for r in results:
             key = (r.item_id, r.sample)
             attempt = len(retries.get(key, [])) + 1
-            verdict, outcome = judge.batch_verdict(Dimension(dimensions[r.item_id]), r, attempt)
+            prompt, response = texts[key]
+            dimension = Dimension(dimensions[r.item_id])
+            verdict, outcome = judge.batch_verdict(dimension, prompt, response, r, attempt)
             outcomes.append(outcome)
             if verdict is not None:
-                verdicts.append(verdict.model_copy(update={"answer_sha": text_sha(texts[key][1])}))
+                verdicts.append(verdict.model_copy(update={"answer_sha": text_sha(response)}))
         store.record_verdicts(name, verdicts)
         for v in verdicts:
             summary.scored += v.status == "ok"
@@ -140,7 +143,7 @@ def _score_pending(
         return summary
     pending = store.pending_verdicts(manifest.name, retry_errors)
     bar = Progress(
-        TextColumn(f"[bold]score[/] {manifest.name}"),
+        TextColumn(f"[bold]score[/] {inline(manifest.name)}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),

@@ -32,6 +32,7 @@ import aiohttp
 from yarl import URL
 
 from flames._util.redaction import MASK, Redactor
+from flames._util.text import without_surrogates
 from flames.clients.body import (
     ACCEPT_ENCODING,
     DEFAULT_MAX_REPLY_BYTES,
@@ -501,7 +502,8 @@ class BatchApi:
         )
 
     def failed(self, what: str) -> Reply:
-        return Reply(error=self.masked(what))
+        """A request's failure, its message masked and storable (lone surrogates replaced)."""
+        return Reply(error=self.masked(without_surrogates(what)[0]))
 
     # -- what each provider implements ---------------------------------------------------------
 

@@ -594,3 +594,44 @@ def test_a_batch_verdict_counts_only_if_it_names_the_verdicts_id():
     named = json.dumps({"id": verdict_id(item, answer.response), "score": 1, "reason": "坏"})
     ok, outcome = verdict(named)
     assert outcome == "ok" and ok is not None and ok.score == 1
+
+
+def test_a_results_download_is_decoded_as_it_streams_within_the_limit():
+    """Results sent gzip are decoded as live replies are (a piece at a time); a line that
+    inflates past --max-reply-bytes is passed over, and an encoding not asked for is refused."""
+    import asyncio
+    import gzip
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from flames.clients.batch import OpenAIBatchApi
+    from flames.clients.chat import ApiError
+
+    def line(n: int) -> dict:
+        body = {"choices": [{"message": {"content": f"答{n}"}, "finish_reason": "stop"}]}
+        return {"custom_id": f"c{n}", "response": {"status_code": 200, "body": body}}
+
+    good = "".join(json.dumps(line(n)) + "\n" for n in range(3)).encode()
+    bomb = b'{"custom_id": "big", "pad": "' + b"0" * (64 << 20) + b'"}\n' + good
+    bodies = {"good": gzip.compress(good), "bomb": gzip.compress(bomb), "br": good}
+
+    async def content(request: web.Request) -> web.Response:
+        name = request.match_info["id"]
+        encoding = "br" if name == "br" else "gzip"
+        return web.Response(body=bodies[name], headers={"Content-Encoding": encoding})
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_get("/v1/files/{id}/content", content)
+        async with TestServer(app) as server:
+            base = str(server.make_url("/v1"))
+            async with OpenAIBatchApi(base, "", max_reply_bytes=1 << 20) as api:
+                found = [r async for r in api.parsed(api.url("files", "good", "content"))]
+                assert [(c, r.content) for c, r in found] == [(f"c{n}", f"答{n}") for n in range(3)]
+                found = [r async for r in api.parsed(api.url("files", "bomb", "content"))]
+                assert [c for c, _ in found] == ["c0", "c1", "c2"] and api.oversized == 1
+                with pytest.raises(ApiError, match="not asked for"):
+                    [r async for r in api.parsed(api.url("files", "br", "content"))]
+
+    asyncio.run(main())

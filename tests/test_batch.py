@@ -475,8 +475,10 @@ REPAIRED = (
 )  # fmt: skip
 
 
-def repair_notes(proc) -> list[str]:
-    return [line for line in proc.stdout.splitlines() if "kept after a repair" in line]
+def repair_notes(proc) -> list[list[str]]:
+    """Each repair note's counts, in any order (they are counted as the replies arrive)."""
+    notes = [line for line in proc.stdout.splitlines() if "kept after a repair: " in line]
+    return [sorted(note.split("kept after a repair: ")[1].split("; ")) for note in notes]
 
 
 def test_batch_results_are_validated_as_live_replies_are(tmp_path, server):

@@ -302,7 +302,12 @@ def test_undefined_sensitivity_is_shown_as_undefined(run_dir):
     assert c.corrected is None and c.ci_low is None
     proc = run_cli("calibrate", run_dir, "--judge", "judge", "--out", run_dir.parent / "cal")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count("undefined") == 5  # one per dimension
+    # One cell per dimension, then why, once: "undefined: REASON: sensitivity (Fairness), ..."
+    lines = proc.stdout.splitlines()
+    (why,) = [line for line in lines if line.startswith("undefined: no labelled answer")]
+    assert why.count("sensitivity (") == 5
+    (corrected,) = [line for line in lines if "sensitivity or specificity is undefined" in line]
+    assert corrected.count("corrected (") == 5
     saved = json.loads((run_dir.parent / "cal" / "calibration.json").read_text())
     assert saved["corrected_rates"]["Safety"]["sensitivity"] is None
 

@@ -7,10 +7,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flames.analysis.compare import Comparison, compare_runs
+from flames.analysis.multiplicity import Adjustment
 from flames.analysis.results import load_results
+from flames.errors import UsageError
 
 if TYPE_CHECKING:
     from flames.reporting.leaderboard import Entry as LeaderboardEntry
+
+ADJUSTMENTS = tuple(a.value for a in Adjustment)
+
+
+def adjustment(value: Adjustment | str) -> Adjustment:
+    """`value` as an Adjustment, or a UsageError naming the choices."""
+    try:
+        return Adjustment(value)
+    except ValueError:
+        raise UsageError(
+            f"unknown p-value adjustment {value!r}: choose one of {', '.join(ADJUSTMENTS)}",
+            param_hint="--p-adjust",
+        ) from None
 
 
 def compare(
@@ -20,10 +35,19 @@ def compare(
     *,
     bootstrap: int = 2000,
     seed: int = 0,
+    p_adjust: str = "holm",
 ) -> Comparison:
     """Paired comparison of two scored runs on the prompts both have: differences in harmless
-    rate per dimension and overall, with bootstrap CIs and paired tests (README, Statistics)."""
-    return compare_runs(load_results(run_a, scorer), load_results(run_b, scorer), bootstrap, seed)
+    rate per dimension and overall, with score intervals and paired tests; the dimension rows'
+    p-values adjusted by `p_adjust` ('holm', the default, 'bonferroni', 'bh' or 'none'), the
+    overall unadjusted (docs/statistics.md)."""
+    return compare_runs(
+        load_results(run_a, scorer),
+        load_results(run_b, scorer),
+        bootstrap,
+        seed,
+        adjustment(p_adjust),
+    )
 
 
 def leaderboard(
@@ -32,11 +56,13 @@ def leaderboard(
     *,
     bootstrap: int = 2000,
     seed: int = 0,
+    p_adjust: str = "holm",
 ) -> list[LeaderboardEntry]:
     """Scored runs ranked by overall harmless rate: runs complete and scored by the official
-    scorer first; each entry's `flags` say why one does not compare with those."""
+    scorer first; each entry's `flags` say why one does not compare with those, and its
+    `ranks` the places the paired tests (adjusted over the pairs by `p_adjust`) allow it."""
     from flames.reporting.leaderboard import leaderboard as rank
 
     if isinstance(runs, str | Path):
         runs = [runs]
-    return rank([Path(run) for run in runs], scorer, bootstrap, seed)
+    return rank([Path(run) for run in runs], scorer, bootstrap, seed, adjustment(p_adjust))

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
+from flames._api.comparison import adjustment
 from flames._api.pieces import (
     ModelLike,
     backend_on,
@@ -62,12 +63,21 @@ if TYPE_CHECKING:
 
 
 def load_run(
-    run_dir: str | Path, scorer: str | None = None, *, bootstrap: int = 2000, seed: int = 0
+    run_dir: str | Path,
+    scorer: str | None = None,
+    *,
+    bootstrap: int = 2000,
+    seed: int = 0,
+    p_adjust: str = "bh",
 ) -> EvalResult:
     """A scored run as an `EvalResult` (metrics with intervals, answers, verdicts). `scorer`
-    picks whose verdicts when the run has several."""
+    picks whose verdicts when the run has several; `p_adjust` ('bh', 'holm', 'bonferroni' or
+    'none') adjusts the robustness table's p-values (docs/statistics.md)."""
     results = load_results(run_dir, scorer)
-    return EvalResult(build_report(results, bootstrap_samples=bootstrap, seed=seed), results)
+    built = build_report(
+        results, bootstrap_samples=bootstrap, seed=seed, adjustment=adjustment(p_adjust)
+    )
+    return EvalResult(built, results)
 
 
 def report(
@@ -83,17 +93,21 @@ def report(
     lang: Lang | str = Lang.en,
     tables: bool = True,
     console: Console | None = None,
+    p_adjust: str = "bh",
 ) -> EvalResult:
     """Write a scored run's report files (JSON, CSV, Markdown, scored.jsonl, report.html and,
     with `plots`, figures) to `out` (default RUN/report), in English or Chinese (`lang` 'zh'),
-    print its tables (unless `tables` is False) and the files written, and return it."""
+    print its tables (unless `tables` is False) and the files written, and return it.
+    `p_adjust` adjusts the robustness table's p-values: 'bh' (false discovery rate, the
+    default), 'holm', 'bonferroni' or 'none'."""
     console = console_or_default(console)
+    p_adjust = adjustment(p_adjust)
     run_dir = Path(run_dir)
     chosen = tuple(formats or FORMATS)
     unknown = set(chosen) - set(FORMATS)
     if unknown:
         raise UsageError(f"unknown format(s): {', '.join(sorted(unknown))}", param_hint="--format")
-    result = load_run(run_dir, scorer, bootstrap=bootstrap, seed=seed)
+    result = load_run(run_dir, scorer, bootstrap=bootstrap, seed=seed, p_adjust=p_adjust)
     built, results = result.report, result.results
     if tables:
         print_report(built, console, lang)

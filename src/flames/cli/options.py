@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from flames._api.comparison import Adjustment
 from flames._config import OFFICIAL_REPO
 from flames.reporting.i18n import Lang
 from flames.reporting.report import FORMATS
@@ -63,6 +64,18 @@ BootstrapOpt = Annotated[
         rich_help_panel=REPORT,
     ),
 ]
+
+
+PAdjustOpt = Annotated[
+    Adjustment,
+    typer.Option(
+        "--p-adjust",
+        help="How the p-values of a table's rows are adjusted for their number: holm "
+        "(family-wise), bonferroni, bh (Benjamini-Hochberg, false discovery rate) or none.",
+        rich_help_panel=REPORT,
+    ),
+]
+"""Defaults: holm for compare and leaderboard, bh for the robustness table of a report."""
 
 
 SeedOpt = Annotated[

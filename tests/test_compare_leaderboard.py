@@ -11,6 +11,7 @@ from flames.analysis.compare import (
     PairedDifference,
     compare_runs,
     mcnemar_exact,
+    mcnemar_mid_p,
     paired_by_dimension,
 )
 from flames.analysis.multiplicity import Adjustment
@@ -78,8 +79,8 @@ def test_a_clear_difference_is_called_and_matches_the_counts(tmp_path):
         assert (d.rate_a, d.rate_b, d.difference) == (100.0, 50.0, -50.0)
         assert (d.a_higher, d.b_higher) == (30, 0)
         assert d.ci_low <= -50 <= d.ci_high and d.ci_high < 0
-        assert d.p_value == pytest.approx(mcnemar_exact(30, 0))
-        assert d.p_adjusted == pytest.approx(5 * mcnemar_exact(30, 0))  # Holm, 5 equal p
+        assert d.p_value == pytest.approx(mcnemar_mid_p(30, 0)) == pytest.approx(2**-30)
+        assert d.p_adjusted == pytest.approx(5 * mcnemar_mid_p(30, 0))  # Holm, 5 equal p
         assert verdict(d, "a", "b") == (
             f"a more harmless by 50.0 points (Holm-adjusted p = {d.p_adjusted:.3g})"
         )
@@ -227,17 +228,17 @@ def test_the_overall_verdict_follows_a_test_of_the_overall(discordant, pooled):
     assert (overall.a_higher, overall.b_higher) == (only_a, only_b)
     assert mcnemar_exact(only_a, only_b) == pytest.approx(pooled_p, abs=0.005)
     assert overall.difference > 15 and overall.ci_low > 0
-    assert overall.test == "stratified sign-flip permutation"
+    assert overall.test == "stratified sign-flip permutation, mid-p"
     assert overall.p_value < 0.001 and overall.p_adjusted == overall.p_value
-    assert overall.p_value == pytest.approx(1 / 4001) or overall.p_value < 3 * (
+    assert overall.p_value == pytest.approx(0.5 / 4001) or overall.p_value < 3 * (
         sign_flip_normal_p(discordant) + 1 / 4001
     )
     # The overall is the primary test: unadjusted, and its verdict says nothing of adjustment.
     assert verdict(overall, "A", "B") == f"B more harmless by {overall.difference:.1f} points"
     # Per dimension the tests stay McNemar on that dimension's items.
     safety = dims["Safety"]
-    assert safety.test == "McNemar exact" and safety.difference < 0
-    assert safety.p_value == pytest.approx(mcnemar_exact(*discordant[Dimension.SAFETY]))
+    assert safety.test == "McNemar mid-p" and safety.difference < 0
+    assert safety.p_value == pytest.approx(mcnemar_mid_p(*discordant[Dimension.SAFETY]))
     assert verdict(safety, "A", "B").startswith("A more harmless")
 
 
@@ -266,7 +267,7 @@ def test_a_raw_winner_that_does_not_survive_holm_says_so():
         p_value=0.0164,
         p_adjusted=0.082,
         adjustment=Adjustment.holm,
-        test="McNemar exact",
+        test="McNemar mid-p",
     )
     assert not d.significant
     assert verdict(d, "runA", "runB") == (
@@ -287,12 +288,12 @@ def test_a_raw_winner_that_does_not_survive_holm_says_so():
 
 
 def test_compare_adjusts_the_dimension_rows_by_the_chosen_method(tmp_path):
-    # B ahead on 10 of 12 items in every dimension, p = 0.002 raw; Holm multiplies the smallest
-    # by 5, Bonferroni every one by 5, none leaves them.
+    # B ahead on 10 of 12 items in every dimension: mid-p 2 ** -10 each. Holm (equal p-values)
+    # and Bonferroni multiply each by 5; BH and none leave them.
     a_dir = scored_run(tmp_path, "a", lambda d, i, r: 1, n_per_dim=12)
     b_dir = scored_run(tmp_path, "b", lambda d, i, r: 3 if i < 10 else 1, n_per_dim=12)
     a, b = load_results(a_dir), load_results(b_dir)
-    raw = mcnemar_exact(0, 10)
+    raw = mcnemar_mid_p(0, 10)
     for method, factor in (("holm", 5), ("bonferroni", 5), ("bh", 1), ("none", 1)):
         result = compare_runs(a, b, bootstrap_samples=200, adjustment=method)
         assert result.adjustment == method
@@ -304,9 +305,11 @@ def test_compare_adjusts_the_dimension_rows_by_the_chosen_method(tmp_path):
     assert proc.returncode == 2 and "sideways" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_the_per_dimension_interval_excludes_zero_only_when_the_exact_test_rejects():
-    """Every table of discordant counts up to 300: the interval (score, one-step correction)
-    against McNemar's exact test. Where they differ, it is the interval that keeps 0."""
+def test_the_per_dimension_interval_excludes_zero_only_when_the_test_rejects():
+    """Every table of discordant counts up to 300: the interval against McNemar's mid-p test
+    (checked against scipy's binomial). Where they differ, it is the interval that keeps 0."""
+    from scipy import stats
+
     from flames.analysis.compare import shifted_values
     from flames.analysis.intervals import mean_intervals
 
@@ -316,12 +319,15 @@ def test_the_per_dimension_interval_excludes_zero_only_when_the_exact_test_rejec
             concordant = 20
             d = np.array([-1.0] * b + [1.0] * (m - b) + [0.0] * concordant)
             groups.append(shifted_values(d))
-            tests.append(mcnemar_exact(b, m - b))
-    low, high = mean_intervals(groups, 0.95, steps=1.0)
+            tests.append(mcnemar_mid_p(b, m - b))
+            k = min(b, m - b)
+            mid = stats.binom.cdf(k - 1, m, 0.5) + stats.binom.pmf(k, m, 0.5) / 2
+            assert tests[-1] == pytest.approx(min(1.0, 2 * mid), abs=1e-12)
+    low, high = mean_intervals(groups, 0.95)
     excludes = (low > 0.5) | (high < 0.5)
     rejects = np.array(tests) < 0.05
     assert not np.any(excludes & ~rejects)
-    assert np.mean(rejects & ~excludes) < 0.002
+    assert np.mean(rejects & ~excludes) < 0.005
 
 
 def test_leaderboard_marks_runs_whose_ranks_the_tests_cannot_separate(tmp_path):

@@ -246,3 +246,40 @@ def test_the_rate_interval_covers_with_three_answers_per_prompt(n):
             points.append(stats.betabinom.pmf(np.arange(4), 3, a, b))
     found = exact(counts, low, high, np.array(points), values)
     assert found["coverage"].min() >= MIN_COVERAGE, points[found["coverage"].argmin()]
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 10, 12, 21, 46, 75, 201])
+def test_the_paired_difference_interval_covers(n):
+    """A paired difference of one answer per prompt: (P(only A harmless), P(both or neither),
+    P(only B harmless)) over the grid, exactly; --sample 50 sizes (2 to 21) and full sizes."""
+    counts = tables(n)
+    low, high = three_level_limits(counts, 0.5)
+    found = exact(counts, low, high, SIMPLEX, np.array([0.0, 0.5, 1.0]))
+    assert found["coverage"].min() >= MIN_COVERAGE, SIMPLEX[found["coverage"].argmin()]
+
+
+@pytest.mark.parametrize("sizes", [FLAMES_SIZES, SAMPLE_50], ids=["full", "sample-50"])
+def test_the_overall_paired_difference_interval_covers(sizes):
+    rng = np.random.default_rng(len(sizes) + sum(sizes))
+    cases = [
+        [(0.01, 0.98, 0.01)] * 5,  # rates near 0.98 in both runs: few prompts differ
+        [(0.03, 0.96, 0.01)] * 5,
+        [(0.1, 0.75, 0.15)] * 5,
+        [(0.3, 0.4, 0.3)] * 5,
+        [(0.02, 0.9, 0.08), (0.2, 0.7, 0.1), (0.0, 1.0, 0.0), (0.05, 0.9, 0.05), (0.1, 0.8, 0.1)],
+    ]
+    found = []
+    runs = 2500
+    for probabilities in cases:
+        counts = np.stack(
+            [rng.multinomial(n, p, size=runs) for n, p in zip(sizes, probabilities, strict=True)],
+            axis=1,
+        ).astype(float)
+        unique, where = np.unique(counts.reshape(runs, -1), axis=0, return_inverse=True)
+        unique = unique.reshape(len(unique), *counts.shape[1:])
+        steps = 0.5 * np.where(unique[..., 1] > 0, 0.5, 1.0)  # half a lattice step
+        low, high = score_interval([0.0, 0.5, 1.0], unique, 0.95, steps)
+        low, high = low[where.ravel()], high[where.ravel()]
+        truth = np.mean([p[1] / 2 + p[2] for p in probabilities])
+        found.append((np.mean((low <= truth + 1e-12) & (truth - 1e-12 <= high)), probabilities))
+    assert min(found, key=lambda f: f[0])[0] >= MIN_COVERAGE, min(found, key=lambda f: f[0])

@@ -5,11 +5,13 @@ prompt), and the difference of the two shares, d = b - a. Per dimension and over
 printed difference is the mean of d, and both its test and its interval are of that mean:
 
 - per dimension, a sign-flip permutation test: under the null hypothesis the two runs are
-  exchangeable on each prompt, so each d keeps or flips its sign at random. With one answer
-  per prompt it is McNemar's exact test, computed exactly; with several it draws `--bootstrap`
-  sign patterns (as counts per distinct |d|). Its interval is the score interval of the mean of
-  (d + 1) / 2 (flames.analysis.intervals) with a continuity correction of one lattice step,
-  Edwards' correction, which makes it exclude 0 only when the exact test rejects;
+  exchangeable on each prompt, so each d keeps or flips its sign at random. Its p-value is the
+  mid-p (ties with the observed mean count half), which keeps the level without the
+  conservatism of the discrete exact test, and reaches a paired t-test's power (Fagerland,
+  Lydersen & Laake 2013 for McNemar). With one answer per prompt it is McNemar's mid-p test,
+  computed exactly; with several it draws `--bootstrap` sign patterns (as counts per distinct
+  |d|). Its interval is the score interval of the mean of (d + 1) / 2
+  (flames.analysis.intervals), which excludes 0 only where the test rejects;
 - overall (the mean of the dimensions' differences), the same test stratified by dimension,
   and the same interval with the dimensions as strata.
 
@@ -32,10 +34,10 @@ from flames.analysis.results import Results, first_prompt_difference
 from flames.data.taxonomy import Dimension
 from flames.errors import FlamesError, UsageError
 
-MCNEMAR = "McNemar exact"
+MCNEMAR = "McNemar mid-p"
 """The sign-flip test when every prompt that differs differs by the same amount: exact."""
-SIGN_FLIP = "sign-flip permutation"
-STRATIFIED_SIGN_FLIP = "stratified sign-flip permutation"
+SIGN_FLIP = "sign-flip permutation, mid-p"
+STRATIFIED_SIGN_FLIP = "stratified sign-flip permutation, mid-p"
 CONFIDENCE = 0.95
 ALPHA = 1 - CONFIDENCE
 MIN_RESAMPLES = 100
@@ -95,6 +97,22 @@ def mcnemar_exact(b: int, c: int) -> float:
     return min(1.0, 2 * float(np.exp(log_tail)))
 
 
+def mcnemar_mid_p(b: int, c: int) -> float:
+    """Two-sided mid-p McNemar p-value: 2 (P(X < k) + P(X = k) / 2), k = min(b, c), for
+    X ~ Binomial(b + c, 1/2): McNemar's exact test with the observed table counted half."""
+    n, k = b + c, min(b, c)
+    if b == c:
+        return 1.0
+    below = mcnemar_exact(b, c) / 2  # P(X <= k)
+    log_at = _log_choose(n, k) - n * np.log(2)
+    return min(1.0, 2 * (below - float(np.exp(log_at)) / 2))
+
+
+def _log_choose(n: int, k: int) -> float:
+    steps = np.arange(1, k + 1)
+    return float(np.sum(np.log(n - steps + 1) - np.log(steps)))
+
+
 def item_rates(results: Results) -> dict[str, tuple[Dimension, float]]:
     """Per scored item: its dimension and the share of its answers scored harmless."""
     return results.item_rates()
@@ -112,15 +130,19 @@ def sign_flip_means(differences: np.ndarray, rng: np.random.Generator, samples: 
 
 
 def sign_flip_test(strata: list[np.ndarray], rng: np.random.Generator, samples: int) -> float:
-    """Two-sided p-value of the mean over strata of each stratum's mean difference.
+    """Two-sided mid-p-value of the mean over strata of each stratum's mean difference.
 
-    The permutation p-value counts the observed statistic as one of the draws (Phipson & Smyth
-    2010), so it is never 0.
+    The observed statistic counts as one of the draws (Phipson & Smyth 2010), so the p-value is
+    never 0; draws as extreme as it count half.
     """
-    observed = np.mean([d.mean() for d in strata])
-    draws = np.mean([sign_flip_means(d, rng, samples) for d in strata], axis=0)
-    extreme = np.sum(np.abs(draws) >= abs(observed) - 1e-12)
-    return float((1 + extreme) / (1 + samples))
+    observed = abs(np.mean([d.mean() for d in strata]))
+    if observed < 1e-15:
+        return 1.0  # no difference at all: as McNemar's test, p = 1
+    draws = np.abs(np.mean([sign_flip_means(d, rng, samples) for d in strata], axis=0))
+    tolerance = 1e-12 * observed
+    beyond = np.sum(draws > observed + tolerance)
+    ties = np.sum(np.abs(draws - observed) <= tolerance)
+    return float((beyond + (ties + 1) / 2) / (1 + samples))
 
 
 def paired_test(
@@ -129,12 +151,13 @@ def paired_test(
     """The sign-flip test of one stratum's mean difference: (p-value, the test's name).
 
     When every non-zero difference has the same size the count of positive ones is
-    Binomial(m, 1/2) under the null: McNemar's exact test. Otherwise `samples` sign patterns.
+    Binomial(m, 1/2) under the null: McNemar's test, computed exactly. Otherwise `samples`
+    sign patterns.
     """
     nonzero = np.abs(differences[differences != 0])
     if len(nonzero) == 0 or np.allclose(nonzero, nonzero[0], rtol=0, atol=1e-12):
         positive = int(np.sum(differences > 0))
-        return mcnemar_exact(len(nonzero) - positive, positive), MCNEMAR
+        return mcnemar_mid_p(len(nonzero) - positive, positive), MCNEMAR
     return sign_flip_test([differences], rng, samples), SIGN_FLIP
 
 
@@ -191,7 +214,7 @@ def paired_by_dimension(
             pairs[dim.value] = (va, vb)
     strata = [vb - va for va, vb in pairs.values()]
     values = [shifted_values(d) for d in strata]
-    lows, highs = mean_intervals(values, CONFIDENCE, steps=1.0)
+    lows, highs = mean_intervals(values, CONFIDENCE)
     tests = [paired_test(d, rng, bootstrap_samples) for d in strata]
     adjusted = adjust([p for p, _ in tests], adjustment)
     dimensions = {
@@ -207,7 +230,7 @@ def paired_by_dimension(
         )
     }
     weights = [1 / len(strata)] * len(strata)
-    low, high = weighted_interval(values, weights, CONFIDENCE, steps=1.0)
+    low, high = weighted_interval(values, weights, CONFIDENCE)
     p = sign_flip_test(strata, rng, bootstrap_samples)
     rate_a = float(np.mean([d.rate_a for d in dimensions.values()]))
     rate_b = float(np.mean([d.rate_b for d in dimensions.values()]))

@@ -111,8 +111,8 @@ def score_interval(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Limits of sum_d w_d mean_d, from `counts` (..., D, m) of the `values` (m,) in [0, 1].
 
-    `correction` (..., D): each stratum's continuity correction, in units of its total (1/2 a
-    lattice step for a mean, one step for a paired difference); the weighted sum's is
+    `correction` (..., D): each stratum's continuity correction, in units of its total (half
+    a lattice step, see `lattice_step`); the weighted sum's is
     sum_d w_d^2 c_d / n_d. `weights` (D,): equal by default. Every stratum needs an item.
     """
     values = np.asarray(values, dtype=float)
@@ -210,7 +210,7 @@ def mean_intervals(
     groups: Sequence[Mapping[Fraction, float]], confidence: float, steps: float = 0.5
 ) -> tuple[np.ndarray, np.ndarray]:
     """The interval of each group's mean, from how many items have each value; the continuity
-    correction is `steps` lattice steps (1/2 for a mean, 1 for a paired difference)."""
+    correction is `steps` lattice steps."""
     values, counts, step = as_arrays(groups)
     correction = np.array([[steps * float(s)] for s in step])
     return score_interval(values, counts[:, None, :], confidence, correction)

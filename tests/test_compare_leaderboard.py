@@ -348,3 +348,15 @@ def test_leaderboard_marks_runs_whose_ranks_the_tests_cannot_separate(tmp_path):
     assert "Holm over the 3 pairs" in text
     zh = to_markdown(entries, published=False, lang="zh")
     assert "可能名次" in zh and "Ranks" not in zh
+
+
+def test_compare_in_chinese_prints_no_english_sentence(tmp_path):
+    import re
+
+    a_dir = scored_run(tmp_path, "a", lambda d, i, r: 3 if i % 3 else 1, n_per_dim=30)
+    b_dir = scored_run(tmp_path, "b", lambda d, i, r: 3 if i % 5 else 1, n_per_dim=30)
+    proc = run_cli("compare", a_dir, b_dir, "--lang", "zh", "--bootstrap", "200")
+    assert proc.returncode == 0, proc.stderr
+    assert "无显著差异" in proc.stdout or "更无害" in proc.stdout
+    text = re.sub(r"McNemar|mid-p|Holm|docs/statistics\.zh\.md", "", proc.stdout)
+    assert not re.search(r"[A-Za-z]{3,}[ ,;:]+[A-Za-z]{3,}", text), text

@@ -59,7 +59,7 @@ BootstrapOpt = Annotated[
     typer.Option(
         "--bootstrap",
         min=0,
-        help="Resamples of the paired and calibration bootstraps and permutation tests "
+        help="Resamples of the permutation tests and the calibration bootstrap "
         "(0 turns the 95% CIs off).",
         rich_help_panel=REPORT,
     ),

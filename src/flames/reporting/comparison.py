@@ -18,14 +18,14 @@ from flames.reporting.i18n import Lang, local_name, t
 
 def verdict(d: Difference, a: str, b: str, lang: Lang | str = Lang.en) -> str:
     """Plain words: a winner only when the adjusted test says so and the CI agrees; otherwise
-    the CI, never "too close": not significant does not mean close."""
+    the CI, never "too close": not significant does not mean close. A CI and a test that
+    disagree are said to, unless the adjustment has settled the row anyway."""
     excludes_zero = not (d.ci_low <= 0 <= d.ci_high)
-    raw = d.p_value < 0.05
     ci = {"low": d.ci_low, "high": d.ci_high}
     method = method_name(d.adjustment, lang)
-    if excludes_zero != raw:
-        return t("verdict_disagree", lang, n=d.n)
-    if raw and d.significant:
+    if d.significant:
+        if not excludes_zero:
+            return t("verdict_disagree", lang, n=d.n)
         better, points = (b if d.difference > 0 else a), abs(d.difference)
         if d.adjustment is Adjustment.none:
             return t("verdict_better", lang, better=better, points=points)
@@ -37,8 +37,10 @@ def verdict(d: Difference, a: str, b: str, lang: Lang | str = Lang.en) -> str:
             method=method,
             p=d.p_adjusted,
         )
-    if raw:
+    if d.p_value < 0.05:  # significant alone, not once adjusted
         return t("verdict_not_after", lang, method=method, p=d.p_adjusted, **ci)
+    if excludes_zero:
+        return t("verdict_disagree", lang, n=d.n)
     return t("verdict_none", lang, **ci)
 
 
@@ -60,12 +62,12 @@ def print_comparison(result: Comparison, console: Console, lang: Lang | str = La
     adjusted = method_name(result.adjustment, lang)
     cols = [
         Col("", text=True),
-        Col("N"),
-        Col("A"),
-        Col("B"),
+        Col("N", drop=2),
+        Col("A", drop=3),
+        Col("B", drop=3),
         Col("B - A"),
         Col(t("ci", lang), short=t("ci_short", lang)),
-        Col("p", drop=1, name=t("raw_p", lang)),
+        Col("p", drop=4, name=t("raw_p", lang)),
         Col(t("adjusted_p", lang, method=adjusted), short="p*"),
         Col(t("verdict", lang), text=True),
     ]

@@ -111,10 +111,11 @@ TEXT: dict[str, tuple[str, str]] = {
         "适应其上下文窗口）。",
     ),
     "p_note": (
-        "p: sign-flip permutation test of each change (McNemar's exact test with one answer per "
-        "prompt; stratified by dimension for the overall). p*: adjusted by {method} over all "
-        "{cells} rows of the table; only p* < 0.05 counts as significant.",
-        "p：每项变化的符号翻转置换检验（每个提示一条回答时即 McNemar 精确检验；总体按维度分层）。"
+        "p: sign-flip permutation test (mid-p) of each change (McNemar's mid-p test with one "
+        "answer per prompt; stratified by dimension for the overall). p*: adjusted by {method} "
+        "over all {cells} rows of the table; only p* < 0.05 counts as significant.",
+        "p：每项变化的符号翻转置换检验（mid-p；每个提示一条回答时即 McNemar mid-p 检验；总体按维度"
+        "分层）。"
         "p*：对表中全部 {cells} 行用 {method} 方法校正后的 p 值；只有 p* < 0.05 才算显著。",
     ),
     "unscored": (
@@ -145,11 +146,11 @@ TEXT: dict[str, tuple[str, str]] = {
     "robustness_note": (
         "Harmless rate on the same source prompts, untransformed and transformed (paired; a "
         "negative change means the transform made the model less harmless). p: sign-flip "
-        "permutation test (McNemar's exact test with one answer per prompt; stratified by "
+        "permutation test, mid-p (McNemar's mid-p test with one answer per prompt; stratified by "
         "dimension for the overall); p*: adjusted over every row of the table.",
         "同一批原始提示在变换前后的无害率（配对比较；变化为负表示变换使模型更不无害）。p：符号翻转"
-        "置换检验（每个提示一条回答时即 McNemar 精确检验；总体按维度分层）；p*：对表中所有行校正后"
-        "的 p 值。",
+        "置换检验，mid-p（每个提示一条回答时即 McNemar mid-p 检验；总体按维度分层）；p*：对表中所有"
+        "行校正后的 p 值。",
     ),
     "heatmap_caption": (
         "Change in harmless rate (points) per transform and dimension; * adjusted p < 0.05 "
@@ -229,11 +230,11 @@ TEXT: dict[str, tuple[str, str]] = {
         "inconclusive: the CI and the test disagree (n={n})",
         "无法判断：置信区间与检验结论不一致（n={n}）",
     ),
-    "test_mcnemar": ("McNemar's exact test", "McNemar 精确检验"),
-    "test_sign_flip": ("sign-flip permutation test", "符号翻转置换检验"),
+    "test_mcnemar": ("McNemar's mid-p test", "McNemar mid-p 检验"),
+    "test_sign_flip": ("sign-flip permutation test (mid-p)", "符号翻转置换检验（mid-p）"),
     "test_stratified": (
-        "stratified sign-flip permutation test of the mean of dimensions",
-        "各维度平均值的分层符号翻转置换检验",
+        "stratified sign-flip permutation test (mid-p) of the mean of dimensions",
+        "各维度平均值的分层符号翻转置换检验（mid-p）",
     ),
     "comparison_title": (
         "Harmless rate: {a} (A) vs {b} (B), paired",

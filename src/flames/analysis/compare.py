@@ -201,17 +201,17 @@ def paired_by_dimension(
             f"--bootstrap {MIN_RESAMPLES} or more (2000 by default)",
             param_hint="--bootstrap",
         )
-    common = sorted(rates_a.keys() & rates_b.keys())
+    common = rates_a.keys() & rates_b.keys()
     if not common:
         raise FlamesError("nothing to pair: no scored item in common")
     rng = np.random.default_rng(seed)
-    pairs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for dim in Dimension:
-        ids = [i for i in common if rates_a[i][0] is dim]
-        if ids:
-            va = np.array([rates_a[i][1] for i in ids])
-            vb = np.array([rates_b[i][1] for i in ids])
-            pairs[dim.value] = (va, vb)
+    # One pass over the items; the order within a dimension does not matter to any statistic.
+    shares: dict[Dimension, tuple[list[float], list[float]]] = {d: ([], []) for d in Dimension}
+    for i in common:
+        dim, a = rates_a[i]
+        shares[dim][0].append(a)
+        shares[dim][1].append(rates_b[i][1])
+    pairs = {dim.value: (np.array(a), np.array(b)) for dim, (a, b) in shares.items() if a}
     strata = [vb - va for va, vb in pairs.values()]
     values = [shifted_values(d) for d in strata]
     lows, highs = mean_intervals(values, CONFIDENCE)

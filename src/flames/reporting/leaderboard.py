@@ -109,10 +109,18 @@ def _rank_ranges(
     A pair whose runs share no prompt, or hold a shared id with different prompts, is not
     tested and so never separated."""
     pairs, p_values, signs = [], [], []
+    rates = {e.run: results[e.run].item_rates() for e in group} if len(group) > 1 else {}
     for i, first in enumerate(group):
         for j in range(i + 1, len(group)):
-            a, b = results[first.run], results[group[j].run]
-            tested = _overall_test(a, b, bootstrap_samples, seed)
+            second = group[j].run
+            tested = _overall_test(
+                results[first.run],
+                results[second],
+                rates[first.run],
+                rates[second],
+                bootstrap_samples,
+                seed,
+            )
             if tested is not None:
                 pairs.append((i, j))
                 p_values.append(tested[0])
@@ -136,10 +144,14 @@ def ranks_note(group: list[Entry], lang: Lang | str = Lang.en) -> str:
 
 
 def _overall_test(
-    a: Results, b: Results, bootstrap_samples: int, seed: int
+    a: Results,
+    b: Results,
+    rates_a: dict[str, tuple[Dimension, float]],
+    rates_b: dict[str, tuple[Dimension, float]],
+    bootstrap_samples: int,
+    seed: int,
 ) -> tuple[float, int] | None:
     """(p-value, sign of B - A) of the paired overall test, or None when there is no pair."""
-    rates_a, rates_b = a.item_rates(), b.item_rates()
     if not rates_a.keys() & rates_b.keys():
         return None
     same_items = a.run.dataset.items_sha256 == b.run.dataset.items_sha256

@@ -97,3 +97,40 @@ def gguf_to_safetensors(gguf: Path, directory: Path) -> Path:
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def tied(store, verdicts):
+    """Verdicts tied to the answer text the store holds now (as a scorer that judged it would)."""
+    from flames.runs.store import text_sha
+
+    verdicts = list(verdicts)
+    texts = store.texts((v.item_id, v.sample) for v in verdicts)
+    return [
+        v.model_copy(update={"answer_sha": text_sha(texts[(v.item_id, v.sample)][1])})
+        for v in verdicts
+    ]
+
+
+def reloaded_confusion(folder: Path, examples, max_length: int) -> dict[int, dict[int, int]]:
+    """Labelled examples scored by a trained scorer folder through `flames score`'s own code,
+    counted as confusion[label][verdict]."""
+    from flames.data.dataset import Item
+    from flames.runs.records import Answer
+    from flames.scoring.scorer.official import OfficialScorer, ScorerSettings
+
+    scorer = OfficialScorer(ScorerSettings(model=str(folder), max_length=max_length))
+    pairs = []
+    for i, e in enumerate(examples):
+        sub = e.dimension.subcomponents[0]
+        item = Item(id=f"x{i}", dimension=e.dimension, subcomponent=sub, prompt=e.prompt)
+        pairs.append((item, Answer(item_id=item.id, status="ok", response=e.response)))
+    confusion = {h: dict.fromkeys((1, 2, 3), 0) for h in (1, 2, 3)}
+    for e, verdict in zip(examples, scorer.score_all(pairs), strict=True):
+        confusion[e.score][verdict.score] += 1
+    return confusion
+
+
+def stored_confusion(training: dict, side: str = "test") -> dict[int, dict[int, int]]:
+    """The confusion a scorer card records for a held-out side, with integer keys."""
+    stored = training["metrics"][side]["overall"]["confusion"]
+    return {int(h): {int(p): n for p, n in row.items()} for h, row in stored.items()}

@@ -15,7 +15,7 @@ from flames.runs.records import ScorerManifest, Verdict
 from flames.runs.store import RunStore
 from flames.scoring.annotate import export_items, import_labels, record_labels
 
-from .helpers import run_cli, write_jsonl
+from .helpers import run_cli, tied, write_jsonl
 
 
 @pytest.fixture
@@ -41,7 +41,8 @@ def run_dir(tmp_path):
 def set_scorer(store, name, score_of):
     store.register_scorer(ScorerManifest(name=name, kind="test"))
     store.record_verdicts(
-        name, [Verdict(item_id=i.id, status="ok", score=score_of(i)) for i in store.items()]
+        name,
+        tied(store, [Verdict(item_id=i.id, status="ok", score=score_of(i)) for i in store.items()]),
     )
 
 
@@ -54,7 +55,7 @@ def test_cohen_and_fleiss_kappa_match_hand_computations():
 
 
 def test_export_label_import_roundtrip_with_csv(run_dir, tmp_path):
-    with RunStore.open(run_dir) as store:
+    with RunStore.open_writer(run_dir, "test") as store:
         n = export_items(store, tmp_path / "todo.csv")
     assert n == 100
     with (tmp_path / "todo.csv").open(encoding="utf-8-sig") as fh:
@@ -67,7 +68,7 @@ def test_export_label_import_roundtrip_with_csv(run_dir, tmp_path):
         writer.writerows(rows)
     proc = run_cli("annotate", "import", run_dir, tmp_path / "done.csv", "--annotator", "alice")
     assert proc.returncode == 0, proc.stderr
-    with RunStore.open(run_dir) as store:
+    with RunStore.open_writer(run_dir, "test") as store:
         labels = {v.item_id: v.score for v in store.verdicts("human:alice")}
         assert store.scorers()["human:alice"].kind == "human"
     assert len(labels) == 30 and labels["FAIRNESS-00"] == 2
@@ -81,15 +82,15 @@ def test_bad_labels_name_the_line_and_store_nothing(run_dir, tmp_path):
         ({"item_id": "SAFETY-01", "label": 3}, "no annotator"),
     ]:
         path = write_jsonl(tmp_path / "labels.jsonl", [good, bad])
-        with RunStore.open(run_dir) as store, pytest.raises(DataError) as info:
+        with RunStore.open_writer(run_dir, "test") as store, pytest.raises(DataError) as info:
             import_labels(store, path)
         assert f"{path}:2:" in str(info.value) and message in str(info.value)
-        with RunStore.open(run_dir) as store:
+        with RunStore.open_writer(run_dir, "test") as store:
             assert "human:bob" not in store.scorers()
 
 
 def test_disagreements_are_queued_first(run_dir, tmp_path):
-    with RunStore.open(run_dir) as store:
+    with RunStore.open_writer(run_dir, "test") as store:
         set_scorer(store, "a", lambda i: 3)
         set_scorer(store, "b", lambda i: 1 if i.id.endswith("7") else 3)
         export_items(store, tmp_path / "q.jsonl", first=["a", "b"])
@@ -103,7 +104,7 @@ def test_disagreements_are_queued_first(run_dir, tmp_path):
 
 
 def test_calibration_against_known_error_rates(run_dir):
-    with RunStore.open(run_dir) as store:
+    with RunStore.open_writer(run_dir, "test") as store:
         items = store.items()
         # Humans: half harmless. Judge: sensitivity 80%, specificity 90% in every dimension.
         human = {i.id: (3 if int(i.id[-2:]) < 10 else 1) for i in items}
@@ -210,11 +211,11 @@ def test_labelling_server_refuses_writes_from_anything_but_its_page(run_dir):
                 assert response.status == status, (headers, body, await response.text())
             rebound = await client.get("/", headers={"Host": f"evil.example:{client.port}"})
             assert rebound.status == 403  # the page (and its token) is not served to a rebinder
-            with RunStore.open(run_dir) as store:
+            with RunStore.open_writer(run_dir, "test") as store:
                 assert "human:mallory" not in store.scorers()
             saved = await client.post("/api/label", json=label, headers=good)
             assert saved.status == 200
-            with RunStore.open(run_dir) as store:
+            with RunStore.open_writer(run_dir, "test") as store:
                 assert [v.score for v in store.verdicts("human:mallory")] == [3]
 
     asyncio.run(session())
@@ -248,7 +249,7 @@ def test_csv_export_neutralises_formulas_and_labels_still_import(tmp_path):
         writer.writerows(cells.values())
     proc = run_cli("annotate", "import", run_dir, tmp_path / "done.csv", "--annotator", "ann")
     assert proc.returncode == 0, proc.stderr
-    with RunStore.open(run_dir) as store:
+    with RunStore.open_writer(run_dir, "test") as store:
         assert {v.item_id for v in store.verdicts("human:ann")} == {"=1+1", "-5", "ok", "n"}
 
 
@@ -315,7 +316,7 @@ def test_kappa_is_undefined_where_scikit_learn_finds_no_chance_disagreement(weig
 
 
 def test_undefined_kappa_prints_as_undefined_with_the_reason(run_dir):
-    with RunStore.open(run_dir) as store:
+    with RunStore.open_writer(run_dir, "test") as store:
         label_all(store, "ann", lambda i: 3)
         set_scorer(store, "judge", lambda i: 3)
         result = calibrate(store, "judge", ["human:ann"])
@@ -335,7 +336,7 @@ def label_all(store, name, score_of):
 
 
 def test_undefined_sensitivity_is_shown_as_undefined(run_dir):
-    with RunStore.open(run_dir) as store:
+    with RunStore.open_writer(run_dir, "test") as store:
         label_all(store, "ann", lambda i: 1)  # no answer is harmless for the humans
         set_scorer(store, "judge", lambda i: 3 if i.id.endswith("1") else 1)
         result = calibrate(store, "judge", ["human:ann"])
@@ -356,7 +357,7 @@ def test_undefined_sensitivity_is_shown_as_undefined(run_dir):
 
 @pytest.mark.parametrize("weights", [[], ["--kappa-weights", "linear"]])
 def test_the_calibration_table_reads_whole_at_80_columns(run_dir, weights):
-    with RunStore.open(run_dir) as store:
+    with RunStore.open_writer(run_dir, "test") as store:
         label_all(store, "ann", lambda i: 3 if i.id.endswith(("1", "2", "3")) else 1)
         set_scorer(store, "judge", lambda i: 3 if i.id.endswith(("1", "2")) else 1)
     out = run_dir.parent / "cal"
@@ -376,7 +377,7 @@ def test_the_calibration_table_reads_whole_at_80_columns(run_dir, weights):
 
 
 def test_corrected_rate_interval_resamples_labelled_and_unlabelled_answers(run_dir):
-    with RunStore.open(run_dir) as store:
+    with RunStore.open_writer(run_dir, "test") as store:
         items = store.items()
         # Humans label 12 of the 20 answers per dimension; the judge scores all 20.
         labelled = [i for i in items if int(i.id[-2:]) < 12]
@@ -417,7 +418,7 @@ def test_corrected_rate_interval_resamples_labelled_and_unlabelled_answers(run_d
 
 
 def test_random_export_is_seeded_and_calibrate_warns_about_other_selections(run_dir, tmp_path):
-    with RunStore.open(run_dir) as store:
+    with RunStore.open_writer(run_dir, "test") as store:
         set_scorer(store, "judge", lambda i: 3)
         assert export_items(store, tmp_path / "r1.jsonl", sample=30, seed=4) == 30
         export_items(store, tmp_path / "r2.jsonl", sample=30, seed=4)
@@ -437,7 +438,7 @@ def test_random_export_is_seeded_and_calibrate_warns_about_other_selections(run_
     proc = run_cli("calibrate", run_dir, "--judge", "judge", "--kappa-weights", "linear")
     assert proc.returncode == 0, proc.stderr
     assert "not a random sample" not in proc.stdout and "linear kappa" in proc.stdout
-    with RunStore.open(run_dir) as store:
+    with RunStore.open_writer(run_dir, "test") as store:
         assert {v.raw for v in store.verdicts("human:carol")} == {"random 30 of 100, seed 4"}
         export_items(store, tmp_path / "queue.jsonl")
     queued = [json.loads(line) for line in (tmp_path / "queue.jsonl").read_text().splitlines()]
@@ -463,3 +464,162 @@ def test_random_export_is_seeded_and_calibrate_warns_about_other_selections(run_
     assert too_many.returncode == 2  # a usage mistake, not bad input data
     assert "a random sample must have 1 to 100 answers, not 1000" in too_many.stderr
     assert not (tmp_path / "y.csv").exists()
+
+
+def test_labelling_server_cannot_be_framed_and_answers_400_to_anything_malformed(run_dir, caplog):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from flames.scoring.annotate_server import NOT_FRAMED, make_app
+
+    async def session():
+        async with TestClient(TestServer(make_app(run_dir, "dave"))) as client:
+            page = await client.get("/")
+            token = page_token(await page.text())
+            good = {"X-Flames-Token": token}
+            responses = [page, await client.get("/nowhere"), await client.get("/api/item")]
+            for index in ("²", "--5", "5" * 5000, "", " 1", "1e3", "٣", "0x1"):
+                shown = await client.get("/api/item", params={"index": index})
+                assert shown.status == 400, (index, await shown.text())
+                responses.append(shown)
+            assert (await (await client.get("/api/item?index=-5")).json())["index"] == 0
+            bodies = [
+                b'{"index": 0, "label": ' + b"3" * 5000 + b"}",
+                b'{"index": ' + b"1" * 5000 + b', "label": 3}',
+                b'{"index": 0, "label": 3, "x": ' + b"[" * 30_000 + b"]" * 30_000 + b"}",
+                b'{"index": 0, "label": \xff}',
+                b'{"index": [0], "label": {"a": 3}}',
+                b'{"index": null, "label": 3}',
+                b'{"index": -1, "label": 3}',
+                b'{"index": 0, "label": 3',
+                b"",
+            ]
+            for body in bodies:
+                headers = {**good, "Content-Type": "application/json"}
+                sent = await client.post("/api/label", data=body, headers=headers)
+                assert sent.status == 400, (body[:60], await sent.text())
+                responses.append(sent)
+            odd_token = await client.post(
+                "/api/label", json={"index": 0, "label": 3}, headers={"X-Flames-Token": "ключ"}
+            )
+            assert odd_token.status == 403
+            headers = {**good, "Content-Type": "application/json"}
+            big = await client.post("/api/label", data=b" " * 100_000, headers=headers)
+            assert big.status == 413
+            for response in [*responses, odd_token, big]:
+                for header, value in NOT_FRAMED.items():
+                    assert response.headers.get(header) == value, (response.url, header)
+
+    caplog.set_level("DEBUG")
+    asyncio.run(session())
+    assert not [r for r in caplog.records if r.exc_info or r.levelname == "ERROR"]
+    with RunStore.open(run_dir) as store:
+        assert "human:dave" not in store.scorers()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_the_labelling_page_is_announced_once_listening_and_a_busy_port_is_one_line(
+    run_dir, tmp_path
+):
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    port = _free_port()
+    command = [sys.executable, "-m", "flames", "annotate", "serve", str(run_dir)]
+    command += ["--annotator", "eve\x1b]0;pwned\x07", "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        assert f"open http://127.0.0.1:{port}/" in line, line + server.stderr.read()
+        assert "eve\\x1b]0;pwned\\x07" in line and "\x1b" not in line
+        # Said only once listening: the page answers at once, with no retry.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
+            assert page.headers["X-Frame-Options"] == "DENY"
+        other = tmp_path / "other"
+        rows = [{"dimension": "Safety", "subcomponent": "Mental harm", "prompt": "问"}]
+        answered = write_jsonl(tmp_path / "o.jsonl", [dict(rows[0], response="答")])
+        assert run_cli("import", answered, other).returncode == 0
+        busy = run_cli("annotate", "serve", other, "--annotator", "f", "--port", str(port))
+        assert busy.returncode == 1, busy.stderr
+        assert f"port {port} on 127.0.0.1 is in use" in busy.stderr
+        assert busy.stderr.strip().count("\n") == 0 and "Traceback" not in busy.stderr
+        assert "unexpected" not in busy.stderr and "open http" not in busy.stdout
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, errors = server.communicate(timeout=30)
+    assert server.returncode == 0 and "Traceback" not in errors
+    for port_given in ("0", "65536", "-1"):
+        refused = run_cli("annotate", "serve", run_dir, "--annotator", "g", "--port", port_given)
+        assert refused.returncode == 2 and "--port" in refused.stderr
+
+
+HOSTILE_TEXTS = [
+    "长" * 200_000,  # past the csv module's 131,072-character field limit
+    "第一行\r\n第二行\r第三行\n",
+    'say "hi", \'then\' ""bye""',
+    "a\x00b",
+    "=cmd|' /C calc'!A0",
+    "'=already quoted",
+    "''=twice",
+    "'plain apostrophe",
+    "-1.5",
+    "+86 电话",
+    "@SUM(A1)",
+    "\t=tab",
+    "\r=cr",
+    "",
+]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_export_then_import_round_trips_any_text(tmp_path, suffix):
+    from flames.scoring.annotate import _rows
+
+    ids = ["=1+1", "'=x", "+1", "-5", "@a", "\tid", "普通", "a,b", 'q"', "x\ny"]
+    ids += [f"id{i}" for i in range(len(HOSTILE_TEXTS) - len(ids))]
+    rows = [
+        {"id": item_id, "dimension": "Safety", "subcomponent": "Mental harm"}
+        | {"prompt": f"问{i} {text}" if text.strip() else f"问{i}", "response": text}
+        for i, (item_id, text) in enumerate(zip(ids, HOSTILE_TEXTS, strict=True))
+    ]
+    run_dir = tmp_path / "run"
+    imported = run_cli("import", write_jsonl(tmp_path / "a.jsonl", rows), run_dir, "--allow-empty")
+    assert imported.returncode == 0, imported.stderr
+    exported = tmp_path / f"todo{suffix}"
+    assert run_cli("annotate", "export", run_dir, exported).returncode == 0
+    read = {row["item_id"]: row for _, row in _rows(exported)}
+    assert set(read) == set(ids)
+    for row in rows:  # every text comes back exactly as stored
+        assert read[row["id"]]["prompt"] == row["prompt"]
+        assert read[row["id"]]["response"] == row["response"]
+    # An annotator fills in labels and names, formula-like ones included, and imports the file.
+    annotators = ["=bob", "'=carol", "dave"]
+    filled = tmp_path / f"done{suffix}"
+    labelled = [
+        {**row, "label": "3", "annotator": annotators[i % 3]} for i, row in enumerate(read.values())
+    ]
+    if suffix == ".csv":
+        from flames._util.outputs import csv_cell
+
+        with filled.open("w", encoding="utf-8-sig", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(labelled[0]))
+            writer.writeheader()
+            writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in labelled)
+    else:
+        write_jsonl(filled, labelled)
+    proc = run_cli("annotate", "import", run_dir, filled)
+    assert proc.returncode == 0, proc.stderr
+    with RunStore.open(run_dir) as store:
+        by_annotator = {
+            who: {v.item_id for v in store.verdicts(f"human:{who}")} for who in annotators
+        }
+    for i, item_id in enumerate(read):
+        assert item_id in by_annotator[annotators[i % 3]]

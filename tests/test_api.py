@@ -445,11 +445,17 @@ def test_compare_through_the_api(tmp_path):
     assert comparison.overall.rate_a == pytest.approx(sum(expected.values()) / len(expected))
 
 
-def test_to_pandas_without_pandas_says_what_to_install(tmp_path, monkeypatch):
+def test_to_pandas_without_pandas_names_the_extra_in_one_line(tmp_path, monkeypatch):
     result = flames.evaluate(small(tmp_path / "run"), progress=False, console=quiet())
-    monkeypatch.setitem(sys.modules, "pandas", None)
-    with pytest.raises(flames.FlamesError, match="pip install pandas"):
-        result.to_pandas()
+    monkeypatch.setitem(sys.modules, "pandas", None)  # `import pandas` now fails
+    for table in ("metrics", "answers"):
+        with pytest.raises(flames.FlamesError) as caught:
+            result.to_pandas(table)
+        message = str(caught.value)
+        assert "\n" not in message
+        assert (
+            'pip install "flames-eval[pandas]"' in message and 'pip install ".[pandas]"' in message
+        )
 
 
 def test_run_generation_inside_a_running_loop(tmp_path):

@@ -67,7 +67,8 @@ def integrity_ok(run_dir: Path) -> None:
     if (run_dir / "run.db").exists():
         with sqlite3.connect(run_dir / "run.db") as db:
             assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-            assert db.execute("SELECT count(*) FROM meta").fetchone()[0] == 1  # a manifest
+            manifests = "SELECT count(*) FROM meta WHERE key = 'manifest'"
+            assert db.execute(manifests).fetchone()[0] == 1
 
 
 ANSWERS = "SELECT item_id, sample, status, response, created_at FROM answers"

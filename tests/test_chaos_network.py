@@ -34,9 +34,24 @@ TRANSIENT = [
     "[[ansi:1]]",
     "[[leak:500x1]]",
     "[[leak:200x1]]",
+    # Broken 200 replies: kept with what is broken recorded as unknown, or asked again.
+    "[[hostile:usage-string]]",
+    "[[hostile:usage-list]]",
+    "[[hostile:tokens-text]]",
+    "[[hostile:tokens-fraction]]",
+    "[[hostile:tokens-huge]]",
+    "[[hostile:tokens-negative]]",
+    "[[hostile:tokens-digits]]",
+    "[[hostile:finish-list]]",
+    "[[hostile:surrogate]]",
+    "[[hostile:deepx1]]",
 ]
 PERMANENT = ["[[fail:503x99]]", "[[blank:99]]", "[[fail:401x1]]", "[[leak:400x1]]"]
-"""Faults no retry within one command overcomes (401 and 400 are final)."""
+PERMANENT += ["[[hostile:deep]]", "[[bomb:1]]"]
+"""Faults no retry within one command overcomes (401 and 400 are final, and so is a reply past
+the size limit: a gzip bomb inflating to 1 GiB)."""
+ALWAYS = ("x99]]", "[[blank:99]]", "[[hostile:deep]]", "[[bomb:1]]")
+"""The permanent faults no stray reply can stand in for."""
 N = 120
 ATTEMPTS = 4
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -51,6 +66,11 @@ def chaos_prompts(seed: int = 13) -> list[str]:
             faults.insert(0, rng.choice(PERMANENT))
         texts.append(f"问题{i:03d}" + "".join(faults) + "[[score:auto]]")
     return texts
+
+
+def echo(content: str) -> str:
+    """What the mock server echoed: its JSON, less the U+FFFD a lone surrogate became."""
+    return json.loads(content.removesuffix("\ufffd"))["echo"]
 
 
 def integrity(run_dir) -> str:
@@ -90,11 +110,11 @@ def test_generate_judge_and_report_under_every_network_fault(tmp_path, mock_api)
     assert sorted(a.item_id for a in answers) == sorted(items)
     ok = {a.item_id: a for a in answers if a.status == "ok"}
     for item_id, answer in ok.items():
-        assert json.loads(answer.response)["echo"] == prompt_of[item_id]
+        assert echo(answer.response) == prompt_of[item_id]
     failed = {prompt_of[a.item_id] for a in answers if a.status == "error"}
     # Failures only where a fault outlasts the attempts. A final 401 or 400 may be missed when
     # a stray reply took its place (and was caught): the next attempt succeeds.
-    always = {t for t in texts if "x99]]" in t or "[[blank:99]]" in t}
+    always = {t for t in texts if any(fault in t for fault in ALWAYS)}
     assert always <= failed <= {t for t in texts if any(f in t for f in PERMANENT)}
     assert always
     assert all(a.error and a.response is None for a in answers if a.status == "error")
@@ -120,7 +140,7 @@ def test_generate_judge_and_report_under_every_network_fault(tmp_path, mock_api)
     assert len(scored) >= N // 2
     for item_id, verdict in scored.items():
         asked_judge = judge_prompt(items[item_id], ok[item_id].response)
-        assert json.loads(verdict.raw)["echo"] == asked_judge
+        assert echo(verdict.raw) == asked_judge
         assert verdict.score == expected_score(asked_judge)
     assert integrity(run_dir) == "ok"
 
@@ -135,6 +155,9 @@ def test_generate_judge_and_report_under_every_network_fault(tmp_path, mock_api)
     assert {i for i, p in predicted.items() if p is not None} == set(scored)
     assert all(predicted[i] == v.score for i, v in scored.items())
 
+    assert "replies kept after a repair" in proc.stdout + judged.stdout
+    tokens = [(a.prompt_tokens, a.completion_tokens) for a in answers]
+    assert all(n is None or 0 <= n <= 10**9 for pair in tokens for n in pair)
     for out in (proc, judged, report):
         assert "Traceback" not in out.stderr
         assert CONTROL.findall(out.stdout + out.stderr) == []

@@ -137,7 +137,7 @@ def test_leaderboard_ranks_runs_and_shows_the_published_table_apart(tmp_path):
 
 def as_official(run_dir, model=OFFICIAL_REPO):
     """Store the run's imported verdicts again as if the official scorer had given them."""
-    with RunStore.open(run_dir) as store:
+    with RunStore.open_writer(run_dir, "test") as store:
         verdicts = store.verdicts("imported")
         store.register_scorer(
             ScorerManifest(

@@ -156,7 +156,7 @@ def test_judge_verdicts_are_stored_one_by_one_as_they_arrive(tmp_path):
     api = start_mock(tmp_path, latency=0.05)
     writes: list[tuple[int, int]] = []  # (verdicts in this write, requests answered by then)
     try:
-        with RunStore.open(run_dir) as store:
+        with RunStore.open_writer(run_dir, "test") as store:
             record = store.record_verdicts
 
             def spy(scorer, verdicts):

@@ -1,4 +1,5 @@
-"""The README's Python API example and examples/ run as written: as scripts and in a kernel."""
+"""The Python API page's example (docs/python-api.md) and examples/ run as written: as scripts
+and in a kernel."""
 
 from __future__ import annotations
 
@@ -13,14 +14,13 @@ from flames._config import load_evaluation
 from flames.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
-README = (REPO / "README.md").read_text(encoding="utf-8")
+PAGE = (REPO / "docs" / "python-api.md").read_text(encoding="utf-8")
 
 
-def readme_block(language: str) -> str:
-    """The first ```language block of the README's "Python API" section."""
-    section = README.split("## Python API", 1)[1].split("\n## ", 1)[0]
-    found = re.search(rf"```{language}\n(.*?)```", section, re.DOTALL)
-    assert found, f"no {language} block in the Python API section"
+def page_block(language: str) -> str:
+    """The first ```language block of the Python API page."""
+    found = re.search(rf"```{language}\n(.*?)```", PAGE, re.DOTALL)
+    assert found, f"no {language} block on the Python API page"
     return found.group(1)
 
 
@@ -40,18 +40,18 @@ def run_notebook(notebook, cwd: Path):
     return client.execute()
 
 
-def test_the_readme_python_block_runs_as_a_script(tmp_path):
+def test_the_python_api_example_runs_as_a_script(tmp_path):
     script = tmp_path / "example.py"
-    script.write_text(readme_block("python"), encoding="utf-8")
+    script.write_text(page_block("python"), encoding="utf-8")
     out = run_script(script, tmp_path)
     assert re.search(r"python-api \(judge:__main__:my_judge\): harmless rate [\d.]+%", out)
     assert "level" in out and "Overall" in out and "subcomponent" in out  # the DataFrame
     assert (tmp_path / "runs" / "python-api" / "report" / "report.json").is_file()
 
 
-def test_the_readme_python_block_runs_as_a_notebook_cell(tmp_path):
+def test_the_python_api_example_runs_as_a_notebook_cell(tmp_path):
     nbformat = pytest.importorskip("nbformat")
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(readme_block("python"))])
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(page_block("python"))])
     executed = run_notebook(notebook, tmp_path)
     text = "".join(o.get("text", "") for o in executed.cells[0].outputs)
     assert "harmless rate" in text and "subcomponent" in text
@@ -71,14 +71,14 @@ def test_the_example_notebook_runs_in_a_kernel(tmp_path):
     assert last["output_type"] == "execute_result" and "control-" in last["data"]["text/plain"]
 
 
-def test_the_readme_config_file_is_valid_and_its_error_example_is_true(tmp_path):
-    text = readme_block("toml")
+def test_the_config_file_example_is_valid_and_its_error_example_is_true(tmp_path):
+    text = page_block("toml")
     path = tmp_path / "eval.toml"
     path.write_text(text, encoding="utf-8")
     evaluation = load_evaluation(path)
     assert evaluation.data.sample == 200 and evaluation.judges[0].model == "gpt-4o"
-    quoted = re.search(r"\(`(eval\.toml:\d+: target\.decoding\.temperature: [^`]*)`\)", README)
-    assert quoted, "the README quotes an error message"
+    quoted = re.search(r"\(`(eval\.toml:\d+: target\.decoding\.temperature: [^`]*)`\)", PAGE)
+    assert quoted, "the page quotes an error message"
     path.write_text(text.replace("temperature = 0.0", 'temperature = "hot"'), encoding="utf-8")
     with pytest.raises(DataError) as caught:
         load_evaluation(path)

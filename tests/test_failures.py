@@ -1,5 +1,5 @@
 """Clear failures: every documented failure, driven through the command line as a user meets it,
-ends in one clear message and its documented exit code (README "Exit codes"), never a traceback.
+ends in one clear message and its documented exit code (docs/exit-codes.md), never a traceback.
 """
 
 from __future__ import annotations
@@ -166,7 +166,31 @@ def test_a_missing_extra_names_the_pip_extra(tmp_path):
             "data", "augment", "--data", data, "-o", tmp_path / "o.jsonl",
             "--transform", transform, env=env,
         )  # fmt: skip
-        check(proc, FAILURE, "pip install 'flames-eval[augment]'")
+        check(proc, FAILURE, 'pip install "flames-eval[augment]"', 'pip install ".[augment]"')
+
+
+def test_to_pandas_without_pandas_is_one_line_and_exit_1_through_the_command_line(
+    tmp_path, monkeypatch, capsys
+):
+    import flames
+    import flames.cli
+
+    run_dir = tmp_path / "run"
+    flames.import_answers(Path(__file__).parents[1] / "examples" / "scored_demo.jsonl", run_dir)
+    monkeypatch.setitem(sys.modules, "pandas", None)  # `import pandas` now fails
+
+    def command() -> None:  # what a command that tabulates a run would do
+        flames.load_run(run_dir, scorer="imported").to_pandas()
+
+    for failing in (command, lambda: __import__("pandas")):  # the error, or a bare ImportError
+        monkeypatch.setattr(flames.cli, "app", failing)
+        with pytest.raises(SystemExit) as exited:
+            flames.cli.main()
+        assert exited.value.code == FAILURE
+        said = capsys.readouterr().err
+        message = "".join(said.splitlines())  # one message, wrapped at the console's width
+        assert said.count("error:") == 1 and message.startswith("error:"), said
+        assert "Traceback" not in said and 'pip install "flames-eval[pandas]"' in message, said
 
 
 def test_import_surrogates_and_ids_are_refused_and_a_corrected_import_works(tmp_path):

@@ -12,7 +12,7 @@ from flames.clients.chat import RateLimiter
 from flames.runs.store import RunStore
 
 from .conftest import start_mock
-from .helpers import run_cli, write_jsonl
+from .helpers import run_cli, tied, write_jsonl
 
 
 def prompts(tmp_path, texts, name="data.jsonl"):
@@ -319,11 +319,11 @@ def test_answers_clamped_by_the_server_are_flagged_and_counted(tmp_path):
         assert clamped.returncode == 0, clamped.stderr
         summary = " ".join(clamped.stdout.split())
         assert "2 answers were cut by the server before --max-tokens 100" in summary
-        with RunStore.open(tmp_path / "run") as store:
+        with RunStore.open_writer(tmp_path / "run", "test") as store:
             got = store.answers()
             store.register_scorer(ScorerManifest(name="s", kind="human"))
             store.record_verdicts(
-                "s", [Verdict(item_id=a.item_id, status="ok", score=3) for a in got]
+                "s", tied(store, [Verdict(item_id=a.item_id, status="ok", score=3) for a in got])
             )
         for answer in got:
             assert answer.finish_reason == "length" and answer.completion_tokens < 100

@@ -136,3 +136,26 @@ def test_run_generates_and_scores_on_vllm_one_engine_after_the_other(
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "run" / "report" / "report.json").read_text("utf-8"))
     assert report["metrics"]["n_scored"] == len(PROMPTS)
+
+
+def test_smollm2_judges_on_vllm_in_process_and_fails_the_sanity_check(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    """The local judge on vLLM's engine (no server): SmolLM2 cannot tell plainly harmful answers
+    from harmless ones, so its verdicts are refused before any answer of the run is judged."""
+    from flames.runs.store import RunStore
+
+    rows = [{"id": "a", "dimension": "Safety", "subcomponent": "Mental harm", "prompt": "问"}]
+    rows[0]["response"] = "答"
+    run_dir = tmp_path / "run"
+    assert run_cli("import", write_jsonl(tmp_path / "a.jsonl", rows), run_dir).returncode == 0
+    args = [f"--judge-vllm-arg={k}={json.dumps(v)}" for k, v in ENGINE_ARGS.items()]
+    args = [a.replace("max_model_len=256", "max_model_len=2048") for a in args]
+    proc = run_cli(
+        "judge", run_dir, "--model", model_dir, "--judge-backend", "vllm", *args,
+        "--judge-max-tokens", "32", "--parse-attempts", "1", "--no-progress", timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 5, proc.stderr
+    assert "failed the judge sanity check" in proc.stderr and "Traceback" not in proc.stderr
+    with RunStore.open(run_dir) as store:
+        assert store.verdicts(f"judge:{model_dir}") == []  # nothing of the run was judged

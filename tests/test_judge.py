@@ -6,6 +6,7 @@ import re
 import pytest
 
 from flames.clients.chat import Reply
+from flames.clients.mock_server import VERDICT_ID, with_verdict_id
 from flames.data.dataset import Item
 from flames.data.taxonomy import Dimension
 from flames.runs.records import Answer
@@ -83,10 +84,14 @@ def test_rubrics_follow_each_dimensions_scale():
 
 
 def test_json_mode_asks_for_a_json_object():
+    from flames.clients.chat import chat_body
+
     judge = LLMJudge("m", base_url="http://x", api_key_env="", json_mode=True)
-    body = judge.request_body("p")
+    body = chat_body("m", judge.messages("p"), judge.model.decoding, None, judge.model.extra_body)
     assert body["response_format"] == {"type": "json_object"}
     assert body["temperature"] == 0.0 and body["messages"][0]["role"] == "system"
+    with pytest.raises(ValueError, match="API judges"):
+        LLMJudge(judge.model, json_mode=True)
 
 
 def test_judge_against_a_scripted_server(tmp_path, mock_api):
@@ -163,21 +168,29 @@ def test_judge_against_a_scripted_server(tmp_path, mock_api):
 
 class ScriptedJudgeAPI:
     """Stands in for the judge's API in process: `script(prompt, max_tokens)` gives the reply
-    text and finish reason; every request is recorded with the token limit it was sent with."""
+    text and finish reason; every request is recorded with the token limit it was sent with.
+    Like a judge following the format, a JSON verdict gets the id the prompt names (as the mock
+    server does), unless `follows_format` is False."""
 
-    def __init__(self, script):
+    def __init__(self, script, follows_format: bool = True):
         self.script = script
+        self.follows_format = follows_format
         self.asked: list[tuple[str, int]] = []
 
-    async def complete(self, session, prompt: str, max_tokens: int) -> Reply:
+    async def complete(self, prompt: str, max_tokens: int) -> Reply:
         self.asked.append((prompt, max_tokens))
         text, finish = self.script(prompt, max_tokens)
+        if self.follows_format:
+            named = VERDICT_ID.search(prompt)
+            text = with_verdict_id(text, named.group(1) if named else None)
         return Reply(content=text, finish_reason=finish)
 
 
-def scripted_judge(monkeypatch, script, **options) -> tuple[LLMJudge, ScriptedJudgeAPI]:
+def scripted_judge(
+    monkeypatch, script, follows_format: bool = True, **options
+) -> tuple[LLMJudge, ScriptedJudgeAPI]:
     judge = LLMJudge("judge-model", base_url="http://127.0.0.1:9/v1", **options)
-    api = ScriptedJudgeAPI(script)
+    api = ScriptedJudgeAPI(script, follows_format)
     monkeypatch.setattr(judge, "_complete", api.complete)
     return judge, api
 
@@ -261,8 +274,7 @@ def test_judge_max_tokens_is_an_option_recorded_in_the_manifest(tmp_path, mock_a
     with RunStore.open(run_dir) as store:
         assert store.scorers()["judge:j"].config["decoding"]["max_tokens"] == 77
     assert mock_api.asked("回答[[verdict:") == 1
-    sent = LLMJudge("j", base_url=mock_api.base_url, max_tokens=77).request_body("p")
-    assert sent["max_tokens"] == 77
+    assert LLMJudge("j", base_url=mock_api.base_url, max_tokens=77).decoding.max_tokens == 77
 
 
 def test_other_judge_settings_are_refused_before_any_request(tmp_path, mock_api):
@@ -316,15 +328,16 @@ def test_the_judge_streams_past_a_slow_verdict_instead_of_waiting_on_batches(mon
     others = 600
     verdict = '{"score": 3, "reason": "指出了风险"}'
 
-    async def complete(session, prompt, limit):
+    async def complete(prompt, limit):
+        named = with_verdict_id(verdict, VERDICT_ID.search(prompt).group(1))
         if "慢" in prompt:
             for _ in range(500):  # bounded: 5 s at most
                 if len(done) >= others:
-                    return Reply(content=verdict, finish_reason="stop")
+                    return Reply(content=named, finish_reason="stop")
                 await asyncio.sleep(0.01)
             return Reply(error="the other verdicts did not come while this one was pending")
         done.append(prompt)
-        return Reply(content=verdict, finish_reason="stop")
+        return Reply(content=named, finish_reason="stop")
 
     monkeypatch.setattr(judge, "_complete", complete)
     pairs = [pair("slow", "慢")] + [pair(f"a{i}", f"答{i}") for i in range(others)]

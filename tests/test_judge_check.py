@@ -19,7 +19,7 @@ PROBES = probes()
 
 def verdict_for(prompt: str, score_of) -> tuple[str, str]:
     """A judge reply for the probe whose answer is in `prompt`: score_of(probe) decides."""
-    probe = next(p for p in PROBES if f"【模型回复】\n{p.response}\n" in prompt)
+    probe = next(p for p in PROBES if f"\n{p.response}\n【模型回复结束 " in prompt)
     reason = "回复协助了有害的做法" if probe.harmful else "回复指出了风险并给出安全建议"
     return json.dumps({"score": score_of(probe), "reason": reason}, ensure_ascii=False), "stop"
 
@@ -122,12 +122,12 @@ def test_a_passed_check_is_recorded_and_reported(tmp_path, monkeypatch):
     assert run_cli("import", write_jsonl(tmp_path / "a.jsonl", rows), run_dir).returncode == 0
 
     def script(prompt, _):
-        if "【模型回复】\n答\n" in prompt:
+        if "\n答\n【模型回复结束 " in prompt:
             return '{"score": 2, "reason": "未指出风险"}', "stop"
         return verdict_for(prompt, lambda p: 1 if p.harmful else 3)
 
     judge, _ = scripted_judge(monkeypatch, script)
-    with RunStore.open(run_dir) as store:
+    with RunStore.open_writer(run_dir, "test") as store:
         _vet(judge, False, Console())
         run_scoring(store, judge, progress=False)
         stored = store.scorers()["judge:judge-model"].check
@@ -154,7 +154,7 @@ def test_a_new_check_updates_the_manifest_without_counting_as_other_settings(tmp
     first = ScorerManifest(
         name="j", kind="llm-judge", config={"model": "m"}, check={"skipped": True}
     )
-    with RunStore.open(run_dir) as store:
+    with RunStore.open_writer(run_dir, "test") as store:
         store.register_scorer(first)
         store.register_scorer(first.model_copy(update={"check": {"accuracy": 0.9}}))
         store.register_scorer(first.model_copy(update={"check": None}))  # no new check: kept

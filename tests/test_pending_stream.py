@@ -22,6 +22,8 @@ from flames.runs.records import (
 )
 from flames.runs.store import RunStore
 
+from .helpers import tied
+
 SAMPLES = 2
 
 
@@ -56,8 +58,11 @@ def store(tmp_path):
     ok = [a for a in answers if a.status == "ok"]
     store.record_verdicts(
         "j",
-        [Verdict(item_id=a.item_id, sample=a.sample, status="ok", score=3) for a in ok[::3]]
-        + [Verdict(item_id=a.item_id, sample=a.sample, status="error") for a in ok[1::3]],
+        tied(
+            store,
+            [Verdict(item_id=a.item_id, sample=a.sample, status="ok", score=3) for a in ok[::3]]
+            + [Verdict(item_id=a.item_id, sample=a.sample, status="error") for a in ok[1::3]],
+        ),
     )
     yield store
     store.close()

@@ -26,6 +26,8 @@ from flames.runs.records import (
 )
 from flames.runs.store import RunStore
 
+from .helpers import tied
+
 SAMPLES = 3
 
 
@@ -98,7 +100,7 @@ def run_dir(tmp_path_factory):
     answers = [a for a in answers if a.item_id != "i59"]
     verdicts = [v for v in verdicts if v.item_id != "i59"]
     store.record_answers(answers)
-    store.record_verdicts("s", verdicts)
+    store.record_verdicts("s", tied(store, verdicts))
     store.close()
     return run_dir
 
@@ -206,6 +208,7 @@ def test_worst_answers_match_a_plain_sort_and_respect_the_limit(run_dir):
 
 def test_import_stores_the_rows_answer_and_verdict_objects_would(tmp_path):
     from flames.runs.imports import import_answers
+    from flames.runs.store import text_sha
 
     from .helpers import write_jsonl
 
@@ -223,9 +226,12 @@ def test_import_stores_the_rows_answer_and_verdict_objects_would(tmp_path):
     ]
     assert [a.model_dump(exclude={"created_at"}) for a in answers] == expected_answers
     assert sorted(a.response for a in answers) == sorted(r["response"] for r in rows)
-    assert [v.model_dump(exclude={"created_at"}) for v in verdicts] == [
-        Verdict(item_id=a.item_id, status="ok", score=3).model_dump(exclude={"created_at"})
+    expected_verdicts = [
+        Verdict(item_id=a.item_id, status="ok", score=3, answer_sha=text_sha(a.response))
         for a in answers
+    ]
+    assert [v.model_dump(exclude={"created_at"}) for v in verdicts] == [
+        v.model_dump(exclude={"created_at"}) for v in expected_verdicts
     ]
 
 

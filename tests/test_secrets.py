@@ -101,3 +101,73 @@ def test_a_canary_key_echoed_by_the_server_reaches_no_file_and_no_output(tmp_pat
 
 def _read(path: Path) -> str:
     return path.read_bytes().decode("utf-8", "replace")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "subscription-key",
+        "Ocp-Apim-Subscription-Key",
+        "access_key",
+        "code",
+        "x-api-key",
+        "sig",
+        "signature",
+        "token",
+        "password",
+        "X-Amz-Signature",
+        "X-Amz-Credential",
+        "apikey",
+        "X-Amz-Security-Token",
+        "accessToken",
+        "client_secret",
+        "api_key",
+        "key",
+        "auth",
+    ],
+)
+def test_query_parameters_named_like_secrets_are_secret(name):
+    from flames._util.redaction import secret_parameter
+
+    assert secret_parameter(name)
+
+
+@pytest.mark.parametrize("name", ["api-version", "model", "deployment", "keyword", "sv", "se"])
+def test_other_query_parameters_stay_readable(name, monkeypatch):
+    from flames._util.redaction import SECRET_PARAMS_ENV, secret_parameter
+
+    assert not secret_parameter(name)
+    monkeypatch.setenv(SECRET_PARAMS_ENV, f"other, {name.upper()}")
+    assert secret_parameter(name)  # named by the user: secret too
+
+
+def test_secret_query_values_reach_no_manifest_report_or_output(tmp_path, mock_api):
+    values = {
+        "subscription-key": "apim-" + uuid.uuid4().hex,
+        "access_key": "ak-" + uuid.uuid4().hex,
+        "code": "fn-" + uuid.uuid4().hex,
+        "x-api-key": "xk-" + uuid.uuid4().hex,
+        "tenant-pass": "tp-" + uuid.uuid4().hex,  # marked secret by the user
+    }
+    query = "&".join(f"{k}={v}" for k, v in values.items()) + "&api-version=2024-10-21"
+    url = f"{mock_api.base_url}?{query}"
+    rows = [{"dimension": "Safety", "subcomponent": "Physical harm", "prompt": "问[[score:auto]]"}]
+    data = write_jsonl(tmp_path / "data.jsonl", rows)
+    run_dir = tmp_path / "run"
+    env = {"FLAMES_SECRET_PARAMS": "tenant-pass"}
+    common = ["--base-url", url, "--no-progress"]
+    outputs = [
+        run_cli("generate", run_dir, "--model", "m", "--data", data, *common, env=env),
+        run_cli("judge", run_dir, "--model", "j", "--skip-judge-check", *common, env=env),
+        run_cli("report", run_dir, "--scorer-name", "judge:j", "--bootstrap", "0", env=env),
+    ]
+    for proc in outputs:
+        assert proc.returncode == 0, proc.stderr
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    stored = "".join(_read(p) for p in files) + "".join(p.stdout + p.stderr for p in outputs)
+    assert "subscription-key=***" in stored and "api-version=2024-10-21" in stored
+    assert {"report.json", "report.html", "run.db"} <= {p.name for p in files}
+    for name, value in values.items():
+        assert value not in stored, name
+    # The server got the real values: masking is for what is shown and stored only.
+    assert mock_api.requests()

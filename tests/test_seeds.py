@@ -40,13 +40,13 @@ def test_openai_transformers_and_vllm_backends_derive_the_same_seeds(tmp_path, m
     assert len(set(expected)) == 3
 
     api = OpenAIBackend("m", base_url="http://127.0.0.1:9/v1", decoding=decoding)
-    assert [api.request_body(ITEM.prompt, r.sample)["seed"] for r in requests] == expected
+    assert [api.request_body(r)["seed"] for r in requests] == expected
 
     fake_vllm = types.ModuleType("vllm")
     fake_vllm.SamplingParams = lambda **params: params  # what the backend asks vLLM for
     monkeypatch.setitem(sys.modules, "vllm", fake_vllm)
     vllm = VLLMBackend("m", decoding)
-    assert [vllm.sampling_params(r)["seed"] for r in requests] == expected
+    assert [vllm.request_params(r)["seed"] for r in requests] == expected
 
     local = TransformersBackend(str(tiny_chat_model(tmp_path)), decoding, device="cpu")
     seeded = []

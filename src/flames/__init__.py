@@ -34,6 +34,8 @@ if TYPE_CHECKING:  # the public names, for type checkers and editors (`X as X`: 
         disagreements as disagreements,
         evaluate as evaluate,
         evaluate_async as evaluate_async,
+        evaluate_scorer as evaluate_scorer,
+        export_attacks as export_attacks,
         export_for_labelling as export_for_labelling,
         fetch_data as fetch_data,
         generate as generate,
@@ -45,19 +47,25 @@ if TYPE_CHECKING:  # the public names, for type checkers and editors (`X as X`: 
         leaderboard as leaderboard,
         load_dataset as load_dataset,
         load_run as load_run,
+        redteam as redteam,
+        redteam_async as redteam_async,
         refusals as refusals,
         report as report,
         score as score,
         score_async as score_async,
         serve_labelling as serve_labelling,
+        train_scorer as train_scorer,
         transforms as transforms,
     )
     from flames._config import (
+        AttackConfig as AttackConfig,
+        AttackerConfig as AttackerConfig,
         DataConfig as DataConfig,
         DecodingConfig as DecodingConfig,
         Evaluation as Evaluation,
         ExecutorConfig as ExecutorConfig,
         JudgeConfig as JudgeConfig,
+        RedteamConfig as RedteamConfig,
         ScorerConfig as ScorerConfig,
         StatisticsConfig as StatisticsConfig,
         TargetConfig as TargetConfig,
@@ -69,6 +77,11 @@ if TYPE_CHECKING:  # the public names, for type checkers and editors (`X as X`: 
         ManifestMismatch as ManifestMismatch,
         UsageError as UsageError,
     )
+    from flames.training.settings import (
+        LoraSettings as LoraSettings,
+        TrainingSettings as TrainingSettings,
+    )
+    from flames.training.split import SplitSettings as SplitSettings
 
 _EXPORTS = {
     "flames._api": (
@@ -80,6 +93,8 @@ _EXPORTS = {
         "disagreements",
         "evaluate",
         "evaluate_async",
+        "evaluate_scorer",
+        "export_attacks",
         "export_for_labelling",
         "fetch_data",
         "generate",
@@ -91,25 +106,33 @@ _EXPORTS = {
         "leaderboard",
         "load_dataset",
         "load_run",
+        "redteam",
+        "redteam_async",
         "refusals",
         "report",
         "score",
         "score_async",
         "serve_labelling",
+        "train_scorer",
         "transforms",
     ),
     "flames._config": (
+        "AttackConfig",
+        "AttackerConfig",
         "DataConfig",
         "DecodingConfig",
         "Evaluation",
         "ExecutorConfig",
         "JudgeConfig",
+        "RedteamConfig",
         "ScorerConfig",
         "StatisticsConfig",
         "TargetConfig",
     ),
     "flames._result": ("EvalResult",),
     "flames.errors": ("FlamesError", "IncompleteRun", "ManifestMismatch", "UsageError"),
+    "flames.training.settings": ("LoraSettings", "TrainingSettings"),
+    "flames.training.split": ("SplitSettings",),
 }
 """Where each public name is defined; the imports above must name the same."""
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -7,7 +7,7 @@ import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -20,11 +20,16 @@ from pydantic import (
 )
 
 from flames._util.callables import qualified_name, resolve_callable
+from flames._util.tomlfile import toml_positions
+from flames.clients.body import DEFAULT_MAX_REPLY_BYTES
 from flames.clients.endpoint import Endpoint
 from flames.data.official import SHA256
 from flames.data.published import OFFICIAL_REPO
-from flames.errors import DataError, FlamesError, UsageError
+from flames.errors import DataError, FlamesError, UsageError, install_hint
 from flames.runs.records import Decoding
+
+if TYPE_CHECKING:
+    from flames.training.settings import TrainingSettings
 
 OFFICIAL_SHA256 = SHA256
 """sha256 of the official 1k prompt file, which every copy must have."""
@@ -102,6 +107,8 @@ class TargetConfig(_Section):
     """Reuse a connection for the next API request: "auto", only after a reply that names its
     request's id (vLLM's do), so that a stray extra reply can never be read as another
     request's answer; "always" (faster with servers that name no id); "never"."""
+    max_reply_bytes: int = Field(default=DEFAULT_MAX_REPLY_BYTES, ge=1024)
+    """A reply longer than this (decompressed) is an error, never stored (default 8 MiB)."""
     gguf_file: str | None = None
     """GGUF file inside the model folder (transformers)."""
     device: str | None = None
@@ -186,6 +193,21 @@ class JudgeConfig(_Section):
     max_attempts: int = Field(default=6, ge=1)
     keep_alive: Literal["auto", "always", "never"] = "auto"
     """Reuse connections between judge requests (see TargetConfig.keep_alive)."""
+    max_reply_bytes: int = Field(default=DEFAULT_MAX_REPLY_BYTES, ge=1024)
+    """A judge reply longer than this (decompressed) is an error (default 8 MiB)."""
+    backend: Literal["openai", "transformers", "vllm"] = "openai"
+    """Where the judge model runs (llm): behind an OpenAI-compatible API, or in this process
+    with transformers or vLLM (no server needed)."""
+    gguf_file: str | None = None
+    """GGUF file inside the judge model's folder (transformers)."""
+    device: str | None = None
+    """cpu, cuda, cuda:1 ... for a local judge (default: best)."""
+    dtype: str = "auto"
+    """auto, float32, float16 or bfloat16 for a local judge."""
+    batch_size: int = Field(default=8, ge=1)
+    """Verdicts a local judge generates in one batch."""
+    engine_args: dict[str, Any] = Field(default_factory=dict)
+    """Arguments for the judge's vllm.LLM (backend vllm only)."""
     parse_attempts: int = Field(default=3, ge=1)
     """Asks per answer before a malformed verdict is recorded as an error (llm)."""
     json_mode: bool = False
@@ -210,7 +232,21 @@ class JudgeConfig(_Section):
     def _check(self) -> JudgeConfig:
         if self.kind == "callable" and self.function is None:
             self.function = _resolve(self.model)
+        if self.engine_args and self.backend != "vllm":
+            raise ValueError("engine_args: only the vllm backend takes them")
+        if self.json_mode and self.backend != "openai":
+            raise ValueError("json_mode: a request option of API judges (backend openai)")
         return self
+
+    @property
+    def scorer_name(self) -> str:
+        """The name its verdicts are stored under: `name`, else judge:MODEL (for a callable,
+        judge: and the function's qualified name)."""
+        if self.name:
+            return self.name
+        if self.kind == "callable" and self.function is not None:
+            return f"judge:{qualified_name(self.function)}"
+        return f"judge:{self.model}"
 
 
 class ExecutorConfig(_Section):
@@ -226,6 +262,9 @@ class ExecutorConfig(_Section):
     """Stop generating after this many failures (default: 10% of the work, at least 5)."""
     retry_errors: bool = False
     """Retry the answers and verdicts that failed before."""
+    wait: bool = False
+    """When another process is writing the run, wait for it to finish instead of stopping (one
+    process writes a run at a time)."""
 
 
 class StatisticsConfig(_Section):
@@ -277,48 +316,124 @@ class Evaluation(_Section):
         return load_evaluation(path)
 
 
+class AttackerConfig(TargetConfig):
+    """The attacker of a red-team run: any model flames can run, asked whole chats. It samples
+    (temperature 1) so that the attacks it proposes differ."""
+
+    input: Literal["prompt", "messages"] = "messages"
+    decoding: DecodingConfig = Field(
+        default_factory=lambda: DecodingConfig(temperature=1.0, max_tokens=1024)
+    )
+
+    @field_validator("input")
+    @classmethod
+    def _whole_chats(cls, value: str) -> str:
+        if value != "messages":
+            raise ValueError("the attacker is asked whole chats: input must be 'messages'")
+        return value
+
+
+STRATEGY_NAMES = ("rewrite", "pair", "tap", "crescendo")
+
+
+class AttackConfig(_Section):
+    """How a red-team run attacks: its strategies with their parameters, its budgets, its seed
+    and the attacker's instructions (docs/redteam.md)."""
+
+    strategies: list[str] = Field(default_factory=lambda: ["pair"], min_length=1)
+    """Each goal is attacked with each, in this order: rewrite, pair, tap, crescendo."""
+    budget: int = Field(default=20, ge=1, le=1000)
+    """Target queries per attack (one goal under one strategy) at most."""
+    attacker_budget: int | None = Field(default=None, ge=1)
+    """Attacker requests per attack at most (default: 10 x budget); checked between rounds."""
+    attacker_attempts: int = Field(default=3, ge=1, le=10)
+    """Asks of the attacker per step: a reply with nothing to send is asked again another way."""
+    seed: int = 0
+    """Seeds the rule transforms and every attacker request's sampling seed."""
+    instructions: str | None = None
+    """A TOML file replacing some of the attacker's instructions (default: flames' own)."""
+    rewrite: dict[str, Any] = Field(default_factory=dict)
+    """rewrite's parameters: methods."""
+    pair: dict[str, Any] = Field(default_factory=dict)
+    """pair's parameters: streams, iterations."""
+    tap: dict[str, Any] = Field(default_factory=dict)
+    """tap's parameters: branching, width, depth."""
+    crescendo: dict[str, Any] = Field(default_factory=dict)
+    """crescendo's parameters: turns, backtracks."""
+    concurrency: int = Field(default=16, ge=1)
+    """Attacks worked on at once."""
+    prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    """Per role (target, attacker, judge): price of 1k input and of 1k output tokens."""
+
+    @field_validator("strategies")
+    @classmethod
+    def _known_strategies(cls, value: list[str]) -> list[str]:
+        unknown = [s for s in value if s not in STRATEGY_NAMES]
+        if unknown:
+            known = ", ".join(STRATEGY_NAMES)
+            raise ValueError(f"unknown strategy {', '.join(unknown)} (known: {known})")
+        if len(set(value)) != len(value):
+            raise ValueError("a strategy is named twice")
+        return value
+
+    @field_validator("prices")
+    @classmethod
+    def _known_roles(cls, value: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        for role, pair in value.items():
+            if role not in ("target", "attacker", "judge"):
+                raise ValueError(f"unknown role {role!r} (target, attacker or judge)")
+            if min(pair) < 0:
+                raise ValueError(f"{role}: a price cannot be negative")
+        return value
+
+    def parameters(self, name: str) -> dict[str, Any]:
+        """The parameters given for strategy `name`."""
+        return dict(getattr(self, name))
+
+    @property
+    def attacker_limit(self) -> int:
+        return self.attacker_budget or 10 * self.budget
+
+
+class RedteamConfig(_Section):
+    """One red-team run: goals (the prompt set), the target, the attacker, the judge (the
+    official scorer unless a judge is given) and how to attack. `flames.redteam` runs it;
+    `flames redteam --config FILE` reads it from a file."""
+
+    target: TargetConfig
+    attacker: AttackerConfig
+    judge: JudgeConfig | None = None
+    """An LLM or callable judge; None: the official scorer (`scorer`)."""
+    scorer: ScorerConfig | None = None
+    data: DataConfig = Field(default_factory=DataConfig)
+    attack: AttackConfig = Field(default_factory=AttackConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    run_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _one_judge(self) -> RedteamConfig:
+        if self.judge is not None and self.scorer is not None:
+            raise ValueError("give either a judge or the scorer's settings, not both")
+        if self.judge is None and self.scorer is None:
+            self.scorer = ScorerConfig()
+        return self
+
+    def record(self) -> dict[str, Any]:
+        """The description as JSON-ready data for the manifest (see `Evaluation.record`)."""
+        functions = {"target": {"function"}, "attacker": {"function"}, "judge": {"function"}}
+        data = self.model_dump(mode="json", exclude=functions)
+        for role in ("target", "attacker", "judge"):
+            if data.get(role):
+                data[role]["base_url"] = _shown(data[role]["base_url"])
+        return data
+
+    @classmethod
+    def from_file(cls, path: Path | str) -> RedteamConfig:
+        """Read a TOML (or YAML) file; errors name the file, the line and the field."""
+        return load_redteam_config(path)
+
+
 # -- files -------------------------------------------------------------------------------------
-
-_HEADER = re.compile(r"^\s*(\[\[?)\s*(.+?)\s*\]\]?\s*(?:#.*)?$")
-_BARE_OR_QUOTED = r"(?:\"[^\"]*\"|'[^']*'|[A-Za-z0-9_\-]+)"
-_KEY = re.compile(rf"^\s*({_BARE_OR_QUOTED}(?:\s*\.\s*{_BARE_OR_QUOTED})*)\s*=")
-
-
-def _dotted(key: str) -> tuple[str, ...]:
-    parts = re.findall(r"\"([^\"]*)\"|'([^']*)'|([A-Za-z0-9_\-]+)", key)
-    return tuple(next(p for p in part if p) if any(part) else "" for part in parts)
-
-
-def toml_positions(text: str) -> dict[tuple[str | int, ...], int]:
-    """Line number of each table and key of a TOML document, by path (array tables indexed)."""
-    positions: dict[tuple[str | int, ...], int] = {}
-    arrays: dict[tuple[str | int, ...], int] = {}
-    table: tuple[str | int, ...] = ()
-    in_string = False
-    for number, line in enumerate(text.splitlines(), start=1):
-        quotes = line.count('"""') + line.count("'''")
-        if in_string:
-            in_string = quotes % 2 == 0
-            continue
-        in_string = quotes % 2 == 1
-        header = _HEADER.match(line)
-        if header:
-            keys = _dotted(header.group(2))
-            path: tuple[str | int, ...] = ()
-            for index, part in enumerate(keys):
-                path = (*path, part)
-                if index == len(keys) - 1 and header.group(1) == "[[":
-                    arrays[path] = arrays.get(path, -1) + 1
-                    path = (*path, arrays[path])
-                elif path in arrays:  # [judges.x] after [[judges]]: the latest entry
-                    path = (*path, arrays[path])
-            table = path
-            positions.setdefault(table, number)
-            continue
-        key = _KEY.match(line)
-        if key:
-            positions.setdefault((*table, *_dotted(key.group(1))), number)
-    return positions
 
 
 def yaml_positions(node: Any, path: tuple[str | int, ...] = ()) -> dict[tuple[str | int, ...], int]:
@@ -368,6 +483,9 @@ def _line_of(loc: tuple[str | int, ...], positions: dict[tuple[str | int, ...], 
     return None
 
 
+_LONG_NUMBER = re.compile(r"\d{4301,}")
+
+
 def _read(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -375,11 +493,23 @@ def _read(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
         raise DataError("no such file", path) from None
     except UnicodeDecodeError as exc:
         raise DataError(f"not valid UTF-8 (byte {exc.start})", path) from None
+    try:
+        return _parse(path, text)
+    except RecursionError:
+        raise DataError("tables or arrays nested too deeply to read", path) from None
+    except ValueError:  # a number of over 4,300 digits, which Python does not read
+        found = _LONG_NUMBER.search(text)
+        line = text.count("\n", 0, found.start()) + 1 if found else None
+        raise DataError("a number too long to read (over 4,300 digits)", path, line) from None
+
+
+def _parse(path: Path, text: str) -> tuple[Any, dict[tuple[str | int, ...], int]]:
     if path.suffix.lower() in (".yaml", ".yml"):
         try:
             import yaml
         except ImportError:
-            raise DataError("YAML needs pyyaml (pip install pyyaml); or use TOML", path) from None
+            hint = install_hint("yaml")
+            raise DataError(f"YAML needs pyyaml: {hint}; or use TOML", path) from None
         try:
             return yaml.safe_load(text), yaml_positions(yaml.compose(text))
         except yaml.YAMLError as exc:
@@ -396,12 +526,29 @@ def _read(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
 
 def load_evaluation(path: Path | str) -> Evaluation:
     """An `Evaluation` from a TOML or YAML file; errors name the file, line and field."""
+    return load_settings(path, Evaluation, "target, data, scorer, ...")
+
+
+def load_redteam_config(path: Path | str) -> RedteamConfig:
+    """A `RedteamConfig` from a TOML or YAML file (`flames redteam --config`)."""
+    return load_settings(path, RedteamConfig, "target, attacker, judge, data, attack, ...")
+
+
+def load_training(path: Path | str) -> TrainingSettings:
+    """`TrainingSettings` from a TOML or YAML file (`flames scorer train --config`)."""
+    from flames.training.settings import TrainingSettings
+
+    return load_settings(path, TrainingSettings, "labels, base, out, epochs, ...")
+
+
+def load_settings(path: Path | str, model: type[Model], expected: str) -> Model:
+    """`model` from a TOML or YAML file; errors name the file, line and field."""
     path = Path(path)
     data, positions = _read(path)
     if not isinstance(data, dict):
-        raise DataError("expected a table of settings (target, data, scorer, ...)", path)
+        raise DataError(f"expected a table of settings ({expected})", path)
     try:
-        return Evaluation.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors()
         lines = []

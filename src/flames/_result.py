@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from flames.analysis.metrics import Estimate, GroupMetrics, Metrics
 from flames.analysis.results import Results, Row
 from flames.data.taxonomy import SUBCOMPONENT_DIMENSION
-from flames.errors import FlamesError
+from flames.errors import FlamesError, install_hint
 from flames.reporting.report import Report
 from flames.runs.records import RunManifest, ScorerManifest
 
@@ -86,7 +86,7 @@ class EvalResult:
         try:
             import pandas
         except ImportError:
-            raise FlamesError("to_pandas needs pandas: pip install pandas") from None
+            raise FlamesError(f"to_pandas() needs pandas: {install_hint('pandas')}") from None
         if table == "metrics":
             return pandas.DataFrame(_metric_rows(self.metrics))
         if table == "answers":

@@ -5,6 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def install_hint(extra: str) -> str:
+    """The command that installs one of the package's optional extras (pyproject.toml): by the
+    distribution's name, or from a clone of the repository."""
+    return f'pip install "flames-eval[{extra}]" (in a clone of flames: pip install ".[{extra}]")'
+
+
 class FlamesError(Exception):
     """Base of all expected failures. `exit_code` is what the CLI exits with."""
 
@@ -62,3 +68,15 @@ class EndpointUnreachable(FlamesError):
     """No request ever reached the server: a DNS failure, a refused connection, ..."""
 
     exit_code = 1
+
+
+class RunLocked(FlamesError):
+    """Another process is writing the run: one writer at a time (flames.runs.lock)."""
+
+    exit_code = 4
+
+
+class NewerRun(FlamesError):
+    """A run written by a newer flames: a store format or a setting this version does not know."""
+
+    exit_code = 4

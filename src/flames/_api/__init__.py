@@ -22,6 +22,7 @@ from flames._api.data import (
 from flames._api.evaluation import (
     evaluate as evaluate,
     evaluate_async as evaluate_async,
+    failed_items as failed_items,
     generate as generate,
     generate_async as generate_async,
     import_answers as import_answers,
@@ -41,3 +42,12 @@ from flames._api.human import (
     serve_labelling as serve_labelling,
 )
 from flames._api.pieces import describe as describe
+from flames._api.redteaming import (
+    export_attacks as export_attacks,
+    redteam as redteam,
+    redteam_async as redteam_async,
+)
+from flames._api.training import (
+    evaluate_scorer as evaluate_scorer,
+    train_scorer as train_scorer,
+)

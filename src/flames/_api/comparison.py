@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flames.analysis.attacks import RedteamComparison, compare_redteam, is_redteam
 from flames.analysis.compare import Comparison, compare_runs
 from flames.analysis.multiplicity import Adjustment
 from flames.analysis.results import load_results
-from flames.errors import UsageError
+from flames.errors import FlamesError, UsageError
 
 if TYPE_CHECKING:
     from flames.reporting.leaderboard import Entry as LeaderboardEntry
@@ -36,17 +37,22 @@ def compare(
     bootstrap: int = 2000,
     seed: int = 0,
     p_adjust: str = "holm",
-) -> Comparison:
+) -> Comparison | RedteamComparison:
     """Paired comparison of two scored runs on the prompts both have: differences in harmless
     rate per dimension and overall, with score intervals and paired tests; the dimension rows'
     p-values adjusted by `p_adjust` ('holm', the default, 'bonferroni', 'bh' or 'none'), the
-    overall unadjusted (docs/statistics.md)."""
+    overall unadjusted (docs/statistics.md). Two red-team runs are paired by goal instead: their
+    attack success rates per shared strategy (a `RedteamComparison`)."""
+    method = adjustment(p_adjust)
+    redteam = [is_redteam(run_a), is_redteam(run_b)]
+    if any(redteam):
+        if not all(redteam):
+            raise FlamesError(
+                "one run is a red-team run and the other is not: compare like with like"
+            )
+        return compare_redteam(run_a, run_b, bootstrap, seed)
     return compare_runs(
-        load_results(run_a, scorer),
-        load_results(run_b, scorer),
-        bootstrap,
-        seed,
-        adjustment(p_adjust),
+        load_results(run_a, scorer), load_results(run_b, scorer), bootstrap, seed, method
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,12 +24,14 @@ from flames._api.pieces import (
     generate_into,
     judge_config,
     official_scorer,
+    open_run,
     ray_options,
     run_dir_of,
     run_manifest,
     score_into,
     vet,
 )
+from flames._api.redteaming import redteam_report
 from flames._config import (
     Evaluation,
     ExecutorConfig,
@@ -37,12 +40,14 @@ from flames._config import (
 )
 from flames._result import EvalResult
 from flames._util.aio import async_twin, run_sync
-from flames._util.outputs import write_text
-from flames._util.terminal import remote
+from flames._util.outputs import remove_stale_partials, write_text
+from flames._util.terminal import inline, remote
+from flames.analysis.attacks import RedteamReport, is_redteam
+from flames.analysis.multiplicity import Adjustment
 from flames.analysis.results import load_results
 from flames.data import official as official_data
 from flames.data.dataset import Dataset
-from flames.errors import IncompleteRun, NothingScored, UsageError
+from flames.errors import FlamesError, IncompleteRun, NothingScored, UsageError
 from flames.generation import GenerationSummary
 from flames.reporting.i18n import Lang
 from flames.reporting.report import (
@@ -53,7 +58,8 @@ from flames.reporting.report import (
     write_reports,
     write_scored,
 )
-from flames.runs import imports
+from flames.runs import imports, lock
+from flames.runs.attacks import AttackLog
 from flames.runs.imports import ImportSummary
 from flames.runs.store import RunStore
 from flames.scoring.runner import Scorer, ScoringSummary
@@ -94,15 +100,40 @@ def report(
     tables: bool = True,
     console: Console | None = None,
     p_adjust: str = "bh",
-) -> EvalResult:
+) -> EvalResult | RedteamReport:
     """Write a scored run's report files (JSON, CSV, Markdown, scored.jsonl, report.html and,
     with `plots`, figures) to `out` (default RUN/report), in English or Chinese (`lang` 'zh'),
     print its tables (unless `tables` is False) and the files written, and return it.
     `p_adjust` adjusts the robustness table's p-values: 'bh' (false discovery rate, the
-    default), 'holm', 'bonferroni' or 'none'."""
+    default), 'holm', 'bonferroni' or 'none'. A red-team run gets its own report
+    (`flames.redteam`; `redteam_report`), which is returned."""
     console = console_or_default(console)
     p_adjust = adjustment(p_adjust)
     run_dir = Path(run_dir)
+    if is_redteam(run_dir):
+        return redteam_report(
+            run_dir, out=out, html=html, lang=lang, tables=tables, console=console
+        )
+    return _report(
+        run_dir, scorer, out, formats, bootstrap, seed, html, plots, lang, tables, console, p_adjust
+    )
+
+
+def _report(
+    run_dir: Path,
+    scorer: str | None,
+    out: str | Path | None,
+    formats: Sequence[str] | None,
+    bootstrap: int,
+    seed: int,
+    html: bool,
+    plots: bool,
+    lang: Lang | str,
+    tables: bool,
+    console: Console,
+    p_adjust: Adjustment,
+) -> EvalResult:
+    """`report` of an evaluation run."""
     chosen = tuple(formats or FORMATS)
     unknown = set(chosen) - set(FORMATS)
     if unknown:
@@ -112,6 +143,7 @@ def report(
     if tables:
         print_report(built, console, lang)
     out_dir = Path(out) if out is not None else run_dir / "report"
+    remove_stale_partials(out_dir)  # what a killed report left
     written = write_reports(built, out_dir, chosen, lang)
     written.append(write_scored(results, out_dir / "scored.jsonl"))
     if html:
@@ -128,7 +160,7 @@ def report(
         text = json.dumps([e.model_dump() for e in built.robustness], indent=2)
         written.append(write_text(out_dir / "robustness.json", text))
     for path in written:
-        console.print(f"wrote {path}")
+        console.print(f"wrote {inline(path)}", highlight=False)
     return result
 
 
@@ -190,8 +222,10 @@ def score(
     resumes where it stopped. Needs the [local] extra. Failed verdicts are recorded as errors;
     with `strict` they raise `IncompleteRun`, otherwise a warning is printed."""
     out = console_or_default(console)
-    with RunStore.open(run_dir) as store:  # a missing run fails before any download
-        built = official_scorer(scorer or ScorerConfig(), ray_options(executor or ExecutorConfig()))
+    executor = executor or ExecutorConfig()
+    # A missing run, or one another process is writing, fails before any download.
+    with open_run(run_dir, "score", executor.wait, out) as store:
+        built = official_scorer(scorer or ScorerConfig(), ray_options(executor))
         return _score_run(store, built, retry_errors, progress, strict, out)
 
 
@@ -222,16 +256,18 @@ def judge(
     retry_errors: bool = False,
     progress: bool = True,
     strict: bool = False,
+    wait: bool = False,
     console: Console | None = None,
 ) -> ScoringSummary:
     """Score a run's answers with a judge other than the official scorer: a chat model's name
     (behind an OpenAI-compatible API, see `JudgeConfig`), or a function
     ``(prompt, response, dimension) -> 3, 2 or 1``, whose `version` is recorded. Failed
-    verdicts are recorded as errors; with `strict` they raise `IncompleteRun`."""
+    verdicts are recorded as errors; with `strict` they raise `IncompleteRun`. With `wait`, a
+    run another process is writing is waited for instead of refused."""
     config = judge_config(judge, version)
     built = build_judge(config)
     out = console_or_default(console)
-    with RunStore.open(run_dir) as store:
+    with open_run(run_dir, "judge", wait, out) as store:
         store.check_scorer(built.manifest)  # settings that differ are refused before any request
         if store.count_pending_verdicts(built.manifest.name, retry_errors):  # else nothing to check
             vet(built, config.skip_check, out)
@@ -251,18 +287,50 @@ def import_answers(
     model: str | None = None,
     reference: str | Dataset | None = None,
     require_scores: bool = False,
+    wait: bool = False,
+    allow_empty: bool = False,
 ) -> ImportSummary:
     """Bring your own answers: a JSONL file of ``dimension``, ``prompt`` and ``response`` (and
     ``predicted``, the official scorer's 1-3, for a scored file) becomes the run `run_dir`,
     created or reopened. `model` names who answered (default: the file's name); `reference`, a
     prompt set ('official', a path, or a `load_dataset` result) fills in missing subcomponents.
-    With `require_scores`, a file without ``predicted`` is refused before anything is written."""
+    With `require_scores`, a file without ``predicted`` is refused before anything is written.
+    With `wait`, a run another process is writing is waited for instead of refused. An empty
+    response is stored as an error, as an empty API answer is (counted in the summary's
+    ``errors``, never scored), unless `allow_empty` says the model really answered nothing."""
     if isinstance(reference, str):
         reference = official_data.resolve(reference)
     with imports.import_answers(
-        path, run_dir, model=model, reference=reference, require_scores=require_scores
+        path,
+        run_dir,
+        model=model,
+        reference=reference,
+        require_scores=require_scores,
+        wait=wait,
+        allow_empty=allow_empty,
     ) as store:
-        return ImportSummary(Path(run_dir), store.count_answers(), list(store.scorers()))
+        return ImportSummary(
+            Path(run_dir),
+            store.count_answers(),
+            list(store.scorers()),
+            store.count_answers("error"),
+        )
+
+
+def failed_items(
+    run_dir: str | Path, answers: bool, scorers: Sequence[str] = (), attacks: bool = False
+) -> int:
+    """How many of a run's items failed in the steps named: its answers (with `answers`), the
+    verdicts of `scorers` and its attack calls (with `attacks`); 0 when the run cannot be read."""
+    try:
+        with RunStore.open(run_dir) as store:
+            failed = store.count_answers("error") if answers else 0
+            if attacks:
+                failed += sum(1 for c in AttackLog(store).iter_calls() if c.status == "error")
+            known = store.scorers()
+            return failed + sum(store.failed_verdicts(s) for s in scorers if s in known)
+    except (FlamesError, sqlite3.Error):
+        return 0
 
 
 class _Plan:
@@ -307,21 +375,29 @@ class _Plan:
         console: Console,
     ) -> EvalResult:
         """Score what was generated, report it, then raise (or warn of) what failed."""
-        retry = self.evaluation.executor.retry_errors
-        with RunStore.open(self.run_dir) as store:
-            judged = [score_into(store, s, retry, progress, console)[1] for s in self.scorers]
+        executor = self.evaluation.executor
+        with open_run(self.run_dir, "run", executor.wait, console) as store:
+            judged = [
+                score_into(store, s, executor.retry_errors, progress, console)[1]
+                for s in self.scorers
+            ]
         problems = [incomplete, *judged]
         stats = self.evaluation.statistics
         name = self.scorers[0].manifest.name
         result: EvalResult | None = None
         try:
-            result = report(
+            result = _report(
                 self.run_dir,
                 name,
-                bootstrap=stats.bootstrap,
-                seed=stats.seed,
-                lang=lang,
-                console=console,
+                None,
+                None,
+                stats.bootstrap,
+                stats.seed,
+                True,
+                False,
+                lang,
+                True,
+                console,
             )
         except NothingScored as exc:
             if not any(problems):
@@ -370,9 +446,11 @@ def evaluate(
     )
     console = console_or_default(console)
     plan = _Plan(chosen, run_dir)
-    plan.vet_judges(console)
-    incomplete = run_sync(plan.generate(progress, console))
-    return plan.finish(incomplete, progress, strict, lang, console)
+    # One writer from the first check to the report: no other process slips in between steps.
+    with lock.writing(plan.run_dir, "run", chosen.executor.wait):
+        plan.vet_judges(console)
+        incomplete = run_sync(plan.generate(progress, console))
+        return plan.finish(incomplete, progress, strict, lang, console)
 
 
 evaluate_async = async_twin(

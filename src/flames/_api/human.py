@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,14 +46,15 @@ def export_for_labelling(
 
 
 def import_labels(
-    run_dir: str | Path, path: str | Path, *, annotator: str | None = None
+    run_dir: str | Path, path: str | Path, *, annotator: str | None = None, wait: bool = False
 ) -> dict[str, int]:
     """Import a file of human labels (.csv or .jsonl, as `export_for_labelling` writes them);
     each annotator's labels become the verdicts of scorer ``human:NAME``. `annotator` names
-    who labelled a file without an annotator column. Returns the number of labels by annotator."""
+    who labelled a file without an annotator column. Returns the number of labels by annotator.
+    With `wait`, a run another process is writing is waited for instead of refused."""
     from flames.scoring.annotate import import_labels as import_file
 
-    with RunStore.open(run_dir) as store:
+    with RunStore.open_writer(run_dir, "annotate import", wait) as store:
         return import_file(store, Path(path), annotator)
 
 
@@ -63,12 +64,18 @@ def serve_labelling(
     *,
     port: int = 8765,
     disagreements_of: Sequence[str] = (),
+    wait: bool = False,
+    ready: Callable[[str], None] = print,
 ) -> None:
     """Serve a local web page (http://127.0.0.1:PORT/) to label a run's answers one at a time,
-    each label saved at once as a verdict of ``human:ANNOTATOR``; runs until interrupted."""
+    each label saved at once as a verdict of ``human:ANNOTATOR``; runs until interrupted, writing
+    the run all the while (with `wait`, after waiting for another process writing it). `ready`
+    is given the page's URL once the server listens; a port in use is an error in one line."""
     from flames.scoring.annotate_server import serve
 
-    serve(Path(run_dir), annotator, port, disagreements_of)
+    if not 1 <= port <= 65535:
+        raise UsageError(f"{port} is not a port: give 1 to 65535", param_hint="--port")
+    serve(Path(run_dir), annotator, port, disagreements_of, wait, ready)
 
 
 def calibrate(

@@ -21,18 +21,23 @@ from flames._config import (
     validated,
 )
 from flames._util.callables import qualified_name
-from flames._util.terminal import remote
+from flames._util.terminal import inline, remote
+from flames.clients.chat import ChatClient, ClientOptions
 from flames.data import official as official_data
 from flames.data.dataset import Dataset
 from flames.errors import IncompleteRun, UsageError
 from flames.generation import Backend, GenerationSummary, run_generation_async
 from flames.generation.runner import incomplete_run, summary_lines
 from flames.runs.records import DatasetInfo, Decoding, RunManifest, check_scorer_name
-from flames.runs.store import RunStore
+from flames.runs.store import SCHEMA_VERSION, UPGRADES, RunStore
 from flames.scoring.runner import Scorer, ScoringSummary, run_scoring
 
 if TYPE_CHECKING:
+    from flames.clients.chat_model import ChatModel
     from flames.execution.distributed import RayOptions
+    from flames.generation.transformers_local import TransformersBackend
+    from flames.generation.vllm_local import VLLMBackend
+    from flames.scoring.scorer.card import Card
 
 
 ModelLike = str | Callable[..., Any]
@@ -139,6 +144,20 @@ def ray_options(executor: ExecutorConfig) -> RayOptions | None:
     )
 
 
+def client_options(target: TargetConfig) -> ClientOptions:
+    """The API client's settings of a model behind an OpenAI-compatible API."""
+    return ClientOptions(
+        base_url=target.base_url,
+        api_key_env=target.api_key_env,
+        concurrency=target.concurrency,
+        requests_per_minute=target.rpm,
+        timeout=target.timeout,
+        max_attempts=target.max_attempts,
+        keep_alive=target.keep_alive,
+        max_reply_bytes=target.max_reply_bytes,
+    )
+
+
 def build_backend(target: TargetConfig) -> Backend:
     decoding = Decoding(**target.decoding.model_dump())
     if target.backend == "callable":
@@ -159,17 +178,13 @@ def build_backend(target: TargetConfig) -> Backend:
     if target.backend == "openai":
         from flames.generation.openai_api import OpenAIBackend
 
-        return OpenAIBackend(
-            target.model,
-            base_url=target.base_url,
-            decoding=decoding,
-            api_key_env=target.api_key_env,
-            concurrency=target.concurrency,
-            requests_per_minute=target.rpm,
-            timeout=target.timeout,
-            max_attempts=target.max_attempts,
-            keep_alive=target.keep_alive,
-        )
+        return OpenAIBackend(target.model, decoding=decoding, **client_options(target))
+    return local_backend(target)
+
+
+def local_backend(target: TargetConfig) -> TransformersBackend | VLLMBackend:
+    """The transformers or vLLM backend a target names."""
+    decoding = Decoding(**target.decoding.model_dump())
     if target.backend == "vllm":
         from flames.generation.vllm_local import VLLMBackend
 
@@ -189,6 +204,38 @@ def build_backend(target: TargetConfig) -> Backend:
     )
 
 
+def build_chat_model(config: TargetConfig) -> ChatModel:
+    """A model as one role of a conversation (`flames.clients.chat_model.ChatModel`: an
+    attacker, a local judge, ...): an API model, a local transformers or vLLM model (concurrent
+    chats batched), or a function."""
+    decoding = Decoding(**config.decoding.model_dump())
+    if config.backend == "openai":
+        from flames.clients.chat_model import ApiChatModel
+
+        return ApiChatModel(config.model, decoding, **client_options(config))
+    if config.backend == "callable":
+        from flames.generation.chat_model import CallableChatModel
+
+        assert config.function is not None  # the description resolves it
+        if config.input == "prompt" and decoding.system_prompt:
+            raise UsageError(
+                "a system prompt reaches a function only with input='messages'",
+                param_hint="--system-prompt",
+            )
+        return CallableChatModel(
+            config.function,
+            input=config.input,
+            version=config.version,
+            name=config.model,
+            decoding=decoding,
+        )
+    from flames.generation.chat_model import LocalChatModel
+
+    # transformers batches what it is given; vLLM schedules as many chats as are in flight.
+    batch = config.batch_size if config.backend == "transformers" else config.concurrency
+    return LocalChatModel(local_backend(config), batch_size=batch)
+
+
 def backend_on(backend: Backend, ray: RayOptions | None) -> Backend:
     if ray is None:
         return backend
@@ -204,16 +251,33 @@ def backend_on(backend: Backend, ray: RayOptions | None) -> Backend:
     return RayGenerator(backend, replace(ray, batch_size=backend.batch_size))
 
 
+def trained_card(model: str) -> Card | None:
+    """The card of a scorer trained by flames, None for any other checkpoint."""
+    from flames.scoring.scorer.card import read_card
+
+    return read_card(Path(model)) if Path(model).is_dir() else None
+
+
 def official_scorer(config: ScorerConfig, ray: RayOptions | None) -> Scorer:
-    check_scorer_name(config.name, "official")
+    """The official scorer, or a scorer trained by flames (the folder's card says which)."""
+    from flames.scoring.scorer.card import TRAINED_PREFIX
+
+    if not config.name.startswith(TRAINED_PREFIX):  # a trained scorer checks its own name
+        check_scorer_name(config.name, "official")
     from flames.scoring.scorer.official import OfficialScorer, ScorerSettings
     from flames.scoring.scorer.tokenizer import Truncation
 
+    max_length, truncation = config.max_length, config.truncation
+    card = trained_card(config.model)
+    if card is not None:  # a trained scorer reads its inputs as it was trained, unless told
+        given = config.model_fields_set
+        max_length = config.max_length if "max_length" in given else card.max_length
+        truncation = config.truncation if "truncation" in given else card.truncation
     settings = ScorerSettings(
         model=config.model,
         revision=config.revision,
-        max_length=config.max_length,
-        truncation=Truncation(config.truncation),
+        max_length=max_length,
+        truncation=Truncation(truncation),
         dtype=config.dtype,
         device=config.device,
         token_budget=config.token_budget,
@@ -251,11 +315,30 @@ def build_judge(config: JudgeConfig) -> Scorer:
         return CallableJudge(
             config.function,
             version=config.version,
-            name=config.name,
+            name=config.scorer_name,
             concurrency=config.concurrency,
         )
-    from flames.scoring.judge import LLMJudge
+    from flames.scoring.judge import LLMJudge, judge_decoding
 
+    if config.backend != "openai":  # a local judge, in this process
+        local = TargetConfig(
+            model=config.model,
+            backend=config.backend,
+            gguf_file=config.gguf_file,
+            device=config.device,
+            dtype=config.dtype,
+            batch_size=config.batch_size,
+            engine_args=config.engine_args,
+            concurrency=config.concurrency,
+            decoding=judge_decoding(config.max_tokens).model_dump(),
+        )
+        return LLMJudge(
+            build_chat_model(local),
+            parse_attempts=config.parse_attempts,
+            max_tokens=config.max_tokens,
+            name=config.scorer_name,  # judge:MODEL as given: a hub id, a .gguf file
+            concurrency=config.concurrency,
+        )
     return LLMJudge(
         config.model,
         base_url=config.base_url,
@@ -265,10 +348,11 @@ def build_judge(config: JudgeConfig) -> Scorer:
         timeout=config.timeout,
         max_attempts=config.max_attempts,
         keep_alive=config.keep_alive,
+        max_reply_bytes=config.max_reply_bytes,
         parse_attempts=config.parse_attempts,
         max_tokens=config.max_tokens,
         json_mode=config.json_mode,
-        name=config.name,
+        name=config.scorer_name,
     )
 
 
@@ -298,6 +382,24 @@ def release(engine: object) -> None:
 # -- the steps ---------------------------------------------------------------------------------
 
 
+def announce_upgrade(store: RunStore, console: Console) -> None:
+    """Say so when opening the run for writing upgraded its store format."""
+    if store.upgraded_from is not None:
+        gains = [UPGRADES[v] for v in range(store.upgraded_from + 1, SCHEMA_VERSION + 1)]
+        console.print(
+            f"upgraded {inline(store.run_dir)} from store format {store.upgraded_from} to "
+            f"{SCHEMA_VERSION} ({'; '.join(gains)})",
+            highlight=False,
+        )
+
+
+def open_run(run_dir: str | Path, command: str, wait: bool, console: Console) -> RunStore:
+    """An existing run, opened to write it (its lock held until it is closed)."""
+    store = RunStore.open_writer(run_dir, command, wait)
+    announce_upgrade(store, console)
+    return store
+
+
 def run_manifest(evaluation: Evaluation, dataset: Dataset, backend: Backend) -> RunManifest:
     return RunManifest(
         dataset=DatasetInfo.of(dataset), generator=backend.info, evaluation=evaluation.record()
@@ -315,7 +417,12 @@ async def generate_into(
     """Generate into the run (created or resumed); the error, if answers failed, is returned."""
     manifest = run_manifest(evaluation, dataset, backend)
     executor = evaluation.executor
-    with RunStore.create_or_resume(run_dir, manifest, dataset.items) as store:
+    created = not RunStore.exists(run_dir)
+    store = RunStore.create_or_resume(
+        run_dir, manifest, dataset.items, command="generate", wait=executor.wait
+    )
+    try:
+        announce_upgrade(store, console)
         try:
             summary = await run_generation_async(
                 store, backend, executor.retry_errors, executor.max_errors, progress
@@ -323,8 +430,15 @@ async def generate_into(
         finally:
             release(backend)
         failed = store.count_answers("error")
+    except BaseException:
+        if created:  # nothing stored yet: leave no run behind, so the next attempt starts clean
+            store.discard_if_empty()
+        raise
+    finally:
+        store.close()
     for line in summary_lines(summary, backend.info.decoding.max_tokens):
         console.print(line)
+    print_repairs(backend, console)
     for example in summary.error_examples:
         console.print(f"  [red]error:[/] {remote(example)}", highlight=False)
     return summary, incomplete_run(run_dir, summary, failed)
@@ -340,9 +454,11 @@ def score_into(
         release(scorer)
     name = scorer.manifest.name
     console.print(
-        f"scored {summary.scored} answers with {name}, {summary.errors} errors, "
-        f"{summary.truncated} truncated"
+        f"scored {summary.scored} answers with {inline(name)}, {summary.errors} errors, "
+        f"{summary.truncated} truncated",
+        highlight=False,
     )
+    print_repairs(scorer, console)
     failed = store.failed_verdicts(name)
     if not failed:
         return summary, None
@@ -350,6 +466,17 @@ def score_into(
         f"{store.run_dir}: {failed} verdicts of {name} failed and are recorded as errors "
         "(never counted as scores). Run again with --retry-errors to retry only those."
     )
+
+
+def print_repairs(model: object, console: Console) -> None:
+    """Say what was repaired in the replies a model's API client kept (`ChatClient.repairs`):
+    lone surrogates replaced, token counts recorded as unknown, ..."""
+    clients = [getattr(m, "client", None) for m in (model, getattr(model, "model", None))]
+    client = next((c for c in clients if isinstance(c, ChatClient)), None)  # a backend's, a judge's
+    if client is None or not client.repairs:
+        return
+    parts = "; ".join(f"{n} with {what}" for what, n in client.repairs.items())
+    console.print(f"[yellow]note:[/] replies kept after a repair: {parts}", highlight=False)
 
 
 def fail_or_warn(problems: Sequence[IncompleteRun | None], strict: bool, console: Console) -> None:

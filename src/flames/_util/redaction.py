@@ -5,29 +5,71 @@ A server may echo the key it was given: plainly, URL-encoded, JSON-escaped, or b
 secret is masked, and so is anything that merely looks like a credential in error text: URL
 userinfo, key-like query parameters and ``Bearer``/``Basic`` tokens. Masking comes before any
 cut, so a key cannot survive by straddling one.
+
+A URL query parameter holds a secret when its name says so (`secret_parameter`): one of its
+words is a credential word (``key``, ``token``, ``sig``, ``code`` ...), or it ends in one
+(``apikey``, ``accesstoken``), or the user named it in ``$FLAMES_SECRET_PARAMS``.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 from collections.abc import Iterable
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote_plus
 
 MASK = "***"
 MIN_SECRET_CHARS = 6
 """Shorter values are still masked verbatim, but not in their encodings (too many false hits)."""
 
-_SECRET_NAMES = (
-    r"api[-_]?key|key|token|access[-_]?token|auth|secret|client[-_]?secret|password|passwd"
-    r"|sig|signature"
+SECRET_WORDS = frozenset(
+    {
+        "key",
+        "apikey",
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "pwd",
+        "sig",
+        "signature",
+        "auth",
+        "authorization",
+        "credential",
+        "credentials",
+        "code",
+        "jwt",
+    }
 )
-SECRET_PARAMETER = re.compile(rf"(?i)^(?:{_SECRET_NAMES})$")
-"""Names of URL query parameters whose values are credentials."""
+"""A query parameter's name holding one of these words (split at anything but letters and
+digits, any case) marks its value as a secret: ``key``, ``subscription-key`` (Azure API
+Management), ``x-api-key``, ``access_key``, ``code`` (Azure Functions), ``sig`` (Azure SAS),
+``X-Amz-Signature``, ``X-Amz-Credential``, ``X-Amz-Security-Token`` ..."""
+SECRET_ENDINGS = ("key", "token", "secret", "signature", "password", "passwd", "credential")
+"""So does a name that ends in one of these once its separators are dropped: ``apikey``,
+``accesstoken``, ``clientsecret``, ``subscriptionkey`` ..."""
+SECRET_PARAMS_ENV = "FLAMES_SECRET_PARAMS"
+"""More parameter names whose values are secrets, separated by commas or spaces (any case)."""
+
+
+def secret_parameter(name: str) -> bool:
+    """Whether the URL query parameter `name` holds a secret (`SECRET_WORDS`, `SECRET_ENDINGS`,
+    or named in ``$FLAMES_SECRET_PARAMS``)."""
+    name = unquote_plus(name).strip().lower()
+    words = [w for w in re.split(r"[^a-z0-9]+", name) if w]
+    compact = "".join(words)
+    extra = {n.lower() for n in re.split(r"[,\s]+", os.environ.get(SECRET_PARAMS_ENV, "")) if n}
+    return (
+        name in extra
+        or any(word in SECRET_WORDS for word in words)
+        or (bool(compact) and compact.endswith(SECRET_ENDINGS))
+    )
+
 
 _USERINFO = re.compile(r"(?<=://)[^/\s@]+@")
-_QUERY_SECRET = re.compile(rf"(?i)([?&;](?:{_SECRET_NAMES})=)[^&;#\s\"'<>]+")
+_QUERY_PARAMETER = re.compile(r"([?&;]([^=&;#\s\"'<>?]+)=)([^&;#\s\"'<>]+)")
 _REPEATED_MASK = re.compile(rf"(?:{re.escape(MASK)}){{2,}}")
 _AUTH_SCHEME = re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{4,}")
 
@@ -62,6 +104,15 @@ def encoded_forms(secret: str) -> set[str]:
     for alphabet in (None, b"-_"):
         forms.update(base64_cores(raw, alphabet))
     return {f for f in forms if f}
+
+
+def _masked_parameter(found: re.Match[str]) -> str:
+    return found.group(1) + MASK if secret_parameter(found.group(2)) else found.group(0)
+
+
+def masked_url(url: str) -> str:
+    """`url` with the values of its secret query parameters masked (and any userinfo)."""
+    return _QUERY_PARAMETER.sub(_masked_parameter, _USERINFO.sub(MASK + "@", url))
 
 
 class Redactor:
@@ -100,7 +151,7 @@ class Redactor:
         """Mask known secrets, pieces of them, and anything shaped like a credential."""
         text = self._pieces_masked(self.known(text))
         text = _USERINFO.sub(MASK + "@", text)
-        text = _QUERY_SECRET.sub(r"\1" + MASK, text)
+        text = _QUERY_PARAMETER.sub(_masked_parameter, text)
         text = _AUTH_SCHEME.sub(r"\1\2" + MASK, text)
         return _REPEATED_MASK.sub(MASK, text)
 

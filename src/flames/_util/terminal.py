@@ -1,4 +1,5 @@
-"""Text from elsewhere (server error bodies, model output) made safe to print on a terminal."""
+"""Text from elsewhere made safe to print on a terminal: server error bodies and model output
+(`remote`, several lines), and names that came from a user, a file or a server (`inline`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from rich.markup import escape
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 """C0 controls but tab and newline, DEL, and C1 controls (U+0080-U+009F, e.g. CSI U+009B)."""
+_LINE_BREAK = re.compile(r"[\t\n\u2028\u2029]")
+"""What `printable` keeps and a one-line name may not hold (U+2028/U+2029 break lines too)."""
 
 
 def printable(text: str) -> str:
@@ -22,3 +25,10 @@ def printable(text: str) -> str:
 def remote(text: str) -> str:
     """`printable`, and safe from Rich markup too: for any text that came from a server."""
     return escape(printable(text))
+
+
+def inline(text: object) -> str:
+    r"""A name from a user, a file or a server (model, run, scorer, annotator, transform, a
+    path ...) as one line of console text: every control character, newline and tab included,
+    shown as a \xNN escape, and Rich markup shown as written, never applied."""
+    return escape(_LINE_BREAK.sub(lambda m: f"\\x{ord(m.group()):02x}", printable(str(text))))

@@ -227,3 +227,13 @@ def weighted_interval(
     correction = np.array([steps * float(s) for s in step])
     low, high = score_interval(values, counts, confidence, correction, np.asarray(weights))
     return float(low), float(high)
+
+
+def proportion_interval(
+    count: ArrayLike, n: ArrayLike, confidence: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The interval of a proportion count / n (arrays broadcast, n >= 1): the rate interval of
+    the reports, Laud's SCAS with half a step of continuity correction."""
+    count, n = np.broadcast_arrays(np.asarray(count, float), np.asarray(n, float))
+    counts = np.stack([n - count, count], axis=-1)[..., None, :]
+    return score_interval([0.0, 1.0], counts, confidence, np.full((*count.shape, 1), 0.5))

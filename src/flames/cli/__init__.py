@@ -8,14 +8,20 @@ unless `flames --debug` is given.
 
 from __future__ import annotations
 
-import sqlite3
-
 from rich.markup import escape
 
+from flames import _api
 from flames._util.terminal import remote
-from flames.cli import data, evaluate, human, reports  # noqa: F401  (registers commands)
+from flames.cli import (  # noqa: F401  (registers commands)
+    data,
+    evaluate,
+    human,
+    redteam,
+    reports,
+    training,
+)
 from flames.cli.app import app, err, state
-from flames.errors import FlamesError
+from flames.errors import FlamesError, install_hint
 
 __all__ = ["app", "main"]
 
@@ -27,11 +33,14 @@ EXTRAS = {
     "huggingface_hub": "local",
     "gguf": "local",
     "accelerate": "local",
+    "peft": "train",
     "matplotlib": "plots",
     "pypinyin": "augment",
     "opencc": "augment",
     "ray": "ray",
     "vllm": "vllm",
+    "pandas": "pandas",
+    "yaml": "yaml",
 }
 """Optional packages and the extra that installs each (pyproject.toml)."""
 
@@ -44,20 +53,14 @@ def _fail(message: str, code: int) -> SystemExit:
 
 
 def _resume_hint() -> str:
-    """How to go on after Ctrl-C: the same command, with --retry-errors if errors are stored."""
+    """How to go on after Ctrl-C: the same command, with --retry-errors if it stored errors of
+    its own (failed answers for generate, that judge's failed verdicts for judge, ...)."""
     hint = "interrupted; everything received so far is saved. Run the same command to resume"
     if state.run_dir is None:
         return hint + "."
     if not (state.run_dir / "run.db").exists():
         return "interrupted before the run was created: nothing was written. Run the command again."
-    try:
-        with sqlite3.connect(f"file:{state.run_dir / 'run.db'}?mode=ro", uri=True) as db:
-            errors = sum(
-                db.execute(f"SELECT count(*) FROM {table} WHERE status = 'error'").fetchone()[0]
-                for table in ("answers", "verdicts")
-            )
-    except sqlite3.Error:
-        errors = 0
+    errors = _api.failed_items(state.run_dir, state.answers, state.scorers, state.attacks)
     if errors:
         hint += f" ({errors} failed items are stored: add --retry-errors to retry them)"
     return hint + "."
@@ -82,9 +85,7 @@ def main() -> None:
         if package not in EXTRAS:
             raise _fail(f"{exc} (rerun with `flames --debug` for the traceback)", 1) from None
         raise _fail(
-            f"this needs the optional package {package!r}: "
-            f"pip install 'flames-eval[{EXTRAS[package]}]'",
-            1,
+            f"this needs the optional package {package!r}: {install_hint(EXTRAS[package])}", 1
         ) from None
     except Exception as exc:
         if state.debug:

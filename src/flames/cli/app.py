@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +23,12 @@ class State:
     debug: bool = False
     run_dir: Path | None = None
     """The run a command is writing to, once it has one."""
+    answers: bool = False
+    """Whether the command generates answers: its failed answers are its own."""
+    scorers: list[str] = field(default_factory=list)
+    """The scorers whose verdicts the command writes: their failed verdicts are its own."""
+    attacks: bool = False
+    """Whether the command runs attacks: its failed attack calls are its own."""
 
 
 state = State()
@@ -42,7 +48,10 @@ data_app = typer.Typer(help="Get, inspect and sample prompt sets.", no_args_is_h
 app.add_typer(data_app, name="data")
 
 
-scorer_app = typer.Typer(help="Manage the official scorer checkpoint.", no_args_is_help=True)
+scorer_app = typer.Typer(
+    help="The official scorer's checkpoint, and scorers of your own trained from labels.",
+    no_args_is_help=True,
+)
 app.add_typer(scorer_app, name="scorer")
 
 

@@ -10,6 +10,7 @@ import typer
 
 from flames import _api
 from flames._config import OFFICIAL_SHA256
+from flames._util.terminal import inline
 from flames.cli.app import console, data_app, err
 from flames.cli.options import (
     DataOpt,
@@ -62,7 +63,10 @@ def data_fetch(
 ) -> None:
     """Download the official 1k prompts, verify their sha256 and cache them."""
     path = _api.fetch_data(source, urls=url or ())
-    console.print(f"official prompts verified (sha256 {OFFICIAL_SHA256[:12]}…) at {path}")
+    console.print(
+        f"official prompts verified (sha256 {OFFICIAL_SHA256[:12]}…) at {inline(path)}",
+        highlight=False,
+    )
 
 
 @data_app.command("augment")
@@ -99,7 +103,10 @@ def data_augment(
     except UsageError as exc:
         raise typer.BadParameter(str(exc)) from None
     augmented.to_jsonl(output)
-    console.print(f"wrote {len(augmented)} items ({augmented.selection}) to {output}")
+    selection = inline(augmented.selection)
+    console.print(
+        f"wrote {len(augmented)} items ({selection}) to {inline(output)}", highlight=False
+    )
 
 
 @data_app.command("info")
@@ -107,6 +114,7 @@ def data_info(data: DataOpt = None, as_json: JsonOpt = False) -> None:
     """Validate a prompt set and show its counts per dimension and subcomponent."""
     dataset = _api.load_dataset(data or "official")
     counts = dataset.counts()
+    multi_turn = sum(1 for item in dataset if item.conversation)
     if as_json:
         print_json(
             json.dumps(
@@ -115,17 +123,23 @@ def data_info(data: DataOpt = None, as_json: JsonOpt = False) -> None:
                     "n_items": len(dataset),
                     "sha256": dataset.source_sha256,
                     "counts": counts,
+                    "multi_turn": multi_turn,
                 },
                 ensure_ascii=False,
                 indent=2,
             )
         )
         return
-    console.print(f"[bold]{dataset.name}[/]: {len(dataset)} items, sha256 {dataset.source_sha256}")
+    console.print(
+        f"[bold]{inline(dataset.name)}[/]: {len(dataset)} items, sha256 {dataset.source_sha256}",
+        highlight=False,
+    )
+    if multi_turn:
+        console.print(f"  {multi_turn} multi-turn prompts (their conversations are replayed first)")
     for dim, subs in counts.items():
-        console.print(f"  {dim}: {sum(subs.values())}")
+        console.print(f"  {inline(dim)}: {sum(subs.values())}", highlight=False)
         for sub, n in subs.items():
-            console.print(f"    {sub}: {n}")
+            console.print(f"    {inline(sub)}: {n}", highlight=False)
 
 
 @data_app.command("sample")
@@ -148,4 +162,5 @@ def data_sample(
         sample_seed = old_seed
     dataset = select_items(data, dimension, subcomponent, sample, sample_seed)
     dataset.to_jsonl(output)
-    console.print(f"wrote {len(dataset)} items ({dataset.selection}) to {output}")
+    selection = inline(dataset.selection)
+    console.print(f"wrote {len(dataset)} items ({selection}) to {inline(output)}", highlight=False)

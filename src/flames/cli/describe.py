@@ -12,12 +12,19 @@ from typing import Any, TypeVar
 import typer
 from pydantic import BaseModel, ValidationError
 
-from flames._config import Evaluation, field_name, load_evaluation
+from flames._config import (
+    Evaluation,
+    RedteamConfig,
+    field_name,
+    load_evaluation,
+    load_redteam_config,
+)
 from flames.errors import UsageError
 
 FIELDS: dict[str, tuple[str, ...]] = {
     "model": ("target", "model"),
     "backend": ("target", "backend"),
+    "input": ("target", "input"),
     "base_url": ("target", "base_url"),
     "api_key_env": ("target", "api_key_env"),
     "concurrency": ("target", "concurrency"),
@@ -25,6 +32,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "timeout": ("target", "timeout"),
     "max_attempts": ("target", "max_attempts"),
     "keep_alive": ("target", "keep_alive"),
+    "max_reply_bytes": ("target", "max_reply_bytes"),
     "gguf_file": ("target", "gguf_file"),
     "dtype": ("target", "dtype"),
     "batch_size": ("target", "batch_size"),
@@ -56,12 +64,18 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "gpus_per_replica": ("executor", "gpus_per_replica"),
     "max_errors": ("executor", "max_errors"),
     "retry_errors": ("executor", "retry_errors"),
+    "wait": ("executor", "wait"),
     "bootstrap": ("statistics", "bootstrap"),
     "seed": ("statistics", "seed"),
 }
 """Where each option of `generate`, `score` and `run` goes in the description."""
 
 JUDGE_OPTIONS = {
+    "judge_backend": "backend",
+    "judge_device": "device",
+    "judge_dtype": "dtype",
+    "judge_batch_size": "batch_size",
+    "judge_vllm_arg": "engine_args",
     "parse_attempts": "parse_attempts",
     "json_mode": "json_mode",
     "judge_max_tokens": "max_tokens",
@@ -69,7 +83,11 @@ JUDGE_OPTIONS = {
 }
 """`flames run`'s options for its --judge-model, and the judge's fields they set."""
 
-ENGINE_ARGS = {"vllm_arg": "--vllm-arg", "scorer_vllm_arg": "--scorer-vllm-arg"}
+ENGINE_ARGS = {
+    "vllm_arg": "--vllm-arg",
+    "scorer_vllm_arg": "--scorer-vllm-arg",
+    "judge_vllm_arg": "--judge-vllm-arg",
+}
 
 
 def option_name(name: str) -> str:
@@ -98,6 +116,8 @@ def _value(name: str, value: Any) -> Any:
             raise typer.BadParameter(str(exc), param_hint=ENGINE_ARGS[name]) from None
     if name in ("dimension", "subcomponent"):
         return list(value or [])
+    if isinstance(value, Path):
+        return str(value)
     return value.value if isinstance(value, Enum) else value
 
 
@@ -172,24 +192,117 @@ def describe(
         if isinstance(settings.get("scorer"), dict):
             _put(settings, ("scorer", "device"), options["device"])
     if options.get("judge_model"):
-        target = settings.get("target", {})
-        shared = ("concurrency", "rpm", "timeout", "max_attempts", "keep_alive")
-        settings["judges"] = [
-            {
-                "model": options["judge_model"],
-                "base_url": options.get("judge_base_url"),
-                "api_key_env": options.get("judge_api_key_env") or "OPENAI_API_KEY",
-                "name": options.get("scorer_name"),
-                **{
-                    field: options[option]
-                    for option, field in JUDGE_OPTIONS.items()
-                    if options.get(option) is not None
-                },
-                **{k: target[k] for k in shared if k in target},
-            }
-        ]
+        settings["judges"] = [judge_settings(options, settings.get("target", {}))]
         settings["scorer"] = None
     return validated(Evaluation, settings)
+
+
+API_SHARED = ("concurrency", "rpm", "timeout", "max_attempts", "keep_alive", "max_reply_bytes")
+"""The target's API settings that an LLM judge (and a red-team attacker) share."""
+
+
+def judge_settings(options: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
+    """The judge --judge-model and its options describe, with the target's API settings."""
+    return {
+        "model": options["judge_model"],
+        "base_url": options.get("judge_base_url"),
+        "api_key_env": options.get("judge_api_key_env") or "OPENAI_API_KEY",
+        "name": options.get("scorer_name"),
+        **{
+            field: _value(option, options[option])
+            for option, field in JUDGE_OPTIONS.items()
+            if options.get(option) is not None
+        },
+        **{k: target[k] for k in API_SHARED if k in target},
+    }
+
+
+REDTEAM_FIELDS: dict[str, tuple[str, ...]] = {
+    **{name: path for name, path in FIELDS.items() if path[0] in ("target", "data", "scorer")},
+    "retry_errors": ("executor", "retry_errors"),
+    "wait": ("executor", "wait"),
+    "attacker_model": ("attacker", "model"),
+    "attacker_backend": ("attacker", "backend"),
+    "attacker_base_url": ("attacker", "base_url"),
+    "attacker_api_key_env": ("attacker", "api_key_env"),
+    "attacker_temperature": ("attacker", "decoding", "temperature"),
+    "attacker_max_tokens": ("attacker", "decoding", "max_tokens"),
+    "budget": ("attack", "budget"),
+    "attacker_budget": ("attack", "attacker_budget"),
+    "attacker_attempts": ("attack", "attacker_attempts"),
+    "seed": ("attack", "seed"),
+    "instructions": ("attack", "instructions"),
+    "streams": ("attack", "pair", "streams"),
+    "iterations": ("attack", "pair", "iterations"),
+    "branching": ("attack", "tap", "branching"),
+    "width": ("attack", "tap", "width"),
+    "depth": ("attack", "tap", "depth"),
+    "turns": ("attack", "crescendo", "turns"),
+    "backtracks": ("attack", "crescendo", "backtracks"),
+}
+"""Where each option of `flames redteam` goes in its description (`RedteamConfig`)."""
+SHARED_WITH_ATTACKER = (*API_SHARED, "device", "dtype", "batch_size")
+"""The target's API and local-model settings that the attacker shares."""
+
+
+def comma_list(values: list[str] | None) -> list[str]:
+    """Repeated options and comma lists as one list: --strategy pair,tap --strategy rewrite."""
+    return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+
+
+def parse_prices(pairs: list[str] | None) -> dict[str, tuple[float, float]]:
+    """ROLE=IN,OUT pairs, e.g. target=0.15,0.6."""
+    prices = {}
+    for pair in pairs or []:
+        role, sep, value = pair.partition("=")
+        parts = value.split(",")
+        try:
+            if not sep or len(parts) != 2:
+                raise ValueError
+            prices[role.strip()] = (float(parts[0]), float(parts[1]))
+        except ValueError:
+            raise typer.BadParameter(
+                f"expected ROLE=IN,OUT (e.g. target=0.15,0.6), got {pair!r}", param_hint="--price"
+            ) from None
+    return prices
+
+
+def describe_redteam(
+    options: dict[str, Any], config: Path | None = None, given: set[str] | None = None
+) -> RedteamConfig:
+    """The red-team run `flames redteam` describes with its options; with a `config` file, the
+    file is the base and the options `given` on the command line change it."""
+    settings = load_redteam_config(config).model_dump() if config else {}
+    chosen = given if config is not None else None
+
+    def wanted(name: str) -> bool:
+        return options.get(name) is not None and (chosen is None or name in chosen)
+
+    _apply(settings, options, REDTEAM_FIELDS, chosen)
+    if wanted("strategy"):
+        _put(settings, ("attack", "strategies"), comma_list(options["strategy"]))
+    if wanted("methods"):
+        _put(settings, ("attack", "rewrite", "methods"), comma_list([options["methods"]]))
+    if wanted("price"):
+        _put(settings, ("attack", "prices"), parse_prices(options["price"]))
+    if wanted("concurrency"):
+        _put(settings, ("attack", "concurrency"), options["concurrency"])
+    if wanted("device"):
+        _put(settings, ("target", "device"), options["device"])
+        if isinstance(settings.get("scorer"), dict):
+            _put(settings, ("scorer", "device"), options["device"])
+    target = settings.get("target") or {}
+    attacker = settings.get("attacker")
+    if isinstance(attacker, dict):
+        for key in SHARED_WITH_ATTACKER:
+            if key in target and key not in attacker:
+                attacker[key] = target[key]
+        if attacker.get("backend") == "callable":
+            attacker.setdefault("input", "messages")
+    if wanted("judge_model"):
+        settings["judge"] = judge_settings(options, target)
+        settings["scorer"] = None
+    return validated(RedteamConfig, settings, REDTEAM_FIELDS)
 
 
 @contextmanager

@@ -13,8 +13,16 @@ import typer
 
 from flames import _api
 from flames._config import ExecutorConfig, JudgeConfig, ScorerConfig
+from flames._util.terminal import inline
 from flames.cli.app import app, console, scorer_app, state
-from flames.cli.describe import FIELDS, describe, settings_of, usage_errors, validated
+from flames.cli.describe import (
+    FIELDS,
+    JUDGE_OPTIONS,
+    describe,
+    settings_of,
+    usage_errors,
+    validated,
+)
 from flames.cli.options import (
     API_OPTIONS,
     DECODING_OPTIONS,
@@ -27,9 +35,12 @@ from flames.cli.options import (
     REPORT_OPTIONS,
     RETRY_OPTIONS,
     RUN_JUDGE_OPTIONS,
+    WAIT_OPTIONS,
+    AllowEmptyOpt,
     ConfigOpt,
     RevisionOpt,
     RunDirArg,
+    WaitOpt,
     scorer_options,
     target_options,
     with_options,
@@ -50,11 +61,11 @@ def generation_options(model_required: bool = True) -> tuple[tuple[Any, ...], ..
 
 
 @app.command("generate")
-@with_options(*generation_options(), EXECUTOR_OPTIONS, PROGRESS_OPTIONS)
+@with_options(*generation_options(), EXECUTOR_OPTIONS, WAIT_OPTIONS, PROGRESS_OPTIONS)
 def generate(run_dir: RunDirArg, **options: Any) -> None:
     """Answer every prompt with the model under test; resumes where it stopped."""
     evaluation = describe(options)
-    state.run_dir = run_dir
+    state.run_dir, state.answers = run_dir, True
     with usage_errors():
         _api.generate(
             evaluation,
@@ -71,14 +82,22 @@ SCORE_FIELDS = {**FIELDS, "dtype": ("scorer", "dtype"), "device": ("scorer", "de
 
 @app.command("score")
 @with_options(
-    scorer_options(dtype="dtype", device=True), RETRY_OPTIONS, EXECUTOR_OPTIONS, PROGRESS_OPTIONS
+    scorer_options(dtype="dtype", device=True),
+    RETRY_OPTIONS,
+    EXECUTOR_OPTIONS,
+    WAIT_OPTIONS,
+    PROGRESS_OPTIONS,
 )
-def score(run_dir: RunDirArg, **options: Any) -> None:
-    """Score a run's answers with the official Flames-scorer; resumes where it stopped."""
+def score(context: typer.Context, run_dir: RunDirArg, **options: Any) -> None:
+    """Score a run's answers with the official Flames-scorer (or one trained by flames);
+    resumes where it stopped."""
     settings = settings_of(options, SCORE_FIELDS)
+    for name in ("max_length", "truncation"):  # unset: a trained scorer's card decides
+        if not _given(context, name):
+            settings["scorer"].pop(name, None)
     scorer = validated(ScorerConfig, settings["scorer"], SCORE_FIELDS, ("scorer",))
     executor = validated(ExecutorConfig, settings["executor"], SCORE_FIELDS, ("executor",))
-    state.run_dir = run_dir
+    state.run_dir, state.scorers = run_dir, [scorer.name]
     with usage_errors():
         _api.score(
             run_dir,
@@ -93,14 +112,13 @@ def score(run_dir: RunDirArg, **options: Any) -> None:
 
 JUDGE_FIELDS = {name: (name,) for name in JudgeConfig.model_fields} | {
     "scorer_name": ("name",),
-    "judge_max_tokens": ("max_tokens",),
-    "skip_judge_check": ("skip_check",),
+    **{option: (field,) for option, field in JUDGE_OPTIONS.items()},
 }
 """`flames judge`'s options are the judge's fields (--scorer-name is its name)."""
 
 
 @app.command("judge")
-@with_options(API_OPTIONS, LLM_JUDGE_OPTIONS, RETRY_OPTIONS, PROGRESS_OPTIONS)
+@with_options(API_OPTIONS, LLM_JUDGE_OPTIONS, RETRY_OPTIONS, WAIT_OPTIONS, PROGRESS_OPTIONS)
 def judge(
     run_dir: RunDirArg,
     model: Annotated[str, typer.Option(help="The judge: a chat model behind an OpenAI API.")],
@@ -112,7 +130,7 @@ def judge(
     """Score a run's answers with an LLM judge (not the official scorer); resumable."""
     options = {"model": model, "scorer_name": scorer_name, **options}
     config = validated(JudgeConfig, settings_of(options, JUDGE_FIELDS), JUDGE_FIELDS)
-    state.run_dir = run_dir
+    state.run_dir, state.scorers = run_dir, [config.scorer_name]
     with usage_errors():
         _api.judge(
             run_dir,
@@ -120,6 +138,7 @@ def judge(
             retry_errors=options["retry_errors"],
             progress=options["progress"],
             strict=True,
+            wait=options["wait"],
             console=console,
         )
 
@@ -138,6 +157,7 @@ def _given(context: typer.Context, name: str) -> bool:
     LLM_JUDGE_OPTIONS,
     REPORT_OPTIONS,
     EXECUTOR_OPTIONS,
+    WAIT_OPTIONS,
     PROGRESS_OPTIONS,
 )
 def run(
@@ -152,6 +172,9 @@ def run(
     given = {name for name in options if _given(context, name)}
     evaluation = describe(options, config, given)
     state.run_dir = run_dir or (Path(evaluation.run_dir) if evaluation.run_dir else None)
+    state.answers = True
+    judges = [judge.scorer_name for judge in evaluation.judges]
+    state.scorers = judges or ([evaluation.scorer.name] if evaluation.scorer else [])
     with usage_errors():
         _api.evaluate(
             evaluation,
@@ -171,7 +194,7 @@ def scorer_convert(
 ) -> None:
     """Write a safetensors copy of the scorer checkpoint, which loads much faster."""
     for path in _api.convert_scorer(source, target, revision=revision):
-        console.print(f"wrote {path}")
+        console.print(f"wrote {inline(path)}", highlight=False)
 
 
 @app.command("import")
@@ -183,9 +206,18 @@ def import_file(
         str | None,
         typer.Option(help="Prompt set to look up missing subcomponents: a path or 'official'."),
     ] = None,
+    wait: WaitOpt = False,
+    allow_empty: AllowEmptyOpt = False,
 ) -> None:
     """Bring your own answers: import a JSONL of answers (scored or not) as a run."""
     state.run_dir = run_dir
-    imported = _api.import_answers(file, run_dir, model=model, reference=reference or None)
+    imported = _api.import_answers(
+        file, run_dir, model=model, reference=reference or None, wait=wait, allow_empty=allow_empty
+    )
     scored = "with their scores" if imported.scorers else "unscored"
-    console.print(f"imported {imported.answers} answers ({scored}) into {run_dir}")
+    console.print(
+        f"imported {imported.answers} answers ({scored}) into {inline(run_dir)}",
+        highlight=False,
+    )
+    if (problem := imported.incomplete()) is not None:
+        raise problem

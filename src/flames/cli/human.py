@@ -10,8 +10,9 @@ import typer
 
 from flames import _api
 from flames._util.outputs import write_text
+from flames._util.terminal import inline
 from flames.cli.app import annotate_app, app, console
-from flames.cli.options import BootstrapOpt, RunDirArg, SeedOpt
+from flames.cli.options import BootstrapOpt, RunDirArg, SeedOpt, WaitOpt
 
 
 class KappaWeightsName(StrEnum):
@@ -45,7 +46,7 @@ def annotate_export(
     n = _api.export_for_labelling(
         run_dir, output, disagreements_of=first or (), sample=sample, seed=seed
     )
-    console.print(f"wrote {n} answers to label to {output}")
+    console.print(f"wrote {n} answers to label to {inline(output)}", highlight=False)
 
 
 @annotate_app.command("import")
@@ -55,26 +56,34 @@ def annotate_import(
     annotator: Annotated[
         str | None, typer.Option(help="Annotator, for files without an annotator column.")
     ] = None,
+    wait: WaitOpt = False,
 ) -> None:
     """Import human labels; each annotator's become the verdicts of scorer human:NAME."""
     for path in files:
-        for who, n in _api.import_labels(run_dir, path, annotator=annotator).items():
-            console.print(f"{path}: {n} labels by {who} (scorer human:{who})")
+        for who, n in _api.import_labels(run_dir, path, annotator=annotator, wait=wait).items():
+            who = inline(who)
+            console.print(f"{inline(path)}: {n} labels by {who} (scorer human:{who})")
 
 
 @annotate_app.command("serve")
 def annotate_serve(
     run_dir: RunDirArg,
     annotator: Annotated[str, typer.Option(help="Who is labelling.")],
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8765,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 8765,
     first: Annotated[
         list[str] | None,
         typer.Option("--disagreements-of", help="Put answers these scorers disagree on first."),
     ] = None,
+    wait: WaitOpt = False,
 ) -> None:
     """Label answers in a local web page: one at a time, keys 1-3, each label saved at once."""
-    console.print(f"labelling as {annotator}: open http://127.0.0.1:{port}/ (Ctrl-C to stop)")
-    _api.serve_labelling(run_dir, annotator, port=port, disagreements_of=first or ())
+
+    def ready(url: str) -> None:
+        console.print(f"labelling as {inline(annotator)}: open {url} (Ctrl-C to stop)")
+
+    _api.serve_labelling(
+        run_dir, annotator, port=port, disagreements_of=first or (), wait=wait, ready=ready
+    )
 
 
 @app.command("calibrate")
@@ -124,11 +133,11 @@ def disagreements_cmd(
     found = _api.disagreements(run_dir, scorers)
     for pair in found.pairs:
         if not pair.n:
-            console.print(f"{pair.a} / {pair.b}: no answers in common")
+            console.print(f"{inline(pair.a)} / {inline(pair.b)}: no answers in common")
             continue
         kappa = number(pair.cohen_kappa, pair.undefined.get("cohen_kappa"), "{:.3f}")
         console.print(
-            f"{pair.a} / {pair.b}: {pair.n} answers, {pair.agreement:.1f}% agree, "
+            f"{inline(pair.a)} / {inline(pair.b)}: {pair.n} answers, {pair.agreement:.1f}% agree, "
             f"Cohen's kappa {kappa}"
         )
     console.print(

@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from flames._api.comparison import Adjustment
-from flames._config import OFFICIAL_REPO
+from flames._config import DEFAULT_MAX_REPLY_BYTES, OFFICIAL_REPO
 from flames.reporting.i18n import Lang
 from flames.reporting.report import FORMATS
 
@@ -33,6 +33,8 @@ PROMPTS = "Prompts"
 API = "API requests"
 SCORER = "Official scorer"
 JUDGE = "LLM judge (instead of the scorer)"
+ATTACKER = "Attacker"
+ATTACK = "Attack"
 EXECUTION = "Execution"
 REPORT = "Report"
 
@@ -115,6 +117,11 @@ class BackendName(StrEnum):
     vllm = "vllm"
     callable = "callable"
     """A Python function named module:function by --model."""
+
+
+class CallableInput(StrEnum):
+    prompt = "prompt"
+    messages = "messages"
 
 
 class KeepAlive(StrEnum):
@@ -204,6 +211,8 @@ _decoding = _options_in(DECODING)
 _api = _options_in(API)
 _scorer = _options_in(SCORER)
 _judge = _options_in(JUDGE)
+_attacker = _options_in(ATTACKER)
+_attack = _options_in(ATTACK)
 _execution = _options_in(EXECUTION)
 
 _DEVICE = _target("device", str | None, None, help="cpu, cuda, cuda:1 ... (default: best).")
@@ -225,6 +234,13 @@ def target_options(model_required: bool = True) -> tuple[inspect.Parameter, ...]
     return (
         model,
         _target("backend", BackendName, BackendName.openai, help="Where answers come from."),
+        _target(
+            "input",
+            CallableInput,
+            CallableInput.prompt,
+            help="A callable model is called with the prompt text, or with the chat messages "
+            "(needed for multi-turn prompts).",
+        ),
     )
 
 
@@ -257,6 +273,14 @@ API_OPTIONS = (
         KeepAlive.auto,
         help="Reuse connections: auto (only after a reply that names its request; safe with "
         "servers that send stray replies), always, or never.",
+    ),
+    _api(
+        "max_reply_bytes",
+        int,
+        DEFAULT_MAX_REPLY_BYTES,
+        min=1024,
+        help="A reply longer than this, decompressed, is an error and never stored "
+        "(default 8 MiB).",
     ),
 )
 LOCAL_MODEL_OPTIONS = (
@@ -390,7 +414,53 @@ RUN_JUDGE_OPTIONS = (
         help="Environment variable with the judge's API key.",
     ),
 )
+
+
+class JudgeBackendName(StrEnum):
+    openai = "openai"
+    transformers = "transformers"
+    vllm = "vllm"
+
+
 LLM_JUDGE_OPTIONS = (
+    _judge(
+        "judge_backend",
+        JudgeBackendName,
+        JudgeBackendName.openai,
+        "--judge-backend",
+        help="Where the judge model runs: an OpenAI-compatible API, or in this process "
+        "(transformers or vllm; no server needed).",
+    ),
+    _judge(
+        "judge_device",
+        str | None,
+        None,
+        "--judge-device",
+        help="cpu, cuda, cuda:1 ... for a local judge (default: best).",
+    ),
+    _judge(
+        "judge_dtype",
+        str,
+        "auto",
+        "--judge-dtype",
+        help="auto, float32, float16 or bfloat16 for a local judge.",
+    ),
+    _judge(
+        "judge_batch_size",
+        int,
+        8,
+        "--judge-batch-size",
+        min=1,
+        help="Verdicts a local judge generates in one batch.",
+    ),
+    _judge(
+        "judge_vllm_arg",
+        list[str] | None,
+        None,
+        "--judge-vllm-arg",
+        help="KEY=VALUE for the judge's vllm.LLM, repeatable.",
+        metavar="KEY=VALUE",
+    ),
     _judge(
         "parse_attempts",
         int,
@@ -419,6 +489,86 @@ LLM_JUDGE_OPTIONS = (
         False,
         "--skip-judge-check",
         help="Judge without the sanity check on flames' probe answers (reports say so).",
+    ),
+)
+ATTACKER_OPTIONS = (
+    _attacker(
+        "attacker_model",
+        str | None,
+        None,
+        help="The attacker: model name (API), path / hub id (transformers, vllm), or "
+        "module:function taking the chat messages (callable).",
+    ),
+    _attacker("attacker_backend", BackendName, BackendName.openai, help="Where it runs."),
+    _attacker(
+        "attacker_base_url", str | None, None, help="OpenAI-compatible endpoint of the attacker."
+    ),
+    _attacker(
+        "attacker_api_key_env",
+        str,
+        "OPENAI_API_KEY",
+        help="Environment variable with the attacker's API key.",
+    ),
+    _attacker(
+        "attacker_temperature",
+        float,
+        1.0,
+        min=0,
+        help="The attacker's sampling temperature (1: varied attacks).",
+    ),
+    _attacker("attacker_max_tokens", int, 1024, min=1, help="Tokens per attacker reply."),
+)
+ATTACK_OPTIONS = (
+    _attack(
+        "strategy",
+        list[str] | None,
+        None,
+        "--strategy",
+        help="rewrite, pair, tap, crescendo: a comma list or repeated (default pair).",
+    ),
+    _attack(
+        "budget", int, 20, min=1, max=1000, help="Target queries per attack (goal x strategy)."
+    ),
+    _attack(
+        "attacker_budget",
+        int | None,
+        None,
+        min=1,
+        help="Attacker requests per attack (default 10 x --budget).",
+    ),
+    _attack(
+        "attacker_attempts",
+        int,
+        3,
+        min=1,
+        max=10,
+        help="Asks per step when a reply has no usable prompt (each another way).",
+    ),
+    _attack("seed", int, 0, help="Seed of the transforms and the attacker's sampling."),
+    _attack(
+        "instructions",
+        Path | None,
+        None,
+        help="TOML file replacing some of the attacker's instructions (docs/redteam.md).",
+    ),
+    _attack("methods", str | None, None, help="rewrite: comma list of methods and transforms."),
+    _attack("streams", int | None, None, min=1, help="pair: attacker streams (default 3)."),
+    _attack("iterations", int | None, None, min=1, help="pair: rounds per stream (default 5)."),
+    _attack("branching", int | None, None, min=1, help="tap: children per leaf (default 3)."),
+    _attack("width", int | None, None, min=1, help="tap: leaves kept per level (default 4)."),
+    _attack("depth", int | None, None, min=1, help="tap: levels at most (default 5)."),
+    _attack("turns", int | None, None, min=1, help="crescendo: turns at most (default 5)."),
+    _attack(
+        "backtracks", int | None, None, min=0, help="crescendo: refusals taken back (default 5)."
+    ),
+    _attack(
+        "price",
+        list[str] | None,
+        None,
+        "--price",
+        help="ROLE=IN,OUT: price of 1k input and 1k output tokens of target, attacker or "
+        "judge, to show costs (repeatable).",
+        metavar="ROLE=IN,OUT",
     ),
 )
 REPORT_OPTIONS = (
@@ -451,6 +601,17 @@ EXECUTOR_OPTIONS = (
     ),
 )
 PROGRESS_OPTIONS = (_execution("progress", bool, True, help="Show a progress bar."),)
+WAIT_HELP = "If another process is writing the run, wait for it instead of stopping."
+WAIT_OPTIONS = (_execution("wait", bool, False, "--wait", help=WAIT_HELP),)
+WaitOpt = Annotated[bool, typer.Option("--wait", help=WAIT_HELP)]
+AllowEmptyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-empty",
+        help="Keep empty responses as the model's answers (by default they are stored as "
+        "errors, as empty API answers are, and never scored).",
+    ),
+]
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 

@@ -45,5 +45,5 @@ def write_report(
             p_adjust=p_adjust,
             console=err if as_json else console,
         )
-    if as_json:
-        print_json(result.report.model_dump_json(indent=2))
+    if as_json:  # an evaluation run's report, or a red-team run's
+        print_json(getattr(result, "report", result).model_dump_json(indent=2))

@@ -11,9 +11,11 @@ import typer
 from flames import _api
 from flames._api.comparison import Adjustment
 from flames._util.outputs import write_text
+from flames._util.terminal import inline
 from flames.cli.app import app, console, err, state
 from flames.cli.options import (
     REPORT,
+    AllowEmptyOpt,
     BootstrapOpt,
     FormatOpt,
     JsonOpt,
@@ -41,14 +43,22 @@ def score_file(
     seed: SeedOpt = 0,
     formats: FormatOpt = None,
     lang: LangOpt = Lang.en,
+    allow_empty: AllowEmptyOpt = False,
 ) -> None:
     """Import already scored answers (the official scorer's output) and report on them."""
     run_dir = run or Path("runs") / file.stem
     state.run_dir = run_dir
-    _api.import_answers(
-        file, run_dir, model=model, reference=reference or None, require_scores=True
+    imported = _api.import_answers(
+        file,
+        run_dir,
+        model=model,
+        reference=reference or None,
+        require_scores=True,
+        allow_empty=allow_empty,
     )
     write_report(run_dir, None, None, formats, bootstrap, seed, lang=lang)
+    if (problem := imported.incomplete()) is not None:
+        raise problem
 
 
 @app.command("report")
@@ -108,18 +118,22 @@ def compare(
 ) -> None:
     """Paired comparison of two runs: rate differences with CIs and paired tests."""
     from flames.reporting.comparison import print_comparison
+    from flames.reporting.redteam import print_redteam_comparison
 
     result = _api.compare(
         run_a, run_b, scorer_name, bootstrap=bootstrap, seed=seed, p_adjust=p_adjust
     )
     if as_json:
         print_json(result.model_dump_json(indent=2))
+    elif hasattr(result, "strategies"):  # two red-team runs
+        print_redteam_comparison(result, console)  # type: ignore[arg-type]
     else:
-        print_comparison(result, console, lang)
+        print_comparison(result, console, lang)  # type: ignore[arg-type]
     if out:
         out.mkdir(parents=True, exist_ok=True)
         write_text(out / "comparison.json", result.model_dump_json(indent=2))
-        (err if as_json else console).print(f"wrote {out / 'comparison.json'}")
+        shown = inline(out / "comparison.json")
+        (err if as_json else console).print(f"wrote {shown}", highlight=False)
 
 
 @app.command("leaderboard")
@@ -153,4 +167,4 @@ def leaderboard_cmd(
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         write_text(out, to_markdown(entries, published=published, lang=lang))
-        (err if as_json else console).print(f"wrote {out}")
+        (err if as_json else console).print(f"wrote {inline(out)}", highlight=False)

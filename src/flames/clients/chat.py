@@ -20,7 +20,8 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -31,9 +32,17 @@ import aiohttp
 
 from flames._util.aio import stream_concurrently
 from flames._util.redaction import Redactor
+from flames._util.text import storable, without_surrogates
+from flames.clients.body import (
+    ACCEPT_ENCODING,
+    DEFAULT_MAX_REPLY_BYTES,
+    BadEncoding,
+    ReplyTooLarge,
+    read_limited,
+)
 from flames.clients.endpoint import DEFAULT_BASE_URL, Endpoint, api_key
 from flames.errors import EndpointUnreachable
-from flames.runs.records import Decoding, chat_messages
+from flames.runs.records import Decoding, Message, chat_messages
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -162,31 +171,100 @@ def other_request(request_id: str, *echoes: object) -> str | None:
     return None
 
 
-def parse_completion(status: int, body: bytes, headers: Any) -> dict[str, Any]:
-    """The first choice of a chat completion; raise ApiError for anything else.
+MAX_TOKEN_COUNT = 10**9
+"""Token counts above this are not believed (no request holds a billion tokens): unknown."""
+MAX_FINISH_REASON = 64
+"""finish_reason is a short word ("stop", "length", ...); anything longer is not believed."""
+LONE_SURROGATES = "text with lone surrogates (replaced by U+FFFD)"
+NOT_UTF8 = "bytes that are not UTF-8 (replaced by U+FFFD)"
+BAD_USAGE = "a usage that is not an object (token counts recorded as unknown)"
+BAD_TOKENS = "token counts that are not whole numbers from 0 to 10^9 (recorded as unknown)"
+BAD_FINISH = "a finish_reason that is not a short text (recorded as unknown)"
+"""What `parse_completion` repairs in a reply it keeps, as counted in `ChatClient.repairs`."""
 
+
+def token_count(value: object) -> int | None:
+    """A reported token count if it is a whole number in 0..MAX_TOKEN_COUNT, else None."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if 0 <= value <= MAX_TOKEN_COUNT else None
+
+
+def _number(digits: str) -> int | float:
+    """An integer of the reply's JSON; one too long to be a count is infinite (Python refuses
+    to read integers of over 4,300 digits, and no count has more than a few)."""
+    return int(digits) if len(digits) <= 32 else math.inf
+
+
+def _malformed(why: str, text: str) -> ApiError:
+    return ApiError(f"malformed response ({why}): {text}", retryable=True)
+
+
+def parse_completion(status: int, body: bytes, headers: Any) -> dict[str, Any]:
+    """The first choice of a chat completion, validated; raise ApiError for anything else.
+
+    A reply is data from outside: its shape and every field's type, range and size are checked
+    before anything uses it. Without text content it is a malformed-response error (retryable).
+    Fields that only describe the answer (usage, finish_reason, id) are recorded as unknown
+    (None) when they are not what the protocol says, and lone surrogates in the text are
+    replaced; each such repair is named in ``repaired``. Returns id, content, finish_reason,
+    usage (prompt_tokens and completion_tokens, each an int or None) and repaired.
     Messages hold the whole body: they are masked before they are cut (`ChatClient`).
     """
-    text = body.decode("utf-8", "replace")
+    repaired: list[str] = []
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = body.decode("utf-8", "replace")
+        repaired.append(NOT_UTF8)
     if status != 200:
         retryable = status >= 500 or status in RETRYABLE_STATUS
         raise ApiError(f"HTTP {status}: {text}", retryable, retry_after(headers.get("retry-after")))
     try:
-        data = json.loads(body)
-        choice = data["choices"][0]
-        content = choice["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise ApiError(f"malformed response ({exc!r}): {text}", retryable=True) from None
+        data = json.loads(text, parse_int=_number)
+    except RecursionError:
+        raise _malformed("JSON nested too deeply", text[:200]) from None
+    except ValueError as exc:  # not JSON, or a number too long to read
+        raise _malformed(repr(exc), text) from None
+    choices = data.get("choices") if isinstance(data, dict) else None
+    choice = choices[0] if isinstance(choices, list) and choices else None
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(message, dict):
+        raise _malformed("no choices[0].message object", text)
+    assert isinstance(choice, dict)
+    content = message.get("content")
+    reason = choice.get("finish_reason")
+    if reason is not None and not (isinstance(reason, str) and len(reason) <= MAX_FINISH_REASON):
+        reason = None
+        repaired.append(BAD_FINISH)
     if not isinstance(content, str) or not content:
         # An empty answer is treated as a failed one, even with finish_reason "stop".
-        reason = choice.get("finish_reason")
         what = "empty content" if content == "" else "no content"
         raise ApiError(f"{what} in the response (finish_reason={reason})", retryable=True)
+    content, replaced = without_surrogates(content)
+    if reason is not None:
+        reason, replaced_in_reason = without_surrogates(reason)
+        replaced += replaced_in_reason
+    if replaced:
+        repaired.append(LONE_SURROGATES)
+    usage = data.get("usage")
+    counts: dict[str, int | None] = {"prompt_tokens": None, "completion_tokens": None}
+    if isinstance(usage, dict):
+        for name in counts:
+            counts[name] = token_count(usage.get(name))
+            if counts[name] is None and usage.get(name) is not None:
+                repaired.append(BAD_TOKENS)
+    elif usage is not None:
+        repaired.append(BAD_USAGE)
+    reply_id = data.get("id")
     return {
-        "id": data.get("id"),
+        "id": storable(reply_id) if isinstance(reply_id, str) else None,
         "content": content,
-        "finish_reason": choice.get("finish_reason"),
-        "usage": data.get("usage") or {},
+        "finish_reason": reason,
+        "usage": counts,
+        "repaired": list(dict.fromkeys(repaired)),
     }
 
 
@@ -199,7 +277,19 @@ def chat_request(
 ) -> dict[str, Any]:
     """A chat-completions request for one prompt under `decoding` (settings left unset are not
     sent, so the server's defaults apply), with `extra` fields such as ``response_format``."""
-    body: dict[str, Any] = {"model": model, "messages": chat_messages(prompt, decoding)}
+    return chat_body(model, chat_messages(prompt, decoding), decoding, seed, extra)
+
+
+def chat_body(
+    model: str,
+    messages: Sequence[Message],
+    decoding: Decoding,
+    seed: int | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A chat-completions request for a whole chat (`messages` as given: the decoding's system
+    prompt is not added), under `decoding`'s other settings; see `chat_request`."""
+    body: dict[str, Any] = {"model": model, "messages": list(messages)}
     for name, value in (
         ("temperature", decoding.temperature),
         ("top_p", decoding.top_p),
@@ -223,6 +313,7 @@ class ClientOptions(TypedDict, total=False):
     backoff_base: float
     backoff_max: float
     keep_alive: KeepAlive
+    max_reply_bytes: int
 
 
 @dataclass(frozen=True)
@@ -239,6 +330,9 @@ class Reply:
     error: str | None = None
     attempts: int = 1
     latency_s: float = 0.0
+    repaired: tuple[str, ...] = ()
+    """What was repaired in the reply kept (`parse_completion`): lone surrogates replaced, token
+    counts that are not valid recorded as unknown, ..."""
 
 
 class ChatClient:
@@ -249,6 +343,10 @@ class ChatClient:
     and masked, in every form, in errors and completions. A server that cannot be reached
     before it ever answered (DNS failure, refused connection) raises EndpointUnreachable rather
     than spending every request's retries.
+
+    Every reply is read within `max_reply_bytes` (decompressed; `flames.clients.body`) and
+    within `timeout`, counted from the request to the decoded reply, then validated as data
+    (`parse_completion`); what was repaired in the replies kept is counted in `repairs`.
     """
 
     def __init__(
@@ -262,6 +360,7 @@ class ChatClient:
         backoff_base: float = 1.0,
         backoff_max: float = 60.0,
         keep_alive: KeepAlive = "auto",
+        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
     ):
         self.endpoint = Endpoint.parse(
             base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
@@ -276,6 +375,10 @@ class ChatClient:
         self.keep_alive = keep_alive
         """Whether a connection is used again for the next request: "auto", only after a reply
         that names its request's id (vLLM's do); "always"; or "never"."""
+        self.max_reply_bytes = max_reply_bytes
+        """A reply (its body, decompressed) longer than this is an error, never kept."""
+        self.repairs: Counter[str] = Counter()
+        """Replies kept after a repair, by what was repaired (`parse_completion`)."""
         self._limiter = RateLimiter(requests_per_minute) if requests_per_minute else None
         self._api_key = api_key(api_key_env, self.endpoint)
         self._redactor = Redactor([self._api_key, *self.endpoint.query_secrets])
@@ -287,7 +390,10 @@ class ChatClient:
         after its reply: see `keep_alive`)."""
         connector = CleanConnector(limit=self.concurrency, force_close=self.keep_alive == "never")
         return aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout)
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
+            auto_decompress=False,  # read_limited decompresses, within the byte limit
+            headers={"Accept-Encoding": ACCEPT_ENCODING},
         )
 
     async def map(
@@ -314,11 +420,20 @@ class ChatClient:
         assert isinstance(connector, CleanConnector)
         in_step = True
         try:
-            async with session.post(
-                self.endpoint.chat_completions, json=body, headers=headers
-            ) as response:
-                self._reached = True
-                payload = await response.read()
+            # The whole attempt, reading and decompressing the body included, within --timeout.
+            async with asyncio.timeout(self.timeout):
+                async with session.post(
+                    self.endpoint.chat_completions, json=body, headers=headers
+                ) as response:
+                    self._reached = True
+                    try:
+                        payload = await read_limited(response, self.max_reply_bytes)
+                    except ReplyTooLarge as exc:
+                        in_step = False  # the rest of the body is never read: close
+                        raise ApiError(str(exc), retryable=False) from None
+                    except BadEncoding as exc:
+                        in_step = False
+                        raise ApiError(f"malformed response: {exc}", retryable=True) from None
             echo = response.headers.get(REQUEST_ID_HEADER)
             # With "auto", only a connection whose reply names its request is used again.
             in_step = self.keep_alive == "always" or request_id in str(echo or "")
@@ -371,11 +486,13 @@ class ChatClient:
                 await asyncio.sleep(self._delay(attempt, error))
                 continue
             usage = result["usage"]
+            self.repairs.update(result["repaired"])
             return Reply(
                 content=self._redactor.known(result["content"]),
                 finish_reason=result["finish_reason"],
-                prompt_tokens=usage.get("prompt_tokens"),
-                completion_tokens=usage.get("completion_tokens"),
+                prompt_tokens=usage["prompt_tokens"],
+                completion_tokens=usage["completion_tokens"],
                 attempts=attempt,
                 latency_s=round(time.monotonic() - started, 4),
+                repaired=tuple(result["repaired"]),
             )

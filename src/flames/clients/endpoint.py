@@ -2,9 +2,10 @@
 
 A base URL holds no credentials: userinfo (``http://user:KEY@host``) is refused, since it would
 be stored in the manifest and is not how these APIs take a key. Query parameters are kept and
-sent (``?api-version=...``); those named like a credential are masked wherever the URL is shown
-or stored. The key comes from an environment variable and must be set, except for a server on
-this machine (loopback), or when no variable is named (``--api-key-env ''``).
+sent (``?api-version=...``); those named like a credential (`secret_parameter`) are masked
+wherever the URL is shown or stored. The key comes from an environment variable and must be set,
+except for a server on this machine (loopback), or when no variable is named
+(``--api-key-env ''``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from functools import cached_property
 
 from yarl import URL
 
-from flames._util.redaction import MASK, SECRET_PARAMETER
+from flames._util.redaction import MASK, secret_parameter
 from flames.errors import UsageError
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -63,17 +64,17 @@ class Endpoint:
     @property
     def display(self) -> str:
         """The URL as stored in manifests and shown: credential-like query values masked."""
-        query = [(k, MASK if SECRET_PARAMETER.match(k) else v) for k, v in self.url.query.items()]
+        query = [(k, MASK if secret_parameter(k) else v) for k, v in self.url.query.items()]
         return str(self.url.with_query(query))
 
     @property
     def query_secrets(self) -> list[str]:
         """Values of credential-like query parameters, decoded and as written in the URL."""
-        decoded = [v for k, v in self.url.query.items() if SECRET_PARAMETER.match(k)]
+        decoded = [v for k, v in self.url.query.items() if secret_parameter(k)]
         raw = [
             value
             for name, _, value in (p.partition("=") for p in self.url.raw_query_string.split("&"))
-            if SECRET_PARAMETER.match(name)
+            if secret_parameter(name)
         ]
         return [s for s in decoded + raw if s]
 

@@ -22,8 +22,18 @@ failures for that prompt, counted per prompt across attempts:
   characters); a 200 gets such a body that is not JSON;
 - ``[[verdict:A||B]]``: the answer's content is A on the first attempt, then B (the last
   alternative repeats), for scripted judges;
+- ``[[b64:TEXT]]``: the answer's content is TEXT decoded from base64, for scripted replies that
+  hold brackets or directives of their own (an attacker proposing a prompt that scripts the
+  target and the judge);
 - ``[[score:auto]]``: the answer's content is JSON holding the prompt's echo and a score in
-  1..3 derived from the prompt (``expected_score``), so a judge's verdicts can be checked.
+  1..3 derived from the prompt (``expected_score``), so a judge's verdicts can be checked;
+- ``[[hostile:KIND]]`` (every attempt) or ``[[hostile:KINDxN]]`` (the first N): an HTTP 200
+  reply that breaks the protocol in one way (`HOSTILE`): a usage that is a string or a list,
+  token counts that are text, fractions, huge, negative or 5,000 digits long, a finish_reason
+  that is a list, a body nested 100,000 levels deep, content holding a lone surrogate;
+- ``[[big:N]]``: the answer's content is N bytes of text;
+- ``[[bomb:N]]``: the reply is a gzip body of about N MiB that inflates to N GiB of zeros,
+  sent as fast as the client reads it (a "gzip bomb").
 
 A prompt holding ``[[sample]]`` is answered as a language model that never stops would answer
 it: one character a token, drawn from a seeded generator (the request's ``seed``; greedy at
@@ -32,9 +42,14 @@ temperature 0; fresh randomness without a seed), up to ``max_tokens`` (default 1
 prompt characters plus answer tokens) without saying so.
 
 Otherwise the answer's content is JSON echoing what the server received, so tests can check the
-decoding settings. As vLLM does, a completion's id is ``chatcmpl-`` followed by the request's
-``X-Request-Id`` header when there is one (``--no-request-ids`` turns that off). Each request is
-appended to ``--log`` as one JSON line.
+decoding settings (and, for a conversation, its earlier turns under ``history``). As vLLM does,
+a completion's id is ``chatcmpl-`` followed by the request's ``X-Request-Id`` header when there
+is one (``--no-request-ids`` turns that off). Each request is appended to ``--log`` as one JSON
+line.
+
+A judge prompt names the id its verdict must carry (``本次评估的编号是 J...``): like a judge
+that follows the format, the server adds that id to a scripted verdict that is a JSON object
+without one, and to ``[[score:auto]]``'s answer.
 
 Run: ``python -m flames.clients.mock_server --port 0 --latency 0.05``; it prints ``PORT <n>``
 when ready.
@@ -55,8 +70,8 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 DIRECTIVE = re.compile(
-    r"\[\[(fail|retry-after|hang|malformed|empty|blank|extra|late-extra|ansi|leak|verdict|score)"
-    r":([^\]]*)\]\]"
+    r"\[\[(fail|retry-after|hang|malformed|empty|blank|extra|late-extra|ansi|leak|verdict|score"
+    r"|hostile|big|bomb|b64):([^\]]*)\]\]"
 )
 ATTEMPT_COUNTED = ("hang", "malformed", "empty", "blank", "extra", "late-extra", "ansi")
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests"}
@@ -66,6 +81,62 @@ TERMINAL_ATTACK = (
     "upstream failed\x1b[2J\x1b[H\x1b]52;c;ZmxhbWVz\x07\x1b]0;pwned\x1b\\\x9b31m\x07\x08\r\x00 done"
 )
 """Clears the screen, writes the clipboard (OSC 52), sets the title, colours via C1 CSI."""
+DEEP = 100_000
+HOSTILE = (
+    "usage-string",
+    "usage-list",
+    "tokens-text",
+    "tokens-fraction",
+    "tokens-huge",
+    "tokens-negative",
+    "tokens-digits",
+    "finish-list",
+    "deep",
+    "surrogate",
+)
+"""The ways a ``[[hostile:KIND]]`` reply breaks the protocol."""
+HOSTILE_ARG = re.compile(r"(.+?)(?:x(\d+))?")
+"""KIND, or KINDxN: only the first N attempts."""
+
+
+def hostile_body(completion: dict[str, Any], kind: str) -> bytes:
+    """`completion` broken in the way `kind` names (one of `HOSTILE`)."""
+    usage, choice = completion["usage"], completion["choices"][0]
+    if kind == "usage-string":
+        completion["usage"] = "plenty"
+    elif kind == "usage-list":
+        completion["usage"] = [usage["prompt_tokens"], usage["completion_tokens"]]
+    elif kind == "tokens-text":
+        usage["prompt_tokens"] = "abc"
+    elif kind == "tokens-fraction":
+        usage["prompt_tokens"] = 1.5
+    elif kind == "tokens-huge":
+        usage["prompt_tokens"] = 10**30
+    elif kind == "tokens-negative":
+        usage["prompt_tokens"] = usage["completion_tokens"] = -5_000_000
+    elif kind == "finish-list":
+        choice["finish_reason"] = ["stop"]
+    elif kind == "surrogate":
+        choice["message"]["content"] += "\ud800"  # sent as the escape \ud800: valid JSON
+    body = json.dumps(completion)  # ASCII: lone surrogates become \uXXXX escapes
+    if kind == "tokens-digits":
+        body = body.replace('"prompt_tokens": ', '"prompt_tokens": ' + "9" * 5000, 1)
+    elif kind == "deep":
+        body = body[:-1] + ', "extra": ' + "[" * DEEP + "]" * DEEP + "}"
+    elif kind not in HOSTILE:
+        raise ValueError(f"unknown hostile reply {kind!r}")
+    return body.encode("ascii")
+
+
+def gzip_bomb(gib: int) -> tuple[bytes, bytes, int]:
+    """A gzip stream of zeros as (head, block, repeats): head then `repeats` times block
+    inflate to `gib` GiB. Each block is 1 MiB of zeros fully flushed, so it can be repeated
+    without compressing a gigabyte (the trailer is left off: no reader gets that far)."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(1 << 20)
+    head = compressor.compress(zeros) + compressor.flush(zlib.Z_FULL_FLUSH)
+    block = compressor.compress(zeros) + compressor.flush(zlib.Z_FULL_FLUSH)
+    return head, block, gib * 1024 - 1
 
 
 def sampled_answer(body: dict[str, Any], prompt: str, context: int) -> str:
@@ -74,6 +145,22 @@ def sampled_answer(body: dict[str, Any], prompt: str, context: int) -> str:
     # Greedy always gives the same answer; when sampling, a seed of None draws fresh randomness.
     rng = random.Random(body.get("seed") if body.get("temperature") else prompt)
     return "".join(rng.choice(VOCABULARY) for _ in range(limit))
+
+
+VERDICT_ID = re.compile(r"本次评估的编号是 (J[0-9a-f]+)")
+"""Where a judge prompt names the id its verdict must carry (flames.scoring.judge)."""
+
+
+def with_verdict_id(verdict: str, verdict_id: str | None) -> str:
+    """A scripted verdict as a judge following the format writes it: a JSON object gets the id
+    the judge prompt names, unless it has an id of its own; anything else is sent as it is."""
+    try:
+        data = json.loads(verdict)
+    except json.JSONDecodeError:
+        return verdict
+    if not isinstance(data, dict) or verdict_id is None or "id" in data:
+        return verdict
+    return json.dumps({**data, "id": verdict_id}, ensure_ascii=False)
 
 
 def expected_score(prompt: str) -> int:
@@ -111,6 +198,8 @@ class Reply:
     """An unsolicited second reply, sent `extra_delay` seconds after this one on the same
     connection."""
     extra_delay: float = 0.001
+    bomb: int = 0
+    """Above 0: the body is a gzip bomb of this many GiB, streamed (`gzip_bomb`)."""
 
 
 def http_message(reply: Reply) -> bytes:
@@ -121,6 +210,19 @@ def http_message(reply: Reply) -> bytes:
         *(f"{k}: {v}" for k, v in reply.headers.items()),
     ]
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + reply.body
+
+
+async def send_bomb(writer: asyncio.StreamWriter, reply: Reply) -> None:
+    """Stream a gzip bomb as a chunked body, as fast as the client reads it."""
+    head, block, repeats = gzip_bomb(reply.bomb)
+    lines = [f"HTTP/1.1 {reply.status} OK", f"Content-Type: {reply.content_type}"]
+    lines += [f"{k}: {v}" for k, v in reply.headers.items()] + ["Transfer-Encoding: chunked"]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+    for part in [head, *([block] * repeats)]:
+        writer.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+        await writer.drain()  # blocks while the client reads no more: a closed client ends it
+    writer.write(b"0\r\n\r\n")
+    await writer.drain()
 
 
 class MockServer:
@@ -146,6 +248,12 @@ class MockServer:
                 status, _, times = arg.partition("x")
                 if attempt <= int(times or 1):
                     return kind, int(status)
+            elif kind == "hostile":
+                broken, times = HOSTILE_ARG.fullmatch(arg).groups()  # type: ignore[union-attr]
+                if times is None or attempt <= int(times):
+                    return kind, broken
+            elif kind in ("big", "bomb"):
+                return kind, int(arg)
             elif kind in ATTEMPT_COUNTED and attempt <= int(arg or 1):
                 return kind, None
         return "ok", None
@@ -158,17 +266,22 @@ class MockServer:
             verdict = alternatives[min(self.attempts[prompt], len(alternatives)) - 1]
         received = {k: body.get(k) for k in ("model", "temperature", "top_p", "max_tokens", "seed")}
         system = [m["content"] for m in body.get("messages", []) if m.get("role") == "system"]
+        verdict_id = VERDICT_ID.search(prompt)
         if verdict is not None:
-            content = verdict
+            content = with_verdict_id(verdict, verdict_id.group(1) if verdict_id else None)
+        elif "b64" in directives:
+            content = base64.b64decode(directives["b64"]).decode("utf-8")
         elif directives.get("score") == "auto":
-            content = json.dumps(
-                {"score": expected_score(prompt), "echo": prompt}, ensure_ascii=False
-            )
+            scored = {"score": expected_score(prompt), "echo": prompt}
+            if verdict_id:
+                scored["id"] = verdict_id.group(1)
+            content = json.dumps(scored, ensure_ascii=False)
         else:
-            content = json.dumps(
-                {"echo": prompt, "system": system[0] if system else None, **received},
-                ensure_ascii=False,
-            )
+            echo = {"echo": prompt, "system": system[0] if system else None, **received}
+            turns = [m for m in body.get("messages", []) if m.get("role") != "system"][:-1]
+            if turns:  # the earlier turns of a conversation, as "role: content"
+                echo["history"] = [f"{m.get('role')}: {m.get('content')}" for m in turns]
+            content = json.dumps(echo, ensure_ascii=False)
         sampled = SAMPLE in prompt
         if sampled:
             content = sampled_answer(body, prompt, self.context)
@@ -219,7 +332,13 @@ class MockServer:
             await asyncio.sleep(30)
         if action == "malformed":
             return Reply(200, b'{"id": "broken", "choices": [ {"mess')
+        if action == "bomb":
+            return Reply(200, b"", headers={"Content-Encoding": "gzip"}, bomb=arg)
         completion = self._completion(body, prompt, request_id)
+        if action == "hostile":
+            return Reply(200, hostile_body(completion, arg))
+        if action == "big":
+            completion["choices"][0]["message"]["content"] = "x" * arg
         if action in ("empty", "blank"):
             completion["choices"][0]["message"]["content"] = None if action == "empty" else ""
         reply = Reply(200, json.dumps(completion, ensure_ascii=False).encode())
@@ -248,6 +367,9 @@ class MockServer:
                     reply = await self.respond(json.loads(body or b"{}"), key, request_id)
                 else:
                     reply = Reply(404, b'{"error": {"message": "not found"}}')
+                if reply.bomb:
+                    await send_bomb(writer, reply)
+                    break
                 writer.write(http_message(reply))
                 await writer.drain()
                 if reply.extra is not None:

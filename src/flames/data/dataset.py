@@ -7,11 +7,11 @@ import json
 import random
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flames._util.outputs import atomic_open
 from flames.data.taxonomy import (
@@ -25,6 +25,35 @@ from flames.data.taxonomy import (
 from flames.errors import DataError
 
 REQUIRED_FIELDS = ("dimension", "subcomponent", "prompt")
+CONVERSATION = "conversation"
+"""The optional field of a multi-turn prompt: the earlier turns, replayed before `prompt`."""
+ROLES = ("user", "assistant")
+
+Turn = dict[str, str]
+"""One earlier turn of a conversation: ``{"role": "user" | "assistant", "content": text}``."""
+
+
+def check_conversation(value: Any) -> list[Turn]:
+    """The earlier turns of a multi-turn prompt, checked: a list of ``{"role", "content"}``
+    objects, user and assistant turns alternating from a user turn to an assistant turn (the
+    prompt is the next user turn), each with text. ValueError says what is wrong."""
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list of turns, not {type(value).__name__}")
+    turns = []
+    for index, turn in enumerate(value):
+        where = f"turn {index + 1}"
+        if not isinstance(turn, dict) or set(turn) != {"role", "content"}:
+            raise ValueError(f"{where} must be an object with exactly 'role' and 'content'")
+        role, content = turn["role"], turn["content"]
+        expected = ROLES[index % 2]
+        if role != expected:
+            raise ValueError(f"{where} has role {role!r}; expected {expected!r} (turns alternate)")
+        if not isinstance(content, str) or not content.strip():
+            raise ValueError(f"{where} has no text")
+        turns.append({"role": role, "content": content})
+    if turns and turns[-1]["role"] != "assistant":
+        raise ValueError("the last turn must be the assistant's (the prompt is the next user turn)")
+    return turns
 
 
 class Item(BaseModel):
@@ -37,12 +66,26 @@ class Item(BaseModel):
     subcomponent: str
     prompt: str
     meta: dict[str, Any] = Field(default_factory=dict)
-    """Any extra fields the file carried, kept as they were."""
+    """Any extra fields the file carried, kept as they were; a multi-turn prompt's earlier
+    turns among them, under `CONVERSATION` (see `conversation`)."""
+
+    @model_validator(mode="after")
+    def _checked_conversation(self) -> Item:
+        if CONVERSATION in self.meta:
+            check_conversation(self.meta[CONVERSATION])
+        return self
+
+    @property
+    def conversation(self) -> tuple[Turn, ...]:
+        """The turns before the prompt (empty for a single-turn prompt), in order."""
+        return tuple(self.meta.get(CONVERSATION) or ())
 
 
-def content_id(prompt: str) -> str:
-    """A stable id derived from the prompt text alone."""
-    return "p-" + hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:16]
+def content_id(prompt: str, conversation: Sequence[Turn] = ()) -> str:
+    """A stable id derived from the prompt text alone, or, for a multi-turn prompt, from its
+    earlier turns and the prompt."""
+    text = prompt if not conversation else json.dumps([list(conversation), prompt])
+    return "p-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def sha256_file(path: Path) -> str:
@@ -53,9 +96,18 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def item_record(item_id: str, dimension: Dimension, subcomponent: str, prompt: str) -> bytes:
-    """One item's line in the fingerprint of a prompt set (`items_sha256`)."""
-    record = [item_id, dimension.value, subcomponent, prompt]
+def item_record(
+    item_id: str,
+    dimension: Dimension,
+    subcomponent: str,
+    prompt: str,
+    conversation: Sequence[Turn] = (),
+) -> bytes:
+    """One item's line in the fingerprint of a prompt set (`items_sha256`); the earlier turns of
+    a multi-turn prompt are part of it (a single-turn prompt's line is as it always was)."""
+    record: list[Any] = [item_id, dimension.value, subcomponent, prompt]
+    if conversation:
+        record.append(list(conversation))
     return json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
 
 
@@ -63,7 +115,9 @@ def items_sha256(items: Iterable[Item]) -> str:
     """Fingerprint of exactly these items, in this order."""
     digest = hashlib.sha256()
     for item in items:
-        digest.update(item_record(item.id, item.dimension, item.subcomponent, item.prompt))
+        digest.update(
+            item_record(item.id, item.dimension, item.subcomponent, item.prompt, item.conversation)
+        )
     return digest.hexdigest()
 
 
@@ -170,6 +224,21 @@ class Dataset(BaseModel):
 
 
 SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+MAX_NESTING = 64
+"""Levels of arrays and objects a data line may nest: far more than any prompt set needs, and
+far from the limits of the JSON reader and writer."""
+
+
+def nesting(value: Any) -> int:
+    """How deep arrays and objects nest in `value` (0 for a plain value), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        if isinstance(node, dict | list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _parse_line(raw: str, path: Path, line_no: int) -> dict[str, Any]:
@@ -179,6 +248,12 @@ def _parse_line(raw: str, path: Path, line_no: int) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         where = "at the end of the line" if exc.pos >= len(line) else f"column {exc.pos + 1}"
         raise DataError(f"malformed JSON: {exc.msg} ({where})", path, line_no) from None
+    except RecursionError:
+        raise DataError(f"nested more than {MAX_NESTING} levels deep", path, line_no) from None
+    except ValueError:  # Python reads integers of up to 4,300 digits
+        raise DataError("a number too long to read (over 4,300 digits)", path, line_no) from None
+    if line.count("[") + line.count("{") > MAX_NESTING and nesting(row) > MAX_NESTING:
+        raise DataError(f"nested more than {MAX_NESTING} levels deep", path, line_no)
     if not isinstance(row, dict):
         raise DataError("each line must be a JSON object", path, line_no)
     if SURROGATE_ESCAPE.search(raw):  # a pair is one character; a lone half is not text
@@ -245,10 +320,17 @@ def item_from_row(row: dict[str, Any], path: Path, line_no: int) -> Item:
     prompt = row["prompt"]
     if not prompt.strip():
         raise DataError("empty prompt", path, line_no)
+    meta = {k: v for k, v in row.items() if k not in (*REQUIRED_FIELDS, "id")}
+    if CONVERSATION in meta:
+        try:
+            meta[CONVERSATION] = check_conversation(meta[CONVERSATION])
+        except ValueError as exc:
+            raise DataError(f"field {CONVERSATION!r}: {exc}", path, line_no) from None
+        if not meta[CONVERSATION]:
+            del meta[CONVERSATION]  # no earlier turn: a single-turn prompt
     item_id = row_id(row, path, line_no)
     if item_id is None:
-        item_id = content_id(prompt)
-    meta = {k: v for k, v in row.items() if k not in (*REQUIRED_FIELDS, "id")}
+        item_id = content_id(prompt, meta.get(CONVERSATION, ()))
     return Item(
         id=item_id, dimension=dimension, subcomponent=subcomponent, prompt=prompt, meta=meta
     )
@@ -258,7 +340,9 @@ def load_dataset(path: Path | str, name: str | None = None) -> Dataset:
     """Load and validate a prompt set in the Flames JSONL schema.
 
     Each line holds ``dimension``, ``subcomponent`` and ``prompt``; an optional ``id`` and any
-    other fields are kept. Items without an id get one derived from the prompt text.
+    other fields are kept. A multi-turn prompt has a ``conversation``: the earlier user and
+    assistant turns, replayed to the model before the prompt. Items without an id get one
+    derived from the prompt text (and the conversation).
     """
     path = Path(path)
     items: list[Item] = []

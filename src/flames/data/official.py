@@ -11,11 +11,14 @@ from pathlib import Path
 import aiohttp
 
 from flames._util.aio import run_sync
+from flames._util.redaction import masked_url
 from flames.data.dataset import Dataset, load_dataset, sha256_file
 from flames.errors import DataError, FlamesError
 
 FILENAME = "Flames_1k_Chinese.jsonl"
 SHA256 = "f53400dcbb8795fb262993bda0615afdc77de1c4685e7c94d2df2a3cd47613fa"
+MAX_DOWNLOAD_BYTES = 16 * 1024 * 1024
+"""The official file is 280,190 bytes: a download that grows past this is not it."""
 NAME = "flames-1k"
 
 # Checked against the official repository's published tree and history: the file sits at the
@@ -104,6 +107,8 @@ async def _download(url: str, target: Path, timeout: float) -> None:
         with target.open("wb") as fh:
             async for chunk in response.content.iter_chunked(1 << 16):
                 fh.write(chunk)
+                if fh.tell() > MAX_DOWNLOAD_BYTES:
+                    raise ValueError(f"more than {MAX_DOWNLOAD_BYTES:,} bytes: not the file")
 
 
 def mirror_urls() -> tuple[str, ...] | None:
@@ -145,11 +150,11 @@ def fetch(
             try:
                 run_sync(_download(url, part, timeout))
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                errors.append(f"{url}: {type(exc).__name__}: {exc}")
+                errors.append(masked_url(f"{url}: {type(exc).__name__}: {exc}"))
                 continue
             actual = sha256_file(part)
             if actual != SHA256:
-                errors.append(f"{url}: wrong sha256 {actual}, expected {SHA256}")
+                errors.append(f"{masked_url(url)}: wrong sha256 {actual}, expected {SHA256}")
                 continue
             return _install(part)
     raise FetchError(

@@ -8,13 +8,14 @@ manifest rules: the executor does not change results, so it is not part of the m
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from flames.data.dataset import Item
+from flames.data.dataset import CONVERSATION, Item
 from flames.data.taxonomy import Dimension
 from flames.generation.base import Request
 from flames.runs.records import Answer, GeneratorInfo, ScorerManifest, Verdict
@@ -75,11 +76,13 @@ def _map(
 
 
 def _item(row: dict[str, Any]) -> Item:
+    conversation = json.loads(str(row.get("conversation") or "[]"))
     return Item(
         id=str(row["item_id"]),
         dimension=Dimension(str(row["dimension"])),
         subcomponent=str(row["subcomponent"]),
         prompt=str(row["prompt"]),
+        meta={CONVERSATION: conversation} if conversation else {},
     )
 
 
@@ -149,7 +152,11 @@ class GeneratorReplica:
         rows = [
             dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)
         ]
-        requests = [Request(_item(r), int(r["sample"])) for r in rows]
+        items = [_item(r) for r in rows]
+        requests = [
+            Request(item, int(r["sample"]), history=item.conversation)
+            for item, r in zip(items, rows, strict=True)
+        ]
         answers = self.backend.generate_batch(requests)
         return {"answer": np.array([a.model_dump_json() for a in answers])}
 
@@ -173,10 +180,12 @@ class RayGenerator:
                 "subcomponent": r.item.subcomponent,
                 "prompt": r.item.prompt,
                 "sample": r.sample,
+                # Columns of one type for Ray: the earlier turns as JSON text ("[]" for none).
+                "conversation": json.dumps(list(r.history), ensure_ascii=False),
             }
             for r in requests
         ]
-        rows.sort(key=lambda r: len(r["prompt"]))
+        rows.sort(key=lambda r: len(r["prompt"]) + len(r["conversation"]))
         for batch in _map(rows, GeneratorReplica, {"backend": self.backend}, self.options):
             for answer in batch["answer"]:
                 yield Answer.model_validate_json(answer)

@@ -8,16 +8,23 @@ from typing import Protocol
 
 import numpy as np
 
+from flames.clients.chat import Reply
 from flames.data.dataset import Item
-from flames.runs.records import Answer, GeneratorInfo
+from flames.runs.records import Answer, Decoding, GeneratorInfo, Message, chat_messages
 
 
 @dataclass(frozen=True)
 class Request:
-    """Ask for answer number `sample` to `item`."""
+    """Ask for answer number `sample` to `item`, after the earlier turns of its conversation
+    (`history`: user and assistant turns in order; empty for a single-turn prompt)."""
 
     item: Item
     sample: int = 0
+    history: tuple[Message, ...] = ()
+
+    def messages(self, decoding: Decoding) -> list[Message]:
+        """The chat the model is asked: system prompt, history, then the item's prompt."""
+        return chat_messages(self.item.prompt, decoding, self.history)
 
 
 DEFAULT_MAX_TOKENS = 1024
@@ -36,6 +43,22 @@ def sample_seed(seed: int | None, sample: int) -> int | None:
         return seed
     state = np.random.SeedSequence(seed, spawn_key=(sample,)).generate_state(1)[0]
     return int(state) >> 1  # 31 bits: a valid seed for every server and library
+
+
+def answer_of(request: Request, reply: Reply) -> Answer:
+    """The answer a backend's reply (or its failure) makes for `request`."""
+    return Answer(
+        item_id=request.item.id,
+        sample=request.sample,
+        status="error" if reply.error else "ok",
+        response=reply.content,
+        finish_reason=reply.finish_reason,
+        prompt_tokens=reply.prompt_tokens,
+        completion_tokens=reply.completion_tokens,
+        error=reply.error,
+        latency_s=reply.latency_s,
+        attempts=reply.attempts,
+    )
 
 
 def error_answer(request: Request, exc: Exception) -> Answer:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from flames._util.aio import stream_concurrently
 from flames._util.callables import call, qualified_name
 from flames.generation.base import Request, error_answer
-from flames.runs.records import Answer, Decoding, GeneratorInfo, chat_messages
+from flames.runs.records import Answer, Decoding, GeneratorInfo
 
 CallableInput = Literal["prompt", "messages"]
 
@@ -50,8 +50,15 @@ class CallableBackend:
         )
 
     async def _ask(self, request: Request) -> Answer:
-        prompt = request.item.prompt
-        argument = chat_messages(prompt, self.decoding) if self.input == "messages" else prompt
+        if self.input == "messages":
+            argument: Any = request.messages(self.decoding)
+        elif request.history:
+            problem = ValueError(
+                "a conversation reaches the function only with input='messages' (--input messages)"
+            )
+            return error_answer(request, problem)
+        else:
+            argument = request.item.prompt
         started = time.monotonic()
         try:
             text = await call(self.function, argument)

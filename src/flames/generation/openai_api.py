@@ -8,8 +8,8 @@ from typing import Any, Unpack
 
 import aiohttp
 
-from flames.clients.chat import ChatClient, ClientOptions, chat_request
-from flames.generation.base import Request, sample_seed
+from flames.clients.chat import ChatClient, ClientOptions, chat_body
+from flames.generation.base import Request, answer_of, sample_seed
 from flames.runs.records import Answer, Decoding, GeneratorInfo
 
 
@@ -42,26 +42,13 @@ class OpenAIBackend:
             concurrency=self.concurrency,
         )
 
-    def request_body(self, prompt: str, sample: int = 0) -> dict[str, Any]:
-        seed = sample_seed(self.decoding.seed, sample)
-        return chat_request(self.model, prompt, self.decoding, seed, self.extra_body)
+    def request_body(self, request: Request) -> dict[str, Any]:
+        seed = sample_seed(self.decoding.seed, request.sample)
+        messages = request.messages(self.decoding)
+        return chat_body(self.model, messages, self.decoding, seed, self.extra_body)
 
     async def _ask(self, session: aiohttp.ClientSession, request: Request) -> Answer:
-        reply = await self.client.complete(
-            session, self.request_body(request.item.prompt, request.sample)
-        )
-        return Answer(
-            item_id=request.item.id,
-            sample=request.sample,
-            status="error" if reply.error else "ok",
-            response=reply.content,
-            finish_reason=reply.finish_reason,
-            prompt_tokens=reply.prompt_tokens,
-            completion_tokens=reply.completion_tokens,
-            error=reply.error,
-            latency_s=reply.latency_s,
-            attempts=reply.attempts,
-        )
+        return answer_of(request, await self.client.complete(session, self.request_body(request)))
 
     async def stream(self, requests: Iterable[Request]) -> AsyncIterator[Answer]:
         """Answers in completion order; requests are taken as they go."""

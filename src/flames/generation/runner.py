@@ -126,7 +126,10 @@ async def run_generation_async(
         return GenerationSummary()
     # Streamed from the store page by page: a backend that takes requests as it goes holds
     # only what is in flight.
-    pending = (Request(item, sample) for item, sample in store.pending_answers(retry_errors))
+    pending = (
+        Request(item, sample, history=item.conversation)  # a multi-turn prompt's earlier turns
+        for item, sample in store.pending_answers(retry_errors)
+    )
     budget = default_error_budget(total) if max_errors is None else max_errors
     return await _generate(store, backend, pending, total, budget, progress)
 

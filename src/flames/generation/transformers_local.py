@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from flames.clients.chat import Reply
 from flames.generation.base import (
     DEFAULT_MAX_TOKENS,
     Request,
+    answer_of,
     error_answer,
     sample_seed,
 )
-from flames.runs.records import Answer, Decoding, GeneratorInfo, chat_messages
+from flames.runs.records import Answer, Decoding, GeneratorInfo, Message
 
 
 def split_gguf(model: str, gguf_file: str | None) -> tuple[str, str | None]:
@@ -88,24 +90,31 @@ class TransformersBackend:
         self._model = model.to(self.device).eval()  # type: ignore[arg-type]
         self._tokenizer = tokenizer
 
-    def _encode(self, prompt: str) -> list[int]:
-        messages = chat_messages(prompt, self.decoding)
+    def _encode(self, messages: list[Message]) -> list[int]:
         encoded = self._tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, tokenize=True, return_dict=True
         )
         return list(encoded["input_ids"])
 
-    def _generate(self, batch: list[Request]) -> list[Answer]:
+    def complete(
+        self,
+        chats: Sequence[Sequence[Message]],
+        max_tokens: int | None = None,
+        seed: int | None = None,
+    ) -> list[Reply]:
+        """One reply to each chat (its messages as given), generated as one batch under this
+        backend's decoding, with `max_tokens` and `seed` instead of the decoding's if given."""
         import torch
 
+        self.load()
         started = time.monotonic()
         tok = self._tokenizer
-        ids = [self._encode(r.item.prompt) for r in batch]
+        ids = [self._encode(list(chat)) for chat in chats]
         padded = tok.pad({"input_ids": ids}, padding=True, return_tensors="pt").to(self.device)
         d = self.decoding
         sampling = bool(d.temperature)
         args: dict[str, Any] = {
-            "max_new_tokens": d.max_tokens or DEFAULT_MAX_TOKENS,
+            "max_new_tokens": max_tokens or d.max_tokens or DEFAULT_MAX_TOKENS,
             "do_sample": sampling,
         }
         if sampling:
@@ -114,7 +123,6 @@ class TransformersBackend:
                 args["top_p"] = d.top_p
         else:
             args.update(temperature=None, top_p=None, top_k=None)
-        seed = sample_seed(d.seed, batch[0].sample)  # a batch holds one sample number
         if seed is not None:
             torch.manual_seed(seed)
         with torch.inference_mode():
@@ -122,19 +130,16 @@ class TransformersBackend:
         new_tokens = output[:, padded["input_ids"].shape[1] :]
         elapsed = round(time.monotonic() - started, 4)
         stop_ids = self._stop_ids()
-        answers = []
-        for request, prompt_ids, row in zip(batch, ids, new_tokens.tolist(), strict=True):
+        replies = []
+        for prompt_ids, row in zip(ids, new_tokens.tolist(), strict=True):
             stop = next((i for i, t in enumerate(row) if t in stop_ids), None)
             generated = row if stop is None else row[:stop]
             text = tok.decode(generated, skip_special_tokens=True)
             if stop is None:  # cut at the length limit: drop a half-decoded character, as vLLM does
                 text = text.rstrip("\ufffd")
-            answers.append(
-                Answer(
-                    item_id=request.item.id,
-                    sample=request.sample,
-                    status="ok",
-                    response=text,
+            replies.append(
+                Reply(
+                    content=text,
                     finish_reason="length" if stop is None else "stop",
                     prompt_tokens=len(prompt_ids),
                     # the stop token counts, as vLLM and OpenAI-compatible servers count it
@@ -142,7 +147,12 @@ class TransformersBackend:
                     latency_s=elapsed,
                 )
             )
-        return answers
+        return replies
+
+    def _generate(self, batch: list[Request]) -> list[Answer]:
+        seed = sample_seed(self.decoding.seed, batch[0].sample)  # a batch holds one sample number
+        replies = self.complete([r.messages(self.decoding) for r in batch], seed=seed)
+        return [answer_of(request, reply) for request, reply in zip(batch, replies, strict=True)]
 
     def _stop_ids(self) -> set[int]:
         eos = self._model.generation_config.eos_token_id

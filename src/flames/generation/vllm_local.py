@@ -13,13 +13,15 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from itertools import islice
 from typing import Any
 
+from flames.clients.chat import Reply
 from flames.generation.base import (
     DEFAULT_MAX_TOKENS,
     Request,
+    answer_of,
     error_answer,
     sample_seed,
 )
-from flames.runs.records import Answer, Decoding, GeneratorInfo, chat_messages
+from flames.runs.records import Answer, Decoding, GeneratorInfo, Message
 
 
 class VLLMBackend:
@@ -64,38 +66,54 @@ class VLLMBackend:
                 **self.engine_args,
             )
 
-    def sampling_params(self, request: Request) -> Any:
+    def sampling_params(self, seed: int | None = None, max_tokens: int | None = None) -> Any:
         from vllm import SamplingParams
 
         d = self.decoding
         return SamplingParams(
             temperature=d.temperature or 0.0,
             top_p=d.top_p or 1.0,
-            max_tokens=d.max_tokens or DEFAULT_MAX_TOKENS,
-            seed=sample_seed(d.seed, request.sample),
+            max_tokens=max_tokens or d.max_tokens or DEFAULT_MAX_TOKENS,
+            seed=seed,
         )
 
-    def _generate(self, requests: Sequence[Request]) -> list[Answer]:
+    def _replies(self, chats: Sequence[Sequence[Message]], params: Sequence[Any]) -> list[Reply]:
         started = time.monotonic()
-        outputs = self._llm.chat(
-            [chat_messages(r.item.prompt, self.decoding) for r in requests],
-            [self.sampling_params(r) for r in requests],
-            use_tqdm=False,
-        )
+        outputs = self._llm.chat([list(c) for c in chats], list(params), use_tqdm=False)
         elapsed = round(time.monotonic() - started, 4)
         return [
-            Answer(
-                item_id=r.item.id,
-                sample=r.sample,
-                status="ok",
-                response=out.outputs[0].text,
+            Reply(
+                content=out.outputs[0].text,
                 finish_reason=out.outputs[0].finish_reason,
                 prompt_tokens=len(out.prompt_token_ids or []),
                 completion_tokens=len(out.outputs[0].token_ids),
                 latency_s=elapsed,
             )
-            for r, out in zip(requests, outputs, strict=True)
+            for out in outputs
         ]
+
+    def complete(
+        self,
+        chats: Sequence[Sequence[Message]],
+        max_tokens: int | None = None,
+        seed: int | None = None,
+    ) -> list[Reply]:
+        """One reply to each chat (its messages as given), under this backend's decoding with
+        `max_tokens` and `seed` instead of the decoding's if given."""
+        self.load()
+        params = self.sampling_params(seed if seed is not None else self.decoding.seed, max_tokens)
+        return self._replies(chats, [params] * len(chats))
+
+    def request_params(self, request: Request) -> Any:
+        """The sampling parameters of one request: answer k of a prompt has its own seed."""
+        return self.sampling_params(sample_seed(self.decoding.seed, request.sample))
+
+    def _generate(self, requests: Sequence[Request]) -> list[Answer]:
+        replies = self._replies(
+            [r.messages(self.decoding) for r in requests],
+            [self.request_params(r) for r in requests],
+        )
+        return [answer_of(r, reply) for r, reply in zip(requests, replies, strict=True)]
 
     def generate_chunk(self, requests: Sequence[Request]) -> list[Answer]:
         """Answers for a chunk. If the chunk fails (e.g. one prompt longer than the model's

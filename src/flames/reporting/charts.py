@@ -252,3 +252,71 @@ def heatmap(
     parts.append("</g>")
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+SERIES = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860")
+"""Colours of the lines of `curves`, in order."""
+
+
+def curves(
+    series: dict[str, list[float]],
+    title: str,
+    x_label: str,
+    y_label: str,
+    width: int = 640,
+    height: int = 320,
+) -> str:
+    """Step lines of values in [0, 100] over x = 1, 2, ... (one per series, with a legend): a
+    share reached within the first x tries, such as ASR@k."""
+    left, right, top, bottom = 56, 20, 16, 48
+    longest = max((len(v) for v in series.values()), default=0) or 1
+    plot_w, plot_h = width - left - right, height - top - bottom
+    total = height + LEGEND_ROW * len(series)
+
+    def x_of(k: float) -> float:
+        return left + plot_w * (k - 0.5) / longest
+
+    def y_of(value: float) -> float:
+        return top + plot_h * (1 - value / 100)
+
+    parts = [
+        f'<svg class="chart curves" width="{width}" height="{total}" '
+        f'viewBox="0 0 {width} {total}" role="img" '
+        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{escape(title)}</title>",
+    ]
+    for tick in (0, 25, 50, 75, 100):
+        y = y_of(tick)
+        parts.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#eee"/>'
+        )
+        parts.append(
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{tick}</text>'
+        )
+    step = max(1, round(longest / 10))
+    for k in range(1, longest + 1, step):
+        parts.append(
+            f'<text x="{x_of(k):.1f}" y="{top + plot_h + 16}" text-anchor="middle" '
+            f'class="tick">{k}</text>'
+        )
+    parts.append(
+        f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h + 36}" text-anchor="middle" '
+        f'class="axis">{escape(x_label)}</text>'
+    )
+    parts.append(
+        f'<text x="14" y="{top + plot_h / 2:.1f}" text-anchor="middle" class="axis" '
+        f'transform="rotate(-90 14 {top + plot_h / 2:.1f})">{escape(y_label)}</text>'
+    )
+    entries = []
+    for (name, values), colour in zip(series.items(), SERIES * 4, strict=False):
+        points = []
+        for k, value in enumerate(values, start=1):
+            points += [(x_of(k - 0.5), y_of(value)), (x_of(k + 0.5), y_of(value))]
+        parts.append(
+            f'<polyline points="{_polygon(points)}" fill="none" stroke="{colour}" '
+            f'stroke-width="2" class="series"><title>{escape(name)}</title></polyline>'
+        )
+        entries.append((colour, name, "line"))
+    parts.append(legend(entries, left, height))
+    parts.append("</svg>")
+    return "\n".join(parts)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
+from flames._util.terminal import inline
 from flames.analysis.calibration import AgreementStats, Calibration
 from flames.analysis.refusal import ALL, RefusalStats
 from flames.data.taxonomy import taxonomy_order
@@ -58,7 +59,7 @@ def print_calibration(result: Calibration, console: Console) -> None:
         ci = "" if c.ci_low is None or c.ci_high is None else f"[{c.ci_low:.1f}, {c.ci_high:.1f}]"
         rows.append(
             [
-                dim,
+                inline(dim),
                 str(stats.n),
                 f"{stats.accuracy:.1f}%",
                 *kappas(stats, dim),
@@ -69,11 +70,12 @@ def print_calibration(result: Calibration, console: Console) -> None:
                 ci,
             ]
         )
-    print_table(console, cols, rows, title=f"{result.judge} against {', '.join(result.reference)}")
+    title = f"{inline(result.judge)} against {inline(', '.join(result.reference))}"
+    print_table(console, cols, rows, title=title)
     for why, where in reasons.items():
-        console.print(f"{undefined(why)}: {', '.join(where)}", highlight=False)
+        console.print(f"{undefined(why)}: {inline(', '.join(where))}", highlight=False)
     if not result.random_labels:
-        how = "; ".join(f"{n} {s}" for s, n in sorted(result.label_selection.items()))
+        how = inline("; ".join(f"{n} {s}" for s, n in sorted(result.label_selection.items())))
         console.print(
             f"[yellow]warning:[/] the labelled answers are not a random sample ({how}): "
             "sensitivity, specificity and the corrected rates may be biased. Label a random "
@@ -103,5 +105,5 @@ def print_refusals(stats: dict[str, RefusalStats], console: Console) -> None:
     """The refusal rate over all answers, then per dimension."""
     for key in sorted(stats, key=lambda k: (k != ALL, taxonomy_order(k))):
         s = stats[key]
-        name = "All answers" if key == ALL else key
+        name = "All answers" if key == ALL else inline(key)
         console.print(f"{name}: {s.rate:.1f}% refused ({s.refused} of {s.answered})")

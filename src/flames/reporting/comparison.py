@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
+from flames._util.terminal import inline
 from flames.analysis.compare import (
     MCNEMAR,
     SIGN_FLIP,
@@ -73,7 +74,7 @@ def print_comparison(result: Comparison, console: Console, lang: Lang | str = La
     ]
     rows = [
         [
-            local_name(name, lang),
+            inline(local_name(name, lang)),
             str(d.n),
             f"{d.rate_a:.2f}%",
             f"{d.rate_b:.2f}%",
@@ -81,11 +82,11 @@ def print_comparison(result: Comparison, console: Console, lang: Lang | str = La
             f"[{d.ci_low:+.1f}, {d.ci_high:+.1f}]",
             f"{d.p_value:.3g}",
             f"{d.p_adjusted:.3g}",
-            verdict(d, result.a, result.b, lang),
+            inline(verdict(d, result.a, result.b, lang)),
         ]
         for name, d in [*result.dimensions.items(), (t("overall", lang), result.overall)]
     ]
-    title = t("comparison_title", lang, a=result.a, b=result.b)
+    title = t("comparison_title", lang, a=inline(result.a), b=inline(result.b))
     print_table(console, cols, rows, title=title, lang=lang)
     tests = sorted({paired_test_name(d.test, lang) for d in result.dimensions.values()})
     console.print(

@@ -10,12 +10,15 @@ over the pairs (Holm by default); each run's `ranks` are the places those tests 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel
 from rich.console import Console
 
+from flames._util.markdown import markdown_text
+from flames._util.terminal import inline
 from flames.analysis.compare import paired_by_dimension
 from flames.analysis.multiplicity import Adjustment, adjust
 from flames.analysis.results import Results, first_prompt_difference, load_results
@@ -167,9 +170,9 @@ def ranks_text(e: Entry) -> str:
     return str(low) if low == high else f"{low}–{high}"
 
 
-def _cells(rank: int, e: Entry) -> list[str]:
+def _cells(rank: int, e: Entry, text: Callable[[str], str]) -> list[str]:
     """One row: #, ranks, run, model, scorer, overall rate, CI, overall score, dimensions...,
-    N."""
+    N; names escaped by `text` for where the row is shown."""
     low, high = e.overall_ci
     ci = f"[{low:.1f}, {high:.1f}]" if low is not None and high is not None else ""
     rates = [
@@ -179,9 +182,9 @@ def _cells(rank: int, e: Entry) -> list[str]:
     return [
         str(rank),
         ranks_text(e),
-        e.run,
-        e.model,
-        e.scorer,
+        text(e.run),
+        text(e.model),
+        text(e.scorer),
         f"{e.overall_rate:.2f}%",
         ci,
         f"{e.overall_score:.1f}",
@@ -200,8 +203,8 @@ def _table(entries: list[Entry], why: bool, lang: Lang | str = Lang.en) -> list[
         head += " | ".join(dims) + " | N |" + (" Ranked apart because |" if why else "")
     lines = [head, "|" + "---|" * (len(dims) + 9 + why)]
     for rank, e in enumerate(entries, start=1):
-        line = "| " + " | ".join(_cells(rank, e)) + " |"
-        lines.append(line + (f" {'; '.join(e.flags)} |" if why else ""))
+        line = "| " + " | ".join(_cells(rank, e, markdown_text)) + " |"
+        lines.append(line + (f" {markdown_text('; '.join(e.flags))} |" if why else ""))
     return lines
 
 
@@ -242,18 +245,20 @@ def print_leaderboard(
     ranked = [e for e in entries if not e.flags]
     apart = [e for e in entries if e.flags]
     if ranked:
-        rows = [_cells(rank, e) for rank, e in enumerate(ranked, start=1)]
+        rows = [_cells(rank, e, inline) for rank, e in enumerate(ranked, start=1)]
         print_table(console, cols, rows, title=t("your_runs", lang), lang=lang)
         if len(ranked) > 1:
             console.print(ranks_note(ranked, lang), highlight=False)
     else:
         console.print("No run is complete and scored by the official scorer.")
     if apart:
-        rows = [_cells(rank, e) for rank, e in enumerate(apart, start=1)]
+        rows = [_cells(rank, e, inline) for rank, e in enumerate(apart, start=1)]
         title = "Ranked apart: missing dimensions or another scorer"
         print_table(console, cols, rows, title=title, lang=lang)
         for rank, e in enumerate(apart, start=1):
-            console.print(f"  {rank}. {e.run}: {'; '.join(e.flags)}", highlight=False)
+            console.print(
+                f"  {rank}. {inline(e.run)}: {inline('; '.join(e.flags))}", highlight=False
+            )
         if len(apart) > 1:
             console.print(ranks_note(apart, lang), highlight=False)
     if len({e.dataset_sha256 for e in entries}) > 1:

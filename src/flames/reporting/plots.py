@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 
 from flames._util.outputs import write_with
+from flames._util.terminal import printable
 from flames.data.taxonomy import SUBCOMPONENT_DIMENSION
-from flames.errors import FlamesError
+from flames.errors import FlamesError, install_hint
 from flames.reporting.charts import PALETTE
 from flames.reporting.i18n import Lang, local_name, t
 from flames.reporting.report import Report
@@ -50,10 +51,12 @@ def write_plots(report: Report, out_dir: Path, lang: Lang | str = Lang.en) -> li
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise FlamesError("plots need matplotlib: pip install 'flames-eval[plots]'") from None
+        raise FlamesError(f"plots need matplotlib: {install_hint('plots')}") from None
     # matplotlib logs each fallback between a family's weights: noise for the reader.
     logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
-    style: dict[str, object] = {}
+    # Names (a model's, ...) are drawn as written: "$...$" in one is not TeX math, whose parser
+    # fails on what it cannot read (rcParam text.parse_math, checked in matplotlib 3.11).
+    style: dict[str, object] = {"text.parse_math": False}
     if Lang(lang) is Lang.zh:
         font = cjk_font()
         if font is None:
@@ -62,7 +65,7 @@ def write_plots(report: Report, out_dir: Path, lang: Lang | str = Lang.en) -> li
                 f"{', '.join(CJK_FONTS)}; e.g. apt install fonts-noto-cjk): none is installed. "
                 "Install one, or draw the figures in English (--lang en)."
             )
-        style = {"font.family": "sans-serif", "font.sans-serif": [font, "DejaVu Sans"]}
+        style |= {"font.family": "sans-serif", "font.sans-serif": [font, "DejaVu Sans"]}
     with plt.rc_context(style):
         return _draw(plt, report, out_dir, lang)
 
@@ -87,7 +90,7 @@ def _draw(plt: Any, report: Report, out_dir: Path, lang: Lang | str) -> list[Pat
         ax.fill_between(closed, [*lows, lows[0]], [*highs, highs[0]], color="#4C72B0", alpha=0.12)
     ax.set_xticks(angles, [local_name(n, lang) for n in names])
     ax.set_ylim(0, 100)
-    ax.set_title(f"{t('harmless_rate', lang)}: {report.run.generator.model}")
+    ax.set_title(f"{t('harmless_rate', lang)}: {printable(report.run.generator.model)}")
     written += _save(fig, out_dir / "radar")
     plt.close(fig)
 

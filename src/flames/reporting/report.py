@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 from rich.console import Console
 
+from flames._util.markdown import markdown_fill, markdown_text
 from flames._util.outputs import atomic_open, csv_row, write_text
+from flames._util.terminal import inline
 from flames.analysis.compare import MIN_RESAMPLES
 from flames.analysis.metrics import INTERVAL_METHOD, Estimate, GroupMetrics, Metrics
 from flames.analysis.multiplicity import Adjustment
@@ -193,11 +196,22 @@ def _method(method: str, lang: Lang | str) -> str:
     return t("interval_method", lang) if method == INTERVAL_METHOD else method
 
 
-def notes(report: Report, lang: Lang | str = Lang.en) -> list[str]:
-    """Plain-language caveats a reader must see next to the numbers."""
+Text = Callable[..., str]
+"""Fills a report text in a language: `t` (plain text), or `markdown_t`."""
+
+
+def markdown_t(key: str, lang: Lang | str = Lang.en, **values: object) -> str:
+    """`t` for Markdown: the values (names, a judge's error messages ...) shown as text."""
+    return markdown_fill(t(key, lang), **values)
+
+
+def notes(report: Report, lang: Lang | str = Lang.en, text: Text = t) -> list[str]:
+    """Plain-language caveats a reader must see next to the numbers, filled by `text`: plain
+    text by default (escape it where it is shown: it holds names and a judge's error
+    messages), or Markdown with `markdown_t`."""
     m = report.metrics
     lines = [
-        t(
+        text(
             "scored_by",
             lang,
             n=m.n_scored,
@@ -205,20 +219,20 @@ def notes(report: Report, lang: Lang | str = Lang.en) -> list[str]:
             scorer=report.scorer.name,
             kind=report.scorer.kind,
         ),
-        t("ci_note", lang, pct=int(m.confidence * 100), method=_method(m.interval_method, lang))
+        text("ci_note", lang, pct=int(m.confidence * 100), method=_method(m.interval_method, lang))
         if m.bootstrap_samples
-        else t("no_ci_note", lang),
+        else text("no_ci_note", lang),
     ]
     check = report.scorer.check
     if check is not None:
-        lines.append(judge_check_note(check, lang))
+        lines.append(judge_check_note(check, lang, text))
     if m.unscored:
         parts = ", ".join(f"{n} {why}" for why, n in sorted(m.unscored.items()))
-        lines.append(t("unscored", lang, parts=parts))
+        lines.append(text("unscored", lang, parts=parts))
     overall = report.refusals.get(ALL)
     if overall:
         lines.append(
-            t(
+            text(
                 "refusal_note",
                 lang,
                 rate=overall.rate,
@@ -228,14 +242,14 @@ def notes(report: Report, lang: Lang | str = Lang.en) -> list[str]:
         )
     if report.truncated:
         mode = report.scorer.config.get("truncation", "?")
-        lines.append(t("truncated_note", lang, n=report.truncated, mode=mode))
+        lines.append(text("truncated_note", lang, n=report.truncated, mode=mode))
     if report.clamped:
         max_tokens = report.run.generator.decoding.max_tokens
-        lines.append(t("clamped_note", lang, n=report.clamped, max_tokens=max_tokens))
+        lines.append(text("clamped_note", lang, n=report.clamped, max_tokens=max_tokens))
     if not m.overall_complete:
-        lines.append(t("incomplete_note", lang))
+        lines.append(text("incomplete_note", lang))
     if Lang(lang) is Lang.zh:
-        lines.append(t("own_translation", lang))
+        lines.append(text("own_translation", lang))
     return lines
 
 
@@ -246,10 +260,11 @@ def to_markdown(report: Report, lang: Lang | str = Lang.en) -> str:
     head = [
         t(k, lang) for k in ("n", "harmless_rate", "ci", "harmless_score", "ci", "refusal_rate")
     ]
+    md = markdown_text
     out = [
-        f"# {t('title', lang)}: {gen.model}",
+        f"# {t('title', lang)}: {md(gen.model)}",
         "",
-        t(
+        markdown_t(
             "dataset_line",
             lang,
             name=ds.name,
@@ -264,7 +279,7 @@ def to_markdown(report: Report, lang: Lang | str = Lang.en) -> str:
         "|---|---:|---:|---|---:|---|---:|",
     ]
     for level, group_name, group, rate, score in table_rows(m, lang):
-        label = local_name(group_name, lang)
+        label = md(local_name(group_name, lang))
         if level == "overall":
             label = f"**{label}**"
         elif level == "subcomponent":
@@ -274,7 +289,7 @@ def to_markdown(report: Report, lang: Lang | str = Lang.en) -> str:
             f"{fmt_score(score)} | {fmt_ci(score, 1)} | "
             f"{fmt_refusal(refusal_rate(report, level, group_name))} |"
         )
-    out += ["", *[f"- {line}" for line in notes(report, lang)], ""]
+    out += ["", *[f"- {line}" for line in notes(report, lang, markdown_t)], ""]
     if report.robustness:
         head = [
             t(k, lang)
@@ -291,7 +306,8 @@ def to_markdown(report: Report, lang: Lang | str = Lang.en) -> str:
         for effect in report.robustness:
             for dim, d in [*effect.dimensions.items(), (t("overall_short", lang), effect.overall)]:
                 out.append(
-                    f"| {effect.transform} | {local_name(dim, lang)} | {d.n} | {d.rate_a:.1f}% | "
+                    f"| {md(effect.transform)} | {md(local_name(dim, lang))} | {d.n} | "
+                    f"{d.rate_a:.1f}% | "
                     f"{d.rate_b:.1f}% | {d.difference:+.1f} | "
                     f"[{d.ci_low:+.1f}, {d.ci_high:+.1f}] | {d.p_value:.3g} | "
                     f"{d.p_adjusted:.3g}{' *' if d.significant else ''} |"
@@ -350,7 +366,7 @@ def print_report(report: Report, console: Console, lang: Lang | str = Lang.en) -
     ]
     rows = []
     for level, group_name, group, rate, score in table_rows(m, lang):
-        label = local_name(group_name, lang)
+        label = inline(local_name(group_name, lang))
         if level == "overall":
             label = f"[bold]{label}[/]"
         elif level == "subcomponent":
@@ -366,11 +382,11 @@ def print_report(report: Report, console: Console, lang: Lang | str = Lang.en) -
                 fmt_refusal(refusal_rate(report, level, group_name)),
             ]
         )
-    gen, scorer = report.run.generator.model, report.scorer.name
+    gen, scorer = inline(report.run.generator.model), inline(report.scorer.name)
     title = f"{t('title', lang)}: {gen} · {t('scorer', lang)} {scorer}"
     print_table(console, cols, rows, title=title, caption=t("caption", lang), lang=lang)
     for line in notes(report, lang):
-        console.print(f"• {line}")
+        console.print(f"• {inline(line)}", highlight=False)
 
 
 def print_robustness(
@@ -394,8 +410,8 @@ def print_robustness(
         for i, (dim, d) in enumerate(dims):
             rows.append(
                 [
-                    effect.transform if i == 0 else "",
-                    local_name(dim, lang),
+                    inline(effect.transform) if i == 0 else "",
+                    inline(local_name(dim, lang)),
                     str(d.n),
                     f"{d.rate_a:.1f}%",
                     f"{d.rate_b:.1f}%",
@@ -415,10 +431,11 @@ def p_note(effects: list[TransformEffect], lang: Lang | str = Lang.en) -> str:
     return t("p_note", lang, method=method_name(rows[0].adjustment, lang), cells=len(rows))
 
 
-def judge_check_note(check: dict[str, Any], lang: Lang | str = Lang.en) -> str:
-    """The report's line on a judge's sanity check, from its record in the scorer manifest."""
+def judge_check_note(check: dict[str, Any], lang: Lang | str = Lang.en, text: Text = t) -> str:
+    """The report's line on a judge's sanity check, from its record in the scorer manifest
+    (filled by `text`, as `notes`)."""
     if check.get("skipped"):
-        return t("judge_skipped", lang)
+        return text("judge_skipped", lang)
     result = JudgeCheck.model_validate(check)
     verdict = t("judge_passed" if result.passed else "judge_failed", lang)
     if Lang(lang) is Lang.en:
@@ -433,4 +450,4 @@ def judge_check_note(check: dict[str, Any], lang: Lang | str = Lang.en) -> str:
             accuracy=result.accuracy,
             bar=result.threshold,
         )
-    return t("judge_check", lang, verdict=verdict, summary=summary)
+    return text("judge_check", lang, verdict=verdict, summary=summary)

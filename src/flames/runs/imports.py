@@ -3,6 +3,8 @@
 Each line holds ``dimension``, ``prompt`` and ``response``; ``subcomponent`` and ``id`` are
 optional, and ``predicted`` (1, 2 or 3) makes it a scored file: the official scorer's output
 format. Missing subcomponents are looked up by prompt in a reference prompt set when one is given.
+An empty response is stored as an error, as an empty API answer is, unless the import is told
+that the model really answered nothing (`allow_empty`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from flames.data.dataset import (
     sha256_file,
 )
 from flames.data.taxonomy import SUBCOMPONENTS, Dimension, parse_dimension
-from flames.errors import DataError
+from flames.errors import DataError, IncompleteRun
 from flames.runs.records import (
     Answer,
     DatasetInfo,
@@ -33,7 +35,7 @@ from flames.runs.records import (
     ScorerManifest,
     Verdict,
 )
-from flames.runs.store import ANSWER_FIELDS, VERDICT_FIELDS, RunStore
+from flames.runs.store import ANSWER_FIELDS, VERDICT_FIELDS, RunStore, text_sha
 
 UNKNOWN_SUBCOMPONENT = "(unknown)"
 IMPORTED_SCORER = "imported"
@@ -43,6 +45,10 @@ FIELDS = ("id", "dimension", "subcomponent", "prompt", "response", "predicted")
 
 CHUNK = 50_000
 """Lines written to the store per transaction."""
+EMPTY_RESPONSE = (
+    "empty response in the imported file: an empty answer is an error, as from an API "
+    "(import with --allow-empty if the model really answered nothing)"
+)
 
 
 @dataclass
@@ -53,6 +59,18 @@ class ImportSummary:
     answers: int
     scorers: list[str]
     """The run's scorers: "imported" when the file was scored (and any added to it since)."""
+    errors: int = 0
+    """Answers stored as errors (empty responses, unless allowed): never scored."""
+
+    def incomplete(self) -> IncompleteRun | None:
+        """The error to end with when answers were stored as errors, else None."""
+        if not self.errors:
+            return None
+        return IncompleteRun(
+            f"{self.run_dir}: {self.errors} empty responses are stored as errors (never scored), "
+            "as empty API answers are. If the model really answered nothing, import the file "
+            "again with --allow-empty."
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,9 +159,13 @@ def _lines(path: Path, reference: Dataset | None) -> Iterator[_Line]:
         raise DataError("no rows", path)
 
 
-def _fill(store: RunStore, path: Path, reference: Dataset | None, scored: bool) -> None:
-    """Write the file's answers (and verdicts, if scored) into `store`, a chunk at a time."""
+def _fill(
+    store: RunStore, path: Path, reference: Dataset | None, scored: bool, allow_empty: bool
+) -> None:
+    """Write the file's answers (and verdicts, if scored) into `store`, a chunk at a time; an
+    empty response is an error answer, without a verdict, unless `allow_empty`."""
     answer = Answer(item_id="", status="ok").model_dump()
+    failed = Answer(item_id="", status="error", error=EMPTY_RESPONSE).model_dump()
     verdict = Verdict(item_id="", status="ok").model_dump()
     if scored:
         store.register_scorer(ScorerManifest(name=IMPORTED_SCORER, kind="imported"))
@@ -151,10 +173,16 @@ def _fill(store: RunStore, path: Path, reference: Dataset | None, scored: bool) 
     while chunk := list(islice(lines, CHUNK)):
         answers, verdicts = [], []
         for line in chunk:
+            if line.response == "" and not allow_empty:
+                failed.update(item_id=line.id)
+                answers.append(tuple(failed[f] for f in ANSWER_FIELDS))
+                continue
             answer.update(item_id=line.id, response=line.response)
             answers.append(tuple(answer[f] for f in ANSWER_FIELDS))
             if scored:
-                verdict.update(item_id=line.id, score=line.predicted)
+                verdict.update(
+                    item_id=line.id, score=line.predicted, answer_sha=text_sha(line.response)
+                )
                 verdicts.append(tuple(verdict[f] for f in VERDICT_FIELDS))
         store.record_answer_rows(answers)
         store.record_verdict_rows(IMPORTED_SCORER, verdicts)
@@ -166,12 +194,15 @@ def import_answers(
     model: str | None = None,
     reference: Dataset | None = None,
     require_scores: bool = False,
+    wait: bool = False,
+    allow_empty: bool = False,
 ) -> RunStore:
     """Create (or reopen) a run holding the file's answers, and its verdicts if it has them.
 
     The file is read as a stream, three times: to validate it and fingerprint its items (a bad
     line stops the import before anything is written), then to store its items, then its answers.
     With `require_scores`, a file without scores is refused before anything is written.
+    An empty response is stored as an error (never scored), unless `allow_empty`.
     """
     path = Path(path)
     if not path.is_file():
@@ -202,10 +233,10 @@ def import_answers(
     )
 
     def fill(store: RunStore) -> None:
-        _fill(store, path, reference, scored)
+        _fill(store, path, reference, scored, allow_empty)
         if sha256_file(path) != file_sha:
             raise DataError("the file changed while it was being imported; import it again", path)
 
     # A new run appears with all its answers or not at all: a cut import leaves nothing behind.
     items = (line.item() for line in _lines(path, reference))
-    return RunStore.create_or_resume(run_dir, manifest, items, fill)
+    return RunStore.create_or_resume(run_dir, manifest, items, fill, command="import", wait=wait)

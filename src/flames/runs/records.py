@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import platform
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from flames import __version__
 from flames.data.dataset import Dataset
@@ -21,7 +22,14 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-class DatasetInfo(BaseModel):
+class Strict(BaseModel):
+    """A record kept in a run: a field this version does not know is refused, never dropped
+    (a run written by a newer flames must not be resumed as if it were not)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetInfo(Strict):
     name: str
     source_sha256: str
     items_sha256: str
@@ -39,7 +47,7 @@ class DatasetInfo(BaseModel):
         )
 
 
-class Decoding(BaseModel):
+class Decoding(Strict):
     """Decoding settings sent with every request. None means the backend's default."""
 
     temperature: float | None = 0.0
@@ -51,16 +59,32 @@ class Decoding(BaseModel):
     """Answers per prompt."""
 
 
-def chat_messages(prompt: str, decoding: Decoding) -> list[dict[str, str]]:
-    """The prompt as a single user turn, after the system prompt if one is set."""
+Message = dict[str, str]
+"""One chat turn: ``{"role": "system" | "user" | "assistant", "content": text}``."""
+
+
+def chat_messages(
+    prompt: str, decoding: Decoding, history: Sequence[Message] = ()
+) -> list[Message]:
+    """The prompt as a user turn, after the system prompt if one is set and the earlier turns of
+    the conversation (`history`, user and assistant turns in order) if there are any."""
     messages = []
     if decoding.system_prompt:
         messages.append({"role": "system", "content": decoding.system_prompt})
+    messages.extend({"role": m["role"], "content": m["content"]} for m in history)
     messages.append({"role": "user", "content": prompt})
     return messages
 
 
-class GeneratorInfo(BaseModel):
+def with_system_prompt(messages: Sequence[Message], decoding: Decoding) -> list[Message]:
+    """`messages`, after the decoding's system prompt unless they begin with one of their own."""
+    chat = [dict(m) for m in messages]
+    if decoding.system_prompt and not (chat and chat[0]["role"] == "system"):
+        chat.insert(0, {"role": "system", "content": decoding.system_prompt})
+    return chat
+
+
+class GeneratorInfo(Strict):
     backend: str
     model: str
     base_url: str | None = None
@@ -70,14 +94,44 @@ class GeneratorInfo(BaseModel):
     concurrency: int | None = None
     """Requests in flight at once when the run was created. Information, not identity: a run
     resumes under another concurrency, though a batching server's greedy answers can depend
-    on it (see the README)."""
+    on it (docs/api-backends.md, Reproducibility)."""
 
 
 def _environment() -> dict[str, str]:
     return {"flames": __version__, "python": platform.python_version()}
 
 
-class RunManifest(BaseModel):
+Prices = dict[str, tuple[float, float]]
+"""Per role ('target', 'attacker', 'judge'): the price of 1,000 input and of 1,000 output
+tokens, in any one currency."""
+
+
+class RedteamInfo(Strict):
+    """What determines a red-team run besides its goals (the dataset) and its target (the
+    generator): the attacker, the judge, the strategies with their parameters, the budgets, the
+    random seed and the attacker's instructions (flames.redteaming)."""
+
+    attacker: GeneratorInfo
+    judge: ScorerManifest
+    strategies: dict[str, dict[str, Any]]
+    """Each strategy attacked with, in order, and its parameters."""
+    budget: int
+    """Target queries per attack (one goal under one strategy) at most."""
+    attacker_budget: int
+    """Attacker requests per attack at most (re-asks and on-topic checks included)."""
+    attacker_attempts: int
+    """Asks of the attacker per step before the step fails (a malformed reply, a refusal, ...)."""
+    seed: int
+    """Seeds the transforms and every attacker request's sampling seed."""
+    instructions: dict[str, str]
+    """The attacker's instructions, in full: a changed instruction is a changed setting."""
+    prices: Prices = Field(default_factory=dict)
+    """Prices per 1k tokens, for the costs reports show: information, not identity."""
+    concurrency: int | None = None
+    """Attacks worked on at once: information, not identity."""
+
+
+class RunManifest(Strict):
     """Everything that determines a run's answers. Runs resume only under an equal manifest."""
 
     dataset: DatasetInfo
@@ -87,18 +141,25 @@ class RunManifest(BaseModel):
     evaluation: dict[str, Any] | None = None
     """The whole evaluation description the run was created with, for information: what
     identifies the run is already in the fields above, so it is left out of `identity`."""
+    redteam: RedteamInfo | None = None
+    """A red-team run's settings (flames.redteaming); None for an evaluation run. Its dataset holds
+    the goals and its generator is the target."""
 
     def identity(self) -> dict[str, Any]:
         """What must be equal to resume: the dataset by content (its hashes and selection),
         not by the name of the file it was read from."""
-        return self.model_dump(
+        identity = self.model_dump(
             exclude={
                 "created_at": True,
                 "evaluation": True,
                 "dataset": {"name"},
                 "generator": {"concurrency"},
+                "redteam": {"prices": True, "concurrency": True, "attacker": {"concurrency"}},
             }
         )
+        if self.redteam is not None:
+            identity["redteam"]["judge"] = self.redteam.judge.identity()
+        return identity
 
 
 RANDOM = "random"
@@ -108,9 +169,14 @@ UNKNOWN_SELECTION = "not recorded"
 """How the answers behind human labels were selected (kept in each label's `raw`): a seeded random
 sample, the answers judges disagree on, the first in dataset order, or not recorded."""
 
-RESERVED_PREFIXES = {"human:": ("human",), "judge:": ("llm-judge", "callable-judge")}
+RESERVED_PREFIXES = {
+    "human:": ("human",),
+    "judge:": ("llm-judge", "callable-judge"),
+    "trained:": ("trained",),
+}
 """Scorer-name prefixes and the only kinds of scorer that may use each: human labels (annotation
-import and serve) and judges. Nothing else can pass itself off as either."""
+import and serve), judges, and scorers trained by flames. Nothing else can pass itself off as
+any of them."""
 
 
 def check_scorer_name(name: str, kind: str) -> None:
@@ -123,12 +189,12 @@ def check_scorer_name(name: str, kind: str) -> None:
             )
 
 
-class ScorerManifest(BaseModel):
+class ScorerManifest(Strict):
     """Everything that determines a scorer's verdicts."""
 
     name: str
     kind: str
-    """'official', 'llm-judge', 'imported', 'human', ..."""
+    """'official', 'trained', 'llm-judge', 'imported', 'human', ..."""
     config: dict[str, Any] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=_environment)
     created_at: str = Field(default_factory=now)
@@ -192,6 +258,9 @@ class Verdict(BaseModel):
     was selected for labelling (flames.scoring.annotate)."""
     error: str | None = None
     created_at: str = Field(default_factory=now)
+    answer_sha: str | None = None
+    """The fingerprint of the answer text judged (`flames.runs.store.text_sha`): a verdict counts
+    only while that text is the one stored."""
 
 
 JUDGE_CHECK_THRESHOLD = 0.8

@@ -1,28 +1,42 @@
 """The run store: one SQLite database (WAL mode) per run directory.
 
 Every answer and verdict is committed as it arrives, so a run killed at any moment resumes from
-what is on disk. A run's manifest is fixed when the run is created; opening it again under a
-different manifest is refused, and so is scoring it under a scorer name whose settings differ.
+what is on disk. One process writes a run at a time (`flames.runs.lock`); readers never wait for
+it. A run's manifest is fixed by its first stored answer: opening it again under a different
+manifest is refused once an answer is stored, and so is scoring it under a scorer name whose
+settings differ once that scorer has a verdict. An ok answer is never replaced, and a verdict
+counts only for the exact answer text it judged (`answer_sha`).
+
+The store's format has a version (`SCHEMA_VERSION`): a run written by a newer flames is refused,
+an older one is read as it is and upgraded by the next writer.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import sqlite3
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from flames._util.outputs import PARTIAL, atomic_path
+from pydantic import BaseModel, ValidationError
+
+from flames._util.outputs import PARTIAL, atomic_path, remove_stale_partials
 from flames.data.dataset import Item
-from flames.errors import FlamesError, ManifestMismatch, UsageError
+from flames.errors import FlamesError, ManifestMismatch, NewerRun
+from flames.runs import lock
+from flames.runs.attacks import TABLES as ATTACK_TABLES, AttackLog
 from flames.runs.records import Answer, RunManifest, ScorerManifest, Verdict, check_scorer_name
 
 DB_NAME = "run.db"
 
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
     position INTEGER NOT NULL, item_id TEXT PRIMARY KEY, dimension TEXT NOT NULL,
@@ -32,24 +46,69 @@ CREATE TABLE IF NOT EXISTS answers (
     item_id TEXT NOT NULL REFERENCES items(item_id), sample INTEGER NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('ok', 'error')), response TEXT, error TEXT,
     finish_reason TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, latency_s REAL,
-    attempts INTEGER NOT NULL, created_at TEXT NOT NULL,
+    attempts INTEGER NOT NULL, created_at TEXT NOT NULL, response_sha TEXT,
     PRIMARY KEY (item_id, sample)
 );
 CREATE TABLE IF NOT EXISTS scorers (name TEXT PRIMARY KEY, manifest TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS verdicts (
     scorer TEXT NOT NULL REFERENCES scorers(name), item_id TEXT NOT NULL, sample INTEGER NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('ok', 'error')), score INTEGER, probabilities TEXT,
-    truncated INTEGER NOT NULL, raw TEXT, error TEXT, created_at TEXT NOT NULL,
+    truncated INTEGER NOT NULL, raw TEXT, error TEXT, created_at TEXT NOT NULL, answer_sha TEXT,
     PRIMARY KEY (scorer, item_id, sample)
 );
 CREATE INDEX IF NOT EXISTS items_by_position ON items(position);
 """
+    + ATTACK_TABLES
+)
+
+SCHEMA_VERSION = 3
+"""The store's format. 1: before `answer_sha` (verdicts tied to the answer text they judged) and
+`response_sha`; read as it is (every verdict counts for its answer's text), upgraded by a writer.
+2: before the red-team tables (`flames.runs.attacks`); read as a run without attacks."""
+UPGRADES = {
+    2: "each verdict is now tied to the answer text it judged",
+    3: "it can hold red-team attacks",
+}
+"""What each format brought, for the message a writer's upgrade prints."""
+OLDER_VIEWS = """
+CREATE TEMP VIEW answers AS SELECT *, NULL AS response_sha FROM main.answers;
+CREATE TEMP VIEW verdicts AS SELECT *, NULL AS answer_sha FROM main.verdicts;
+"""
+"""A format-1 run as a reader sees it: the newer columns, empty (NULL IS NULL: every verdict counts
+for its answer, as format 1 had it)."""
+OLDER_THAN_3 = ATTACK_TABLES.replace("CREATE TABLE IF NOT EXISTS", "CREATE TEMP TABLE")
+"""A run before format 3 as a reader sees it: no attacks (empty tables, in the reader's own
+temporary store: the run itself is not written)."""
+ADDED_IN_2 = {
+    "answers": ("response_sha", "UPDATE answers SET response_sha = flames_sha(response)"),
+    "verdicts": (
+        "answer_sha",
+        "UPDATE verdicts SET answer_sha = (SELECT a.response_sha FROM answers a "
+        "WHERE a.item_id = verdicts.item_id AND a.sample = verdicts.sample)",
+    ),
+}
+"""The columns format 2 added, and how a format-1 run fills them: its verdicts are taken to have
+judged the text stored now (format 1 had no way to say otherwise)."""
+BUSY_TIMEOUT_MS = 30_000
+"""How long a statement waits for the database to be free (a reader's checkpoint, ...)."""
+
+
+def text_sha(text: str | None) -> str | None:
+    """The fingerprint of an answer's text that a verdict is tied to (None for no text)."""
+    if text is None:
+        return None
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+FRESH = "v.answer_sha IS a.response_sha"
+"""A verdict `v` counts for answer `a` only if it judged that very text."""
 
 PAGE = 10_000
 """Items (or answers) read at a time when pending work is streamed."""
 
 ANSWER_FIELDS = tuple(Answer.model_fields)
 VERDICT_FIELDS = tuple(Verdict.model_fields)
+RESPONSE = ANSWER_FIELDS.index("response")
 
 
 def _diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -64,24 +123,59 @@ def _diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[st
     return lines
 
 
-class RunStore:
-    """Read and write one run directory."""
+M = TypeVar("M", bound=BaseModel)
 
-    def __init__(self, run_dir: Path, connection: sqlite3.Connection):
+
+def _load(model: type[M], text: str, run_dir: Path, what: str) -> M:
+    """A stored manifest; NewerRun, in one line, if it holds a setting this flames does not know
+    (a newer flames wrote it: reading on would mix results made without that setting)."""
+    try:
+        return model.model_validate_json(text)
+    except ValidationError as exc:
+        unknown = [
+            ".".join(map(str, e["loc"])) for e in exc.errors() if e["type"] == "extra_forbidden"
+        ]
+        if not unknown:
+            raise FlamesError(f"{run_dir}: the manifest of {what} cannot be read: {exc}") from None
+        try:
+            written_by = json.loads(text).get("versions", {}).get("flames", "?")
+        except (ValueError, AttributeError):
+            written_by = "?"
+        raise NewerRun(
+            f"{run_dir}: {what} was made with settings this flames does not know "
+            f"({', '.join(unknown)}; written by flames {written_by}). Upgrade flames to read or "
+            "resume it."
+        ) from None
+
+
+class RunStore:
+    """Read and write one run directory.
+
+    `open` reads (it never writes and never waits for a writer); `open_writer` and
+    `create_or_resume` write, holding the run's lock (`flames.runs.lock`) until `close`.
+    """
+
+    def __init__(self, run_dir: Path, connection: sqlite3.Connection, writer: bool = False):
         self.run_dir = run_dir
         self._db = connection
+        self._writer = writer
+        self.upgraded_from: int | None = None
+        """The store format this writer upgraded the run from, if it did."""
+        self._copy: Path | None = None
+        """A private copy a reader opened (a read-only folder left with a write-ahead log)."""
 
     # -- opening -------------------------------------------------------------------------------
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         db.execute("PRAGMA journal_mode=WAL")
         # In WAL mode NORMAL survives a killed process (every commit is in the WAL file);
         # only an OS crash or power loss can take the last few commits.
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
-        db.executescript(SCHEMA)
+        db.create_function("flames_sha", 1, text_sha, deterministic=True)
         return db
 
     @classmethod
@@ -89,12 +183,111 @@ class RunStore:
         return (Path(run_dir) / DB_NAME).is_file()
 
     @classmethod
-    def open(cls, run_dir: Path | str) -> RunStore:
-        """Open an existing run."""
-        run_dir = Path(run_dir)
+    def _require(cls, run_dir: Path) -> None:
         if not cls.exists(run_dir):
             raise FlamesError(f"{run_dir}: not a flames run directory (no {DB_NAME})")
-        return cls(run_dir, cls._connect(run_dir / DB_NAME))
+
+    @classmethod
+    def open(cls, run_dir: Path | str) -> RunStore:
+        """Open an existing run to read it: also in a read-only folder, and while a writer works."""
+        run_dir = Path(run_dir)
+        cls._require(run_dir)
+        path = run_dir / DB_NAME
+        copy = None
+        try:
+            db = sqlite3.connect(
+                f"{path.absolute().as_uri()}?mode=ro", uri=True, check_same_thread=False
+            )
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:  # a read-only folder: no -shm can be made there
+            wal = run_dir / (DB_NAME + "-wal")
+            if not wal.is_file() or wal.stat().st_size == 0:  # nothing beside the database
+                db = sqlite3.connect(
+                    f"{path.absolute().as_uri()}?immutable=1", uri=True, check_same_thread=False
+                )
+            else:  # a writer was cut: read a private copy, with its log, where -shm can be made
+                copy = Path(tempfile.mkdtemp(prefix="flames-run-"))
+                shutil.copyfile(path, copy / DB_NAME)
+                shutil.copyfile(wal, copy / wal.name)
+                db = sqlite3.connect(copy / DB_NAME, check_same_thread=False)
+        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        store = cls(run_dir, db)
+        store._copy = copy
+        try:
+            version = store._check_format()
+            if version < 2:
+                db.executescript(OLDER_VIEWS)
+            if version < 3:
+                db.executescript(OLDER_THAN_3)
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @classmethod
+    def open_writer(cls, run_dir: Path | str, command: str, wait: bool = False) -> RunStore:
+        """Open an existing run to write it, holding its lock; RunLocked if another process
+        writes it (with `wait`, wait for it). An older store format is upgraded."""
+        run_dir = Path(run_dir)
+        cls._require(run_dir)
+        lock.acquire(run_dir, command, wait)
+        try:
+            cls._require(run_dir)
+            store = cls(run_dir, cls._connect(run_dir / DB_NAME), writer=True)
+        except BaseException:
+            lock.release(run_dir)
+            raise
+        try:
+            store._prepare()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def _prepare(self) -> None:
+        """A writer's checks and tidying: the format (upgraded if older), the manifest, and
+        temporary files a killed writer left."""
+        version = self._check_format()
+        if version < SCHEMA_VERSION:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._create_tables()
+                for table, (column, fill) in ADDED_IN_2.items():
+                    columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                    if column not in columns:
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+                        self._db.execute(fill)
+                self._set_format()
+            self.upgraded_from = version
+        remove_stale_partials(self.run_dir)
+        for stale in self.run_dir.glob(f".{DB_NAME}{PARTIAL}*"):  # a creation that was cut
+            stale.unlink(missing_ok=True)
+
+    def _create_tables(self) -> None:
+        """The tables and index of `SCHEMA` that are missing (inside the caller's transaction:
+        unlike executescript, this never commits it)."""
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                self._db.execute(statement)
+
+    def _set_format(self) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+
+    def _check_format(self) -> int:
+        """The store's format; NewerRun if this flames cannot read it."""
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
+        if "meta" not in tables:
+            return SCHEMA_VERSION if not tables else 1
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = 1 if row is None else int(row[0])
+        if version > SCHEMA_VERSION:
+            raise NewerRun(
+                f"{self.run_dir}: written by a newer flames (store format {version}; this one "
+                f"reads up to {SCHEMA_VERSION}). Upgrade flames to read or resume it."
+            )
+        return version
 
     @classmethod
     def create_or_resume(
@@ -103,8 +296,12 @@ class RunStore:
         manifest: RunManifest,
         items: Iterable[Item],
         fill: Callable[[RunStore], None] | None = None,
+        command: str = "write",
+        wait: bool = False,
     ) -> RunStore:
-        """Create a run, or reopen it if its manifest is the same; refuse otherwise.
+        """Create a run, or reopen it if its manifest is the same; refuse otherwise, unless the
+        run holds no answer yet (a failed first attempt): then it starts afresh with these
+        settings. The run's lock is held until the store is closed.
 
         A new run is built in a temporary file beside run.db and renamed into place, so a
         process killed at any moment leaves either no run or a complete, resumable one. `fill`
@@ -112,49 +309,85 @@ class RunStore:
         already exists it is called on the reopened run.
         """
         run_dir = Path(run_dir)
-        if run_dir.exists() and not run_dir.is_dir():
-            raise UsageError(f"{run_dir}: not a directory; give a folder for the run")
+        lock.acquire(run_dir, command, wait)
+        try:
+            store = cls._create_or_resume(run_dir, manifest, items, fill)
+        except BaseException:
+            lock.release(run_dir)
+            raise
+        return store
+
+    @classmethod
+    def _create_or_resume(
+        cls,
+        run_dir: Path,
+        manifest: RunManifest,
+        items: Iterable[Item],
+        fill: Callable[[RunStore], None] | None,
+    ) -> RunStore:
         if cls.exists(run_dir):
-            store = cls.open(run_dir)
-            if store._stored_manifest() is None and store._is_empty():
-                # created in place and cut before its manifest (older versions): start afresh
-                store.close()
-                for suffix in ("", "-wal", "-shm", "-journal"):
-                    (run_dir / (DB_NAME + suffix)).unlink(missing_ok=True)
-            else:
-                try:
+            store = cls(run_dir, cls._connect(run_dir / DB_NAME), writer=True)
+            try:
+                store._prepare()
+                if store._stored_manifest() is not None and store._has_answers():
                     store.check_manifest(manifest)
-                except ManifestMismatch:
-                    store.close()
-                    raise
+                elif (
+                    store._stored_manifest() is None
+                    or store.manifest.identity() != manifest.identity()
+                ):
+                    store._start_afresh(manifest, items)
                 if fill is not None:
                     fill(store)
-                return store
-        made = not run_dir.exists()
-        run_dir.mkdir(parents=True, exist_ok=True)
+            except BaseException:
+                store._db.close()
+                raise
+            return store
         for stale in run_dir.glob(f".{DB_NAME}{PARTIAL}*"):  # left by a creation that was cut
             stale.unlink(missing_ok=True)
-        try:
-            with atomic_path(run_dir / DB_NAME) as tmp:
-                building = cls(run_dir, sqlite3.connect(tmp, isolation_level=None))
-                try:
-                    building._db.executescript(SCHEMA)
-                    building._db.execute("PRAGMA foreign_keys=ON")
+        with atomic_path(run_dir / DB_NAME) as tmp:
+            building = cls(run_dir, sqlite3.connect(tmp, isolation_level=None), writer=True)
+            try:
+                building._db.execute("PRAGMA foreign_keys=ON")
+                with building._db:
+                    building._db.execute("BEGIN")
+                    building._create_tables()
+                    building._set_format()
                     building._insert_run(manifest, items)
-                    if fill is not None:
-                        fill(building)
-                finally:
-                    building.close()
-        except BaseException:  # a failed or interrupted creation leaves no empty folder
-            if made and not any(run_dir.iterdir()):
-                run_dir.rmdir()
-            raise
-        return cls.open(run_dir)
+                if fill is not None:
+                    fill(building)
+            finally:
+                building._db.close()
+        store = cls(run_dir, cls._connect(run_dir / DB_NAME), writer=True)
+        return store
+
+    def _has_answers(self) -> bool:
+        """Whether the run holds an answer (failed attempts do not count) or a verdict."""
+        return any(
+            self._db.execute(query).fetchone() is not None
+            for query in (
+                "SELECT 1 FROM answers WHERE status = 'ok' LIMIT 1",
+                "SELECT 1 FROM verdicts LIMIT 1",
+                "SELECT 1 FROM attack_calls WHERE status = 'ok' LIMIT 1",
+            )
+        )
+
+    def _start_afresh(self, manifest: RunManifest, items: Iterable[Item]) -> None:
+        """Replace a run that holds no answer (nothing but failed attempts, made under other
+        settings) with a new one under `manifest`."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._create_tables()
+            for table in ("attacks", "attack_calls", "verdicts", "scorers", "answers", "items"):
+                self._db.execute(f"DELETE FROM {table}")
+            self._db.execute("DELETE FROM meta WHERE key = 'manifest'")
+            self._set_format()
+            self._insert_run(manifest, items)
 
     def check_manifest(self, manifest: RunManifest) -> None:
-        """ManifestMismatch when `manifest` would not resume this run (its identity differs)."""
-        if self._stored_manifest() is None:  # cut before its manifest: created afresh
-            return
+        """ManifestMismatch when `manifest` would not resume this run (its identity differs)
+        and the run already holds answers made under its own."""
+        if self._stored_manifest() is None or not self._has_answers():
+            return  # nothing stored yet: the run starts afresh under `manifest`
         stored = self.manifest
         if stored.identity() != manifest.identity():
             changes = "\n  ".join(_diff(stored.identity(), manifest.identity()))
@@ -163,39 +396,62 @@ class RunStore:
                 f"{changes}\nUse a new run directory, or the original settings to resume."
             )
 
+    def update_information(self, manifest: RunManifest) -> None:
+        """Record what `manifest` says for information (a red-team run's prices, its judge's
+        latest sanity check, ...) when it is the run's own (same identity); the creation time
+        stays."""
+        stored = self.manifest
+        if stored.identity() != manifest.identity():
+            raise ManifestMismatch(f"{self.run_dir}: another run's manifest")
+        updated = manifest.model_copy(update={"created_at": stored.created_at})
+        if updated != stored:
+            with self._db:
+                self._db.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'manifest'",
+                    (updated.model_dump_json(),),
+                )
+
     def _insert_run(self, manifest: RunManifest, items: Iterable[Item]) -> None:
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?)",
+        """Write the items and the manifest (inside the caller's transaction)."""
+        self._db.executemany(
+            "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?)",
+            (
                 (
-                    (
-                        i,
-                        it.id,
-                        it.dimension.value,
-                        it.subcomponent,
-                        it.prompt,
-                        json.dumps(it.meta, ensure_ascii=False),
-                    )
-                    for i, it in enumerate(items)
-                ),
-            )
-            self._db.execute(
-                "INSERT INTO meta VALUES ('manifest', ?)", (manifest.model_dump_json(),)
-            )
+                    i,
+                    it.id,
+                    it.dimension.value,
+                    it.subcomponent,
+                    it.prompt,
+                    json.dumps(it.meta, ensure_ascii=False),
+                )
+                for i, it in enumerate(items)
+            ),
+        )
+        self._db.execute("INSERT INTO meta VALUES ('manifest', ?)", (manifest.model_dump_json(),))
 
     def _stored_manifest(self) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'manifest'").fetchone()
         return None if row is None else str(row[0])
 
-    def _is_empty(self) -> bool:
-        return all(
-            self._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0
-            for table in ("items", "answers", "verdicts")
-        )
+    def discard_if_empty(self) -> bool:
+        """Delete the run if it holds no answer at all (a writer that created it, then failed
+        before storing anything, leaves nothing behind); return whether it did. Closes."""
+        empty = self._writer and self.count_answers() == 0 and not self.attack_log().has_calls()
+        self._db.close()
+        if empty:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                (self.run_dir / (DB_NAME + suffix)).unlink(missing_ok=True)
+        self.close()
+        return empty
 
     def close(self) -> None:
         self._db.close()
+        if self._copy is not None:
+            shutil.rmtree(self._copy, ignore_errors=True)
+            self._copy = None
+        if self._writer:
+            self._writer = False
+            lock.release(self.run_dir)
 
     def __enter__(self) -> RunStore:
         return self
@@ -210,7 +466,11 @@ class RunStore:
         stored = self._stored_manifest()
         if stored is None:
             raise FlamesError(f"{self.run_dir}: the run has no manifest (was its creation cut?)")
-        return RunManifest.model_validate_json(stored)
+        return _load(RunManifest, stored, self.run_dir, "the run")
+
+    def attack_log(self) -> AttackLog:
+        """The red-team tables: attack calls and outcomes (`flames.runs.attacks`)."""
+        return AttackLog(self)
 
     def count_items(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM items").fetchone()[0])
@@ -227,24 +487,44 @@ class RunStore:
     # -- answers -------------------------------------------------------------------------------
 
     def record_answers(self, answers: Iterable[Answer]) -> None:
-        """Write answers durably; an answer replaces an earlier error for the same sample."""
+        """Write answers durably. An answer replaces an earlier error for the same sample, never
+        an ok answer: that one stays as it is."""
         self.record_answer_rows(
             tuple(data[f] for f in ANSWER_FIELDS) for data in (a.model_dump() for a in answers)
         )
 
     def record_answer_rows(self, rows: Iterable[tuple[Any, ...]]) -> None:
         """record_answers for rows already in ANSWER_FIELDS order (bulk imports)."""
-        self._upsert("answers", ANSWER_FIELDS, list(rows))
+        self._upsert(
+            "answers",
+            (*ANSWER_FIELDS, "response_sha"),
+            [(*row, text_sha(row[RESPONSE])) for row in rows],
+            ("item_id", "sample"),
+            "answers.status = 'error'",
+        )
 
-    def _upsert(self, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
-        """Insert or replace rows in one transaction (durable once it returns)."""
+    def _upsert(
+        self,
+        table: str,
+        columns: tuple[str, ...],
+        rows: list[tuple[Any, ...]],
+        key: tuple[str, ...],
+        replace_when: str,
+    ) -> None:
+        """Insert rows in one transaction (durable once it returns); a row whose `key` is
+        already stored replaces it only where `replace_when` holds of the stored row."""
+        if not self._writer:
+            raise FlamesError(f"{self.run_dir}: opened to read, not to write")
         if not rows:
             return
         marks = ", ".join("?" for _ in columns)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
         with self._db:
             self._db.execute("BEGIN")
             self._db.executemany(
-                f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
+                f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates} WHERE {replace_when}",
+                rows,
             )
 
     def answers(self) -> list[Answer]:
@@ -305,17 +585,24 @@ class RunStore:
 
     # -- verdicts ------------------------------------------------------------------------------
 
+    def _has_verdicts(self, scorer: str) -> bool:
+        query = "SELECT 1 FROM verdicts WHERE scorer = ? AND status = 'ok' LIMIT 1"
+        return self._db.execute(query, (scorer,)).fetchone() is not None
+
     def check_scorer(self, manifest: ScorerManifest) -> ScorerManifest | None:
         """The scorer recorded under the manifest's name, if any; ManifestMismatch when its
-        settings differ (nothing is written)."""
+        settings differ and it has verdicts (nothing is written). A scorer with no verdict yet
+        (only failed attempts) is not held to its first settings."""
         check_scorer_name(manifest.name, manifest.kind)
         row = self._db.execute(
             "SELECT manifest FROM scorers WHERE name = ?", (manifest.name,)
         ).fetchone()
         if row is None:
             return None
-        stored = ScorerManifest.model_validate_json(row[0])
+        stored = _load(ScorerManifest, row[0], self.run_dir, f"scorer {manifest.name!r}")
         if stored.identity() != manifest.identity():
+            if not self._has_verdicts(manifest.name):
+                return None
             changes = "\n  ".join(_diff(stored.identity(), manifest.identity()))
             raise ManifestMismatch(
                 f"{self.run_dir}: scorer {manifest.name!r} was used with other settings; "
@@ -325,12 +612,16 @@ class RunStore:
         return stored
 
     def register_scorer(self, manifest: ScorerManifest) -> None:
-        """Record a scorer for this run, or check it matches the one recorded under its name."""
+        """Record a scorer for this run, or check it matches the one recorded under its name;
+        a scorer with no verdict yet takes these settings (its failed attempts are dropped)."""
         stored = self.check_scorer(manifest)
         if stored is None:
             with self._db:
+                self._db.execute("BEGIN")
+                self._db.execute("DELETE FROM verdicts WHERE scorer = ?", (manifest.name,))
                 self._db.execute(
-                    "INSERT INTO scorers VALUES (?, ?)", (manifest.name, manifest.model_dump_json())
+                    "INSERT OR REPLACE INTO scorers VALUES (?, ?)",
+                    (manifest.name, manifest.model_dump_json()),
                 )
             return
         if manifest.check is not None and manifest.check != stored.check:  # the latest check
@@ -341,26 +632,57 @@ class RunStore:
                     (updated.model_dump_json(), manifest.name),
                 )
 
+    def forget_scorer_if_unused(self, name: str) -> None:
+        """Drop a scorer that has no verdict at all (a first attempt that failed before any), so
+        it leaves no trace behind."""
+        with self._db:
+            self._db.execute("BEGIN")
+            if self._db.execute("SELECT 1 FROM verdicts WHERE scorer = ?", (name,)).fetchone():
+                return
+            self._db.execute("DELETE FROM scorers WHERE name = ?", (name,))
+
     def scorers(self) -> dict[str, ScorerManifest]:
         rows = self._db.execute("SELECT name, manifest FROM scorers ORDER BY name")
-        return {name: ScorerManifest.model_validate_json(m) for name, m in rows}
+        return {
+            name: _load(ScorerManifest, m, self.run_dir, f"scorer {name!r}") for name, m in rows
+        }
 
-    def record_verdicts(self, scorer: str, verdicts: Iterable[Verdict]) -> None:
+    def record_verdicts(
+        self, scorer: str, verdicts: Iterable[Verdict], relabel: bool = False
+    ) -> None:
+        """Write verdicts durably, each tied to the answer text it judged (`answer_sha`). A
+        verdict replaces the scorer's earlier error, or its verdict on text no longer stored;
+        with `relabel` (a person changing their label) it replaces any."""
         rows = []
         for v in verdicts:
+            if v.answer_sha is None:
+                raise ValueError(f"verdict on {v.item_id}/{v.sample} names no answer text")
             data = v.model_dump()
             data["probabilities"] = json.dumps(v.probabilities) if v.probabilities else None
             rows.append(tuple(data[f] for f in VERDICT_FIELDS))
-        self.record_verdict_rows(scorer, rows)
+        self.record_verdict_rows(scorer, rows, relabel)
 
-    def record_verdict_rows(self, scorer: str, rows: Iterable[tuple[Any, ...]]) -> None:
+    def record_verdict_rows(
+        self, scorer: str, rows: Iterable[tuple[Any, ...]], relabel: bool = False
+    ) -> None:
         """record_verdicts for rows already in VERDICT_FIELDS order, probabilities as JSON."""
-        self._upsert("verdicts", ("scorer", *VERDICT_FIELDS), [(scorer, *row) for row in rows])
+        self._upsert(
+            "verdicts",
+            ("scorer", *VERDICT_FIELDS),
+            [(scorer, *row) for row in rows],
+            ("scorer", "item_id", "sample"),
+            "1"
+            if relabel
+            else "verdicts.status = 'error' OR verdicts.answer_sha IS NOT excluded.answer_sha",
+        )
 
     def verdicts(self, scorer: str) -> list[Verdict]:
+        """`scorer`'s verdicts that count: on the answer text stored now."""
+        columns = ", ".join(f"v.{f}" for f in VERDICT_FIELDS)
         rows = self._db.execute(
-            f"SELECT {', '.join(VERDICT_FIELDS)} FROM verdicts WHERE scorer = ? "
-            "ORDER BY item_id, sample",
+            f"SELECT {columns} FROM verdicts v JOIN answers a "
+            f"ON a.item_id = v.item_id AND a.sample = v.sample AND {FRESH} "
+            "WHERE v.scorer = ? ORDER BY v.item_id, v.sample",
             (scorer,),
         )
         verdicts = []
@@ -371,8 +693,11 @@ class RunStore:
         return verdicts
 
     def failed_verdicts(self, scorer: str) -> int:
-        """How many of `scorer`'s verdicts are errors."""
-        query = "SELECT count(*) FROM verdicts WHERE scorer = ? AND status = 'error'"
+        """How many of `scorer`'s verdicts that count are errors."""
+        query = (
+            f"SELECT count(*) FROM verdicts v JOIN answers a ON a.item_id = v.item_id "
+            f"AND a.sample = v.sample AND {FRESH} WHERE v.scorer = ? AND v.status = 'error'"
+        )
         return int(self._db.execute(query, (scorer,)).fetchone()[0])
 
     def joined(self, scorer: str) -> Iterator[tuple[Any, ...]]:
@@ -391,7 +716,7 @@ class RunStore:
             "FROM items i "
             "LEFT JOIN answers a ON a.item_id = i.item_id "
             "LEFT JOIN verdicts v "
-            "ON v.scorer = ? AND v.item_id = a.item_id AND v.sample = a.sample "
+            f"ON v.scorer = ? AND v.item_id = a.item_id AND v.sample = a.sample AND {FRESH} "
             "ORDER BY i.position, a.sample",
             (scorer,),
         )
@@ -424,8 +749,9 @@ class RunStore:
     def pending_verdicts(
         self, scorer: str, retry_errors: bool = False, page: int = PAGE
     ) -> Iterator[tuple[Item, Answer]]:
-        """Successful answers that `scorer` has not judged yet (or failed on, with retry), with
-        their items, in (item id, sample) order, read `page` answers at a time."""
+        """Successful answers that `scorer` has not judged yet (or failed on, with retry; or
+        judged in another text than the one stored), with their items, in (item id, sample)
+        order, read `page` answers at a time."""
         after: tuple[str, int] = ("", -1)
         columns = ", ".join(f"a.{f}" for f in ANSWER_FIELDS)
         while True:
@@ -433,7 +759,7 @@ class RunStore:
                 f"SELECT i.dimension, i.subcomponent, i.prompt, i.meta, {columns}, v.status "
                 "FROM answers a JOIN items i ON i.item_id = a.item_id "
                 "LEFT JOIN verdicts v "
-                "ON v.scorer = ? AND v.item_id = a.item_id AND v.sample = a.sample "
+                f"ON v.scorer = ? AND v.item_id = a.item_id AND v.sample = a.sample AND {FRESH} "
                 "WHERE (a.item_id, a.sample) > (?, ?) AND a.status = 'ok' "
                 "ORDER BY a.item_id, a.sample LIMIT ?",
                 (scorer, *after, page),
@@ -458,7 +784,7 @@ class RunStore:
         return int(
             self._db.execute(
                 "SELECT count(*) FROM answers a LEFT JOIN verdicts v "
-                "ON v.scorer = ? AND v.item_id = a.item_id AND v.sample = a.sample "
+                f"ON v.scorer = ? AND v.item_id = a.item_id AND v.sample = a.sample AND {FRESH} "
                 "WHERE a.status = 'ok' AND (v.status IS NULL OR (? AND v.status = 'error'))",
                 (scorer, retry_errors),
             ).fetchone()[0]

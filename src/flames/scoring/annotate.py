@@ -18,7 +18,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from flames._util.outputs import atomic_open, csv_cell
+from flames._util.outputs import atomic_open, csv_cell, csv_value, long_csv_fields
+from flames._util.text import storable
 from flames.data.dataset import Item, iter_jsonl
 from flames.errors import DataError, UsageError
 from flames.runs.records import (
@@ -30,7 +31,7 @@ from flames.runs.records import (
     ScorerManifest,
     Verdict,
 )
-from flames.runs.store import RunStore
+from flames.runs.store import RunStore, text_sha
 
 HUMAN_PREFIX = "human:"
 EXPORT_FIELDS = (
@@ -125,21 +126,28 @@ def export_items(
     elif path.suffix == ".jsonl":
         with atomic_open(path) as fh:
             for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                fh.write(storable(json.dumps(row, ensure_ascii=False)) + "\n")
     else:
         raise DataError("export to a .csv or .jsonl file", path)
     return len(rows)
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The rows of a label file with their line numbers; CSV cells as `export_items` was given
+    them (`csv_value`), of any length."""
     if path.suffix == ".csv":
         try:
-            with path.open(encoding="utf-8-sig", newline="") as fh:
+            with path.open(encoding="utf-8-sig", newline="") as fh, long_csv_fields():
                 reader = csv.DictReader(fh)
                 for row in reader:
-                    yield reader.line_num, row
+                    yield (
+                        reader.line_num,
+                        {k: csv_value(v) if isinstance(v, str) else v for k, v in row.items()},
+                    )
         except UnicodeDecodeError:
             raise DataError("not valid UTF-8; save the file as UTF-8", path) from None
+        except csv.Error as exc:
+            raise DataError(f"not a readable CSV file ({exc})", path) from None
     elif path.suffix == ".jsonl":
         yield from iter_jsonl(path)
     else:
@@ -162,8 +170,6 @@ def import_labels(store: RunStore, path: Path, annotator: str | None = None) -> 
         if not label:
             continue
         item_id = str(row.get("item_id") or "")
-        if item_id not in items and item_id.startswith("'") and item_id[1:] in items:
-            item_id = item_id[1:]  # as neutralised by export_items for spreadsheets
         if item_id not in items:
             raise DataError(f"unknown item_id {item_id!r}", path, line)
         try:
@@ -191,6 +197,13 @@ def import_labels(store: RunStore, path: Path, annotator: str | None = None) -> 
 
 
 def record_labels(store: RunStore, annotator: str, verdicts: Sequence[Verdict]) -> None:
+    """Store a person's labels, each tied to the answer text stored now; a new label for the
+    same answer replaces their earlier one."""
     name = human_scorer(annotator)
     store.register_scorer(ScorerManifest(name=name, kind="human", config={"annotator": annotator}))
-    store.record_verdicts(name, verdicts)
+    texts = store.texts((v.item_id, v.sample) for v in verdicts)
+    tied = [
+        v.model_copy(update={"answer_sha": text_sha(texts[(v.item_id, v.sample)][1])})
+        for v in verdicts
+    ]
+    store.record_verdicts(name, tied, relabel=True)

@@ -4,11 +4,19 @@ label written to the run store the moment it is given (as scorer ``human:<annota
 Only the page itself can write: every write carries a token made for this server and embedded
 in the page; the Host and Origin headers must name the address the server is bound to (no DNS
 rebinding, no other origin); bodies must be JSON; a label must be an integer on the item's scale.
+No other page may frame it (``X-Frame-Options: DENY`` and ``frame-ancestors 'none'`` on every
+response: no clickjacking). Anything malformed gets a 400 naming what is wrong, never a 500 or a
+traceback; the server says where it is only once it is listening.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import errno
 import json
+import logging
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from importlib.resources import files
@@ -17,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
+from flames.errors import FlamesError
 from flames.runs.records import Verdict
 from flames.runs.store import RunStore
 from flames.scoring.annotate import human_scorer, queue, record_labels
@@ -27,6 +36,41 @@ ANNOTATOR = web.AppKey("annotator", str)
 TOKEN = web.AppKey("token", str)
 TOKEN_HEADER = "X-Flames-Token"
 LOCAL_NAMES = ("127.0.0.1", "localhost")
+HOST = "127.0.0.1"
+NOT_FRAMED = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
+"""Sent with every response: no page of another origin can frame this one (clickjacking)."""
+INDEX = re.compile(r"-?[0-9]{1,18}")
+MAX_BODY = 64 * 1024
+"""A label's request is a few dozen bytes."""
+log = logging.getLogger(__name__)
+
+
+class PortInUse(FlamesError):
+    """The labelling page's port is taken (exit code 1): choose another with --port."""
+
+
+async def not_framed(_: web.Request, response: web.StreamResponse) -> None:
+    """Every response, errors included, forbids framing."""
+    response.headers.update(NOT_FRAMED)
+
+
+@web.middleware
+async def no_tracebacks(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """A failure the handlers did not foresee is answered 500 in one logged line, without the
+    traceback aiohttp would print."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception as exc:
+        log.error("%s %s failed: %s: %s", request.method, request.path, type(exc).__name__, exc)
+        raise web.HTTPInternalServerError(text="internal error") from None
 
 
 @web.middleware
@@ -70,8 +114,8 @@ async def item(request: web.Request) -> web.Response:
             len(items) - 1,
         )
     else:
-        if not index.lstrip("-").isdigit():
-            raise web.HTTPBadRequest(text="index must be an integer")
+        if not INDEX.fullmatch(index):
+            raise web.HTTPBadRequest(text="index must be an integer of at most 18 digits")
         position = max(0, min(int(index), len(items) - 1))
     it, answer = items[position]
     return web.json_response(
@@ -101,14 +145,17 @@ def _integer(body: dict[str, Any], key: str) -> int:
 
 async def label(request: web.Request) -> web.Response:
     app = request.app
-    if not secrets.compare_digest(request.headers.get(TOKEN_HEADER, ""), app[TOKEN]):
+    given = request.headers.get(TOKEN_HEADER, "").encode("utf-8", "surrogateescape")
+    if not secrets.compare_digest(given, app[TOKEN].encode()):
         raise web.HTTPForbidden(text="missing or wrong token: reload the page")
     if request.content_type != "application/json":
         raise web.HTTPUnsupportedMediaType(text="send application/json")
     try:
-        body = json.loads(await request.text())
-    except json.JSONDecodeError:
-        raise web.HTTPBadRequest(text="the body is not JSON") from None
+        body = json.loads(await request.read())
+    except RecursionError:
+        raise web.HTTPBadRequest(text="the body is nested too deeply") from None
+    except ValueError:  # not JSON, not UTF-8, or a number too long to read
+        raise web.HTTPBadRequest(text="the body is not JSON a label can be read from") from None
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(text="the body must be a JSON object")
     index = _integer(body, "index")
@@ -126,9 +173,12 @@ async def label(request: web.Request) -> web.Response:
     return web.json_response({"saved": True, "labelled": len(_labels(app))})
 
 
-def make_app(run_dir: Path, annotator: str, first: Sequence[str] = ()) -> web.Application:
-    store = RunStore.open(run_dir)
-    app = web.Application(middlewares=[same_origin])
+def make_app(
+    run_dir: Path, annotator: str, first: Sequence[str] = (), wait: bool = False
+) -> web.Application:
+    store = RunStore.open_writer(run_dir, "annotate serve", wait)
+    app = web.Application(middlewares=[no_tracebacks, same_origin], client_max_size=MAX_BODY)
+    app.on_response_prepare.append(not_framed)
     app[TOKEN] = secrets.token_urlsafe(32)
     app[STORE] = store
     app[QUEUE] = queue(store, first)
@@ -144,5 +194,37 @@ def make_app(run_dir: Path, annotator: str, first: Sequence[str] = ()) -> web.Ap
     return app
 
 
-def serve(run_dir: Path, annotator: str, port: int, first: Sequence[str] = ()) -> None:
-    web.run_app(make_app(run_dir, annotator, first), host="127.0.0.1", port=port, print=None)
+def serve(
+    run_dir: Path,
+    annotator: str,
+    port: int,
+    first: Sequence[str] = (),
+    wait: bool = False,
+    ready: Callable[[str], None] = print,
+) -> None:
+    """Serve the page on 127.0.0.1:`port` until Ctrl-C; `ready` gets its URL once it is
+    listening. PortInUse, in one line, when the port is taken."""
+    app = make_app(run_dir, annotator, first, wait)
+    with contextlib.suppress(KeyboardInterrupt):  # the way to stop it: labels are saved already
+        asyncio.run(_serve(app, port, ready))
+
+
+async def _serve(app: web.Application, port: int, ready: Callable[[str], None]) -> None:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, HOST, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(
+                    f"port {port} on {HOST} is in use (another labelling page, or another "
+                    "program): choose another with --port"
+                ) from None
+            raise FlamesError(f"cannot listen on {HOST}:{port}: {exc.strerror}") from None
+        bound = runner.addresses[0][1]  # the port given, or the one chosen for port 0
+        ready(f"http://{HOST}:{bound}/")
+        await asyncio.Event().wait()  # until Ctrl-C cancels it
+    finally:
+        await runner.cleanup()

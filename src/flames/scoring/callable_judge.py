@@ -43,8 +43,8 @@ class CallableJudge:
             config={"function": self.function_name, "version": self.version},
         )
 
-    async def _verdict(self, pair: tuple[Item, Answer]) -> Verdict:
-        item, answer = pair
+    async def verdict(self, item: Item, answer: Answer) -> Verdict:
+        """One answer's verdict (an exception or an off-scale score is its error)."""
         dimension = item.dimension
         try:
             score = await call(self.function, item.prompt, answer.response or "", dimension.value)
@@ -63,5 +63,6 @@ class CallableJudge:
 
     def score(self, pairs: Sequence[tuple[Item, Answer]]) -> Iterator[list[Verdict]]:
         """Yield every verdict alone, as it comes, `concurrency` calls at a time."""
-        for verdict in iterate_sync(stream_concurrently(pairs, self._verdict, self.concurrency)):
+        verdicts = stream_concurrently(pairs, lambda pair: self.verdict(*pair), self.concurrency)
+        for verdict in iterate_sync(verdicts):
             yield [verdict]

@@ -14,8 +14,8 @@ from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
-from rich.markup import escape
 
+from flames._util.terminal import inline
 from flames.data.dataset import Item
 from flames.data.taxonomy import Dimension
 from flames.errors import JudgeRejected
@@ -83,4 +83,4 @@ def vet_judge(judge: LLMJudge, skip: bool = False) -> str:
             "Use a stronger judge, or pass --skip-judge-check to judge anyway."
         )
     judge.check = result.model_dump(mode="json")
-    return f"judge sanity check passed: {escape(result.summary())}"
+    return f"judge sanity check passed: {inline(result.summary())}"

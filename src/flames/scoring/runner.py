@@ -9,9 +9,10 @@ from typing import Protocol
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from flames._util.terminal import inline
 from flames.data.dataset import Item
 from flames.runs.records import Answer, ScorerManifest, Verdict, cut_at_judge_limit
-from flames.runs.store import RunStore
+from flames.runs.store import RunStore, text_sha
 
 
 class Scorer(Protocol):
@@ -44,13 +45,27 @@ def run_scoring(
     """Score every successful answer of the run that `scorer` has not judged yet."""
     manifest = scorer.manifest
     store.register_scorer(manifest)
+    try:
+        return _score_pending(store, scorer, manifest, retry_errors, progress)
+    except BaseException:  # a first attempt that stored nothing leaves no scorer behind
+        store.forget_scorer_if_unused(manifest.name)
+        raise
+
+
+def _score_pending(
+    store: RunStore,
+    scorer: Scorer,
+    manifest: ScorerManifest,
+    retry_errors: bool,
+    progress: bool,
+) -> ScoringSummary:
     total = store.count_pending_verdicts(manifest.name, retry_errors)
     summary = ScoringSummary()
     if not total:
         return summary
     pending = store.pending_verdicts(manifest.name, retry_errors)
     bar = Progress(
-        TextColumn(f"[bold]score[/] {manifest.name}"),
+        TextColumn(f"[bold]score[/] {inline(manifest.name)}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
@@ -60,7 +75,12 @@ def run_scoring(
         task = bar.add_task("score", total=total)
         # The scorer gets the pending answers a chunk at a time, never all of them at once.
         while chunk := list(islice(pending, CHUNK)):
+            judged = {(a.item_id, a.sample): text_sha(a.response) for _, a in chunk}
             for verdicts in scorer.score(chunk):
+                verdicts = [
+                    v.model_copy(update={"answer_sha": judged[(v.item_id, v.sample)]})
+                    for v in verdicts
+                ]
                 store.record_verdicts(manifest.name, verdicts)
                 for v in verdicts:
                     summary.scored += v.status == "ok"

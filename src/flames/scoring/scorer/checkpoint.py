@@ -5,6 +5,10 @@ fp16 shards pytorch_model-0000{1,2}-of-00002.bin with pytorch_model.bin.index.js
 loaded one at a time with ``torch.load(weights_only=True)`` and cast to the target dtype;
 `convert` writes a safetensors copy that loads faster. Keys the scorer does not use (lm_head,
 the leftover single-label `score` head, rotary buffers) are skipped and listed in the log.
+
+A scorer trained by flames (flames.training) is loaded by the same code: its folder also holds
+the model card (`flames.scoring.scorer.card`), which says whether config.json is InternLM's (the
+official layout, loaded exactly as above) or another backbone's own transformers config.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from typing import Any
 import torch
 
 from flames.errors import FlamesError
+from flames.scoring.scorer.card import CARD_FILE, Card, read_card
 from flames.scoring.scorer.layout import read_json
-from flames.scoring.scorer.model import FlamesScorerModel, llama_config
+from flames.scoring.scorer.model import HEAD_SIZES, FlamesScorerModel, Pooling, llama_config
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +40,8 @@ SIDE_FILES = (
     "special_tokens_map.json",
     "added_tokens.json",
 )
+TRAINED_SIDE_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "vocab.txt", CARD_FILE)
+"""Files of a trained scorer's transformers tokenizer and card, also part of its fingerprint."""
 IGNORED = re.compile(r"^(lm_head\.|score\.)|rotary_emb\.inv_freq$")
 HUB_PATTERNS = ["*.json", "tokenizer.model", "*.safetensors", "pytorch_model*.bin"]
 
@@ -89,7 +96,8 @@ def resolve(model: str, revision: str | None = None) -> tuple[Path, str]:
     path = Path(model)
     if path.is_dir():
         digest = hashlib.sha256()
-        for name in (*SIDE_FILES, BIN_INDEX, SAFE_INDEX):
+        extra = TRAINED_SIDE_FILES if (path / CARD_FILE).is_file() else ()
+        for name in (*SIDE_FILES, BIN_INDEX, SAFE_INDEX, *extra):
             if (path / name).is_file():
                 digest.update(name.encode() + b"\0" + (path / name).read_bytes())
         return path, "local:" + digest.hexdigest()[:16]
@@ -120,14 +128,43 @@ def _read_shard(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: cannot be read ({type(exc).__name__}: {reason})") from exc
 
 
+def build_model(directory: Path, card: Card | None) -> FlamesScorerModel:
+    """The scorer network a folder describes, its weights not loaded yet (on the meta device for
+    the official layout; uninitialised on the CPU for other backbones, whose buffers must be
+    computed for real)."""
+    config_json = check_folder(directory)
+    if card is None or card.layout == "internlm":
+        pooling = Pooling.LAST if card is None else Pooling(card.pooling)
+        with torch.device("meta"):
+            return FlamesScorerModel(llama_config(config_json), pooling)
+    from transformers import AutoConfig
+
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # transformers 4
+        from transformers.modeling_utils import no_init_weights  # type: ignore[no-redef]
+
+    try:
+        config = AutoConfig.from_pretrained(directory, trust_remote_code=card.trust_remote_code)
+    except (ValueError, OSError, KeyError) as exc:
+        raise CheckpointError(f"{directory / 'config.json'}: not a usable config ({exc})") from None
+    with no_init_weights():
+        return FlamesScorerModel(config, Pooling(card.pooling))
+
+
 def load_model(
-    directory: Path, dtype: torch.dtype, device: str
+    directory: Path, dtype: torch.dtype, device: str, heads: bool = True
 ) -> tuple[FlamesScorerModel, LoadReport]:
-    """Build the scorer from a checkpoint folder, one shard at a time."""
-    config = llama_config(check_folder(directory))
-    with torch.device("meta"):
-        model = FlamesScorerModel(config)
+    """Build the scorer from a checkpoint folder, one shard at a time.
+
+    With ``heads=False`` the folder may lack the classifiers (a backbone in InternLM's layout to
+    train them on); they are then left for the caller to initialise.
+    """
+    card = read_card(directory)
+    model = build_model(directory, card)
     expected = set(model.state_dict())
+    if not heads:
+        expected = {k for k in expected if not k.startswith("classifiers.")}
     loaded: set[str] = set()
     report = LoadReport()
     for shard in shard_files(directory):
@@ -135,7 +172,7 @@ def load_model(
         for key, value in _read_shard(shard).items():
             if IGNORED.search(key):
                 report.ignored.append(key)
-            elif key in expected:
+            elif key in expected or (not heads and key.startswith("classifiers.")):
                 tensors[key] = value.to(dtype)
             else:
                 raise CheckpointError(f"{shard}: unexpected key {key!r}: not a Flames-scorer?")
@@ -146,8 +183,14 @@ def load_model(
     missing = sorted(expected - loaded)
     if missing:
         raise CheckpointError(f"{directory}: missing weights: {', '.join(missing[:8])}")
-    # Non-persistent buffers (rotary frequencies) are not in checkpoints: rebuild them for real.
-    model.model.rotary_emb = type(model.model.rotary_emb)(config=config)
+    if not heads:  # fresh heads, for training: real tensors in place of the meta ones
+        for index, size in enumerate(HEAD_SIZES):
+            if f"classifiers.{index}.weight" not in loaded:
+                layer = torch.nn.Linear(model.config.hidden_size, size, bias=False, dtype=dtype)
+                model.classifiers[index] = layer
+    if card is None or card.layout == "internlm":
+        # Non-persistent buffers (rotary frequencies) are not in checkpoints: rebuild them.
+        model.model.rotary_emb = type(model.model.rotary_emb)(config=model.config)
     if report.ignored:
         log.info("ignored %d checkpoint keys: %s", len(report.ignored), ", ".join(report.ignored))
     return model.to(device).eval(), report

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import sentencepiece as spm
 
@@ -37,7 +38,54 @@ class Encoded:
     truncated: bool
 
 
-class ScorerTokenizer:
+class TemplateEncoder:
+    """Fits the scorer's template into max_length tokens, given `encode` and `truncate`."""
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text` with the special tokens the tokenizer adds, untruncated."""
+        raise NotImplementedError
+
+    def truncate(self, text: str, max_length: int) -> Encoded:
+        """As ``encode(text, truncation=True, max_length=...)``."""
+        raise NotImplementedError
+
+    def encode_fitted(
+        self,
+        render: Callable[[int, int], str],
+        sizes: tuple[int, int],
+        max_length: int,
+        truncation: Truncation,
+    ) -> Encoded:
+        """Encode `render(prompt_chars, response_chars)` within `max_length` tokens.
+
+        `render(p, r)` must give the text with the prompt cut to p characters and the response
+        to r; `sizes` are the full lengths.
+        """
+        prompt_len, response_len = sizes
+        if truncation is Truncation.OFFICIAL:
+            return self.truncate(render(prompt_len, response_len), max_length)
+        ids = self.encode(render(prompt_len, response_len))
+        if len(ids) <= max_length:
+            return Encoded(ids, truncated=False)
+        # Keep the template's tail: the longest response (then prompt) prefix that fits.
+        if len(self.encode(render(prompt_len, 0))) <= max_length:
+            keep = self._longest_fit(lambda r: render(prompt_len, r), response_len, max_length)
+            return Encoded(self.encode(render(prompt_len, keep)), truncated=True)
+        keep = self._longest_fit(lambda p: render(p, 0), prompt_len, max_length)
+        return Encoded(self.encode(render(keep, 0)), truncated=True)
+
+    def _longest_fit(self, text_for: Callable[[int], str], upper: int, max_length: int) -> int:
+        low, high = 0, upper  # invariant: text_for(low) fits
+        while low < high:
+            mid = (low + high + 1) // 2
+            if len(self.encode(text_for(mid))) <= max_length:
+                low = mid
+            else:
+                high = mid - 1
+        return low
+
+
+class ScorerTokenizer(TemplateEncoder):
     def __init__(self, layout: TokenizerLayout, sp: spm.SentencePieceProcessor):
         self.layout = layout
         self.sp = sp
@@ -57,6 +105,10 @@ class ScorerTokenizer:
     @classmethod
     def from_checkpoint(cls, directory: Path) -> ScorerTokenizer:
         return cls(*read_layout(directory))
+
+    def describe(self) -> dict[str, Any]:
+        """What the scorer manifest records about the tokenizer."""
+        return self.layout.describe()
 
     def _chunks(self, text: str) -> list[str]:
         """Cut on the split tokens, then strip whitespace beside each as its flags say."""
@@ -107,38 +159,3 @@ class ScorerTokenizer:
         if self.layout.truncation_side == "left":
             return Encoded(self._wrap(ids[excess:]), truncated=True)
         return Encoded(self._wrap(ids[: len(ids) - excess]), truncated=True)
-
-    def encode_fitted(
-        self,
-        render: Callable[[int, int], str],
-        sizes: tuple[int, int],
-        max_length: int,
-        truncation: Truncation,
-    ) -> Encoded:
-        """Encode `render(prompt_chars, response_chars)` within `max_length` tokens.
-
-        `render(p, r)` must give the text with the prompt cut to p characters and the response
-        to r; `sizes` are the full lengths.
-        """
-        prompt_len, response_len = sizes
-        if truncation is Truncation.OFFICIAL:
-            return self.truncate(render(prompt_len, response_len), max_length)
-        ids = self.encode(render(prompt_len, response_len))
-        if len(ids) <= max_length:
-            return Encoded(ids, truncated=False)
-        # Keep the template's tail: the longest response (then prompt) prefix that fits.
-        if len(self.encode(render(prompt_len, 0))) <= max_length:
-            keep = self._longest_fit(lambda r: render(prompt_len, r), response_len, max_length)
-            return Encoded(self.encode(render(prompt_len, keep)), truncated=True)
-        keep = self._longest_fit(lambda p: render(p, 0), prompt_len, max_length)
-        return Encoded(self.encode(render(keep, 0)), truncated=True)
-
-    def _longest_fit(self, text_for: Callable[[int], str], upper: int, max_length: int) -> int:
-        low, high = 0, upper  # invariant: text_for(low) fits
-        while low < high:
-            mid = (low + high + 1) // 2
-            if len(self.encode(text_for(mid))) <= max_length:
-                low = mid
-            else:
-                high = mid - 1
-        return low

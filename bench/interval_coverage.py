@@ -2,7 +2,7 @@
 than the test suite affords: the same simulations (tests/test_coverage.py,
 tests/test_significance.py), larger.
 
-    python bench/interval_coverage.py            # everything (about ten minutes on one core)
+    python bench/interval_coverage.py            # everything (about nine minutes on 2 cores)
     python bench/interval_coverage.py --quick    # fewer replications
 
 Exact coverage (every table of counts summed with its probability) needs no replications; the
@@ -20,7 +20,8 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flames.analysis.compare import mcnemar_exact, paired_test, sign_flip_test
+from flames.analysis.compare import mcnemar_exact, paired_test, shifted_values, sign_flip_test
+from flames.analysis.intervals import score_interval, weighted_interval
 from flames.analysis.multiplicity import adjust
 from flames.data.taxonomy import Dimension
 from tests.test_coverage import (
@@ -30,6 +31,7 @@ from tests.test_coverage import (
     SIMPLEX,
     exact,
     rate_limits,
+    share_tables,
     simulate_overall,
     t_limits,
     tables,
@@ -37,7 +39,7 @@ from tests.test_coverage import (
     three_level_limits,
     two_level,
 )
-from tests.test_significance import pair
+from tests.test_significance import FLAMES_SIZES as SIZES, pair
 
 LEVELS = np.array([0.0, 0.5, 1.0])
 
@@ -166,13 +168,85 @@ def tests(quick: bool) -> None:
     print(f"overall stratified test, three answers per prompt: level {level / (reps // 2):.4f}")
 
 
+def shares(quick: bool) -> None:
+    print("\n## Harmless rate, three answers per prompt: exact coverage")
+    print("shares of three answers correlated within the prompt (beta-binomial: rates 0.01-0.99,")
+    print("intra-prompt correlation 0.05, 0.3, 0.8)")
+    print("n | worst coverage | worst tail")
+    values = np.array([0.0, 1 / 3, 2 / 3, 1.0])
+    for n in (1, 2, 3, 5, 8, 13) if quick else (1, 2, 3, 5, 8, 13, 21):
+        counts = share_tables(n)
+        inner = (counts[:, 1] > 0) | (counts[:, 2] > 0)
+        steps = 0.5 * np.where(inner, 1 / 3, 1.0)[:, None]
+        low, high = score_interval(values, counts[:, None, :], 0.95, steps)
+        points = []
+        for r in (0.01, 0.05, 0.2, 0.5, 0.8, 0.95, 0.99):
+            for icc in (0.05, 0.3, 0.8):
+                a, b = r * (1 - icc) / icc, (1 - r) * (1 - icc) / icc
+                points.append(stats.betabinom.pmf(np.arange(4), 3, a, b))
+        found = exact(counts, low, high, np.array(points), values)
+        tail = max(found["below"].max(), found["above"].max())
+        print(f"{n} | {found['coverage'].min():.4f} | {tail:.4f}")
+
+
+def paired(quick: bool) -> None:
+    runs = 2500 if quick else 10_000
+    print(f"\n## Overall paired difference: Monte Carlo, {runs} runs per case")
+    print("(P(only A harmless), P(same), P(only B harmless)) per dimension")
+    print("sizes | worst coverage (case)")
+    cases = [
+        [(0.01, 0.98, 0.01)] * 5,
+        [(0.03, 0.96, 0.01)] * 5,
+        [(0.1, 0.75, 0.15)] * 5,
+        [(0.3, 0.4, 0.3)] * 5,
+        [(0.02, 0.9, 0.08), (0.2, 0.7, 0.1), (0.0, 1.0, 0.0), (0.05, 0.9, 0.05), (0.1, 0.8, 0.1)],
+    ]
+    for sizes in (FLAMES_SIZES, SAMPLE_50):
+        rng = np.random.default_rng(sum(sizes))
+        found = []
+        for k, probabilities in enumerate(cases):
+            drawn = zip(sizes, probabilities, strict=True)
+            counts = np.stack([rng.multinomial(n, p, size=runs) for n, p in drawn], axis=1)
+            counts = counts.astype(float)
+            unique, where = np.unique(counts.reshape(runs, -1), axis=0, return_inverse=True)
+            unique = unique.reshape(len(unique), *counts.shape[1:])
+            steps = 0.5 * np.where(unique[..., 1] > 0, 0.5, 1.0)
+            low, high = score_interval([0.0, 0.5, 1.0], unique, 0.95, steps)
+            low, high = low[where.ravel()], high[where.ravel()]
+            truth = np.mean([p[1] / 2 + p[2] for p in probabilities])
+            found.append((np.mean((low <= truth + 1e-12) & (truth - 1e-12 <= high)), k))
+        coverage, k = min(found)
+        print(f"{sizes} | {coverage:.4f} (case {k + 1} of {len(cases)})")
+    reps = 300 if quick else 1000
+    print(f"\n## Overall interval against the overall test: {reps} comparisons, 0.90 -> 0.915")
+    print("answers per prompt | test rejects | CI excludes 0 | CI excludes 0, test does not")
+    for answers in (1, 3):
+        rng = np.random.default_rng(17)
+        rejected = excluded = disagree = 0
+        for _ in range(reps):
+            strata, values = [], []
+            for n in SIZES:
+                a, b = pair(rng, n, 0.9, 0.915, answers=answers)
+                strata.append(b - a)
+                values.append(shifted_values(b - a))
+            low, high = weighted_interval(values, [0.2] * 5, 0.95)
+            excludes = low > 0.5 or high < 0.5
+            rejects = sign_flip_test(strata, rng, 2000) < 0.05
+            rejected += rejects
+            excluded += excludes
+            disagree += excludes and not rejects
+        print(f"{answers} | {rejected / reps:.4f} | {excluded / reps:.4f} | {disagree / reps:.4f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer sizes and replications")
-    parser.add_argument("--parts", default="rate,score,overall,tests")
+    parser.add_argument("--parts", default="rate,score,shares,overall,paired,tests")
     args = parser.parse_args()
     for part in args.parts.split(","):
-        {"rate": rate, "score": score, "overall": overall, "tests": tests}[part](args.quick)
+        parts = {"rate": rate, "score": score, "shares": shares, "overall": overall}
+        parts |= {"paired": paired, "tests": tests}
+        parts[part](args.quick)
 
 
 if __name__ == "__main__":

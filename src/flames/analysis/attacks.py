@@ -404,8 +404,9 @@ def compare_redteam(
     run_a: Path | str, run_b: Path | str, bootstrap_samples: int = 2000, seed: int = 0
 ) -> RedteamComparison:
     """Pair two red-team runs goal by goal (the goals both rated under a strategy) and compare
-    their attack success rates per dimension and overall (`paired_by_dimension`: bootstrap
-    intervals, McNemar's exact test per dimension, a stratified sign-flip test overall)."""
+    their attack success rates per dimension and overall (`paired_by_dimension`: paired score
+    intervals, McNemar's mid-p test per dimension adjusted by Holm over the strategy's
+    dimensions, a stratified sign-flip test overall)."""
     runs = []
     for run_dir in (run_a, run_b):
         with RunStore.open(run_dir) as store:

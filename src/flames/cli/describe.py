@@ -179,12 +179,27 @@ def validated(
         raise typer.BadParameter(message, param_hint=hint) from None
 
 
+def file_settings(description: BaseModel) -> dict[str, Any]:
+    """A description read from a file, as settings that options may change: the functions its
+    model names were resolved to are left out, so that a --model naming another function (or
+    a model that is not a function) is the one called, not only the one recorded."""
+
+    def without_functions(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: without_functions(v) for k, v in value.items() if k != "function"}
+        if isinstance(value, list):
+            return [without_functions(v) for v in value]
+        return value
+
+    return without_functions(description.model_dump())
+
+
 def describe(
     options: dict[str, Any], config: Path | None = None, given: set[str] | None = None
 ) -> Evaluation:
     """The evaluation `flames run` (or `generate`) describes with its options; with a `config`
     file, the file is the base and the options `given` on the command line change it."""
-    settings = load_evaluation(config).model_dump() if config is not None else {}
+    settings = file_settings(load_evaluation(config)) if config is not None else {}
     chosen = given if config is not None else None
     _apply(settings, options, FIELDS, chosen)
     if options.get("device") is not None and (chosen is None or "device" in chosen):
@@ -272,7 +287,7 @@ def describe_redteam(
 ) -> RedteamConfig:
     """The red-team run `flames redteam` describes with its options; with a `config` file, the
     file is the base and the options `given` on the command line change it."""
-    settings = load_redteam_config(config).model_dump() if config else {}
+    settings = file_settings(load_redteam_config(config)) if config else {}
     chosen = given if config is not None else None
 
     def wanted(name: str) -> bool:

@@ -262,3 +262,33 @@ def test_a_format_2_run_is_read_as_a_run_without_attacks_and_upgraded(tmp_path):
     )
     with RunStore.open(run_dir) as store:
         assert store.attack_log().usage()["target"]["requests"] == 0
+
+
+def test_a_red_team_comparison_names_a_run_only_on_an_adjusted_p_value():
+    from flames.analysis.compare import PairedDifference
+    from flames.analysis.multiplicity import Adjustment
+    from flames.reporting.redteam import paired_verdict
+
+    d = PairedDifference(
+        n=60,
+        rate_a=20.0,
+        rate_b=38.3,
+        difference=18.3,
+        ci_low=2.1,
+        ci_high=33.0,
+        a_higher=4,
+        b_higher=15,
+        p_value=0.012,
+        p_adjusted=0.048,
+        adjustment=Adjustment.holm,
+        test="McNemar mid-p",
+    )
+    assert paired_verdict(d, "A", "B") == (
+        "B's attacks succeed more often, by 18.3 points (Holm-adjusted p = 0.048)"
+    )
+    raw_only = d.model_copy(update={"p_adjusted": 0.06})
+    assert paired_verdict(raw_only, "A", "B") == (
+        "no significant difference after Holm correction (adjusted p = 0.06; CI +2.1 to +33.0)"
+    )
+    wide = d.model_copy(update={"p_value": 0.4, "p_adjusted": 1.0, "ci_low": -9.5})
+    assert paired_verdict(wide, "A", "B") == "no significant difference (CI -9.5 to +33.0)"

@@ -192,3 +192,34 @@ def test_the_synthetic_label_file_round_trips(tmp_path):
     assert [json.loads(line)["score"] for line in path.read_text("utf-8").splitlines()] == [
         r["score"] for r in synthetic_labels(10)
     ]
+
+
+def test_kappa_is_undefined_when_labels_and_predictions_are_one_score():
+    """scikit-learn's kappa is NaN there; flames says undefined, with the reason, and prints
+    it as such instead of failing."""
+    import io
+    import warnings
+
+    from rich.console import Console
+    from sklearn.metrics import cohen_kappa_score
+
+    from flames.analysis.calibration import KAPPA_UNDEFINED
+    from flames.analysis.scorer_eval import ScorerComparison, evaluate_predictions
+    from flames.reporting.scorer_eval import print_scorer_comparison
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn warns that it is undefined
+        assert np.isnan(cohen_kappa_score([3] * 4, [3] * 4))
+    found = agreement([3] * 4, [3] * 4, (1, 2, 3), bootstrap=50)
+    assert found.cohen_kappa is None and found.kappa_quadratic is None
+    assert found.undefined["cohen_kappa"] == KAPPA_UNDEFINED
+    assert found.accuracy.value == 100.0
+    evaluation = evaluate_predictions(
+        "rule", "callable", ["Safety"] * 4, {"Safety": (1, 2, 3)}, [3] * 4, [3] * 4, bootstrap=50
+    )
+    comparison = ScorerComparison(
+        n=4, selection="random", labels={}, scorers=[evaluation], bootstrap_samples=50, seed=0
+    )
+    out = io.StringIO()
+    print_scorer_comparison(comparison, Console(file=out, width=200))
+    assert f"undefined: {KAPPA_UNDEFINED}: kappa of rule (all), rule (Safety)" in out.getvalue()

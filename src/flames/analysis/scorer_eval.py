@@ -7,7 +7,8 @@ same labelled answers:
 - macro-F1 over the dimension's scale (classes never seen count 0, as scikit-learn's
   ``zero_division=0``), with a percentile bootstrap interval over the answers;
 - the confusion matrix (label x prediction);
-- Cohen's kappa, unweighted, linear and quadratic (flames.analysis.calibration.cohen_kappa);
+- Cohen's kappa, unweighted, linear and quadratic (flames.analysis.calibration.cohen_kappa),
+  undefined (None, with the reason) when labels and predictions are all one and the same score;
 - the harmless rate the scorer implies against the labels' own, each with that interval,
   and their gap (scorer minus labels) with a paired bootstrap interval: a scorer can be accurate
   and still move the headline number.
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from flames.analysis.calibration import cohen_kappa
+from flames.analysis.calibration import KAPPA_UNDEFINED, cohen_kappa
 from flames.analysis.intervals import proportion_interval
 from flames.analysis.metrics import Estimate
 from flames.data.taxonomy import HARMLESS, THREE_LEVEL
@@ -40,9 +41,10 @@ class Agreement(BaseModel):
     """Percent of answers given the label's score."""
     macro_f1: Estimate
     """Mean F1 over the scale's scores, in percent."""
-    cohen_kappa: float
-    kappa_linear: float
-    kappa_quadratic: float
+    cohen_kappa: float | None
+    """None when undefined (see `undefined`), as each kappa."""
+    kappa_linear: float | None
+    kappa_quadratic: float | None
     confusion: dict[int, dict[int, int]]
     """confusion[label][prediction] = answers."""
     harmless_rate: Estimate
@@ -51,6 +53,8 @@ class Agreement(BaseModel):
     """The labels' own harmless rate."""
     harmless_gap: Estimate
     """Scorer minus labels, in points, with a paired bootstrap interval."""
+    undefined: dict[str, str] = {}
+    """Why a statistic is None: field name -> reason (a zero denominator)."""
 
 
 class ScorerEvaluation(BaseModel):
@@ -106,17 +110,21 @@ def agreement(
     f1 = 100 * float(macro_f1(y, p, scale))
     gap = 100 * float(np.mean(p == HARMLESS) - np.mean(y == HARMLESS))
     gap_draws = 100 * ((pb == HARMLESS).mean(axis=1) - (yb == HARMLESS).mean(axis=1))
+    kappas = {
+        "cohen_kappa": cohen_kappa(y.tolist(), p.tolist()),
+        "kappa_linear": cohen_kappa(y.tolist(), p.tolist(), "linear"),
+        "kappa_quadratic": cohen_kappa(y.tolist(), p.tolist(), "quadratic"),
+    }
     return Agreement(
         n=n,
         accuracy=_proportion(int((y == p).sum()), n, confidence),
         macro_f1=_percentile(f1, 100 * macro_f1(yb, pb, scale), confidence),
-        cohen_kappa=cohen_kappa(y.tolist(), p.tolist()),
-        kappa_linear=cohen_kappa(y.tolist(), p.tolist(), "linear"),
-        kappa_quadratic=cohen_kappa(y.tolist(), p.tolist(), "quadratic"),
+        **kappas,
         confusion={a: {b: int(((y == a) & (p == b)).sum()) for b in scale} for a in scale},
         harmless_rate=_proportion(int((p == HARMLESS).sum()), n, confidence),
         label_harmless_rate=_proportion(int((y == HARMLESS).sum()), n, confidence),
         harmless_gap=_percentile(gap, gap_draws, confidence),
+        undefined={k: KAPPA_UNDEFINED for k, v in kappas.items() if v is None},
     )
 
 

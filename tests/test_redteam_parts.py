@@ -191,6 +191,10 @@ def test_asr_at_k_and_queries_to_success():
     assert stats.asr_at_k == [20.0, 20.0, 40.0, 60.0, 60.0]
     assert stats.median_queries == 3 and stats.mean_queries == pytest.approx(18 / 5)
     assert stats.outcomes == {"success": 3, "failure": 2, "error": 1, "declined": 1, "pending": 2}
+    # Nothing rated: no rate, no curve, no queries to success (a share of nothing is undefined).
+    nothing = strategy_stats([result("f", "error")], items, budget=5)
+    assert nothing.overall.asr.value is None and nothing.asr_at_k == []
+    assert nothing.median_queries is None and nothing.mean_queries is None
 
 
 def test_any_strategy_waits_for_every_strategy_unless_one_won():

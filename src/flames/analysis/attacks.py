@@ -87,7 +87,7 @@ class StrategyStats(BaseModel):
     """Attacks by outcome (success, failure, declined, error), and 'pending' (not ended)."""
     asr_at_k: list[float]
     """Percent of rated attacks that succeeded within the first k target queries, k = 1 ...
-    the budget."""
+    the budget; empty when no attack was rated (a share of nothing is undefined, not 0%)."""
     median_queries: float | None
     """Median of the target queries up to the first success, over the successes."""
     mean_queries: float | None
@@ -156,9 +156,9 @@ def strategy_stats(
     firsts = [r.first_success for r in rated if r.first_success is not None]
     at_k = Counter(firsts)
     curve, broken = [], 0
-    for k in range(1, budget + 1):
+    for k in range(1, budget + 1 if rated else 1):  # no rated attack: no curve, not 0%
         broken += at_k[k]
-        curve.append(100 * broken / len(rated) if rated else 0.0)
+        curve.append(100 * broken / len(rated))
     kinds = {k: n for k, n in (attacker or {}).items() if k in PROMPT_KINDS}
     asked = sum(kinds.values())
     pruned = sum(

@@ -315,7 +315,8 @@ class StatisticsConfig(_Section):
     """How the confidence intervals are computed."""
 
     bootstrap: int = Field(default=2000, ge=0)
-    """Resamples of the paired bootstraps and permutation tests (0 turns the 95% intervals off)."""
+    """Resamples of the permutation tests and the calibration bootstrap (0 turns the 95% intervals
+    off)."""
     seed: int = 0
     """Seed of the resampling."""
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from flames._api.comparison import Adjustment
 from flames._config import DEFAULT_MAX_REPLY_BYTES, OFFICIAL_REPO
 from flames.reporting.i18n import Lang
 from flames.reporting.report import FORMATS
@@ -61,11 +62,23 @@ BootstrapOpt = Annotated[
     typer.Option(
         "--bootstrap",
         min=0,
-        help="Resamples of the paired and calibration bootstraps and permutation tests "
+        help="Resamples of the permutation tests and the calibration bootstrap "
         "(0 turns the 95% CIs off).",
         rich_help_panel=REPORT,
     ),
 ]
+
+
+PAdjustOpt = Annotated[
+    Adjustment,
+    typer.Option(
+        "--p-adjust",
+        help="How the p-values of a table's rows are adjusted for their number: holm "
+        "(family-wise), bonferroni, bh (Benjamini-Hochberg, false discovery rate) or none.",
+        rich_help_panel=REPORT,
+    ),
+]
+"""Defaults: holm for compare and leaderboard, bh for the robustness table of a report."""
 
 
 SeedOpt = Annotated[

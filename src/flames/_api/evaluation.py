@@ -398,6 +398,7 @@ class _Plan:
                 lang,
                 True,
                 console,
+                Adjustment.bh,  # as `report` adjusts by default
             )
         except NothingScored as exc:
             if not any(problems):

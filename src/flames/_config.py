@@ -407,7 +407,8 @@ class AttackConfig(_Section):
     concurrency: int = Field(default=16, ge=1)
     """Attacks worked on at once."""
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
-    """Per role (target, attacker, judge): price of 1k input and of 1k output tokens."""
+    """Per role (target, attacker, judge): price of a million input and of a million output
+    tokens (as `TargetConfig.price`)."""
 
     @field_validator("strategies")
     @classmethod

@@ -109,7 +109,7 @@ class RoleUsage(BaseModel):
     """Successful requests the server gave no token counts for (their tokens are not in the
     totals; nor is their cost)."""
     cost: float | None = None
-    """At the run's prices per 1k tokens, where given."""
+    """At the run's prices per million tokens, where given."""
 
 
 class RedteamReport(BaseModel):
@@ -221,7 +221,7 @@ def usage_of(store: RunStore, manifest: RunManifest) -> dict[str, RoleUsage]:
         if role in prices:
             price_in, price_out = prices[role]
             cost = counts["prompt_tokens"] * price_in + counts["completion_tokens"] * price_out
-            cost /= 1000
+            cost /= 1e6
         usage[role] = RoleUsage(**counts, cost=cost)
     return usage
 

@@ -575,8 +575,8 @@ ATTACK_OPTIONS = (
         list[str] | None,
         None,
         "--price",
-        help="ROLE=IN,OUT: price of 1k input and 1k output tokens of target, attacker or "
-        "judge, to show costs (repeatable).",
+        help="ROLE=IN,OUT: price per million input and output tokens of target, attacker "
+        "or judge (as --price of flames run), to show costs (repeatable).",
         metavar="ROLE=IN,OUT",
     ),
 )

@@ -84,3 +84,57 @@ def mock_api(tmp_path):
     yield api
     api.proc.kill()
     api.proc.wait()
+
+
+class MockBatchAPI:
+    """A running `flames.clients.mock_batch_server` subprocess, its state and what it logged."""
+
+    def __init__(self, proc, port: int, state: Path, options: tuple[str, ...]):
+        self.proc, self.port, self.state, self.options = proc, port, state, options
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def events(self, kind: str | None = None) -> list[dict]:
+        import json
+
+        log = self.state / "log.jsonl"
+        if not log.exists():
+            return []
+        found = [json.loads(line) for line in log.read_text("utf-8").splitlines()]
+        return [e for e in found if kind is None or e["event"] == kind]
+
+    def submitted(self) -> list[str]:
+        """Every custom_id of every batch created, in order (a request paid twice shows twice)."""
+        return [cid for e in self.events("create") for cid in e["custom_ids"]]
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+    def restart(self, *options: str) -> MockBatchAPI:
+        """The server killed and started again on the same state folder and port."""
+        self.stop()
+        return start_batch_mock(self.state.parent, *(options or self.options), port=self.port)
+
+
+def start_batch_mock(tmp_path: Path, *options: str, port: int = 0) -> MockBatchAPI:
+    """Start the loopback batch server with its state under `tmp_path`; `options` are more of
+    its command-line options (--duration, --lose-reply, ...)."""
+    import subprocess
+    import sys
+    import time
+
+    state = tmp_path / "batch-server"
+    command = [sys.executable, "-m", "flames.clients.mock_batch_server", "--state", str(state)]
+    for _ in range(50):  # a restart may wait for the old socket to close
+        proc = subprocess.Popen(
+            [*command, "--port", str(port), *options], stdout=subprocess.PIPE, text=True
+        )
+        line = proc.stdout.readline()
+        if line.startswith("PORT "):
+            return MockBatchAPI(proc, int(line.split()[1]), state, options)
+        proc.wait()
+        time.sleep(0.1)
+    raise AssertionError("the batch server did not start")

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from flames.analysis.calibration import calibrate, cohen_kappa, fleiss_kappa
+from flames.analysis.calibration import KAPPA_UNDEFINED, calibrate, cohen_kappa, fleiss_kappa
 from flames.data.taxonomy import Dimension
 from flames.errors import DataError
 from flames.runs.records import ScorerManifest, Verdict
@@ -287,6 +287,48 @@ def test_cohen_kappa_matches_scikit_learn(weights):
         assert near > far
 
 
+@pytest.mark.parametrize("weights", [None, "linear", "quadratic"])
+def test_kappa_is_undefined_where_scikit_learn_finds_no_chance_disagreement(weights):
+    """3,000 small random rater pairs: kappa is None exactly where sklearn gives NaN (both
+    raters constant and equal), and equal to sklearn's value everywhere else."""
+    import warnings
+
+    from sklearn.metrics import cohen_kappa_score
+
+    rng = np.random.default_rng(8)
+    undefined = 0
+    for _ in range(3000):
+        n = int(rng.integers(1, 6))
+        a = list(rng.choice([1, 2, 3], size=n, p=[0.05, 0.05, 0.9]))
+        b = list(rng.choice([1, 2, 3], size=n, p=[0.05, 0.05, 0.9]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = cohen_kappa_score(a, b, labels=[1, 2, 3], weights=weights)
+        got = cohen_kappa(a, b, weights)
+        if np.isnan(expected):
+            undefined += 1
+            assert got is None and len(set(a)) == 1 and set(a) == set(b)
+        else:
+            assert got == pytest.approx(expected, abs=1e-12)
+    assert undefined > 300  # the case is common at these sizes
+    assert cohen_kappa([3] * 4, [3] * 4) is None
+    assert fleiss_kappa(np.array([[0, 0, 3], [0, 0, 3]])) is None
+
+
+def test_undefined_kappa_prints_as_undefined_with_the_reason(run_dir):
+    with RunStore.open_writer(run_dir, "test") as store:
+        label_all(store, "ann", lambda i: 3)
+        set_scorer(store, "judge", lambda i: 3)
+        result = calibrate(store, "judge", ["human:ann"])
+    assert result.overall.cohen_kappa is None
+    assert result.overall.undefined == {"cohen_kappa": KAPPA_UNDEFINED}
+    proc = run_cli("calibrate", run_dir, "--judge", "judge")
+    assert proc.returncode == 0, proc.stderr
+    assert "1.000" not in proc.stdout
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("undefined: both raters")]
+    assert "kappa (Overall)" in line and "kappa (Fairness)" in line
+
+
 def label_all(store, name, score_of):
     record_labels(
         store, name, [Verdict(item_id=i.id, status="ok", score=score_of(i)) for i in store.items()]
@@ -303,7 +345,12 @@ def test_undefined_sensitivity_is_shown_as_undefined(run_dir):
     assert c.corrected is None and c.ci_low is None
     proc = run_cli("calibrate", run_dir, "--judge", "judge", "--out", run_dir.parent / "cal")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count("undefined") == 5  # one per dimension
+    # One cell per dimension, then why, once: "undefined: REASON: sensitivity (Fairness), ..."
+    lines = proc.stdout.splitlines()
+    (why,) = [line for line in lines if line.startswith("undefined: no labelled answer")]
+    assert why.count("sensitivity (") == 5
+    (corrected,) = [line for line in lines if "sensitivity or specificity is undefined" in line]
+    assert corrected.count("corrected (") == 5
     saved = json.loads((run_dir.parent / "cal" / "calibration.json").read_text())
     assert saved["corrected_rates"]["Safety"]["sensitivity"] is None
 

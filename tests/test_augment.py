@@ -132,12 +132,14 @@ def test_report_shows_the_paired_drop_per_transform(tmp_path):
     for dim in ("Safety", "Legality"):
         d = role["dimensions"][dim]
         assert (d["n"], d["rate_a"], d["rate_b"], d["difference"]) == (20, 100.0, 50.0, -50.0)
-        assert d["ci_high"] < 0 and d["only_a_harmless"] == 10 and d["only_b_harmless"] == 0
+        assert d["ci_high"] < 0 and d["a_higher"] == 10 and d["b_higher"] == 0
     assert role["overall"]["difference"] == pytest.approx(-50.0)
     # The overall row is tested as the mean of dimensions, not by McNemar on pooled items.
-    assert role["overall"]["test"] == "stratified sign-flip permutation"
-    assert role["overall"]["p_value"] == pytest.approx(1 / 301)
-    assert role["overall"]["test_direction"] == -1
+    assert role["overall"]["test"] == "stratified sign-flip permutation, mid-p"
+    # No sign pattern of 300 is as extreme: the mid-p counts the observed one half.
+    assert role["overall"]["p_value"] == pytest.approx(0.5 / 301)
+    # Every cell of the table is adjusted together for the false discovery rate (12 cells).
+    assert role["overall"]["adjustment"] == "bh" and role["overall"]["p_adjusted"] > 0.5 / 301
     assert effects["pinyin"]["overall"]["difference"] == 0
     assert effects["pinyin"]["overall"]["p_value"] == 1
     page = (tmp_path / "run" / "report" / "report.html").read_text()

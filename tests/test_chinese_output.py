@@ -21,7 +21,7 @@ NAMES = {
     "json", "csv", "md", "jsonl", "html", "png", "svg", "radar", "subcomponents", "scored", "board",
     "token",  # the word Chinese texts on language models use too
     # Statistical methods, by their authors' names.
-    "Wilson", "Brown-Cai-DasGupta", "MOVER", "McNemar",
+    "Wilson", "Brown-Cai-DasGupta", "MOVER", "McNemar", "Holm", "Bonferroni", "Benjamini-Hochberg",
     # The published leaderboard's models.
     "Claude", "InternLM-", "ChatGPT", "Baichuan", "Ernie", "Bot", "Qwen-", "ChatYuan-", "GPT-",
     "ChatGLM", "ChatGLM-", "MOSS-", "BELLE-", "Minimax",
@@ -54,6 +54,9 @@ def test_report_score_file_and_leaderboard_speak_chinese(tmp_path):
     proc = run_cli("score-file", DEMO, "--run", "demo", "--lang", "zh", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     said.append(proc.stdout + proc.stderr)
+    # A second scored run, so the leaderboard has a group to place: its note on ranks.
+    proc = run_cli("score-file", DEMO, "--run", "demo2", "--lang", "zh", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
     proc = run_cli("report", "demo", "--lang", "zh", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     said.append(proc.stdout + proc.stderr)
@@ -64,12 +67,14 @@ def test_report_score_file_and_leaderboard_speak_chinese(tmp_path):
     write_jsonl(tmp_path / "u.jsonl", rows)
     assert run_cli("import", "u.jsonl", "unscored", cwd=tmp_path).returncode == 0
     (tmp_path / "notes").mkdir()
-    board = ("leaderboard", "demo", "unscored", "notes", "--lang", "zh", "--out", "board.md")
+    runs = ("demo", "demo2", "unscored", "notes")
+    board = ("leaderboard", *runs, "--lang", "zh", "--out", "board.md")
     proc = run_cli(*board, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     said.append(proc.stdout + proc.stderr)
     console = "\n".join(said)
     assert "已写入" in console and "未排名" in console and "Flames 评测报告：" in console
+    assert "可能名次" in console
     report = tmp_path / "demo" / "report"
     texts = {
         "console": console,

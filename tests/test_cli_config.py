@@ -21,6 +21,10 @@ def judge(prompt: str, response: str, dimension: str) -> int:
     return 3 if response == REFUSAL else 1
 
 
+def shout(prompt: str) -> str:
+    return "大声：" + prompt
+
+
 CONFIG = """\
 [target]
 backend = "callable"
@@ -55,6 +59,20 @@ def test_run_from_a_config_file_with_an_option_overriding_it(tmp_path):
         model=echo, version="7", judge=judge, data="control", sample=4
     ).model_copy(update={"statistics": flames.StatisticsConfig(bootstrap=100)})
     assert recorded == expected.record()
+
+
+def test_a_model_option_over_a_file_calls_the_function_it_names(tmp_path):
+    """--model naming another function than the file's is the one called, not only the one
+    recorded (the file's function was called under the new name)."""
+    config = tmp_path / "eval.toml"
+    config.write_text(CONFIG, encoding="utf-8")
+    run_dir = tmp_path / "run"
+    model = ("--model", "tests.test_cli_config:shout")
+    proc = run_cli("run", run_dir, "--config", config, *model, "--no-progress", cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    with RunStore.open(run_dir) as store:
+        assert store.manifest.generator.model == "tests.test_cli_config:shout"
+        assert all(a.response.startswith("大声：") for a in store.answers())
 
 
 def test_options_alone_build_what_python_builds(tmp_path):

@@ -4,17 +4,21 @@ import json
 import random
 from math import comb
 
+import numpy as np
 import pytest
 
 from flames.analysis.compare import (
     PairedDifference,
     compare_runs,
     mcnemar_exact,
+    mcnemar_mid_p,
     paired_by_dimension,
 )
+from flames.analysis.multiplicity import Adjustment
 from flames.analysis.results import load_results
 from flames.data.published import OFFICIAL_REPO
 from flames.data.taxonomy import Dimension
+from flames.reporting.comparison import verdict
 from flames.reporting.leaderboard import leaderboard, to_markdown
 from flames.reporting.report import build_report
 from flames.runs.records import ScorerManifest
@@ -73,14 +77,17 @@ def test_a_clear_difference_is_called_and_matches_the_counts(tmp_path):
     for dim in Dimension:
         d = result.dimensions[dim.value]
         assert (d.rate_a, d.rate_b, d.difference) == (100.0, 50.0, -50.0)
-        assert (d.only_a_harmless, d.only_b_harmless) == (30, 0)
+        assert (d.a_higher, d.b_higher) == (30, 0)
         assert d.ci_low <= -50 <= d.ci_high and d.ci_high < 0
-        assert d.p_value == pytest.approx(mcnemar_exact(30, 0))
-        assert d.verdict("a", "b") == "a more harmless by 50.0 points"
+        assert d.p_value == pytest.approx(mcnemar_mid_p(30, 0)) == pytest.approx(2**-30)
+        assert d.p_adjusted == pytest.approx(5 * mcnemar_mid_p(30, 0))  # Holm, 5 equal p
+        assert verdict(d, "a", "b") == (
+            f"a more harmless by 50.0 points (Holm-adjusted p = {d.p_adjusted:.3g})"
+        )
     assert result.overall.difference == pytest.approx(-50.0)
 
 
-def test_identical_runs_are_too_close_to_tell_apart(tmp_path):
+def test_identical_runs_show_no_significant_difference_and_their_interval(tmp_path):
     def scores(d, i, r):
         return r.choice(d.scale)
 
@@ -88,7 +95,11 @@ def test_identical_runs_are_too_close_to_tell_apart(tmp_path):
     b_dir = scored_run(tmp_path, "b", scores, n_per_dim=20)
     result = compare_runs(load_results(a_dir), load_results(b_dir), bootstrap_samples=300)
     assert result.overall.difference == 0 and result.overall.p_value == 1.0
-    assert "too close to tell apart" in result.overall.verdict("a", "b")
+    low, high = result.overall.ci_low, result.overall.ci_high
+    assert verdict(result.overall, "a", "b") == (
+        f"no significant difference (CI {low:+.1f} to {high:+.1f})"
+    )
+    assert low < 0 < high
 
 
 def test_compare_cli_writes_json(tmp_path):
@@ -166,8 +177,9 @@ def test_leaderboard_ranks_incomplete_or_unofficial_runs_apart(tmp_path):
     assert entries[2].flags[0].startswith("missing Fairness, Safety, Morality, Data protection")
     text = to_markdown(entries, published=False)
     main, apart = text.split("### Ranked apart")
-    assert "| 1 | complete |" in main and "other" not in main
-    assert "| 1 | other |" in apart and "| 2 | partial |" in apart
+    assert "| 1 | 1 | complete |" in main and "other" not in main
+    # They share no prompt, so no test separates them.
+    assert "| 1 | 1–2 | other |" in apart and "| 2 | 1–2 | partial |" in apart
     # The same interval as the report prints for the run.
     report = build_report(load_results(complete, "flames-scorer"))
     rate = report.metrics.overall_harmless_rate
@@ -213,20 +225,21 @@ def test_the_overall_verdict_follows_a_test_of_the_overall(discordant, pooled):
     rates_a, rates_b = paired_rates(discordant)
     dims, overall = paired_by_dimension(rates_a, rates_b, bootstrap_samples=4000, seed=3)
     only_a, only_b, pooled_p = pooled
-    assert (overall.only_a_harmless, overall.only_b_harmless) == (only_a, only_b)
+    assert (overall.a_higher, overall.b_higher) == (only_a, only_b)
     assert mcnemar_exact(only_a, only_b) == pytest.approx(pooled_p, abs=0.005)
     assert overall.difference > 15 and overall.ci_low > 0
-    assert overall.test == "stratified sign-flip permutation" and overall.test_direction == 1
-    assert overall.p_value < 0.001
-    assert overall.p_value == pytest.approx(1 / 4001) or overall.p_value < 3 * (
+    assert overall.test == "stratified sign-flip permutation, mid-p"
+    assert overall.p_value < 0.001 and overall.p_adjusted == overall.p_value
+    assert overall.p_value == pytest.approx(0.5 / 4001) or overall.p_value < 3 * (
         sign_flip_normal_p(discordant) + 1 / 4001
     )
-    assert overall.verdict("A", "B") == f"B more harmless by {overall.difference:.1f} points"
+    # The overall is the primary test: unadjusted, and its verdict says nothing of adjustment.
+    assert verdict(overall, "A", "B") == f"B more harmless by {overall.difference:.1f} points"
     # Per dimension the tests stay McNemar on that dimension's items.
     safety = dims["Safety"]
-    assert safety.test == "McNemar exact" and safety.test_direction == -1
-    assert safety.p_value == pytest.approx(mcnemar_exact(*discordant[Dimension.SAFETY]))
-    assert safety.verdict("A", "B").startswith("A more harmless")
+    assert safety.test == "McNemar mid-p" and safety.difference < 0
+    assert safety.p_value == pytest.approx(mcnemar_mid_p(*discordant[Dimension.SAFETY]))
+    assert verdict(safety, "A", "B").startswith("A more harmless")
 
 
 def test_sign_flip_p_value_matches_its_normal_approximation():
@@ -239,22 +252,114 @@ def test_sign_flip_p_value_matches_its_normal_approximation():
     assert overall.p_value == pytest.approx(expected, rel=0.15)
 
 
-def test_a_verdict_never_states_a_direction_its_test_contradicts():
-    # Several answers per item: the mean rate favours B, the per-item majority (McNemar) A.
+def test_a_raw_winner_that_does_not_survive_holm_says_so():
+    # Two runs with the same true rate print a winner at p = 0.0164 in one dimension when
+    # nothing is adjusted; after Holm over 5 rows it is 0.082 and no winner is named.
     d = PairedDifference(
-        n=40,
-        rate_a=60.0,
-        rate_b=70.0,
-        difference=10.0,
-        ci_low=2.0,
-        ci_high=18.0,
-        only_a_harmless=15,
-        only_b_harmless=2,
-        p_value=mcnemar_exact(15, 2),
-        test_direction=-1,
+        n=249,
+        rate_a=63.9,
+        rate_b=56.0,
+        difference=-7.9,
+        ci_low=-14.6,
+        ci_high=-1.3,
+        a_higher=39,
+        b_higher=19,
+        p_value=0.0164,
+        p_adjusted=0.082,
+        adjustment=Adjustment.holm,
+        test="McNemar mid-p",
     )
-    assert d.p_value < 0.05
-    assert "other way" in d.verdict("A", "B") and "more harmless" not in d.verdict("A", "B")
+    assert not d.significant
+    assert verdict(d, "runA", "runB") == (
+        "no significant difference after Holm correction (adjusted p = 0.082; CI -14.6 to -1.3)"
+    )
+    assert "more harmless" not in verdict(d, "runA", "runB")
+    unadjusted = d.model_copy(update={"p_adjusted": 0.0164, "adjustment": Adjustment.none})
+    assert verdict(unadjusted, "runA", "runB") == "runA more harmless by 7.9 points"
+    # Not significant is not "close": a wide interval says how little is known.
+    wide = d.model_copy(
+        update={"p_value": 0.6, "p_adjusted": 1.0, "ci_low": -21.7, "ci_high": 15.2}
+    )
+    assert verdict(wide, "A", "B") == "no significant difference (CI -21.7 to +15.2)"
+    # A CI that excludes 0 beside a test that does not reject is reported as a disagreement.
+    odd = d.model_copy(update={"p_value": 0.2, "p_adjusted": 0.6})
+    assert verdict(odd, "A", "B").startswith("inconclusive: the CI and the test disagree")
+    assert verdict(wide, "A", "B", "zh") == "无显著差异（置信区间 -21.7 至 +15.2）"
+
+
+def test_compare_adjusts_the_dimension_rows_by_the_chosen_method(tmp_path):
+    # B ahead on 10 of 12 items in every dimension: mid-p 2 ** -10 each. Holm (equal p-values)
+    # and Bonferroni multiply each by 5; BH and none leave them.
+    a_dir = scored_run(tmp_path, "a", lambda d, i, r: 1, n_per_dim=12)
+    b_dir = scored_run(tmp_path, "b", lambda d, i, r: 3 if i < 10 else 1, n_per_dim=12)
+    a, b = load_results(a_dir), load_results(b_dir)
+    raw = mcnemar_mid_p(0, 10)
+    for method, factor in (("holm", 5), ("bonferroni", 5), ("bh", 1), ("none", 1)):
+        result = compare_runs(a, b, bootstrap_samples=200, adjustment=method)
+        assert result.adjustment == method
+        for d in result.dimensions.values():
+            assert d.p_value == pytest.approx(raw)
+            assert d.p_adjusted == pytest.approx(min(1, factor * raw))
+        assert result.overall.adjustment == "none"
+    proc = run_cli("compare", a_dir, b_dir, "--bootstrap", "200", "--p-adjust", "sideways")
+    assert proc.returncode == 2 and "sideways" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_per_dimension_interval_excludes_zero_only_when_the_test_rejects():
+    """Every table of discordant counts up to 300: the interval against McNemar's mid-p test
+    (checked against scipy's binomial). Where they differ, it is the interval that keeps 0."""
+    from scipy import stats
+
+    from flames.analysis.compare import shifted_values
+    from flames.analysis.intervals import mean_intervals
+
+    groups, tests = [], []
+    for m in range(1, 301):
+        for b in range(m + 1):
+            concordant = 20
+            d = np.array([-1.0] * b + [1.0] * (m - b) + [0.0] * concordant)
+            groups.append(shifted_values(d))
+            tests.append(mcnemar_mid_p(b, m - b))
+            k = min(b, m - b)
+            mid = stats.binom.cdf(k - 1, m, 0.5) + stats.binom.pmf(k, m, 0.5) / 2
+            assert tests[-1] == pytest.approx(min(1.0, 2 * mid), abs=1e-12)
+    low, high = mean_intervals(groups, 0.95)
+    excludes = (low > 0.5) | (high < 0.5)
+    rejects = np.array(tests) < 0.05
+    assert not np.any(excludes & ~rejects)
+    assert np.mean(rejects & ~excludes) < 0.005
+
+
+def test_leaderboard_marks_runs_whose_ranks_the_tests_cannot_separate(tmp_path):
+    # Two runs one answer apart and one far below: the first two share places 1-2.
+    def run(name, cut, fairness_cut=None):
+        def score(d, i, r):
+            limit = fairness_cut if fairness_cut and d is Dimension.FAIRNESS else cut
+            return 3 if i >= limit else 1
+
+        return as_official(scored_run(tmp_path, name, score))
+
+    close_a, close_b, far = run("close-a", 18), run("close-b", 18, 19), run("far", 45)
+    entries = leaderboard([far, close_b, close_a], "flames-scorer", bootstrap_samples=500)
+    assert [e.run for e in entries] == ["close-a", "close-b", "far"]
+    assert [e.ranks for e in entries] == [(1, 2), (1, 2), (3, 3)]
+    text = to_markdown(entries, published=False)
+    assert "| 1 | 1–2 | close-a |" in text and "| 3 | 3 | far |" in text
+    assert "Holm over the 3 pairs" in text
+    zh = to_markdown(entries, published=False, lang="zh")
+    assert "可能名次" in zh and "Ranks" not in zh
+
+
+def test_compare_in_chinese_prints_no_english_sentence(tmp_path):
+    import re
+
+    a_dir = scored_run(tmp_path, "a", lambda d, i, r: 3 if i % 3 else 1, n_per_dim=30)
+    b_dir = scored_run(tmp_path, "b", lambda d, i, r: 3 if i % 5 else 1, n_per_dim=30)
+    proc = run_cli("compare", a_dir, b_dir, "--lang", "zh", "--bootstrap", "200")
+    assert proc.returncode == 0, proc.stderr
+    assert "无显著差异" in proc.stdout or "更无害" in proc.stdout
+    text = re.sub(r"McNemar|mid-p|Holm|docs/statistics\.zh\.md", "", proc.stdout)
+    assert not re.search(r"[A-Za-z]{3,}[ ,;:]+[A-Za-z]{3,}", text), text
 
 
 def test_leaderboard_lists_runs_it_cannot_rank_apart_and_exits_0(tmp_path):

@@ -157,7 +157,7 @@ def test_robustness_heatmap_and_transform_column(augmented_run):
     for transform, column, value, star in cells:
         d = effects[transform]["overall" if column == "Overall" else "dimensions"]
         d = d if column == "Overall" else d[column]
-        assert value == f"{d['difference']:+.1f}" and (star == "*") == (d["p_value"] < 0.05)
+        assert value == f"{d['difference']:+.1f}" and (star == "*") == (d["p_adjusted"] < 0.05)
     assert 'id="robustness"' in page[page.index("robustness-heatmap") :]  # the table under it
     answers = page[page.index('<table id="answers">') :]
     assert "<th>Transform</th>" in answers and 'data-transform="roleplay"' in answers

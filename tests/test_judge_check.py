@@ -140,8 +140,8 @@ def test_a_passed_check_is_recorded_and_reported(tmp_path, monkeypatch):
     )
     chinese = " ".join(notes(build_report(load_results(run_dir), bootstrap_samples=100), "zh"))
     assert "评审模型健全性检查通过：20 条探针回答中判断正确 20 条（100%；门槛 80%）" in chinese
-    assert "各组为 Wilson 得分区间" in chinese
-    assert not any(word in chinese for word in ("Judge", "judged", "Wilson score", "per group"))
+    assert "各组为带连续性校正的偏度校正得分区间" in chinese
+    assert not any(word in chinese for word in ("Judge", "judged", "skewness", "per group"))
 
 
 def test_a_new_check_updates_the_manifest_without_counting_as_other_settings(tmp_path):

@@ -5,9 +5,11 @@ import math
 import numpy as np
 import pytest
 
-from flames.analysis.metrics import ScoredItem, compute_metrics, poisson_lower_limit, score_interval
+from flames.analysis.metrics import ScoredItem, compute_metrics
 from flames.data.published import PUBLISHED, N
 from flames.data.taxonomy import Dimension
+
+from .test_intervals import laud_scas
 
 
 def rebuild(rates_scores: list[tuple[float, float]]) -> list[ScoredItem]:
@@ -111,37 +113,17 @@ def test_subcomponent_breakdown_uses_the_same_formulas():
     assert metrics.dimensions["Safety"].harmless_rate.value == 75
 
 
-def test_rate_interval_is_wilson_and_the_score_interval_its_affine_image_in_two_levels():
-    from statsmodels.stats.proportion import proportion_confint
-
+def test_rate_interval_is_laud_scas_and_the_score_interval_its_affine_image_in_two_levels():
     items = [ScoredItem(Dimension.LEGALITY, "Law violation", (3,))] * 14
     items += [ScoredItem(Dimension.LEGALITY, "Law violation", (1,))] * 32
     got = compute_metrics(items).dimensions["Legality"]
-    low, high = proportion_confint(14, 46, alpha=0.05, method="wilson")
+    low, high = laud_scas(np.array([14]), 46)
     assert (got.harmless_rate.ci_low, got.harmless_rate.ci_high) == pytest.approx(
-        (100 * low, 100 * high), abs=1e-9
+        (100 * low[0], 100 * high[0]), abs=1e-8
     )
     # In a 2-level dimension the score is an affine function of the rate: 33.3 + 66.7 r.
     assert got.harmless_score.ci_low == pytest.approx(100 / 3 + 2 / 3 * got.harmless_rate.ci_low)
     assert got.harmless_score.ci_high == pytest.approx(100 / 3 + 2 / 3 * got.harmless_rate.ci_high)
-
-
-def test_wilson_matches_statsmodels_away_from_the_edges():
-    from statsmodels.stats.proportion import proportion_confint
-
-    x = np.arange(4, 247)
-    low, high = score_interval(x, 250, 0.9)
-    ref_low, ref_high = proportion_confint(x, 250, alpha=0.1, method="wilson")
-    assert np.allclose(low, ref_low, atol=1e-12) and np.allclose(high, ref_high, atol=1e-12)
-
-
-def test_poisson_edge_limit_matches_scipy():
-    from scipy import stats
-
-    for k in (1, 2, 3):
-        for alpha in (0.05, 0.1, 0.01):
-            expected = stats.chi2.ppf(alpha, 2 * k) / 2
-            assert poisson_lower_limit(k, alpha) == pytest.approx(expected, rel=1e-9)
 
 
 def test_a_group_at_the_edge_gets_an_interval_of_real_width():
@@ -150,11 +132,12 @@ def test_a_group_at_the_edge_gets_an_interval_of_real_width():
     got = compute_metrics(items).dimensions["Fairness"]
     assert got.harmless_rate.ci_high == 100 and got.harmless_rate.ci_low < 35
     assert got.harmless_score.ci_high == 100 and got.harmless_score.ci_low < 60
-    # One answer of 46 harmless: the lower limit is the Poisson one, lambda_1 / n.
-    items = [ScoredItem(Dimension.LEGALITY, "Law violation", (3,))]
-    items += [ScoredItem(Dimension.LEGALITY, "Law violation", (1,))] * 45
-    got = compute_metrics(items).dimensions["Legality"].harmless_rate
-    assert got.ci_low == pytest.approx(100 * -math.log(0.95) / 46)
+    # Every answer a 2: the score is 66.7, but a 1 or a 3 may simply not have turned up.
+    items = [ScoredItem(Dimension.MORALITY, "Chinese values", (2,))] * 20
+    score = compute_metrics(items).dimensions["Morality"].harmless_score
+    assert score.value == pytest.approx(200 / 3)
+    assert score.ci_low < score.value < score.ci_high
+    assert score.ci_high - score.ci_low > 5
 
 
 def test_score_interval_contains_the_estimate_and_is_wider_with_fewer_answers():
@@ -182,28 +165,42 @@ def test_macro_interval_matches_the_variance_of_a_mean_of_dimensions():
     assert overall.ci_low < overall.value < overall.ci_high
 
 
-def test_overall_interval_is_mover_over_the_wilson_dimension_intervals():
-    from statsmodels.stats.proportion import proportion_confint
+def test_the_overall_interval_is_the_stratified_score_interval_of_the_mean_of_dimensions():
+    from flames.analysis.intervals import score_interval
 
     _, rows = PUBLISHED["ChatGPT"]
     m = compute_metrics(rebuild(rows), confidence=0.9)
-    lows, highs, rates = [], [], []
-    for (rate, _), n in zip(rows, N, strict=True):
-        x = round(rate * n / 100)
-        low, high = proportion_confint(x, n, alpha=0.1, method="wilson")
-        lows.append(low)
-        highs.append(high)
-        rates.append(x / n)
-    r, lo, hi = (np.array(v) for v in (rates, lows, highs))
-    assert m.overall_harmless_rate.ci_low == pytest.approx(
-        100 * (r.mean() - np.sqrt(((r - lo) ** 2).sum()) / 5)
+    threes = np.array([round(rate * n / 100) for (rate, _), n in zip(rows, N, strict=True)])
+    counts = np.stack([np.array(N) - threes, threes], axis=-1).astype(float)
+    low, high = score_interval([0.0, 1.0], counts, 0.9, np.full(5, 0.5))
+    assert (m.overall_harmless_rate.ci_low, m.overall_harmless_rate.ci_high) == pytest.approx(
+        (100 * low, 100 * high)
     )
-    assert m.overall_harmless_rate.ci_high == pytest.approx(
-        100 * (r.mean() + np.sqrt(((hi - r) ** 2).sum()) / 5)
-    )
-    # The per-item mean is a pooled proportion: Wilson on 457 of 1,001.
-    low, high = proportion_confint(457, 1001, alpha=0.1, method="wilson")
-    assert m.item_mean_harmless_rate.ci_low == pytest.approx(100 * low)
-    assert m.item_mean_harmless_rate.ci_high == pytest.approx(100 * high)
+    assert m.overall_harmless_rate.ci_low < m.overall_harmless_rate.value
+    assert m.overall_harmless_rate.value < m.overall_harmless_rate.ci_high
+    # One dimension alone: the overall is that dimension, interval and all.
+    legality = [i for i in rebuild(rows) if i.dimension is Dimension.LEGALITY]
+    alone = compute_metrics(legality)
+    assert alone.overall_harmless_rate == alone.dimensions["Legality"].harmless_rate
+    # The per-item mean is a pooled proportion: Laud's interval on 457 of 1,001.
+    low, high = laud_scas(np.array([457]), 1001, confidence=0.9)
+    assert m.item_mean_harmless_rate.ci_low == pytest.approx(100 * low[0])
+    assert m.item_mean_harmless_rate.ci_high == pytest.approx(100 * high[0])
     off = compute_metrics(rebuild(rows), bootstrap_samples=0)
     assert off.overall_harmless_rate.interval is None and off.interval_method == "none"
+
+
+def test_several_answers_per_prompt_give_an_interval_on_the_shares():
+    # Three answers per prompt: per-prompt shares 0, 1/3, 2/3 and 1. The interval is that of
+    # the mean share, narrower than one that counted the 180 answers as 60 items of 0/1.
+    rng = np.random.default_rng(0)
+    items = [
+        ScoredItem(Dimension.SAFETY, "Mental harm", tuple(rng.choice([1, 2, 3], size=3)))
+        for _ in range(60)
+    ]
+    rate = compute_metrics(items).dimensions["Safety"].harmless_rate
+    shares = np.array([sum(s == 3 for s in i.scores) / 3 for i in items])
+    assert rate.value == pytest.approx(100 * shares.mean())
+    t_half = 100 * 2.0 * shares.std(ddof=1) / np.sqrt(60)
+    assert rate.ci_low < rate.value < rate.ci_high
+    assert (rate.ci_high - rate.ci_low) / 2 == pytest.approx(t_half, rel=0.15)

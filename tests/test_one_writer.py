@@ -131,7 +131,14 @@ def test_a_killed_writers_lock_is_taken_over(tmp_path, slow_api):
     run_dir = tmp_path / "run"
     generate = ("generate", run_dir, "--model", "m", "--base-url", slow_api.base_url)
     first = flames(*generate, "--data", data, "--no-progress", "--concurrency", "2")
+    deadline = time.monotonic() + 60  # a bound on a hang, not a timed assertion
     while len(slow_api.requests()) < 10:
+        if first.poll() is not None:
+            pytest.fail(f"the first writer ended before 10 requests: {first.communicate()[1]}")
+        if time.monotonic() > deadline:
+            first.kill()
+            first.wait()
+            pytest.fail(f"the first writer sent {len(slow_api.requests())} requests in 60 s")
         time.sleep(0.02)
     first.send_signal(signal.SIGKILL)
     first.wait()

@@ -248,7 +248,7 @@ def test_every_role_can_be_an_api_model(mock_api, tmp_path):
     assert usage["target"]["requests"] == 2 and usage["target"]["prompt_tokens"] > 0
     expected = (
         usage["target"]["prompt_tokens"] * 1 + usage["target"]["completion_tokens"] * 2
-    ) / 1000
+    ) / 1e6  # prices per million tokens, as flames run's
     assert usage["target"]["cost"] == pytest.approx(expected)
     assert usage["judge"]["cost"] is None  # no price given
     asked = [r["prompt"] for r in mock_api.requests()]

@@ -295,25 +295,90 @@ def test_an_import_mixing_scored_and_unscored_rows_names_the_row_and_leaves_no_r
     assert not (tmp_path / "run" / "run.db").exists()
 
 
-def test_a_file_changed_during_its_import_is_refused_and_leaves_no_run(tmp_path, monkeypatch):
+def test_import_reads_its_file_once_and_records_the_bytes_it_read(tmp_path, monkeypatch):
+    import hashlib
+    from pathlib import Path
+
     import flames.runs.imports as imports
-    from flames.errors import DataError
+    from flames.errors import ManifestMismatch
+    from flames.runs.store import RunStore
 
     from .helpers import write_jsonl
 
-    rows = [{"dimension": "Safety", "prompt": f"问题 {k}", "response": "答"} for k in range(3)]
+    rows = [
+        {"dimension": "Safety", "prompt": f"问题 {k}", "response": "答", "predicted": 3}
+        for k in range(3)
+    ]
     path = write_jsonl(tmp_path / "a.jsonl", rows)
+    original = path.read_bytes()
+    opened = []
+    real_open = Path.open
+
+    def counting_open(self, *args, **kwargs):
+        if self == path:
+            opened.append(args)
+        return real_open(self, *args, **kwargs)
+
     fill = imports._fill
 
-    def fill_then_append(store, *args):
-        fill(store, *args)
-        with path.open("a", encoding="utf-8") as fh:
-            fh.write('{"dimension": "Safety", "prompt": "后来加的", "response": "答"}\n')
+    def fill_then_append(*args):
+        manifest = fill(*args)
+        with real_open(path, "a", encoding="utf-8") as fh:  # too late: the pass is over
+            fh.write(
+                '{"dimension": "Safety", "prompt": "后来加的", "response": "答", "predicted": 1}\n'
+            )
+        return manifest
 
+    monkeypatch.setattr(Path, "open", counting_open)
     monkeypatch.setattr(imports, "_fill", fill_then_append)
-    with pytest.raises(DataError, match="changed while it was being imported"):
-        imports.import_answers(path, tmp_path / "run")
-    assert not (tmp_path / "run" / "run.db").exists()
+    with imports.import_answers(path, tmp_path / "run") as store:
+        manifest = store.manifest
+        assert store.count_answers() == 3
+    assert len(opened) == 1  # one pass: validated, fingerprinted and stored as it was read
+    assert manifest.dataset.source_sha256 == hashlib.sha256(original).hexdigest()
+    assert manifest.dataset.n_items == 3
+    monkeypatch.setattr(imports, "_fill", fill)
+    with pytest.raises(ManifestMismatch):  # the longer file is another file
+        imports.import_answers(path, tmp_path / "run").close()
+    with RunStore.open(tmp_path / "run") as store:
+        assert store.count_answers() == 3
+    assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_bad_line_leaves_an_existing_run_as_it_was_and_a_good_import_adds_nothing_twice(
+    tmp_path,
+):
+    import sqlite3
+
+    from flames.errors import DataError
+    from flames.runs import imports
+
+    from .helpers import write_jsonl
+
+    rows = [
+        {"dimension": "Safety", "prompt": f"问题 {k}", "response": "答", "predicted": 3}
+        for k in range(5)
+    ]
+    good = write_jsonl(tmp_path / "a.jsonl", rows)
+    run_dir = tmp_path / "run"
+    imports.import_answers(good, run_dir).close()
+
+    def dump() -> list:
+        with sqlite3.connect(run_dir / "run.db") as db:
+            return [
+                db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
+                for t in ("items", "answers", "scorers", "verdicts", "meta")
+            ]
+
+    before = dump()
+    bad = tmp_path / "bad" / "a.jsonl"  # the same name, a bad last line
+    bad.parent.mkdir()
+    bad.write_bytes(good.read_bytes() + b'{"dimension": "Safety", "prompt": 1}\n')
+    with pytest.raises(DataError, match=":6: field 'prompt' must be a string"):
+        imports.import_answers(bad, run_dir)
+    imports.import_answers(good, run_dir).close()  # the same file again: nothing changes
+    assert dump() == before
+    assert not [p.name for p in run_dir.iterdir() if "partial" in p.name]  # no temporary left
 
 
 def test_import_and_score_file_refuse_what_they_cannot_read_in_one_line(tmp_path):

@@ -1,5 +1,5 @@
 """Labels and splits for training (no torch needed), and the held-out statistics against
-scikit-learn and statsmodels."""
+scikit-learn and closed forms."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from flames.training.split import SplitSettings, split_labels
 from flames.training.synthetic import synthetic_labels, write_labels
 
 from .helpers import write_jsonl
+from .test_intervals import laud_scas
 
 
 def test_a_score_off_its_scale_is_refused_naming_the_file_and_line(tmp_path):
@@ -147,9 +148,8 @@ def test_a_split_by_model_needs_models_it_knows():
         split_labels(unknown, SplitSettings(kind="model", test_models=["model-1"]))
 
 
-def test_agreement_statistics_equal_scikit_learn_and_statsmodels():
+def test_agreement_statistics_equal_scikit_learn_and_closed_forms():
     from sklearn.metrics import cohen_kappa_score, confusion_matrix, f1_score
-    from statsmodels.stats.proportion import proportion_confint
 
     rng = np.random.default_rng(3)
     labels = rng.choice([1, 2, 3], size=300, p=[0.3, 0.2, 0.5])
@@ -157,8 +157,10 @@ def test_agreement_statistics_equal_scikit_learn_and_statsmodels():
     found = agreement(labels.tolist(), noisy.tolist(), (1, 2, 3), bootstrap=500)
     hits = int((labels == noisy).sum())
     assert found.accuracy.value == pytest.approx(100 * hits / 300)
-    low, high = proportion_confint(hits, 300, method="wilson")
-    assert (found.accuracy.ci_low, found.accuracy.ci_high) == pytest.approx((100 * low, 100 * high))
+    low, high = laud_scas(np.array([hits]), 300)  # the reports' rate interval, in closed form
+    assert (found.accuracy.ci_low, found.accuracy.ci_high) == pytest.approx(
+        (100 * low[0], 100 * high[0])
+    )
     assert found.macro_f1.value == pytest.approx(100 * f1_score(labels, noisy, average="macro"))
     assert found.macro_f1.ci_low < found.macro_f1.value < found.macro_f1.ci_high
     for weights, ours in (
@@ -190,3 +192,34 @@ def test_the_synthetic_label_file_round_trips(tmp_path):
     assert [json.loads(line)["score"] for line in path.read_text("utf-8").splitlines()] == [
         r["score"] for r in synthetic_labels(10)
     ]
+
+
+def test_kappa_is_undefined_when_labels_and_predictions_are_one_score():
+    """scikit-learn's kappa is NaN there; flames says undefined, with the reason, and prints
+    it as such instead of failing."""
+    import io
+    import warnings
+
+    from rich.console import Console
+    from sklearn.metrics import cohen_kappa_score
+
+    from flames.analysis.calibration import KAPPA_UNDEFINED
+    from flames.analysis.scorer_eval import ScorerComparison, evaluate_predictions
+    from flames.reporting.scorer_eval import print_scorer_comparison
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn warns that it is undefined
+        assert np.isnan(cohen_kappa_score([3] * 4, [3] * 4))
+    found = agreement([3] * 4, [3] * 4, (1, 2, 3), bootstrap=50)
+    assert found.cohen_kappa is None and found.kappa_quadratic is None
+    assert found.undefined["cohen_kappa"] == KAPPA_UNDEFINED
+    assert found.accuracy.value == 100.0
+    evaluation = evaluate_predictions(
+        "rule", "callable", ["Safety"] * 4, {"Safety": (1, 2, 3)}, [3] * 4, [3] * 4, bootstrap=50
+    )
+    comparison = ScorerComparison(
+        n=4, selection="random", labels={}, scorers=[evaluation], bootstrap_samples=50, seed=0
+    )
+    out = io.StringIO()
+    print_scorer_comparison(comparison, Console(file=out, width=200))
+    assert f"undefined: {KAPPA_UNDEFINED}: kappa of rule (all), rule (Safety)" in out.getvalue()

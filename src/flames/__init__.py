@@ -27,7 +27,9 @@ except PackageNotFoundError:  # running from a source tree without install
 if TYPE_CHECKING:  # the public names, for type checkers and editors (`X as X`: exported)
     from flames._api import (
         augment as augment,
+        batch_status as batch_status,
         calibrate as calibrate,
+        cancel_batches as cancel_batches,
         compare as compare,
         convert_scorer as convert_scorer,
         describe as describe,
@@ -86,7 +88,9 @@ if TYPE_CHECKING:  # the public names, for type checkers and editors (`X as X`: 
 _EXPORTS = {
     "flames._api": (
         "augment",
+        "batch_status",
         "calibrate",
+        "cancel_batches",
         "compare",
         "convert_scorer",
         "describe",

@@ -21,12 +21,13 @@ from pydantic import (
 
 from flames._util.callables import qualified_name, resolve_callable
 from flames._util.tomlfile import toml_positions
+from flames.clients.batch import BatchSettings
 from flames.clients.body import DEFAULT_MAX_REPLY_BYTES
 from flames.clients.endpoint import Endpoint
 from flames.data.official import SHA256
 from flames.data.published import OFFICIAL_REPO
 from flames.errors import DataError, FlamesError, UsageError, install_hint
-from flames.runs.records import Decoding
+from flames.runs.records import Decoding, Price
 
 if TYPE_CHECKING:
     from flames.training.settings import TrainingSettings
@@ -58,6 +59,17 @@ def _named(data: Any, kind_field: str) -> Any:
         data = {kind_field: "callable", **data}
         data.setdefault("model", qualified_name(data["function"]))
     return data
+
+
+def batch_settings(section: TargetConfig | JudgeConfig) -> BatchSettings | None:
+    if not section.batch:
+        return None
+    return BatchSettings(
+        api=section.batch_api,
+        max_requests=section.batch_max_requests,
+        poll=section.batch_poll,
+        price=section.price,
+    )
 
 
 class _Section(BaseModel):
@@ -108,7 +120,20 @@ class TargetConfig(_Section):
     request's id (vLLM's do), so that a stray extra reply can never be read as another
     request's answer; "always" (faster with servers that name no id); "never"."""
     max_reply_bytes: int = Field(default=DEFAULT_MAX_REPLY_BYTES, ge=1024)
-    """A reply longer than this (decompressed) is an error, never stored (default 8 MiB)."""
+    """A reply longer than this (decompressed) is an error, never stored (default 8 MiB); for
+    batch results, each request's result."""
+    batch: bool = False
+    """Send the requests through the provider's batch API (OpenAI's, DashScope's, Anthropic's):
+    half the price, results within 24 hours; a killed run reattaches to its jobs (API only)."""
+    batch_api: Literal["auto", "openai", "anthropic"] = "auto"
+    """Which batch API: 'auto' is Anthropic's for api.anthropic.com, OpenAI's otherwise."""
+    batch_max_requests: int | None = Field(default=None, ge=1)
+    """Requests per batch job at most (default: the provider's limit)."""
+    batch_poll: float = Field(default=60.0, gt=0)
+    """The longest wait between two checks of a batch job's status, in seconds."""
+    price: Price | None = None
+    """What the model's tokens cost live, per million (``{input = 0.15, output = 0.6}``; the
+    batch price is `batch_factor` of that, half by default): shows the cost live against batch."""
     gguf_file: str | None = None
     """GGUF file inside the model folder (transformers)."""
     device: str | None = None
@@ -144,7 +169,13 @@ class TargetConfig(_Section):
     def _check(self) -> TargetConfig:
         if self.backend == "callable" and self.function is None:
             self.function = _resolve(self.model)
+        if self.batch and self.backend != "openai":
+            raise ValueError("batch: only an API model (backend 'openai') has a batch API")
         return self
+
+    def batch_settings(self) -> BatchSettings | None:
+        """The batch settings, when requests go through a batch API."""
+        return batch_settings(self)
 
 
 class ScorerConfig(_Section):
@@ -216,6 +247,13 @@ class JudgeConfig(_Section):
     """Tokens per judge answer; a verdict cut at the limit is asked again with twice it (llm)."""
     skip_check: bool = False
     """Judge without the sanity check on flames' probe answers (llm; reports say so)."""
+    batch: bool = False
+    """Judge through the provider's batch API: half the price, within 24 hours (llm)."""
+    batch_api: Literal["auto", "openai", "anthropic"] = "auto"
+    batch_max_requests: int | None = Field(default=None, ge=1)
+    batch_poll: float = Field(default=60.0, gt=0)
+    price: Price | None = None
+    """What the judge's tokens cost live, per million (see TargetConfig.price)."""
     name: str | None = None
     """Name the verdicts are stored under (default judge:MODEL)."""
     version: str | None = None
@@ -232,11 +270,17 @@ class JudgeConfig(_Section):
     def _check(self) -> JudgeConfig:
         if self.kind == "callable" and self.function is None:
             self.function = _resolve(self.model)
+        if self.batch and (self.kind != "llm" or self.backend != "openai"):
+            raise ValueError("batch: only an LLM judge behind an API (backend openai) has one")
         if self.engine_args and self.backend != "vllm":
             raise ValueError("engine_args: only the vllm backend takes them")
         if self.json_mode and self.backend != "openai":
             raise ValueError("json_mode: a request option of API judges (backend openai)")
         return self
+
+    def batch_settings(self) -> BatchSettings | None:
+        """The batch settings, when verdicts are asked through a batch API."""
+        return batch_settings(self)
 
     @property
     def scorer_name(self) -> str:
@@ -271,7 +315,8 @@ class StatisticsConfig(_Section):
     """How the confidence intervals are computed."""
 
     bootstrap: int = Field(default=2000, ge=0)
-    """Resamples of the paired bootstraps and permutation tests (0 turns the 95% intervals off)."""
+    """Resamples of the permutation tests and the calibration bootstrap (0 turns the 95% intervals
+    off)."""
     seed: int = 0
     """Seed of the resampling."""
 
@@ -362,7 +407,8 @@ class AttackConfig(_Section):
     concurrency: int = Field(default=16, ge=1)
     """Attacks worked on at once."""
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
-    """Per role (target, attacker, judge): price of 1k input and of 1k output tokens."""
+    """Per role (target, attacker, judge): price of a million input and of a million output
+    tokens (as `TargetConfig.price`)."""
 
     @field_validator("strategies")
     @classmethod
@@ -413,6 +459,13 @@ class RedteamConfig(_Section):
     def _one_judge(self) -> RedteamConfig:
         if self.judge is not None and self.scorer is not None:
             raise ValueError("give either a judge or the scorer's settings, not both")
+        roles = {"target": self.target, "attacker": self.attacker, "judge": self.judge}
+        batched = [name for name, role in roles.items() if role is not None and role.batch]
+        if batched:
+            raise ValueError(
+                f"batch ({', '.join(batched)}): an attack asks each turn as it goes, live; "
+                "batch APIs are for flames generate, judge and run"
+            )
         if self.judge is None and self.scorer is None:
             self.scorer = ScorerConfig()
         return self

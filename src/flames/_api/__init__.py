@@ -8,6 +8,10 @@ kernel): their event loop then runs in a worker thread.
 
 from __future__ import annotations
 
+from flames._api.batch import (
+    batch_status as batch_status,
+    cancel_batches as cancel_batches,
+)
 from flames._api.comparison import (
     compare as compare,
     leaderboard as leaderboard,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
+from flames._api.comparison import adjustment
 from flames._api.pieces import (
     ModelLike,
     backend_on,
@@ -42,6 +43,7 @@ from flames._util.aio import async_twin, run_sync
 from flames._util.outputs import remove_stale_partials, write_text
 from flames._util.terminal import inline, remote
 from flames.analysis.attacks import RedteamReport, is_redteam
+from flames.analysis.multiplicity import Adjustment
 from flames.analysis.results import load_results
 from flames.data import official as official_data
 from flames.data.dataset import Dataset
@@ -67,12 +69,21 @@ if TYPE_CHECKING:
 
 
 def load_run(
-    run_dir: str | Path, scorer: str | None = None, *, bootstrap: int = 2000, seed: int = 0
+    run_dir: str | Path,
+    scorer: str | None = None,
+    *,
+    bootstrap: int = 2000,
+    seed: int = 0,
+    p_adjust: str = "bh",
 ) -> EvalResult:
     """A scored run as an `EvalResult` (metrics with intervals, answers, verdicts). `scorer`
-    picks whose verdicts when the run has several."""
+    picks whose verdicts when the run has several; `p_adjust` ('bh', 'holm', 'bonferroni' or
+    'none') adjusts the robustness table's p-values (docs/statistics.md)."""
     results = load_results(run_dir, scorer)
-    return EvalResult(build_report(results, bootstrap_samples=bootstrap, seed=seed), results)
+    built = build_report(
+        results, bootstrap_samples=bootstrap, seed=seed, adjustment=adjustment(p_adjust)
+    )
+    return EvalResult(built, results)
 
 
 def report(
@@ -88,19 +99,23 @@ def report(
     lang: Lang | str = Lang.en,
     tables: bool = True,
     console: Console | None = None,
+    p_adjust: str = "bh",
 ) -> EvalResult | RedteamReport:
     """Write a scored run's report files (JSON, CSV, Markdown, scored.jsonl, report.html and,
     with `plots`, figures) to `out` (default RUN/report), in English or Chinese (`lang` 'zh'),
-    print its tables (unless `tables` is False) and the files written, and return it. A
-    red-team run gets its own report (`flames.redteam`; `redteam_report`), which is returned."""
+    print its tables (unless `tables` is False) and the files written, and return it.
+    `p_adjust` adjusts the robustness table's p-values: 'bh' (false discovery rate, the
+    default), 'holm', 'bonferroni' or 'none'. A red-team run gets its own report
+    (`flames.redteam`; `redteam_report`), which is returned."""
     console = console_or_default(console)
+    p_adjust = adjustment(p_adjust)
     run_dir = Path(run_dir)
     if is_redteam(run_dir):
         return redteam_report(
             run_dir, out=out, html=html, lang=lang, tables=tables, console=console
         )
     return _report(
-        run_dir, scorer, out, formats, bootstrap, seed, html, plots, lang, tables, console
+        run_dir, scorer, out, formats, bootstrap, seed, html, plots, lang, tables, console, p_adjust
     )
 
 
@@ -116,13 +131,14 @@ def _report(
     lang: Lang | str,
     tables: bool,
     console: Console,
+    p_adjust: Adjustment,
 ) -> EvalResult:
     """`report` of an evaluation run."""
     chosen = tuple(formats or FORMATS)
     unknown = set(chosen) - set(FORMATS)
     if unknown:
         raise UsageError(f"unknown format(s): {', '.join(sorted(unknown))}", param_hint="--format")
-    result = load_run(run_dir, scorer, bootstrap=bootstrap, seed=seed)
+    result = load_run(run_dir, scorer, bootstrap=bootstrap, seed=seed, p_adjust=p_adjust)
     built, results = result.report, result.results
     if tables:
         print_report(built, console, lang)
@@ -386,6 +402,7 @@ class _Plan:
                 lang,
                 True,
                 console,
+                Adjustment.bh,  # as `report` adjusts by default
             )
         except NothingScored as exc:
             if not any(problems):

@@ -22,14 +22,16 @@ from flames._config import (
 )
 from flames._util.callables import qualified_name
 from flames._util.terminal import inline, remote
+from flames.analysis.costs import batch_usage, cost_text
 from flames.clients.chat import ChatClient, ClientOptions
 from flames.data import official as official_data
 from flames.data.dataset import Dataset
 from flames.errors import IncompleteRun, UsageError
 from flames.generation import Backend, GenerationSummary, run_generation_async
-from flames.generation.runner import incomplete_run, summary_lines
+from flames.generation.runner import BATCH_STAGE, batch_line, incomplete_run, summary_lines
 from flames.reporting.i18n import Lang, t
-from flames.runs.records import DatasetInfo, Decoding, RunManifest, check_scorer_name
+from flames.reporting.report import batch_note
+from flames.runs.records import DatasetInfo, Decoding, Price, RunManifest, check_scorer_name
 from flames.runs.store import SCHEMA_VERSION, UPGRADES, RunStore
 from flames.scoring.runner import Scorer, ScoringSummary, run_scoring
 
@@ -179,7 +181,12 @@ def build_backend(target: TargetConfig) -> Backend:
     if target.backend == "openai":
         from flames.generation.openai_api import OpenAIBackend
 
-        return OpenAIBackend(target.model, decoding=decoding, **client_options(target))
+        return OpenAIBackend(
+            target.model,
+            decoding=decoding,
+            batch=target.batch_settings(),
+            **client_options(target),
+        )
     return local_backend(target)
 
 
@@ -361,6 +368,7 @@ def build_judge(config: JudgeConfig) -> Scorer:
         max_tokens=config.max_tokens,
         json_mode=config.json_mode,
         name=config.scorer_name,
+        batch=config.batch_settings(),
     )
 
 
@@ -444,6 +452,7 @@ async def generate_into(
         finally:
             release(backend)
         failed = store.count_answers("error")
+        spent = spending(store, BATCH_STAGE, summary.batch is not None, evaluation.target.price)
     except BaseException:
         if created:  # nothing stored yet: leave no run behind, so the next attempt starts clean
             store.discard_if_empty()
@@ -463,10 +472,34 @@ async def generate_into(
         )
     for line in lines:
         console.print(line)
+    for line in spent(summary.usage):
+        console.print(line, highlight=False)
     print_repairs(backend, console)
     for example in summary.error_examples:
         console.print(f"  [red]error:[/] {remote(example)}", highlight=False)
     return summary, incomplete_run(run_dir, summary, failed)
+
+
+def spending(
+    store: RunStore, stage: str, batched: bool, price: Price | None
+) -> Callable[[dict[str, int]], list[str]]:
+    """What a pass cost, to print once it is done: a batch stage's requests, tokens and cost
+    (flames.analysis.costs); a live pass's cost at `price`, and what a batch API would charge."""
+    usage = next((u for u in batch_usage(store) if u.stage == stage), None) if batched else None
+
+    def lines(tokens: dict[str, int]) -> list[str]:
+        if usage is not None:
+            return [inline(batch_note(usage))]
+        if price is None or not any(tokens.values()):
+            return []
+        counted = (tokens.get("prompt_tokens", 0), tokens.get("completion_tokens", 0))
+        live, batch = price.cost(*counted), price.cost(*counted, batch=True)
+        return [
+            f"cost {cost_text(live)} at the live price (through a batch API, --batch: "
+            f"{cost_text(batch)})"
+        ]
+
+    return lines
 
 
 def score_into(
@@ -495,6 +528,10 @@ def score_into(
         ),
         highlight=False,
     )
+    if summary.batch is not None:
+        console.print(batch_line(summary.batch))
+        for line in spending(store, name, True, None)({}):
+            console.print(line, highlight=False)
     print_repairs(scorer, console)
     failed = store.failed_verdicts(name)
     if not failed:

@@ -8,8 +8,10 @@ target is scored 1 on the goal's dimension; it is "not harmless" when an answer 
 failure): an attack that ended in error is neither, and one the attacker declined to make was
 never made; both are counted apart. "any" is the share of goals at least one strategy broke.
 
-Intervals are the rate intervals of `flames.analysis.metrics` (Wilson's score interval, with the
-Brown-Cai-DasGupta edges), at 95%.
+Intervals are the rate intervals of the reports (flames.analysis.intervals.proportion_interval:
+Laud's skewness-corrected score interval with a continuity correction), at 95%. Two runs are
+compared as `flames compare` compares harmless rates: per strategy, the dimension rows' p-values
+adjusted together (Holm), the overall unadjusted.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from flames.analysis.compare import PairedDifference, paired_by_dimension
-from flames.analysis.metrics import INTERVAL_METHOD, score_interval
+from flames.analysis.intervals import proportion_interval
+from flames.analysis.metrics import INTERVAL_METHOD
 from flames.data.dataset import Item
 from flames.data.taxonomy import taxonomy_order
 from flames.errors import FlamesError
@@ -54,7 +57,7 @@ class Rate(BaseModel):
     def of(cls, count: int, n: int, confidence: float = CONFIDENCE) -> Rate:
         if not n:
             return cls(count=0, n=0, value=None)
-        low, high = score_interval(count, n, confidence)
+        low, high = proportion_interval(count, n, confidence)
         return cls(
             count=count,
             n=n,
@@ -84,7 +87,7 @@ class StrategyStats(BaseModel):
     """Attacks by outcome (success, failure, declined, error), and 'pending' (not ended)."""
     asr_at_k: list[float]
     """Percent of rated attacks that succeeded within the first k target queries, k = 1 ...
-    the budget."""
+    the budget; empty when no attack was rated (a share of nothing is undefined, not 0%)."""
     median_queries: float | None
     """Median of the target queries up to the first success, over the successes."""
     mean_queries: float | None
@@ -106,7 +109,7 @@ class RoleUsage(BaseModel):
     """Successful requests the server gave no token counts for (their tokens are not in the
     totals; nor is their cost)."""
     cost: float | None = None
-    """At the run's prices per 1k tokens, where given."""
+    """At the run's prices per million tokens, where given."""
 
 
 class RedteamReport(BaseModel):
@@ -153,9 +156,9 @@ def strategy_stats(
     firsts = [r.first_success for r in rated if r.first_success is not None]
     at_k = Counter(firsts)
     curve, broken = [], 0
-    for k in range(1, budget + 1):
+    for k in range(1, budget + 1 if rated else 1):  # no rated attack: no curve, not 0%
         broken += at_k[k]
-        curve.append(100 * broken / len(rated) if rated else 0.0)
+        curve.append(100 * broken / len(rated))
     kinds = {k: n for k, n in (attacker or {}).items() if k in PROMPT_KINDS}
     asked = sum(kinds.values())
     pruned = sum(
@@ -218,7 +221,7 @@ def usage_of(store: RunStore, manifest: RunManifest) -> dict[str, RoleUsage]:
         if role in prices:
             price_in, price_out = prices[role]
             cost = counts["prompt_tokens"] * price_in + counts["completion_tokens"] * price_out
-            cost /= 1000
+            cost /= 1e6
         usage[role] = RoleUsage(**counts, cost=cost)
     return usage
 
@@ -401,8 +404,9 @@ def compare_redteam(
     run_a: Path | str, run_b: Path | str, bootstrap_samples: int = 2000, seed: int = 0
 ) -> RedteamComparison:
     """Pair two red-team runs goal by goal (the goals both rated under a strategy) and compare
-    their attack success rates per dimension and overall (`paired_by_dimension`: bootstrap
-    intervals, McNemar's exact test per dimension, a stratified sign-flip test overall)."""
+    their attack success rates per dimension and overall (`paired_by_dimension`: paired score
+    intervals, McNemar's mid-p test per dimension adjusted by Holm over the strategy's
+    dimensions, a stratified sign-flip test overall)."""
     runs = []
     for run_dir in (run_a, run_b):
         with RunStore.open(run_dir) as store:

@@ -12,6 +12,10 @@
   it carries the uncertainty of se and sp as well as of the observed rate. se (sp) is undefined,
   None, when no labelled answer is harmless (not harmless).
 
+A statistic whose denominator is zero is undefined, not 0 or 1: it is None, and the model's
+`undefined` says why (e.g. Cohen's kappa when both raters give every answer the same score:
+there is no disagreement expected by chance to improve on; scikit-learn gives NaN there).
+
 se and sp are only unbiased when the labelled answers are a random sample of the answers:
 `flames annotate export --random N` draws one, and each label records how its answer was
 selected (see flames.scoring.annotate), so calibrate can say when they are not.
@@ -40,8 +44,28 @@ Key = tuple[str, int]
 KappaWeights = Literal["linear", "quadratic"]
 
 
-def cohen_kappa(a: Sequence[int], b: Sequence[int], weights: KappaWeights | None = None) -> float:
-    """Cohen's kappa of two raters over the same scores 1-3 (1.0 when both are constant and equal).
+KAPPA_UNDEFINED = "both raters gave every answer the same score, so no agreement is beyond chance"
+FLEISS_UNDEFINED = "every annotator gave every answer the same score"
+SENSITIVITY_UNDEFINED = "no labelled answer here is harmless"
+SPECIFICITY_UNDEFINED = "every labelled answer here is harmless"
+CORRECTION_UNDEFINED = "sensitivity or specificity is undefined"
+NO_BETTER_THAN_CHANCE = "the judge is no better than chance here (sensitivity + specificity <= 1)"
+REASONS = (
+    KAPPA_UNDEFINED,
+    FLEISS_UNDEFINED,
+    SENSITIVITY_UNDEFINED,
+    SPECIFICITY_UNDEFINED,
+    CORRECTION_UNDEFINED,
+    NO_BETTER_THAN_CHANCE,
+)
+"""Why a statistic is undefined, in the words reports print (flames.reporting.i18n has them)."""
+
+
+def cohen_kappa(
+    a: Sequence[int], b: Sequence[int], weights: KappaWeights | None = None
+) -> float | None:
+    """Cohen's kappa of two raters over the same scores 1-3; None (undefined, KAPPA_UNDEFINED)
+    when both give every answer the same score, so that chance agreement is already perfect.
 
     `weights`: None counts every disagreement the same; "linear" and "quadratic" weigh it by
     |x - y| or (x - y) ** 2, for the ordinal scale.
@@ -58,26 +82,29 @@ def cohen_kappa(a: Sequence[int], b: Sequence[int], weights: KappaWeights | None
     else:
         penalty = distance ** (2 if weights == "quadratic" else 1)
     chance = float((penalty * expected).sum())
-    return 1.0 if chance == 0 else 1 - float((penalty * observed).sum()) / chance
+    return None if chance == 0 else 1 - float((penalty * observed).sum()) / chance
 
 
-def fleiss_kappa(counts: np.ndarray) -> float:
-    """Fleiss' kappa from an items x categories matrix of rating counts (equal raters per item)."""
+def fleiss_kappa(counts: np.ndarray) -> float | None:
+    """Fleiss' kappa from an items x categories matrix of rating counts (equal raters per item);
+    None (undefined, FLEISS_UNDEFINED) when every rating is the same score."""
     n_items = counts.shape[0]
     raters = counts.sum(axis=1)[0]
     p_category = counts.sum(axis=0) / (n_items * raters)
     p_item = ((counts**2).sum(axis=1) - raters) / (raters * (raters - 1))
     p_bar, p_e = p_item.mean(), (p_category**2).sum()
-    return 1.0 if p_e == 1 else float((p_bar - p_e) / (1 - p_e))
+    return None if p_e == 1 else float((p_bar - p_e) / (1 - p_e))
 
 
 class AgreementStats(BaseModel):
     n: int
     accuracy: float
-    cohen_kappa: float
-    """Unweighted."""
+    cohen_kappa: float | None
+    """Unweighted; None when undefined (see `undefined`)."""
     weighted_kappa: float | None = None
     """Cohen's kappa with the calibration's `kappa_weights`, when asked for."""
+    undefined: dict[str, str] = {}
+    """Why a statistic above is None although asked for: field name -> reason."""
 
 
 class CorrectedRate(BaseModel):
@@ -95,6 +122,8 @@ class CorrectedRate(BaseModel):
     """None (undefined) when every labelled answer here is harmless."""
     labelled: int
     unlabelled: int
+    undefined: dict[str, str] = {}
+    """Why a statistic above is None: field name -> reason."""
 
 
 class Calibration(BaseModel):
@@ -106,6 +135,7 @@ class Calibration(BaseModel):
     """confusion[human][judge] = number of answers."""
     no_majority: int
     fleiss_kappa: float | None
+    """None with one annotator, or when undefined (see `undefined`)."""
     annotated_by_all: int
     corrected_rates: dict[str, CorrectedRate]
     kappa_weights: KappaWeights | None = None
@@ -113,6 +143,8 @@ class Calibration(BaseModel):
     """How the labelled answers were selected (flames.scoring.annotate.SELECTION), counted."""
     bootstrap_samples: int
     seed: int
+    undefined: dict[str, str] = {}
+    """Why a statistic above is None although it was computed: field name -> reason."""
 
     @property
     def random_labels(self) -> bool:
@@ -130,6 +162,8 @@ class PairAgreement(BaseModel):
     agreement: float | None
     """Percent of those answers with the same score."""
     cohen_kappa: float | None
+    """None when there is no answer in common, or when undefined (see `undefined`)."""
+    undefined: dict[str, str] = {}
 
 
 class Disagreements(BaseModel):
@@ -150,7 +184,10 @@ def pair_agreements(store: RunStore, scorers: Sequence[str]) -> list[PairAgreeme
         x, y = [scores[a][k] for k in keys], [scores[b][k] for k in keys]
         same = 100 * sum(i == j for i, j in zip(x, y, strict=True)) / len(keys) if keys else None
         kappa = cohen_kappa(x, y) if keys else None
-        pairs.append(PairAgreement(a=a, b=b, n=len(keys), agreement=same, cohen_kappa=kappa))
+        why = {"cohen_kappa": KAPPA_UNDEFINED} if keys and kappa is None else {}
+        pairs.append(
+            PairAgreement(a=a, b=b, n=len(keys), agreement=same, cohen_kappa=kappa, undefined=why)
+        )
     return pairs
 
 
@@ -189,11 +226,17 @@ def reference_labels(per_annotator: list[dict[Key, int]]) -> tuple[dict[Key, int
 
 def _agreement(pairs: list[tuple[int, int]], weights: KappaWeights | None) -> AgreementStats:
     human, judge = [h for h, _ in pairs], [j for _, j in pairs]
+    kappa = cohen_kappa(human, judge)
+    weighted = None if weights is None else cohen_kappa(human, judge, weights)
+    undefined = {"cohen_kappa": KAPPA_UNDEFINED} if kappa is None else {}
+    if weights is not None and weighted is None:
+        undefined["weighted_kappa"] = KAPPA_UNDEFINED
     return AgreementStats(
         n=len(pairs),
         accuracy=100 * sum(h == j for h, j in pairs) / len(pairs),
-        cohen_kappa=cohen_kappa(human, judge),
-        weighted_kappa=None if weights is None else cohen_kappa(human, judge, weights),
+        cohen_kappa=kappa,
+        weighted_kappa=weighted,
+        undefined=undefined,
     )
 
 
@@ -229,13 +272,15 @@ def calibrate(
         unlabelled = [s for k, s in judged.items() if dims[k[0]] is dim and k not in pairs]
         corrected[dim.value] = _correct(in_dim, unlabelled, rng, bootstrap_samples)
     selection = _selection(store, annotators)
-    fleiss, shared = None, 0
+    fleiss, shared, undefined = None, 0, {}
     if len(humans) > 1:
         keys = set.intersection(*(set(h) for h in humans))
         shared = len(keys)
         if keys:
             counts = np.array([[sum(h[k] == s for h in humans) for s in SCORES] for k in keys])
             fleiss = fleiss_kappa(counts)
+            if fleiss is None:
+                undefined["fleiss_kappa"] = FLEISS_UNDEFINED
     return Calibration(
         judge=judge,
         reference=list(annotators),
@@ -250,6 +295,7 @@ def calibrate(
         label_selection=dict(Counter(selection[k] for k in common)),
         bootstrap_samples=bootstrap_samples,
         seed=seed,
+        undefined=undefined,
     )
 
 
@@ -306,6 +352,15 @@ def _correct(
     def percent(x: np.ndarray) -> float | None:
         return None if np.isnan(x) else 100 * float(x)
 
+    undefined = {}
+    if np.isnan(se):
+        undefined["sensitivity"] = SENSITIVITY_UNDEFINED
+    if np.isnan(sp):
+        undefined["specificity"] = SPECIFICITY_UNDEFINED
+    if np.isnan(value):
+        undefined["corrected"] = (
+            CORRECTION_UNDEFINED if np.isnan(se) or np.isnan(sp) else NO_BETTER_THAN_CHANCE
+        )
     return CorrectedRate(
         observed=100 * float(observed),
         corrected=percent(value),
@@ -315,4 +370,5 @@ def _correct(
         specificity=percent(sp),
         labelled=labelled,
         unlabelled=others,
+        undefined=undefined,
     )

@@ -1,32 +1,47 @@
 """Paired comparison of two runs on the same prompts.
 
-Per dimension and overall: the difference in harmless rate (B - A) with a paired bootstrap CI
-(items resampled within each dimension, both runs together), and a test of that difference:
+Each prompt contributes its share of harmless answers in each run (0 or 1 with one answer per
+prompt), and the difference of the two shares, d = b - a. Per dimension and overall, the
+printed difference is the mean of d, and both its test and its interval are of that mean:
 
-- per dimension, McNemar's exact test on the items where one run is harmless and the other is
-  not (with several answers per prompt, an item counts as harmless when at least half are);
-- overall, a stratified sign-flip permutation test of the macro difference itself: under the
-  null hypothesis the two runs are exchangeable on each item, so each item's difference keeps
-  or flips its sign at random, within its dimension. (A McNemar test on the pooled items tests
-  the per-item average, which can point the other way from the macro average.)
+- per dimension, a sign-flip permutation test: under the null hypothesis the two runs are
+  exchangeable on each prompt, so each d keeps or flips its sign at random. Its p-value is the
+  mid-p (ties with the observed mean count half), which keeps the level without the
+  conservatism of the discrete exact test, and reaches a paired t-test's power (Fagerland,
+  Lydersen & Laake 2013 for McNemar). With one answer per prompt it is McNemar's mid-p test,
+  computed exactly; with several it draws `--bootstrap` sign patterns (as counts per distinct
+  |d|). Its interval is the score interval of the mean of (d + 1) / 2
+  (flames.analysis.intervals), which excludes 0 only where the test rejects;
+- overall (the mean of the dimensions' differences), the same test stratified by dimension,
+  and the same interval with the dimensions as strata.
 
-Both resamplings work on the counts of each distinct item difference per dimension, so their
-cost does not grow with the number of items.
+The dimension rows are several tests: their p-values are adjusted (Holm by default, see
+flames.analysis.multiplicity) and only an adjusted p-value names a winner. The overall row is
+the comparison's primary test and stays unadjusted. See docs/statistics.md.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from fractions import Fraction
+
 import numpy as np
 from pydantic import BaseModel
 
+from flames.analysis.intervals import mean_intervals, weighted_interval
+from flames.analysis.multiplicity import Adjustment, adjust
 from flames.analysis.results import Results, first_prompt_difference
 from flames.data.taxonomy import Dimension
 from flames.errors import FlamesError, UsageError
 
-MCNEMAR = "McNemar exact"
-SIGN_FLIP = "stratified sign-flip permutation"
+MCNEMAR = "McNemar mid-p"
+"""The sign-flip test when every prompt that differs differs by the same amount: exact."""
+SIGN_FLIP = "sign-flip permutation, mid-p"
+STRATIFIED_SIGN_FLIP = "stratified sign-flip permutation, mid-p"
+CONFIDENCE = 0.95
+ALPHA = 1 - CONFIDENCE
 MIN_RESAMPLES = 100
-"""Fewest resamples a paired comparison accepts: fewer make its CI and p-value meaningless."""
+"""Fewest sign patterns a paired comparison accepts: fewer make its p-values meaningless."""
 
 
 class PairedDifference(BaseModel):
@@ -37,27 +52,20 @@ class PairedDifference(BaseModel):
     """rate_b - rate_a, in percentage points."""
     ci_low: float
     ci_high: float
-    only_a_harmless: int
-    only_b_harmless: int
+    a_higher: int
+    """Prompts where A's share of harmless answers is the higher."""
+    b_higher: int
     p_value: float
-    """Two-sided p-value of `test`."""
-    test: str = MCNEMAR
-    test_direction: int
-    """Which run the test's statistic favours: 1 for B, -1 for A, 0 for neither."""
+    """Two-sided p-value of `test`, unadjusted."""
+    p_adjusted: float
+    """`p_value` adjusted by `adjustment` over the table's rows (equal to it for 'none')."""
+    adjustment: Adjustment = Adjustment.none
+    test: str
 
-    def verdict(self, a: str, b: str) -> str:
-        """Plain words: a direction only when the CI, the test and the difference all agree."""
-        ci_excludes_zero = not (self.ci_low <= 0 <= self.ci_high)
-        significant = self.p_value < 0.05
-        direction = int(np.sign(self.difference))
-        if significant and self.test_direction != direction:
-            return f"inconclusive: the test points the other way from the difference (n={self.n})"
-        if ci_excludes_zero and significant:
-            better = b if direction > 0 else a
-            return f"{better} more harmless by {abs(self.difference):.1f} points"
-        if ci_excludes_zero or significant:
-            return f"inconclusive: CI and test disagree (n={self.n})"
-        return f"too close to tell apart at this sample size (n={self.n})"
+    @property
+    def significant(self) -> bool:
+        """Whether the adjusted p-value is below 0.05: only then does a row name a winner."""
+        return self.p_adjusted < ALPHA
 
 
 class Comparison(BaseModel):
@@ -65,10 +73,11 @@ class Comparison(BaseModel):
     """Name of run A (its directory)."""
     b: str
     dimensions: dict[str, PairedDifference]
+    """Their p-values adjusted together by `adjustment`."""
     overall: PairedDifference
-    """Macro overall: mean of the dimension differences, tested by stratified sign flips.
-
-    Its discordant counts are summed over the dimensions, for information only."""
+    """Macro overall: mean of the dimension differences, tested by stratified sign flips, the
+    primary test (unadjusted). Its a_higher and b_higher are summed over the dimensions."""
+    adjustment: Adjustment = Adjustment.holm
     paired_items: int
     only_in_a: int
     only_in_b: int
@@ -88,39 +97,25 @@ def mcnemar_exact(b: int, c: int) -> float:
     return min(1.0, 2 * float(np.exp(log_tail)))
 
 
+def mcnemar_mid_p(b: int, c: int) -> float:
+    """Two-sided mid-p McNemar p-value: 2 (P(X < k) + P(X = k) / 2), k = min(b, c), for
+    X ~ Binomial(b + c, 1/2): McNemar's exact test with the observed table counted half."""
+    n, k = b + c, min(b, c)
+    if b == c:
+        return 1.0
+    below = mcnemar_exact(b, c) / 2  # P(X <= k)
+    log_at = _log_choose(n, k) - n * np.log(2)
+    return min(1.0, 2 * (below - float(np.exp(log_at)) / 2))
+
+
+def _log_choose(n: int, k: int) -> float:
+    steps = np.arange(1, k + 1)
+    return float(np.sum(np.log(n - steps + 1) - np.log(steps)))
+
+
 def item_rates(results: Results) -> dict[str, tuple[Dimension, float]]:
     """Per scored item: its dimension and the share of its answers scored harmless."""
     return results.item_rates()
-
-
-def _difference(a: np.ndarray, b: np.ndarray, reps: np.ndarray) -> PairedDifference:
-    harmless_a, harmless_b = a >= 0.5, b >= 0.5
-    only_a = int(np.sum(harmless_a & ~harmless_b))
-    only_b = int(np.sum(harmless_b & ~harmless_a))
-    low, high = np.percentile(reps, [2.5, 97.5])
-    return PairedDifference(
-        n=len(a),
-        rate_a=100 * float(a.mean()),
-        rate_b=100 * float(b.mean()),
-        difference=100 * float(b.mean() - a.mean()),
-        ci_low=float(low),
-        ci_high=float(high),
-        only_a_harmless=only_a,
-        only_b_harmless=only_b,
-        p_value=mcnemar_exact(only_a, only_b),
-        test_direction=int(np.sign(only_b - only_a)),
-    )
-
-
-def bootstrap_means(differences: np.ndarray, rng: np.random.Generator, samples: int) -> np.ndarray:
-    """Bootstrap replicates of the mean of `differences`, drawn as counts of its distinct values.
-
-    Resampling n items with replacement gives each distinct value a multinomial count, so this
-    is the ordinary bootstrap at a cost that depends on the distinct values, not on n.
-    """
-    values, counts = np.unique(differences, return_counts=True)
-    n = len(differences)
-    return rng.multinomial(n, counts / n, size=samples) @ values / n
 
 
 def sign_flip_means(differences: np.ndarray, rng: np.random.Generator, samples: int) -> np.ndarray:
@@ -135,15 +130,59 @@ def sign_flip_means(differences: np.ndarray, rng: np.random.Generator, samples: 
 
 
 def sign_flip_test(strata: list[np.ndarray], rng: np.random.Generator, samples: int) -> float:
-    """Two-sided p-value of the mean over strata of each stratum's mean difference.
+    """Two-sided mid-p-value of the mean over strata of each stratum's mean difference.
 
-    The permutation p-value counts the observed statistic as one of the draws (Phipson & Smyth
-    2010), so it is never 0.
+    The observed statistic counts as one of the draws (Phipson & Smyth 2010), so the p-value is
+    never 0; draws as extreme as it count half.
     """
-    observed = np.mean([d.mean() for d in strata])
-    draws = np.mean([sign_flip_means(d, rng, samples) for d in strata], axis=0)
-    extreme = np.sum(np.abs(draws) >= abs(observed) - 1e-12)
-    return float((1 + extreme) / (1 + samples))
+    observed = abs(np.mean([d.mean() for d in strata]))
+    if observed < 1e-15:
+        return 1.0  # no difference at all: as McNemar's test, p = 1
+    draws = np.abs(np.mean([sign_flip_means(d, rng, samples) for d in strata], axis=0))
+    tolerance = 1e-12 * observed
+    beyond = np.sum(draws > observed + tolerance)
+    ties = np.sum(np.abs(draws - observed) <= tolerance)
+    return float((beyond + (ties + 1) / 2) / (1 + samples))
+
+
+def paired_test(
+    differences: np.ndarray, rng: np.random.Generator, samples: int
+) -> tuple[float, str]:
+    """The sign-flip test of one stratum's mean difference: (p-value, the test's name).
+
+    When every non-zero difference has the same size the count of positive ones is
+    Binomial(m, 1/2) under the null: McNemar's test, computed exactly. Otherwise `samples`
+    sign patterns.
+    """
+    nonzero = np.abs(differences[differences != 0])
+    if len(nonzero) == 0 or np.allclose(nonzero, nonzero[0], rtol=0, atol=1e-12):
+        positive = int(np.sum(differences > 0))
+        return mcnemar_mid_p(len(nonzero) - positive, positive), MCNEMAR
+    return sign_flip_test([differences], rng, samples), SIGN_FLIP
+
+
+def shifted_values(differences: np.ndarray) -> dict[Fraction, int]:
+    """How many items have each (d + 1) / 2, in [0, 1], as exact fractions (shares of at most
+    a few hundred answers)."""
+    values, counts = np.unique(differences, return_counts=True)
+    found: dict[Fraction, int] = {}
+    for value, count in zip(values.tolist(), counts.tolist(), strict=True):
+        key = (Fraction(value).limit_denominator(1_000_000) + 1) / 2
+        found[key] = found.get(key, 0) + count
+    return found
+
+
+def _difference(a: np.ndarray, b: np.ndarray, low: float, high: float) -> dict:
+    return {
+        "n": len(a),
+        "rate_a": 100 * float(a.mean()),
+        "rate_b": 100 * float(b.mean()),
+        "difference": 100 * float(b.mean() - a.mean()),
+        "ci_low": 100 * (2 * low - 1),
+        "ci_high": 100 * (2 * high - 1),
+        "a_higher": int(np.sum(a > b)),
+        "b_higher": int(np.sum(b > a)),
+    }
 
 
 def paired_by_dimension(
@@ -151,57 +190,92 @@ def paired_by_dimension(
     rates_b: dict[str, tuple[Dimension, float]],
     bootstrap_samples: int = 2000,
     seed: int = 0,
+    adjustment: Adjustment | str = Adjustment.holm,
 ) -> tuple[dict[str, PairedDifference], PairedDifference]:
-    """Paired differences per dimension and overall, on the keys both sides have."""
+    """Paired differences per dimension (p-values adjusted together by `adjustment`) and
+    overall (unadjusted), on the keys both sides have."""
     if bootstrap_samples < MIN_RESAMPLES:
         raise UsageError(
-            f"a paired comparison needs at least {MIN_RESAMPLES} resamples (its CIs are "
-            f"bootstrap intervals and its overall test a permutation test): give --bootstrap "
-            f"{MIN_RESAMPLES} or more (2000 by default)",
+            f"a paired comparison needs at least {MIN_RESAMPLES} resamples (its overall test, "
+            f"and its tests with several answers per prompt, are permutation tests): give "
+            f"--bootstrap {MIN_RESAMPLES} or more (2000 by default)",
             param_hint="--bootstrap",
         )
-    common = sorted(rates_a.keys() & rates_b.keys())
+    common = rates_a.keys() & rates_b.keys()
     if not common:
         raise FlamesError("nothing to pair: no scored item in common")
     rng = np.random.default_rng(seed)
-    dimensions: dict[str, PairedDifference] = {}
-    dim_reps, all_a, all_b, strata = [], [], [], []
-    for dim in Dimension:
-        ids = [i for i in common if rates_a[i][0] is dim]
-        if not ids:
-            continue
-        va = np.array([rates_a[i][1] for i in ids])
-        vb = np.array([rates_b[i][1] for i in ids])
-        reps = 100 * bootstrap_means(vb - va, rng, bootstrap_samples)
-        dimensions[dim.value] = _difference(va, vb, reps)
-        dim_reps.append(reps)
-        all_a.append(va)
-        all_b.append(vb)
-        strata.append(vb - va)
-    overall = _difference(np.concatenate(all_a), np.concatenate(all_b), np.mean(dim_reps, axis=0))
-    overall.rate_a = float(np.mean([d.rate_a for d in dimensions.values()]))
-    overall.rate_b = float(np.mean([d.rate_b for d in dimensions.values()]))
-    overall.difference = overall.rate_b - overall.rate_a
-    overall.test = SIGN_FLIP
-    overall.p_value = sign_flip_test(strata, rng, bootstrap_samples)
-    overall.test_direction = int(np.sign(np.mean([d.mean() for d in strata])))
+    # One pass over the items; the order within a dimension does not matter to any statistic.
+    shares: dict[Dimension, tuple[list[float], list[float]]] = {d: ([], []) for d in Dimension}
+    for i in common:
+        dim, a = rates_a[i]
+        shares[dim][0].append(a)
+        shares[dim][1].append(rates_b[i][1])
+    pairs = {dim.value: (np.array(a), np.array(b)) for dim, (a, b) in shares.items() if a}
+    strata = [vb - va for va, vb in pairs.values()]
+    values = [shifted_values(d) for d in strata]
+    lows, highs = mean_intervals(values, CONFIDENCE)
+    tests = [paired_test(d, rng, bootstrap_samples) for d in strata]
+    adjusted = adjust([p for p, _ in tests], adjustment)
+    dimensions = {
+        name: PairedDifference(
+            **_difference(va, vb, low, high),
+            p_value=p,
+            p_adjusted=p_adj,
+            adjustment=Adjustment(adjustment),
+            test=test,
+        )
+        for (name, (va, vb)), low, high, (p, test), p_adj in zip(
+            pairs.items(), lows.tolist(), highs.tolist(), tests, adjusted, strict=True
+        )
+    }
+    weights = [1 / len(strata)] * len(strata)
+    low, high = weighted_interval(values, weights, CONFIDENCE)
+    p = sign_flip_test(strata, rng, bootstrap_samples)
+    rate_a = float(np.mean([d.rate_a for d in dimensions.values()]))
+    rate_b = float(np.mean([d.rate_b for d in dimensions.values()]))
+    overall = PairedDifference(
+        n=len(common),
+        rate_a=rate_a,
+        rate_b=rate_b,
+        difference=rate_b - rate_a,
+        ci_low=100 * (2 * low - 1),
+        ci_high=100 * (2 * high - 1),
+        a_higher=sum(d.a_higher for d in dimensions.values()),
+        b_higher=sum(d.b_higher for d in dimensions.values()),
+        p_value=p,
+        p_adjusted=p,
+        test=STRATIFIED_SIGN_FLIP,
+    )
     return dimensions, overall
 
 
+def readjust(rows: Sequence[PairedDifference], adjustment: Adjustment | str) -> None:
+    """Adjust the p-values of `rows` as one family, in place."""
+    for row, p in zip(rows, adjust([r.p_value for r in rows], adjustment), strict=True):
+        row.p_adjusted = p
+        row.adjustment = Adjustment(adjustment)
+
+
 def compare_runs(
-    a: Results, b: Results, bootstrap_samples: int = 2000, seed: int = 0
+    a: Results,
+    b: Results,
+    bootstrap_samples: int = 2000,
+    seed: int = 0,
+    adjustment: Adjustment | str = Adjustment.holm,
 ) -> Comparison:
     """Compare two scored runs on the items both have scored."""
     differing = first_prompt_difference(a, b)
     if differing is not None:
         raise FlamesError(f"item {differing} has different prompts in the two runs")
     rates_a, rates_b = item_rates(a), item_rates(b)
-    dimensions, overall = paired_by_dimension(rates_a, rates_b, bootstrap_samples, seed)
+    dimensions, overall = paired_by_dimension(rates_a, rates_b, bootstrap_samples, seed, adjustment)
     return Comparison(
         a=a.run_dir.name,
         b=b.run_dir.name,
         dimensions=dimensions,
         overall=overall,
+        adjustment=Adjustment(adjustment),
         paired_items=len(rates_a.keys() & rates_b.keys()),
         only_in_a=len(rates_a.keys() - rates_b.keys()),
         only_in_b=len(rates_b.keys() - rates_a.keys()),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import groupby
 from operator import itemgetter
@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from flames.analysis.costs import BatchUsage, batch_usage
 from flames.analysis.metrics import Metrics, ScoredItem, compute_metrics
 from flames.analysis.refusal import ALL, RefusalStats, is_refusal
 from flames.data.augment import SOURCE
@@ -116,6 +117,8 @@ class Results:
     """Refusals among the successful answers, per dimension and over all."""
     subcomponent_refusals: dict[str, RefusalStats]
     """Refusals among the successful answers, per subcomponent."""
+    batches: list[BatchUsage] = field(default_factory=list)
+    """What went through provider batch APIs, per stage (flames.analysis.costs)."""
 
     @cached_property
     def rows(self) -> list[Row]:
@@ -273,6 +276,7 @@ def load_results(run_dir: Path | str, scorer: str | None = None) -> Results:
             usage={"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
             refusals=refusals,
             subcomponent_refusals={k: v for k, v in by_sub.items() if k != ALL},
+            batches=batch_usage(store),
         )
 
 

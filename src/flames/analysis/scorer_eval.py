@@ -3,12 +3,13 @@
 For each scorer (a trained one, the official scorer, an LLM judge, a Python function), on the
 same labelled answers:
 
-- accuracy, with Wilson's score interval (flames.analysis.metrics.score_interval);
+- accuracy, with the reports' rate interval (flames.analysis.intervals.proportion_interval);
 - macro-F1 over the dimension's scale (classes never seen count 0, as scikit-learn's
   ``zero_division=0``), with a percentile bootstrap interval over the answers;
 - the confusion matrix (label x prediction);
-- Cohen's kappa, unweighted, linear and quadratic (flames.analysis.calibration.cohen_kappa);
-- the harmless rate the scorer implies against the labels' own, each with its Wilson interval,
+- Cohen's kappa, unweighted, linear and quadratic (flames.analysis.calibration.cohen_kappa),
+  undefined (None, with the reason) when labels and predictions are all one and the same score;
+- the harmless rate the scorer implies against the labels' own, each with that interval,
   and their gap (scorer minus labels) with a paired bootstrap interval: a scorer can be accurate
   and still move the headline number.
 
@@ -24,8 +25,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from flames.analysis.calibration import cohen_kappa
-from flames.analysis.metrics import Estimate, score_interval
+from flames.analysis.calibration import KAPPA_UNDEFINED, cohen_kappa
+from flames.analysis.intervals import proportion_interval
+from flames.analysis.metrics import Estimate
 from flames.data.taxonomy import HARMLESS, THREE_LEVEL
 
 CONFIDENCE = 0.95
@@ -39,9 +41,10 @@ class Agreement(BaseModel):
     """Percent of answers given the label's score."""
     macro_f1: Estimate
     """Mean F1 over the scale's scores, in percent."""
-    cohen_kappa: float
-    kappa_linear: float
-    kappa_quadratic: float
+    cohen_kappa: float | None
+    """None when undefined (see `undefined`), as each kappa."""
+    kappa_linear: float | None
+    kappa_quadratic: float | None
     confusion: dict[int, dict[int, int]]
     """confusion[label][prediction] = answers."""
     harmless_rate: Estimate
@@ -50,6 +53,8 @@ class Agreement(BaseModel):
     """The labels' own harmless rate."""
     harmless_gap: Estimate
     """Scorer minus labels, in points, with a paired bootstrap interval."""
+    undefined: dict[str, str] = {}
+    """Why a statistic is None: field name -> reason (a zero denominator)."""
 
 
 class ScorerEvaluation(BaseModel):
@@ -73,8 +78,8 @@ def macro_f1(labels: np.ndarray, predicted: np.ndarray, scale: Sequence[int]) ->
     return np.mean(scores, axis=0)
 
 
-def _wilson(hits: int, n: int, confidence: float) -> Estimate:
-    low, high = score_interval(hits, n, confidence)
+def _proportion(hits: int, n: int, confidence: float) -> Estimate:
+    low, high = proportion_interval(hits, n, confidence)
     return Estimate(value=100 * hits / n, ci_low=100 * float(low), ci_high=100 * float(high))
 
 
@@ -105,17 +110,21 @@ def agreement(
     f1 = 100 * float(macro_f1(y, p, scale))
     gap = 100 * float(np.mean(p == HARMLESS) - np.mean(y == HARMLESS))
     gap_draws = 100 * ((pb == HARMLESS).mean(axis=1) - (yb == HARMLESS).mean(axis=1))
+    kappas = {
+        "cohen_kappa": cohen_kappa(y.tolist(), p.tolist()),
+        "kappa_linear": cohen_kappa(y.tolist(), p.tolist(), "linear"),
+        "kappa_quadratic": cohen_kappa(y.tolist(), p.tolist(), "quadratic"),
+    }
     return Agreement(
         n=n,
-        accuracy=_wilson(int((y == p).sum()), n, confidence),
+        accuracy=_proportion(int((y == p).sum()), n, confidence),
         macro_f1=_percentile(f1, 100 * macro_f1(yb, pb, scale), confidence),
-        cohen_kappa=cohen_kappa(y.tolist(), p.tolist()),
-        kappa_linear=cohen_kappa(y.tolist(), p.tolist(), "linear"),
-        kappa_quadratic=cohen_kappa(y.tolist(), p.tolist(), "quadratic"),
+        **kappas,
         confusion={a: {b: int(((y == a) & (p == b)).sum()) for b in scale} for a in scale},
-        harmless_rate=_wilson(int((p == HARMLESS).sum()), n, confidence),
-        label_harmless_rate=_wilson(int((y == HARMLESS).sum()), n, confidence),
+        harmless_rate=_proportion(int((p == HARMLESS).sum()), n, confidence),
+        label_harmless_rate=_proportion(int((y == HARMLESS).sum()), n, confidence),
         harmless_gap=_percentile(gap, gap_draws, confidence),
+        undefined={k: KAPPA_UNDEFINED for k, v in kappas.items() if v is None},
     )
 
 

@@ -13,6 +13,7 @@ from rich.markup import escape
 from flames import _api
 from flames._util.terminal import remote
 from flames.cli import (  # noqa: F401  (registers commands)
+    batch,
     data,
     evaluate,
     human,

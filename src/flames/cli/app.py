@@ -75,6 +75,12 @@ annotate_app = typer.Typer(
 app.add_typer(annotate_app, name="annotate")
 
 
+batch_app = typer.Typer(
+    help="A run's provider batch jobs (--batch): status, cancel.", no_args_is_help=True
+)
+app.add_typer(batch_app, name="batch")
+
+
 console = Console(emoji=False)  # ':x:' in a scorer name stays text
 
 

@@ -32,6 +32,11 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "timeout": ("target", "timeout"),
     "max_attempts": ("target", "max_attempts"),
     "keep_alive": ("target", "keep_alive"),
+    "batch": ("target", "batch"),
+    "batch_api": ("target", "batch_api"),
+    "batch_max_requests": ("target", "batch_max_requests"),
+    "batch_poll": ("target", "batch_poll"),
+    "price": ("target", "price"),
     "max_reply_bytes": ("target", "max_reply_bytes"),
     "gguf_file": ("target", "gguf_file"),
     "dtype": ("target", "dtype"),
@@ -108,7 +113,34 @@ def parse_engine_args(pairs: list[str] | None) -> dict[str, Any]:
     return args
 
 
+PRICES = {"price": "--price", "judge_price": "--judge-price"}
+
+
+def parse_price(text: str) -> dict[str, float]:
+    """IN,OUT (per million tokens) as a price's fields."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        numbers = [float(p) for p in parts]
+    except ValueError:
+        numbers = []
+    if len(numbers) != 2:
+        raise ValueError(
+            f"expected IN,OUT (prices per million tokens, e.g. 0.15,0.6), got {text!r}"
+        )
+    return {"input": numbers[0], "output": numbers[1]}
+
+
+def parse_price_option(text: str, name: str = "price") -> dict[str, float]:
+    """A --price option's value as a price's fields; a bad one is reported as a bad option."""
+    try:
+        return parse_price(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=PRICES[name]) from None
+
+
 def _value(name: str, value: Any) -> Any:
+    if name in PRICES:
+        return parse_price_option(value, name)
     if name in ENGINE_ARGS:
         try:
             return parse_engine_args(value)
@@ -179,12 +211,27 @@ def validated(
         raise typer.BadParameter(message, param_hint=hint) from None
 
 
+def file_settings(description: BaseModel) -> dict[str, Any]:
+    """A description read from a file, as settings that options may change: the functions its
+    model names were resolved to are left out, so that a --model naming another function (or
+    a model that is not a function) is the one called, not only the one recorded."""
+
+    def without_functions(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: without_functions(v) for k, v in value.items() if k != "function"}
+        if isinstance(value, list):
+            return [without_functions(v) for v in value]
+        return value
+
+    return without_functions(description.model_dump())
+
+
 def describe(
     options: dict[str, Any], config: Path | None = None, given: set[str] | None = None
 ) -> Evaluation:
     """The evaluation `flames run` (or `generate`) describes with its options; with a `config`
     file, the file is the base and the options `given` on the command line change it."""
-    settings = load_evaluation(config).model_dump() if config is not None else {}
+    settings = file_settings(load_evaluation(config)) if config is not None else {}
     chosen = given if config is not None else None
     _apply(settings, options, FIELDS, chosen)
     if options.get("device") is not None and (chosen is None or "device" in chosen):
@@ -192,13 +239,24 @@ def describe(
         if isinstance(settings.get("scorer"), dict):
             _put(settings, ("scorer", "device"), options["device"])
     if options.get("judge_model"):
-        settings["judges"] = [judge_settings(options, settings.get("target", {}))]
+        target = settings.get("target", {})
+        judge = judge_settings(options, target)
+        if judge.get("backend", "openai") == "openai":  # a local judge is asked live
+            judge.update({k: target[k] for k in BATCH_SHARED if k in target})
+        if options.get("judge_price"):
+            judge["price"] = _value("judge_price", options["judge_price"])
+        settings["judges"] = [judge]
         settings["scorer"] = None
+    _batch_where_it_can(settings)
     return validated(Evaluation, settings)
 
 
 API_SHARED = ("concurrency", "rpm", "timeout", "max_attempts", "keep_alive", "max_reply_bytes")
 """The target's API settings that an LLM judge (and a red-team attacker) share."""
+BATCH_SHARED = ("batch", "batch_api", "batch_max_requests", "batch_poll")
+"""The target's batch settings that `flames run`'s LLM judges share (red teaming asks live)."""
+BATCH_FIELDS = (*BATCH_SHARED, "price")
+"""The batch options of `flames generate`, `judge` and `run` (`flames redteam` has none)."""
 
 
 def judge_settings(options: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
@@ -218,7 +276,11 @@ def judge_settings(options: dict[str, Any], target: dict[str, Any]) -> dict[str,
 
 
 REDTEAM_FIELDS: dict[str, tuple[str, ...]] = {
-    **{name: path for name, path in FIELDS.items() if path[0] in ("target", "data", "scorer")},
+    **{
+        name: path
+        for name, path in FIELDS.items()
+        if path[0] in ("target", "data", "scorer") and name not in BATCH_FIELDS
+    },
     "retry_errors": ("executor", "retry_errors"),
     "wait": ("executor", "wait"),
     "attacker_model": ("attacker", "model"),
@@ -272,7 +334,7 @@ def describe_redteam(
 ) -> RedteamConfig:
     """The red-team run `flames redteam` describes with its options; with a `config` file, the
     file is the base and the options `given` on the command line change it."""
-    settings = load_redteam_config(config).model_dump() if config else {}
+    settings = file_settings(load_redteam_config(config)) if config else {}
     chosen = given if config is not None else None
 
     def wanted(name: str) -> bool:
@@ -303,6 +365,27 @@ def describe_redteam(
         settings["judge"] = judge_settings(options, target)
         settings["scorer"] = None
     return validated(RedteamConfig, settings, REDTEAM_FIELDS)
+
+
+def _batch_where_it_can(settings: dict[str, Any]) -> None:
+    """`flames run --batch` batches what has a batch API: an API model, LLM judges behind an
+    API. A local model under test is asked live, its judges in batches; with neither, --batch
+    is refused."""
+    target = settings.get("target")
+    if not isinstance(target, dict) or not target.get("batch"):
+        return
+    if target.get("backend", "openai") == "openai":
+        return
+    del target["batch"]
+    judges = [
+        j
+        for j in settings.get("judges") or []
+        if j.get("kind", "llm") == "llm" and j.get("backend", "openai") == "openai"
+    ]
+    if not judges:
+        raise typer.BadParameter(
+            "only an API model or an LLM judge has a batch API", param_hint="--batch"
+        )
 
 
 @contextmanager

@@ -19,12 +19,14 @@ from flames.cli.describe import (
     FIELDS,
     JUDGE_OPTIONS,
     describe,
+    parse_price_option,
     settings_of,
     usage_errors,
     validated,
 )
 from flames.cli.options import (
     API_OPTIONS,
+    BATCH_OPTIONS,
     DECODING_OPTIONS,
     ERROR_BUDGET_OPTIONS,
     EXECUTOR_OPTIONS,
@@ -35,6 +37,7 @@ from flames.cli.options import (
     REPORT_OPTIONS,
     RETRY_OPTIONS,
     RUN_JUDGE_OPTIONS,
+    RUN_JUDGE_PRICE,
     WAIT_OPTIONS,
     AllowEmptyOpt,
     ConfigOpt,
@@ -52,6 +55,7 @@ def generation_options(model_required: bool = True) -> tuple[tuple[Any, ...], ..
     return (
         target_options(model_required),
         API_OPTIONS,
+        BATCH_OPTIONS,
         LOCAL_MODEL_OPTIONS,
         DECODING_OPTIONS,
         PROMPT_OPTIONS,
@@ -118,7 +122,9 @@ JUDGE_FIELDS = {name: (name,) for name in JudgeConfig.model_fields} | {
 
 
 @app.command("judge")
-@with_options(API_OPTIONS, LLM_JUDGE_OPTIONS, RETRY_OPTIONS, WAIT_OPTIONS, PROGRESS_OPTIONS)
+@with_options(
+    API_OPTIONS, LLM_JUDGE_OPTIONS, BATCH_OPTIONS, RETRY_OPTIONS, WAIT_OPTIONS, PROGRESS_OPTIONS
+)
 def judge(
     run_dir: RunDirArg,
     model: Annotated[str, typer.Option(help="The judge: a chat model behind an OpenAI API.")],
@@ -129,7 +135,10 @@ def judge(
 ) -> None:
     """Score a run's answers with an LLM judge (not the official scorer); resumable."""
     options = {"model": model, "scorer_name": scorer_name, **options}
-    config = validated(JudgeConfig, settings_of(options, JUDGE_FIELDS), JUDGE_FIELDS)
+    settings = settings_of(options, JUDGE_FIELDS)
+    if options.get("price"):
+        settings["price"] = parse_price_option(options["price"])
+    config = validated(JudgeConfig, settings, JUDGE_FIELDS)
     state.run_dir, state.scorers = run_dir, [config.scorer_name]
     with usage_errors():
         _api.judge(
@@ -155,6 +164,7 @@ def _given(context: typer.Context, name: str) -> bool:
     scorer_options(),
     RUN_JUDGE_OPTIONS,
     LLM_JUDGE_OPTIONS,
+    RUN_JUDGE_PRICE,
     REPORT_OPTIONS,
     EXECUTOR_OPTIONS,
     WAIT_OPTIONS,

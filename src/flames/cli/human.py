@@ -142,14 +142,17 @@ def disagreements_cmd(
     """Where several judges disagree on the same answers: agreement and the contested count."""
     if len(scorers) < 2:
         raise typer.BadParameter("name at least two scorers")
+    from flames.reporting.checks import number
+
     found = _api.disagreements(run_dir, scorers)
     for pair in found.pairs:
         if not pair.n:
             console.print(f"{inline(pair.a)} / {inline(pair.b)}: no answers in common")
             continue
+        kappa = number(pair.cohen_kappa, pair.undefined.get("cohen_kappa"), "{:.3f}")
         console.print(
             f"{inline(pair.a)} / {inline(pair.b)}: {pair.n} answers, {pair.agreement:.1f}% agree, "
-            f"Cohen's kappa {pair.cohen_kappa:.3f}"
+            f"Cohen's kappa {kappa}"
         )
     console.print(
         f"{found.contested} answers contested; label them first with "

@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from flames._api.comparison import Adjustment
 from flames._config import DEFAULT_MAX_REPLY_BYTES, OFFICIAL_REPO
 from flames.reporting.i18n import Lang
 from flames.reporting.report import FORMATS
@@ -32,6 +33,7 @@ PROMPTS = "Prompts"
 API = "API requests"
 SCORER = "Official scorer"
 JUDGE = "LLM judge (instead of the scorer)"
+BATCH = "Batch API (half price, within 24 hours)"
 ATTACKER = "Attacker"
 ATTACK = "Attack"
 EXECUTION = "Execution"
@@ -60,11 +62,23 @@ BootstrapOpt = Annotated[
     typer.Option(
         "--bootstrap",
         min=0,
-        help="Resamples of the paired and calibration bootstraps and permutation tests "
+        help="Resamples of the permutation tests and the calibration bootstrap "
         "(0 turns the 95% CIs off).",
         rich_help_panel=REPORT,
     ),
 ]
+
+
+PAdjustOpt = Annotated[
+    Adjustment,
+    typer.Option(
+        "--p-adjust",
+        help="How the p-values of a table's rows are adjusted for their number: holm "
+        "(family-wise), bonferroni, bh (Benjamini-Hochberg, false discovery rate) or none.",
+        rich_help_panel=REPORT,
+    ),
+]
+"""Defaults: holm for compare and leaderboard, bh for the robustness table of a report."""
 
 
 SeedOpt = Annotated[
@@ -116,6 +130,13 @@ class KeepAlive(StrEnum):
     """Reuse a connection only after a reply that names its request (vLLM's do)."""
     always = "always"
     never = "never"
+
+
+class BatchApiName(StrEnum):
+    auto = "auto"
+    """Anthropic's for api.anthropic.com, OpenAI's otherwise."""
+    openai = "openai"
+    anthropic = "anthropic"
 
 
 class ScorerEngine(StrEnum):
@@ -201,6 +222,7 @@ _judge = _options_in(JUDGE)
 _attacker = _options_in(ATTACKER)
 _attack = _options_in(ATTACK)
 _execution = _options_in(EXECUTION)
+_batch = _options_in(BATCH)
 
 _DEVICE = _target("device", str | None, None, help="cpu, cuda, cuda:1 ... (default: best).")
 
@@ -553,8 +575,8 @@ ATTACK_OPTIONS = (
         list[str] | None,
         None,
         "--price",
-        help="ROLE=IN,OUT: price of 1k input and 1k output tokens of target, attacker or "
-        "judge, to show costs (repeatable).",
+        help="ROLE=IN,OUT: price per million input and output tokens of target, attacker "
+        "or judge (as --price of flames run), to show costs (repeatable).",
         metavar="ROLE=IN,OUT",
     ),
 )
@@ -585,6 +607,52 @@ EXECUTOR_OPTIONS = (
         None,
         min=0,
         help="GPUs per Ray replica (default: 1 if the cluster has GPUs).",
+    ),
+)
+PRICE_HELP = (
+    "What the model's tokens cost live per million, IN,OUT (e.g. 0.15,0.6, in your currency): "
+    "shows the cost live against batch."
+)
+BATCH_OPTIONS = (
+    _batch(
+        "batch",
+        bool,
+        False,
+        "--batch",
+        help="Send the requests through the provider's batch API: half the price, results within "
+        "24 hours. A killed run reattaches to its jobs; `flames batch status|cancel RUN`.",
+    ),
+    _batch(
+        "batch_api",
+        BatchApiName,
+        BatchApiName.auto,
+        help="auto (Anthropic's for api.anthropic.com, else OpenAI's), openai (also DashScope and "
+        "other OpenAI-compatible batch APIs) or anthropic.",
+    ),
+    _batch(
+        "batch_max_requests",
+        int | None,
+        None,
+        min=1,
+        help="Requests per batch job at most (default: the provider's limit).",
+    ),
+    _batch(
+        "batch_poll",
+        float,
+        60.0,
+        callback=lambda v: _positive(v, "--batch-poll"),
+        help="Longest wait between two checks of a batch job, in seconds.",
+    ),
+    _batch("price", str | None, None, "--price", help=PRICE_HELP, metavar="IN,OUT"),
+)
+RUN_JUDGE_PRICE = (
+    _batch(
+        "judge_price",
+        str | None,
+        None,
+        "--judge-price",
+        help="The judge's price per million tokens, IN,OUT.",
+        metavar="IN,OUT",
     ),
 )
 PROGRESS_OPTIONS = (_execution("progress", bool, True, help="Show a progress bar."),)

@@ -28,6 +28,7 @@ def write_report(
     plots: bool = False,
     lang: Lang = Lang.en,
     as_json: bool = False,
+    p_adjust: str = "bh",
 ) -> None:
     with usage_errors():
         result = _api.report(
@@ -41,6 +42,7 @@ def write_report(
             plots=plots,
             lang=lang,
             tables=not as_json,
+            p_adjust=p_adjust,
             console=err if as_json else console,
         )
     if as_json:  # an evaluation run's report, or a red-team run's

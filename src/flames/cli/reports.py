@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from flames import _api
+from flames._api.comparison import Adjustment
 from flames._util.outputs import write_text
 from flames._util.terminal import inline
 from flames.cli.app import app, console, err, state
@@ -19,6 +20,7 @@ from flames.cli.options import (
     FormatOpt,
     JsonOpt,
     LangOpt,
+    PAdjustOpt,
     RunDirArg,
     ScorerNameOpt,
     SeedOpt,
@@ -83,11 +85,22 @@ def report(
     lang: LangOpt = Lang.en,
     bootstrap: BootstrapOpt = 2000,
     seed: SeedOpt = 0,
+    p_adjust: PAdjustOpt = Adjustment.bh,
     as_json: JsonOpt = False,
 ) -> None:
     """Print a scored run's metrics; write JSON, CSV, Markdown and a self-contained HTML page."""
     write_report(
-        run_dir, scorer_name, out, formats, bootstrap, seed, html, plots, lang, as_json=as_json
+        run_dir,
+        scorer_name,
+        out,
+        formats,
+        bootstrap,
+        seed,
+        html,
+        plots,
+        lang,
+        as_json=as_json,
+        p_adjust=p_adjust,
     )
 
 
@@ -99,19 +112,23 @@ def compare(
     out: Annotated[Path | None, typer.Option(help="Also write comparison.json here.")] = None,
     bootstrap: BootstrapOpt = 2000,
     seed: SeedOpt = 0,
+    p_adjust: PAdjustOpt = Adjustment.holm,
+    lang: LangOpt = Lang.en,
     as_json: JsonOpt = False,
 ) -> None:
     """Paired comparison of two runs: rate differences with CIs and paired tests."""
     from flames.reporting.comparison import print_comparison
     from flames.reporting.redteam import print_redteam_comparison
 
-    result = _api.compare(run_a, run_b, scorer_name, bootstrap=bootstrap, seed=seed)
+    result = _api.compare(
+        run_a, run_b, scorer_name, bootstrap=bootstrap, seed=seed, p_adjust=p_adjust
+    )
     if as_json:
         print_json(result.model_dump_json(indent=2))
     elif hasattr(result, "strategies"):  # two red-team runs
         print_redteam_comparison(result, console)  # type: ignore[arg-type]
     else:
-        print_comparison(result, console)  # type: ignore[arg-type]
+        print_comparison(result, console, lang)  # type: ignore[arg-type]
     if out:
         out.mkdir(parents=True, exist_ok=True)
         write_text(out / "comparison.json", result.model_dump_json(indent=2))
@@ -131,6 +148,7 @@ def leaderboard_cmd(
     ] = None,
     bootstrap: BootstrapOpt = 2000,
     seed: SeedOpt = 0,
+    p_adjust: PAdjustOpt = Adjustment.holm,
     lang: LangOpt = Lang.en,
     as_json: JsonOpt = False,
 ) -> None:
@@ -142,7 +160,9 @@ def leaderboard_cmd(
         raise FlamesError(
             f"{out} is a folder: give --out a file name, e.g. {out / 'leaderboard.md'}"
         )
-    entries, unranked = _api.rank_runs(runs, scorer_name, bootstrap=bootstrap, seed=seed)
+    entries, unranked = _api.rank_runs(
+        runs, scorer_name, bootstrap=bootstrap, seed=seed, p_adjust=p_adjust
+    )
     if as_json:
         print_json(json.dumps([e.model_dump() for e in entries], ensure_ascii=False, indent=2))
         for u in unranked:  # stdout holds the ranked entries only, as before

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
+from collections.abc import AsyncIterator
 
 import aiohttp
 
@@ -112,3 +113,31 @@ async def read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
     if started and inflate is not None and not inflate.eof:
         raise BadEncoding(f"the reply's {encoding} body is cut short")
     return b"".join(body.parts)
+
+
+async def decoded_chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The decoded body of `response` as it arrives, a piece of at most CHUNK bytes at a time
+    (a long download, such as a batch's results, read with `read_limited`'s decoding and never
+    held whole); BadEncoding as `read_limited` raises it."""
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    inflate: zlib._Decompress | None = None
+    started = False
+    async for chunk in response.content.iter_chunked(CHUNK):
+        if not started:
+            inflate = _decompressor(encoding, chunk)
+            started = True
+        if inflate is None:
+            yield chunk
+            continue
+        data = chunk
+        try:
+            while data and not inflate.eof:
+                piece = inflate.decompress(data, CHUNK)
+                data = inflate.unconsumed_tail
+                if piece:
+                    yield piece
+                await asyncio.sleep(0)
+        except zlib.error as exc:
+            raise BadEncoding(f"the reply's {encoding} body does not decode ({exc})") from None
+    if started and inflate is not None and not inflate.eof:
+        raise BadEncoding(f"the reply's {encoding} body is cut short")

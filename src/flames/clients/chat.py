@@ -206,34 +206,53 @@ def parse_completion(status: int, body: bytes, headers: Any) -> dict[str, Any]:
     """The first choice of a chat completion, validated; raise ApiError for anything else.
 
     A reply is data from outside: its shape and every field's type, range and size are checked
-    before anything uses it. Without text content it is a malformed-response error (retryable).
-    Fields that only describe the answer (usage, finish_reason, id) are recorded as unknown
-    (None) when they are not what the protocol says, and lone surrogates in the text are
-    replaced; each such repair is named in ``repaired``. Returns id, content, finish_reason,
-    usage (prompt_tokens and completion_tokens, each an int or None) and repaired.
-    Messages hold the whole body: they are masked before they are cut (`ChatClient`).
+    before anything uses it (`reply_json`, `completion_fields`). Messages hold the whole body:
+    they are masked before they are cut (`ChatClient`).
     """
+    if status != 200:
+        text = body.decode("utf-8", "replace")
+        retryable = status >= 500 or status in RETRYABLE_STATUS
+        raise ApiError(f"HTTP {status}: {text}", retryable, retry_after(headers.get("retry-after")))
+    data, text, repaired = reply_json(body)
+    return completion_fields(data, text, repaired)
+
+
+def reply_json(body: bytes) -> tuple[Any, str, list[str]]:
+    """A reply's body read as JSON: the data, its text, and what was repaired (bytes that are
+    not UTF-8); a malformed-response ApiError for a body that is not JSON, holds a number too
+    long to read or is nested too deeply."""
     repaired: list[str] = []
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         text = body.decode("utf-8", "replace")
         repaired.append(NOT_UTF8)
-    if status != 200:
-        retryable = status >= 500 or status in RETRYABLE_STATUS
-        raise ApiError(f"HTTP {status}: {text}", retryable, retry_after(headers.get("retry-after")))
     try:
         data = json.loads(text, parse_int=_number)
     except RecursionError:
         raise _malformed("JSON nested too deeply", text[:200]) from None
     except ValueError as exc:  # not JSON, or a number too long to read
         raise _malformed(repr(exc), text) from None
+    return data, text, repaired
+
+
+def completion_fields(data: Any, text: str, repaired: Sequence[str] = ()) -> dict[str, Any]:
+    """The first choice of a chat completion read as JSON (`data`, from `text`), validated.
+
+    Without text content it is a malformed-response error (retryable). Fields that only
+    describe the answer (usage, finish_reason, id) are recorded as unknown (None) when they
+    are not what the protocol says, and lone surrogates in the text are replaced; each such
+    repair is named in ``repaired`` (after those already made, given). Returns id, content,
+    finish_reason, usage (prompt_tokens and completion_tokens, each an int or None) and
+    repaired.
+    """
+    repaired = list(repaired)
     choices = data.get("choices") if isinstance(data, dict) else None
     choice = choices[0] if isinstance(choices, list) and choices else None
     message = choice.get("message") if isinstance(choice, dict) else None
     if not isinstance(message, dict):
         raise _malformed("no choices[0].message object", text)
-    assert isinstance(choice, dict)
+    assert isinstance(choice, dict) and isinstance(data, dict)
     content = message.get("content")
     reason = choice.get("finish_reason")
     if reason is not None and not (isinstance(reason, str) and len(reason) <= MAX_FINISH_REASON):

@@ -77,6 +77,22 @@ class ApiChatModel:
             self._loop = loop
         return self._session
 
+    def body(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+    ) -> dict[str, Any]:
+        """The chat-completions request `chat` sends for these arguments (a batch API takes
+        the same)."""
+        decoding = self.decoding
+        if max_tokens is not None:
+            decoding = decoding.model_copy(update={"max_tokens": max_tokens})
+        chat = with_system_prompt(messages, decoding)
+        seed = seed if seed is not None else decoding.seed
+        return chat_body(self.model, chat, decoding, seed, self.extra_body)
+
     async def chat(
         self,
         messages: Sequence[Message],
@@ -84,12 +100,7 @@ class ApiChatModel:
         max_tokens: int | None = None,
         seed: int | None = None,
     ) -> Reply:
-        decoding = self.decoding
-        if max_tokens is not None:
-            decoding = decoding.model_copy(update={"max_tokens": max_tokens})
-        chat = with_system_prompt(messages, decoding)
-        seed = seed if seed is not None else decoding.seed
-        body = chat_body(self.model, chat, decoding, seed, self.extra_body)
+        body = self.body(messages, max_tokens=max_tokens, seed=seed)
         return await self.client.complete(self._open(), body)
 
     async def aclose(self) -> None:

@@ -267,13 +267,18 @@ def _parse_line(raw: str, path: Path, line_no: int) -> dict[str, Any]:
     return row
 
 
-def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, object) for each non-blank line; errors name the file and line."""
+def iter_jsonl(path: Path, digest: Any = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object) for each non-blank line; errors name the file and line.
+
+    A `digest` (a hashlib object) is fed every byte read, so that once the file is read it holds
+    the fingerprint of exactly what was parsed."""
     path = Path(path)
     if not path.is_file():
         raise DataError("no such file", path)
     with path.open("rb") as fh:
         for line_no, raw_bytes in enumerate(fh, start=1):
+            if digest is not None:
+                digest.update(raw_bytes)
             try:
                 raw = raw_bytes.decode("utf-8")
             except UnicodeDecodeError as exc:

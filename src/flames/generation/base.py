@@ -48,9 +48,14 @@ def sample_seed(seed: int | None, sample: int) -> int | None:
 
 def answer_of(request: Request, reply: Reply) -> Answer:
     """The answer a backend's reply (or its failure) makes for `request`."""
+    return answer_from(request.item.id, request.sample, reply)
+
+
+def answer_from(item_id: str, sample: int, reply: Reply) -> Answer:
+    """The answer a reply (or its failure) makes for answer `sample` of `item_id`."""
     return Answer(
-        item_id=request.item.id,
-        sample=request.sample,
+        item_id=item_id,
+        sample=sample,
         status="error" if reply.error else "ok",
         response=reply.content,
         finish_reason=reply.finish_reason,

@@ -8,9 +8,15 @@ from typing import Any, Unpack
 
 import aiohttp
 
+from flames.clients.batch import BatchApi, BatchSettings, batch_api
 from flames.clients.chat import ChatClient, ClientOptions, chat_body
-from flames.generation.base import Request, answer_of, sample_seed
+from flames.data.dataset import Item
+from flames.data.taxonomy import Dimension
+from flames.generation.base import DEFAULT_MAX_TOKENS, Request, answer_of, sample_seed
 from flames.runs.records import Answer, Decoding, GeneratorInfo
+
+PROBE = Item(id="probe", dimension=Dimension.SAFETY, subcomponent="Mental harm", prompt="?")
+"""A request to check that the batch API takes this backend's settings."""
 
 
 class OpenAIBackend:
@@ -22,6 +28,7 @@ class OpenAIBackend:
         model: str,
         decoding: Decoding | None = None,
         extra_body: dict[str, Any] | None = None,
+        batch: BatchSettings | None = None,
         **client: Unpack[ClientOptions],
     ):
         self.model = model
@@ -31,6 +38,12 @@ class OpenAIBackend:
         self.concurrency = self.client.concurrency
         self.extra_body = extra_body or {}
         """Extra request fields, e.g. ``{"response_format": {"type": "json_object"}}``."""
+        self.batch = batch
+        """Send the requests through the provider's batch API (`flames.clients.batch_jobs`)
+        instead of one by one."""
+        self._client_options = client
+        # A provider that cannot take these requests is refused now, before anything runs.
+        self._batch_api = self.batch_api().name if batch is not None else None
 
     @property
     def info(self) -> GeneratorInfo:
@@ -40,7 +53,17 @@ class OpenAIBackend:
             base_url=self.base_url,
             decoding=self.decoding,
             concurrency=self.concurrency,
+            batch=self._batch_api,
         )
+
+    def batch_api(self) -> BatchApi:
+        """The batch API of this backend's endpoint (with `batch` set), its results validated
+        and masked as the live client's replies are, and their repairs counted with them."""
+        assert self.batch is not None
+        default_max_tokens = self.decoding.max_tokens or DEFAULT_MAX_TOKENS
+        api = batch_api(self.batch, self._client_options, default_max_tokens, self.client.repairs)
+        api.request_line("check", self.request_body(Request(PROBE)))  # refused settings raise
+        return api
 
     def request_body(self, request: Request) -> dict[str, Any]:
         seed = sample_seed(self.decoding.seed, request.sample)

@@ -8,9 +8,17 @@ from dataclasses import dataclass, field
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from flames._util.aio import run_sync
+from flames.clients.batch_jobs import (
+    BatchJobs,
+    BatchRequest,
+    BatchResult,
+    BatchSummary,
+    refuse_live_while_batched,
+)
 from flames.errors import IncompleteRun
-from flames.generation.base import Backend, Request
-from flames.runs.records import is_clamped
+from flames.generation.base import Backend, Request, answer_from
+from flames.generation.openai_api import OpenAIBackend
+from flames.runs.records import Answer, is_clamped
 from flames.runs.store import RunStore
 
 
@@ -28,6 +36,8 @@ class GenerationSummary:
     """Failures allowed before the run stops."""
     clamped: int = 0
     """Answers cut for length before --max-tokens: the server lowered the limit (is_clamped)."""
+    batch: BatchSummary | None = None
+    """What went through the provider's batch API, when it was used."""
 
 
 def summary_lines(summary: GenerationSummary, max_tokens: int | None) -> list[str]:
@@ -36,6 +46,8 @@ def summary_lines(summary: GenerationSummary, max_tokens: int | None) -> list[st
         f"generated {summary.ok} answers, {summary.errors} errors; tokens: "
         f"{summary.usage['prompt_tokens']} in, {summary.usage['completion_tokens']} out"
     ]
+    if summary.batch is not None:
+        lines.append(batch_line(summary.batch))
     if summary.clamped:
         lines.append(
             f"[yellow]warning:[/] {summary.clamped} answers were cut by the server before "
@@ -44,6 +56,13 @@ def summary_lines(summary: GenerationSummary, max_tokens: int | None) -> list[st
             "context; reports count these answers as clamped."
         )
     return lines
+
+
+def batch_line(batch: BatchSummary) -> str:
+    """What a pass over batch jobs did, in one line."""
+    jobs = "1 batch job" if batch.jobs == 1 else f"{batch.jobs} batch jobs"
+    again = f", {batch.reattached} reattached" if batch.reattached else ""
+    return f"{jobs}{again}: {batch.planned} requests sent, {batch.results} results collected"
 
 
 def incomplete_run(
@@ -95,21 +114,56 @@ async def _generate(
         try:
             async for answer in stream:
                 store.record_answers([answer])
-                if answer.status == "ok":
-                    summary.ok += 1
-                    summary.usage["prompt_tokens"] += answer.prompt_tokens or 0
-                    summary.usage["completion_tokens"] += answer.completion_tokens or 0
-                    summary.clamped += is_clamped(answer, max_tokens)
-                else:
-                    summary.errors += 1
-                    if len(summary.error_examples) < 3 and answer.error:
-                        summary.error_examples.append(answer.error)
+                _count(summary, answer, max_tokens)
                 bar.update(task, advance=1, errors=summary.errors)
                 if answer.status == "error" and summary.errors >= max_errors:
                     summary.stopped_early = True
                     break
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
+    return summary
+
+
+def _count(summary: GenerationSummary, answer: Answer, max_tokens: int | None) -> None:
+    if answer.status == "ok":
+        summary.ok += 1
+        summary.usage["prompt_tokens"] += answer.prompt_tokens or 0
+        summary.usage["completion_tokens"] += answer.completion_tokens or 0
+        summary.clamped += is_clamped(answer, max_tokens)
+    else:
+        summary.errors += 1
+        if len(summary.error_examples) < 3 and answer.error:
+            summary.error_examples.append(answer.error)
+
+
+BATCH_STAGE = "generate"
+"""The stage name of a run's generation batch jobs."""
+
+
+async def _generate_in_batches(
+    store: RunStore, backend: OpenAIBackend, retry_errors: bool, progress: bool
+) -> GenerationSummary:
+    """Every pending answer through the provider's batch API: jobs left unfinished by an
+    earlier pass are reattached, the rest planned into new jobs (`BatchJobs`)."""
+    assert backend.batch is not None
+    summary = GenerationSummary()
+    max_tokens = backend.info.decoding.max_tokens
+    requests = (  # the very bodies the live backend sends, earlier turns included
+        BatchRequest(
+            item.id, sample, backend.request_body(Request(item, sample, item.conversation))
+        )
+        for item, sample in store.pending_answers(retry_errors)
+    )
+
+    def record(results: list[BatchResult]) -> list[str]:
+        answers = [answer_from(r.item_id, r.sample, r.reply) for r in results]
+        store.record_answers(answers)
+        for answer in answers:
+            _count(summary, answer, max_tokens)
+        return [answer.status for answer in answers]
+
+    jobs = BatchJobs(store, BATCH_STAGE, backend.batch_api(), backend.batch, progress)
+    summary.batch = await jobs.run(requests, record)
     return summary
 
 
@@ -120,7 +174,12 @@ async def run_generation_async(
     max_errors: int | None = None,
     progress: bool = True,
 ) -> GenerationSummary:
-    """Generate every pending answer of the run (failed ones too, with `retry_errors`)."""
+    """Generate every pending answer of the run (failed ones too, with `retry_errors`); through
+    the provider's batch API for a backend set to (jobs an earlier pass left unfinished are
+    collected first)."""
+    if isinstance(backend, OpenAIBackend) and backend.batch is not None:
+        return await _generate_in_batches(store, backend, retry_errors, progress)
+    refuse_live_while_batched(store, BATCH_STAGE)
     total = store.count_pending_answers(retry_errors)
     if not total:
         return GenerationSummary()

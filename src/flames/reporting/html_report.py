@@ -12,10 +12,11 @@ from jinja2 import Environment, select_autoescape
 
 from flames.analysis.metrics import Estimate
 from flames.analysis.results import Results
-from flames.analysis.robustness import TransformEffect
+from flames.analysis.robustness import TransformEffect, cells
 from flames.data.augment import SOURCE
 from flames.data.taxonomy import HARMLESS, SUBCOMPONENT_DIMENSION, Dimension, taxonomy_order
 from flames.reporting.charts import bars, heatmap, radar
+from flames.reporting.comparison import method_name
 from flames.reporting.i18n import NAMES_ZH, Lang, local_name, t
 from flames.reporting.report import (
     Report,
@@ -95,21 +96,29 @@ def manifest_tree(value: Any) -> Any:
 
 
 def robustness_heatmap(effects: list[TransformEffect], lang: Lang) -> str:
-    """Transform x dimension, coloured by the change in harmless rate, * where p < 0.05."""
+    """Transform x dimension, coloured by the change in harmless rate, * where the adjusted
+    p-value is below 0.05."""
     overall = t("overall_short", lang)
     dims = sorted({d for e in effects for d in e.dimensions}, key=taxonomy_order)
     cells = {}
     for e in effects:
         for dim, d in [*e.dimensions.items(), (overall, e.overall)]:
-            cells[(e.transform, dim)] = (d.difference, d.p_value < 0.05)
+            cells[(e.transform, dim)] = (d.difference, d.significant)
     return heatmap(
         cells,
         [e.transform for e in effects],
         [*dims, overall],
         t("robustness", lang),
         labels=_labels(lang),
-        legend_labels=(t("change", lang), "* p < 0.05"),
+        legend_labels=(t("change", lang), t("star_legend", lang)),
     )
+
+
+def heatmap_caption(effects: list[TransformEffect], lang: Lang) -> str:
+    """The heatmap's caption: what its stars mean, with the adjustment they went through."""
+    rows = cells(effects)
+    method = method_name(rows[0].adjustment, lang)
+    return t("heatmap_caption", lang, method=method, cells=len(rows))
 
 
 def _labels(lang: Lang) -> dict[str, str]:
@@ -157,6 +166,7 @@ def render_html(report: Report, results: Results, lang: Lang | str = Lang.en) ->
         radar=radar_svg,
         bars=bars(sub_rates, groups, t("bars_caption", lang), labels=labels),
         heatmap=robustness_heatmap(report.robustness, lang) if report.robustness else "",
+        heatmap_caption=heatmap_caption(report.robustness, lang) if report.robustness else "",
         worst=worst,
         below_harmless=below_harmless(results),
         max_answers=MAX_ANSWERS,

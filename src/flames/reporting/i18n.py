@@ -93,12 +93,12 @@ TEXT: dict[str, tuple[str, str]] = {
     ),
     "ci_note": (
         "{pct}% CIs: {method} (docs/statistics.md).",
-        "{pct}% 置信区间：{method}（见 docs/statistics.md）。",
+        "{pct}% 置信区间：{method}（见 docs/statistics.zh.md）。",
     ),
     "no_ci_note": ("No confidence intervals (--bootstrap 0).", "无置信区间（--bootstrap 0）。"),
     "interval_method": (
-        "Wilson score (Brown-Cai-DasGupta edges) per group; MOVER for the overall",
-        "各组为 Wilson 得分区间（两端用 Brown-Cai-DasGupta 修正）；总体用 MOVER 方法",
+        "skewness-corrected score with continuity correction per group; stratified for the overall",
+        "各组为带连续性校正的偏度校正得分区间；总体为同一方法的分层形式",
     ),
     "judge_skipped": (
         "The judge's sanity check was skipped (--skip-judge-check): its verdicts are unchecked.",
@@ -120,9 +120,25 @@ TEXT: dict[str, tuple[str, str]] = {
         "{n} 条回答在达到 --max-tokens {max_tokens} 之前被服务器截断（服务器降低了上限，通常是为了"
         "适应其上下文窗口）。",
     ),
+    "batch_note": (
+        "Batch API ({api}) for {stage}: {requests} requests in {jobs} ({ok} answered, "
+        "{errors} failed, expired or cancelled, {pending} pending); tokens: {prompt} in, "
+        "{completion} out.",
+        "{stage} 经由批处理 API（{api}）：{jobs} 个任务共 {requests} 个请求（{ok} 个已回答，"
+        "{errors} 个失败、过期或取消，{pending} 个待完成）；"
+        "token：输入 {prompt}，输出 {completion}。",
+    ),
+    "batch_cost": (
+        " Cost {cost} at the batch price (the same tokens live: {live}).",
+        "按批处理价格计费 {cost}（相同 token 实时调用：{live}）。",
+    ),
     "p_note": (
-        "p: {mcnemar} test per dimension; overall: {sign_flip} test.",
-        "p：各维度为 {mcnemar} 检验；总体为 {sign_flip} 检验。",
+        "p: sign-flip permutation test (mid-p) of each change (McNemar's mid-p test with one "
+        "answer per prompt; stratified by dimension for the overall). p*: adjusted by {method} "
+        "over all {cells} rows of the table; only p* < 0.05 counts as significant.",
+        "p：每项变化的符号翻转置换检验（mid-p；每个提示一条回答时即 McNemar mid-p 检验；总体按维度"
+        "分层）。"
+        "p*：对表中全部 {cells} 行用 {method} 方法校正后的 p 值；只有 p* < 0.05 才算显著。",
     ),
     "unscored": (
         "Unscored items, excluded from every metric: {parts}.",
@@ -153,17 +169,20 @@ TEXT: dict[str, tuple[str, str]] = {
     "robustness": ("Robustness under prompt transforms", "提示变换下的稳健性"),
     "robustness_note": (
         "Harmless rate on the same source prompts, untransformed and transformed (paired; a "
-        "negative change means the transform made the model less harmless). p: McNemar's exact "
-        "test per dimension; overall: a stratified sign-flip permutation test of the mean of "
-        "dimensions.",
-        "同一批原始提示在变换前后的无害率（配对比较；变化为负表示变换使模型更不无害）。p：各维度为 "
-        "McNemar 精确检验；总体为各维度平均值的分层符号翻转置换检验。",
+        "negative change means the transform made the model less harmless). p: sign-flip "
+        "permutation test, mid-p (McNemar's mid-p test with one answer per prompt; stratified by "
+        "dimension for the overall); p*: adjusted over every row of the table.",
+        "同一批原始提示在变换前后的无害率（配对比较；变化为负表示变换使模型更不无害）。p：符号翻转"
+        "置换检验，mid-p（每个提示一条回答时即 McNemar mid-p 检验；总体按维度分层）；p*：对表中所有"
+        "行校正后的 p 值。",
     ),
     "heatmap_caption": (
-        "Change in harmless rate (points) per transform and dimension; * p < 0.05 (the "
-        "table's tests).",
-        "各变换、各维度无害率的变化（百分点）；* 表示 p < 0.05（检验同下表）。",
+        "Change in harmless rate (points) per transform and dimension; * adjusted p < 0.05 "
+        "({method} over the {cells} cells; the table's tests).",
+        "各变换、各维度无害率的变化（百分点）；* 表示校正后 p < 0.05（对 {cells} 个格子用 {method} "
+        "方法校正；检验同下表）。",
     ),
+    "star_legend": ("* adjusted p < 0.05", "* 校正后 p < 0.05"),
     "results": ("Results", "结果"),
     "charts": ("Charts", "图表"),
     "radar_caption": (
@@ -242,6 +261,86 @@ TEXT: dict[str, tuple[str, str]] = {
         "无害率照录官方仓库的 README（2023 年 12 月 11 日）：17 个模型，官方评分器，"
         "当时公开集的 1,001 条提示。",
     ),
+    # Paired comparisons.
+    "verdict": ("verdict", "结论"),
+    "raw_p": ("the unadjusted p", "未校正的 p"),
+    "adjusted_p": ("p ({method})", "p（{method}）"),
+    "no_adjustment": ("unadjusted", "未校正"),
+    "verdict_better": (
+        "{better} more harmless by {points:.1f} points",
+        "{better} 更无害，高 {points:.1f} 个百分点",
+    ),
+    "verdict_better_adjusted": (
+        "{better} more harmless by {points:.1f} points ({method}-adjusted p = {p:.3g})",
+        "{better} 更无害，高 {points:.1f} 个百分点（{method} 校正后 p = {p:.3g}）",
+    ),
+    "verdict_not_after": (
+        "no significant difference after {method} correction (adjusted p = {p:.3g}; CI "
+        "{low:+.1f} to {high:+.1f})",
+        "经 {method} 校正后无显著差异（校正后 p = {p:.3g}；置信区间 {low:+.1f} 至 {high:+.1f}）",
+    ),
+    "verdict_none": (
+        "no significant difference (CI {low:+.1f} to {high:+.1f})",
+        "无显著差异（置信区间 {low:+.1f} 至 {high:+.1f}）",
+    ),
+    "verdict_disagree": (
+        "inconclusive: the CI and the test disagree (n={n})",
+        "无法判断：置信区间与检验结论不一致（n={n}）",
+    ),
+    "test_mcnemar": ("McNemar's mid-p test", "McNemar mid-p 检验"),
+    "test_sign_flip": ("sign-flip permutation test (mid-p)", "符号翻转置换检验（mid-p）"),
+    "test_stratified": (
+        "stratified sign-flip permutation test (mid-p) of the mean of dimensions",
+        "各维度平均值的分层符号翻转置换检验（mid-p）",
+    ),
+    "comparison_title": (
+        "Harmless rate: {a} (A) vs {b} (B), paired",
+        "无害率：{a}（A）对比 {b}（B），配对比较",
+    ),
+    "comparison_note": (
+        "p per dimension: {tests}, adjusted by {method} over the dimensions (only the adjusted p "
+        "names a winner); overall: {overall}, the primary test, unadjusted. CI: 95% score "
+        "interval of the difference (docs/statistics.md).",
+        "各维度的 p：{tests}，并对各维度用 {method} 方法校正（只有校正后的 p 才能判定胜者）；总体："
+        "{overall}，为主检验，不校正。置信区间：差值的 95% 得分区间（见 docs/statistics.zh.md）。",
+    ),
+    "paired_counts": (
+        "{n} items paired; {a} only in A, {b} only in B.",
+        "配对 {n} 条；仅 A 有 {a} 条，仅 B 有 {b} 条。",
+    ),
+    "different_scorers": (
+        "[yellow]warning:[/] the runs were scored with different scorers or settings; the "
+        "difference mixes model and scorer.",
+        "[yellow]警告：[/]两次运行使用了不同的评分器或设置；差值混合了模型与评分器的影响。",
+    ),
+    # Leaderboard.
+    "ranks": ("Ranks", "可能名次"),
+    "ranks_note": (
+        "Ranks: the places each run can hold. Two runs are told apart only when the paired "
+        "test of their overall rates on the prompts both scored (stratified sign-flip "
+        "permutation, {method} over the {pairs} pairs) finds a difference; runs with no prompt "
+        "in common are not told apart.",
+        "可能名次：每个运行可能占据的名次。只有当两者在共同评分的提示上总体无害率的配对检验（分层"
+        "符号翻转置换检验，对 {pairs} 对用 {method} 方法校正）发现差异时，两个运行才算分出先后；"
+        "没有共同提示的运行不区分先后。",
+    ),
+    # Statistics that do not exist.
+    "undefined": ("undefined: {why}", "无定义：{why}"),
+    "why_kappa": (
+        "both raters gave every answer the same score, so no agreement is beyond chance",
+        "两位评分者给每条回答的分数都相同，不存在超出偶然的一致",
+    ),
+    "why_fleiss": (
+        "every annotator gave every answer the same score",
+        "每位标注者给每条回答的分数都相同",
+    ),
+    "why_sensitivity": ("no labelled answer here is harmless", "此处没有被标注为无害的回答"),
+    "why_specificity": ("every labelled answer here is harmless", "此处每条被标注的回答都无害"),
+    "why_correction": ("sensitivity or specificity is undefined", "灵敏度或特异度无定义"),
+    "why_chance": (
+        "the judge is no better than chance here (sensitivity + specificity <= 1)",
+        "此处评审模型不比随机猜测更好（灵敏度 + 特异度 <= 1）",
+    ),
     # Red-team reports.
     "rt_title": ("Flames red-team report", "Flames 红队测试报告"),
     "rt_line": (
@@ -269,8 +368,9 @@ TEXT: dict[str, tuple[str, str]] = {
     ),
     "asr_by_dimension": ("ASR per dimension", "各维度攻击成功率"),
     "rt_ci_note": (
-        "95% CIs: Wilson score interval (Brown-Cai-DasGupta edges) of each rate.",
-        "95% 置信区间：各比例的 Wilson 得分区间（两端用 Brown-Cai-DasGupta 修正）。",
+        "95% CIs: skewness-corrected score interval with continuity correction (Laud) of each "
+        "rate (docs/statistics.md).",
+        "95% 置信区间：各比例的偏度校正得分区间（Laud，含连续性校正；见 docs/statistics.zh.md）。",
     ),
     "outcomes_line": (
         "{strategy}: {success} succeeded, {failure} failed, {declined} declined by the attacker, "
@@ -334,6 +434,13 @@ def t(key: str, lang: Lang | str = Lang.en, **values: object) -> str:
     en, zh = TEXT[key]
     text = zh if Lang(lang) is Lang.zh else en
     return text.format(**values) if values else text
+
+
+def undefined(why: str, lang: Lang | str = Lang.en) -> str:
+    """ "undefined: REASON" in `lang`, for a statistic with a zero denominator; `why` is the
+    English reason the analysis recorded (translated when this table has it)."""
+    found = next((zh for en, zh in TEXT.values() if en == why), why)
+    return t("undefined", lang, why=found if Lang(lang) is Lang.zh else why)
 
 
 def local_name(taxonomy_name: str, lang: Lang | str = Lang.en) -> str:

@@ -2,7 +2,10 @@
 
 Runs are ranked in two groups: complete runs (every dimension scored) scored by the official
 scorer, which compare with the published table, and the rest, ranked apart with the reason.
-Intervals are computed exactly as in `flames report`.
+Intervals are computed exactly as in `flames report`. Within each group, every pair of runs
+gets the paired test of `flames compare`'s overall row (on the prompts both scored), adjusted
+over the pairs (Holm by default); each run's `ranks` are the places those tests allow it:
+1 + the runs found better, to the group's size - the runs found worse.
 """
 
 from __future__ import annotations
@@ -10,15 +13,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from pydantic import BaseModel, PrivateAttr
 from rich.console import Console
 
 from flames._util.markdown import markdown_text
 from flames._util.terminal import inline
-from flames.analysis.results import load_results
+from flames.analysis.compare import paired_by_dimension
+from flames.analysis.multiplicity import Adjustment, adjust
+from flames.analysis.results import Results, first_prompt_difference, load_results
 from flames.data.published import DIMENSIONS, OFFICIAL_REPO, PUBLISHED
 from flames.data.taxonomy import Dimension
 from flames.errors import DataError, FlamesError, NothingScored
+from flames.reporting.comparison import method_name
 from flames.reporting.console_table import Col, print_table
 from flames.reporting.i18n import Lang, local_name, t
 from flames.runs.records import ScorerManifest
@@ -53,6 +60,11 @@ class Entry(BaseModel):
     dataset_sha256: str
     flags: list[str]
     """Why the run does not compare with complete official-scorer runs; empty when it does."""
+    ranks: tuple[int, int] = (1, 1)
+    """The places in its group the paired tests allow: (best, worst); one place when they
+    separate the run from every other."""
+    rank_adjustment: Adjustment = Adjustment.holm
+    """How the p-values of the pairs were adjusted."""
     _reasons: list[Flag] = PrivateAttr(default_factory=list)
 
     def flag_text(self, lang: Lang | str = Lang.en) -> str:
@@ -127,11 +139,13 @@ def leaderboard(
     scorer_name: str | None = None,
     bootstrap_samples: int = 2000,
     seed: int = 0,
+    adjustment: Adjustment | str = Adjustment.holm,
 ) -> list[Entry]:
     """One entry per run: complete official-scorer runs first, best overall harmless rate first
-    within each group. A run that cannot be ranked (not scored, ...) raises its FlamesError."""
-    entries = [_entry(run_dir, scorer_name, bootstrap_samples, seed) for run_dir in run_dirs]
-    return _ranked(entries)
+    within each group, with the places the paired tests allow each. A run that cannot be ranked
+    (not scored, ...) raises its FlamesError."""
+    loaded = [_entry(run_dir, scorer_name, bootstrap_samples, seed) for run_dir in run_dirs]
+    return _ranked(loaded, bootstrap_samples, seed, adjustment)
 
 
 def rank_runs(
@@ -139,31 +153,115 @@ def rank_runs(
     scorer_name: str | None = None,
     bootstrap_samples: int = 2000,
     seed: int = 0,
+    adjustment: Adjustment | str = Adjustment.holm,
 ) -> tuple[list[Entry], list[Unranked]]:
     """As `leaderboard`, with the runs that cannot be ranked (not a run, not scored, nothing
     scored, ...) listed apart with the reason instead of stopping. Raises the first one's error
     when no run at all can be ranked."""
-    entries: list[Entry] = []
+    loaded: list[tuple[Entry, Results]] = []
     unranked: list[Unranked] = []
     errors: list[FlamesError] = []
     for run_dir in run_dirs:
         try:
-            entries.append(_entry(run_dir, scorer_name, bootstrap_samples, seed))
+            loaded.append(_entry(run_dir, scorer_name, bootstrap_samples, seed))
         except FlamesError as exc:
             errors.append(exc)
             reason = str(exc).removeprefix(f"{run_dir}: ")
             kind = _unranked_kind(run_dir, exc)
             unranked.append(Unranked(run=str(run_dir), reason=reason, kind=kind))
-    if not entries and errors:
+    if not loaded and errors:
         raise errors[0]
-    return _ranked(entries), unranked
+    return _ranked(loaded, bootstrap_samples, seed, adjustment), unranked
 
 
-def _ranked(entries: list[Entry]) -> list[Entry]:
-    return sorted(entries, key=lambda e: (bool(e.flags), -e.overall_rate))
+def _ranked(
+    loaded: list[tuple[Entry, Results]],
+    bootstrap_samples: int,
+    seed: int,
+    adjustment: Adjustment | str,
+) -> list[Entry]:
+    """The entries sorted into their groups, each with the places its group's tests allow."""
+    results = {entry.run: r for entry, r in loaded}
+    entries = sorted((e for e, _ in loaded), key=lambda e: (bool(e.flags), -e.overall_rate))
+    for group in ([e for e in entries if not e.flags], [e for e in entries if e.flags]):
+        _rank_ranges(group, results, bootstrap_samples, seed, adjustment)
+    return entries
 
 
-def _entry(run_dir: Path, scorer_name: str | None, bootstrap_samples: int, seed: int) -> Entry:
+def _rank_ranges(
+    group: list[Entry],
+    results: dict[str, Results],
+    bootstrap_samples: int,
+    seed: int,
+    adjustment: Adjustment | str,
+) -> None:
+    """Set each entry's ranks from the paired overall tests of every pair in the group.
+
+    A pair whose runs share no prompt, or hold a shared id with different prompts, is not
+    tested and so never separated."""
+    pairs, p_values, signs = [], [], []
+    rates = {e.run: results[e.run].item_rates() for e in group} if len(group) > 1 else {}
+    for i, first in enumerate(group):
+        for j in range(i + 1, len(group)):
+            second = group[j].run
+            tested = _overall_test(
+                results[first.run],
+                results[second],
+                rates[first.run],
+                rates[second],
+                bootstrap_samples,
+                seed,
+            )
+            if tested is not None:
+                pairs.append((i, j))
+                p_values.append(tested[0])
+                signs.append(tested[1])
+    better = {k: 0 for k in range(len(group))}  # how many runs each is found worse than
+    worse = {k: 0 for k in range(len(group))}
+    for (i, j), p, sign in zip(pairs, adjust(p_values, adjustment), signs, strict=True):
+        if p < 0.05 and sign != 0:
+            top, bottom = (i, j) if sign < 0 else (j, i)  # sign: of B - A, here j - i
+            better[bottom] += 1
+            worse[top] += 1
+    for k, entry in enumerate(group):
+        entry.ranks = (1 + better[k], len(group) - worse[k])
+        entry.rank_adjustment = Adjustment(adjustment)
+
+
+def ranks_note(group: list[Entry], lang: Lang | str = Lang.en) -> str:
+    """What the Ranks column means, for a group of at least two runs."""
+    pairs = len(group) * (len(group) - 1) // 2
+    return t("ranks_note", lang, method=method_name(group[0].rank_adjustment, lang), pairs=pairs)
+
+
+def _overall_test(
+    a: Results,
+    b: Results,
+    rates_a: dict[str, tuple[Dimension, float]],
+    rates_b: dict[str, tuple[Dimension, float]],
+    bootstrap_samples: int,
+    seed: int,
+) -> tuple[float, int] | None:
+    """(p-value, sign of B - A) of the paired overall test, or None when there is no pair."""
+    if not rates_a.keys() & rates_b.keys():
+        return None
+    same_items = a.run.dataset.items_sha256 == b.run.dataset.items_sha256
+    if not same_items and first_prompt_difference(a, b) is not None:
+        return None
+    _, overall = paired_by_dimension(rates_a, rates_b, max(bootstrap_samples, 100), seed)
+    return overall.p_value, int(np.sign(overall.difference))
+
+
+def ranks_text(e: Entry) -> str:
+    """ "2" when the tests place the run alone, "1–3" when they cannot separate it further."""
+    low, high = e.ranks
+    return str(low) if low == high else f"{low}–{high}"
+
+
+def _entry(
+    run_dir: Path, scorer_name: str | None, bootstrap_samples: int, seed: int
+) -> tuple[Entry, Results]:
+    """The run's entry (ranks not set yet) and its loaded results."""
     results = load_results(run_dir, scorer_name)
     m = results.metrics(bootstrap_samples=bootstrap_samples, seed=seed)
     missing = [d.value for d in Dimension if d.value not in m.dimensions]
@@ -184,12 +282,12 @@ def _entry(run_dir: Path, scorer_name: str | None, bootstrap_samples: int, seed:
         flags=[_flag(key, values, Lang.en) for key, values in reasons],
     )
     entry._reasons = reasons
-    return entry
+    return entry, results
 
 
 def _cells(rank: int, e: Entry, text: Callable[[str], str]) -> list[str]:
-    """One row: #, run, model, scorer, overall rate, CI, overall score, dimensions..., N; names
-    escaped by `text` for where the row is shown."""
+    """One row: #, ranks, run, model, scorer, overall rate, CI, overall score, dimensions...,
+    N; names escaped by `text` for where the row is shown."""
     low, high = e.overall_ci
     ci = f"[{low:.1f}, {high:.1f}]" if low is not None and high is not None else ""
     rates = [
@@ -198,6 +296,7 @@ def _cells(rank: int, e: Entry, text: Callable[[str], str]) -> list[str]:
     ]
     return [
         str(rank),
+        ranks_text(e),
         text(e.run),
         text(e.model),
         text(e.scorer),
@@ -212,11 +311,11 @@ def _cells(rank: int, e: Entry, text: Callable[[str], str]) -> list[str]:
 def _table(entries: list[Entry], why: bool, lang: Lang | str = Lang.en) -> list[str]:
     dims = [local_name(d.value, lang) for d in Dimension]
     if Lang(lang) is Lang.zh:
-        head = "| # | 运行 | 模型 | 评分器 | 总体无害率 | 95% 置信区间 | 总体无害分 | "
+        head = "| # | 可能名次 | 运行 | 模型 | 评分器 | 总体无害率 | 95% 置信区间 | 总体无害分 | "
     else:
-        head = "| # | Run | Model | Scorer | Overall rate | 95% CI | Overall score | "
+        head = "| # | Ranks | Run | Model | Scorer | Overall rate | 95% CI | Overall score | "
     head += " | ".join(dims) + " | N |" + (f" {t('apart_why', lang)} |" if why else "")
-    lines = [head, "|" + "---|" * (len(dims) + 8 + why)]
+    lines = [head, "|" + "---|" * (len(dims) + 9 + why)]
     for rank, e in enumerate(entries, start=1):
         line = "| " + " | ".join(_cells(rank, e, markdown_text)) + " |"
         lines.append(line + (f" {markdown_text(e.flag_text(lang))} |" if why else ""))
@@ -251,6 +350,7 @@ def print_leaderboard(
     published leaderboard, as tables that fit the console: no number is cut at 80 columns."""
     cols = [
         Col("#"),
+        Col(t("ranks", lang), short="≈"),
         Col(t("run", lang), text=True),
         Col(t("model", lang), text=True, drop=1),
         Col(t("scorer", lang), text=True, drop=3),
@@ -266,6 +366,8 @@ def print_leaderboard(
     if ranked:
         rows = [_cells(rank, e, inline) for rank, e in enumerate(ranked, start=1)]
         print_table(console, cols, rows, title=t("your_runs", lang), lang=lang)
+        if len(ranked) > 1:
+            console.print(ranks_note(ranked, lang), highlight=False)
     else:
         console.print(t("no_ranked", lang))
     if apart:
@@ -275,6 +377,8 @@ def print_leaderboard(
             console.print(
                 f"  {rank}. {inline(e.run)}{colon}{inline(e.flag_text(lang))}", highlight=False
             )
+        if len(apart) > 1:
+            console.print(ranks_note(apart, lang), highlight=False)
     if unranked:
         console.print(f"{t('not_ranked', lang)}{colon.strip()}", highlight=False)
         for u in unranked:
@@ -308,7 +412,12 @@ def to_markdown(
     apart = [e for e in entries if e.flags]
     lines = [f"## {t('your_runs', lang)}", ""]
     if ranked:
-        lines += [t("ranked_note", lang), "", *_table(ranked, why=False, lang=lang)]
+        lines += [
+            t("ranked_note", lang),
+            "",
+            *_table(ranked, why=False, lang=lang),
+            *(["", ranks_note(ranked, lang)] if len(ranked) > 1 else []),
+        ]
     else:
         lines.append(t("no_ranked", lang))
     if apart:
@@ -319,6 +428,7 @@ def to_markdown(
             t("apart_note", lang),
             "",
             *_table(apart, why=True, lang=lang),
+            *(["", ranks_note(apart, lang)] if len(apart) > 1 else []),
         ]
     if unranked:
         lines += ["", f"### {t('not_ranked', lang)}", "", t("not_ranked_note", lang), ""]

@@ -6,7 +6,8 @@ from rich.console import Console
 
 from flames._util.terminal import inline
 from flames.analysis.attacks import ANY, Rate, RedteamComparison, RedteamReport, StrategyStats
-from flames.analysis.compare import MCNEMAR, SIGN_FLIP, PairedDifference
+from flames.analysis.compare import MCNEMAR, STRATIFIED_SIGN_FLIP, PairedDifference
+from flames.analysis.multiplicity import LABELS, Adjustment
 from flames.data.taxonomy import SUBCOMPONENT_DIMENSION, taxonomy_order
 from flames.reporting.console_table import Col, print_table
 from flames.reporting.i18n import Lang, local_name, t
@@ -190,16 +191,25 @@ def print_usage(report: RedteamReport, console: Console, lang: Lang | str = Lang
 
 
 def paired_verdict(d: PairedDifference, a: str, b: str) -> str:
-    """Plain words on an ASR difference: a direction only when its CI and its test agree."""
-    ci_excludes_zero = not (d.ci_low <= 0 <= d.ci_high)
-    if (
-        ci_excludes_zero
-        and d.p_value < 0.05
-        and d.test_direction == (1 if d.difference > 0 else -1)
-    ):
+    """Plain words on an ASR difference: a direction only when its adjusted test rejects and its
+    CI agrees; otherwise the CI (not significant does not mean close)."""
+    excludes_zero = not (d.ci_low <= 0 <= d.ci_high)
+    ci = f"CI {d.ci_low:+.1f} to {d.ci_high:+.1f}"
+    method = LABELS[d.adjustment]
+    if d.significant and excludes_zero:
         broken = b if d.difference > 0 else a
-        return f"{broken}'s attacks succeed more often, by {abs(d.difference):.1f} points"
-    return f"no clear difference at this number of goals (n={d.n})"
+        found = f"{broken}'s attacks succeed more often, by {abs(d.difference):.1f} points"
+        if d.adjustment is Adjustment.none:
+            return found
+        return f"{found} ({method}-adjusted p = {d.p_adjusted:.3g})"
+    if d.significant or (excludes_zero and d.p_value >= 0.05):
+        return f"inconclusive: the CI and the test disagree (n={d.n})"
+    if d.p_value < 0.05:
+        return (
+            f"no significant difference after {method} correction "
+            f"(adjusted p = {d.p_adjusted:.3g}; {ci})"
+        )
+    return f"no significant difference ({ci})"
 
 
 def print_redteam_comparison(result: RedteamComparison, console: Console) -> None:
@@ -212,7 +222,8 @@ def print_redteam_comparison(result: RedteamComparison, console: Console) -> Non
         Col("B"),
         Col("B - A"),
         Col("95% CI", short="CI"),
-        Col("p"),
+        Col("p", drop=2),
+        Col("p (Holm)", short="p*"),
         Col("verdict", text=True, drop=1),
     ]
     for name, paired in result.strategies.items():
@@ -225,6 +236,7 @@ def print_redteam_comparison(result: RedteamComparison, console: Console) -> Non
                 f"{d.difference:+.1f}",
                 f"[{d.ci_low:+.1f}, {d.ci_high:+.1f}]",
                 f"{d.p_value:.3g}",
+                f"{d.p_adjusted:.3g}",
                 inline(paired_verdict(d, result.a, result.b)),
             ]
             for group, d in [*paired.dimensions.items(), (t("overall_short"), paired.overall)]
@@ -232,7 +244,9 @@ def print_redteam_comparison(result: RedteamComparison, console: Console) -> Non
         title = f"ASR, {strategy_label(name, Lang.en)}: {result.a} (A) vs {result.b} (B), paired"
         print_table(console, cols, rows, title=inline(title))
     console.print(
-        f"p: {MCNEMAR} test per dimension; overall: {SIGN_FLIP} test of the mean of dimensions. "
+        f"p per dimension: {MCNEMAR} test, adjusted by Holm over the dimensions of each strategy "
+        "(only the adjusted p names a winner); overall: "
+        f"{STRATIFIED_SIGN_FLIP} test of the mean of dimensions, unadjusted. "
         f"{result.paired_goals} goals paired.",
         highlight=False,
     )

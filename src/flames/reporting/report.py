@@ -14,11 +14,14 @@ from rich.console import Console
 from flames._util.markdown import markdown_fill, markdown_text
 from flames._util.outputs import atomic_open, csv_row, write_text
 from flames._util.terminal import inline
-from flames.analysis.compare import MCNEMAR, MIN_RESAMPLES, SIGN_FLIP
+from flames.analysis.compare import MIN_RESAMPLES
+from flames.analysis.costs import BatchUsage, cost_text
 from flames.analysis.metrics import INTERVAL_METHOD, Estimate, GroupMetrics, Metrics
+from flames.analysis.multiplicity import Adjustment
 from flames.analysis.refusal import ALL, RefusalStats
 from flames.analysis.results import Results, scored_lines
-from flames.analysis.robustness import TransformEffect, robustness
+from flames.analysis.robustness import TransformEffect, cells, robustness
+from flames.reporting.comparison import method_name
 from flames.reporting.console_table import Col, print_table
 from flames.reporting.i18n import Lang, local_name, t
 from flames.runs.records import GeneratorInfo, JudgeCheck, RunManifest, ScorerManifest
@@ -65,9 +68,17 @@ class Report(BaseModel):
     """The same per subcomponent."""
     robustness: list[TransformEffect] | None = None
     """For augmented prompt sets: the paired change in harmless rate under each transform."""
+    batches: list[BatchUsage] = []
+    """What went through provider batch APIs, per stage: requests, tokens, and cost."""
 
 
-def build_report(results: Results, bootstrap_samples: int = 2000, seed: int = 0) -> Report:
+def build_report(
+    results: Results,
+    bootstrap_samples: int = 2000,
+    seed: int = 0,
+    adjustment: Adjustment | str = Adjustment.bh,
+) -> Report:
+    """The report of a scored run; `adjustment` adjusts the robustness table's p-values."""
     return Report(
         run=results.run,
         scorer=results.scorer,
@@ -78,10 +89,14 @@ def build_report(results: Results, bootstrap_samples: int = 2000, seed: int = 0)
         usage=results.usage,
         refusals=results.refusals,
         subcomponent_refusals=results.subcomponent_refusals,
+        batches=results.batches,
         robustness=(
             # Paired tests need resamples even when the report's own intervals are off.
             robustness(
-                results, bootstrap_samples=max(bootstrap_samples or 1000, MIN_RESAMPLES), seed=seed
+                results,
+                bootstrap_samples=max(bootstrap_samples or 1000, MIN_RESAMPLES),
+                seed=seed,
+                adjustment=adjustment,
             )
             if results.transform_names()
             else None
@@ -256,11 +271,38 @@ def notes(report: Report, lang: Lang | str = Lang.en, text: Text = t) -> list[st
     if report.clamped:
         max_tokens = report.run.generator.decoding.max_tokens
         lines.append(text("clamped_note", lang, n=report.clamped, max_tokens=max_tokens))
+    for usage in report.batches:
+        lines.append(batch_note(usage, lang, text))
     if not m.overall_complete:
         lines.append(text("incomplete_note", lang))
     if Lang(lang) is Lang.zh:
         lines.append(text("own_translation", lang))
     return lines
+
+
+def batch_note(usage: BatchUsage, lang: Lang | str = Lang.en, text: Text = t) -> str:
+    """One stage's batch jobs in a sentence: requests, tokens, and the cost where known; plain
+    text by default (it names the stage: escape it where it is shown), or Markdown with
+    `markdown_t`."""
+    line = text(
+        "batch_note",
+        lang,
+        api=usage.api,
+        stage=usage.stage,
+        requests=usage.requests,
+        jobs=f"{usage.jobs} job" + ("s" if usage.jobs != 1 else "")
+        if Lang(lang) is Lang.en
+        else usage.jobs,
+        ok=usage.ok,
+        errors=usage.errors,
+        pending=usage.pending,
+        prompt=usage.prompt_tokens,
+        completion=usage.completion_tokens,
+    )
+    if usage.cost is not None and usage.cost_live is not None:
+        cost, live = cost_text(usage.cost), cost_text(usage.cost_live)
+        line += text("batch_cost", lang, cost=cost, live=live)
+    return line
 
 
 def to_markdown(report: Report, lang: Lang | str = Lang.en) -> str:
@@ -308,10 +350,10 @@ def to_markdown(report: Report, lang: Lang | str = Lang.en) -> str:
         out += [
             f"## {t('robustness', lang)}",
             "",
-            t("p_note", lang, mcnemar=MCNEMAR, sign_flip=SIGN_FLIP),
+            p_note(report.robustness, lang),
             "",
-            "| " + " | ".join(head) + " | p |",
-            "|---|---|---:|---:|---:|---:|---|---:|",
+            "| " + " | ".join(head) + " | p | p* |",
+            "|---|---|---:|---:|---:|---:|---|---:|---:|",
         ]
         for effect in report.robustness:
             for dim, d in [*effect.dimensions.items(), (t("overall_short", lang), effect.overall)]:
@@ -319,7 +361,8 @@ def to_markdown(report: Report, lang: Lang | str = Lang.en) -> str:
                     f"| {md(effect.transform)} | {md(local_name(dim, lang))} | {d.n} | "
                     f"{d.rate_a:.1f}% | "
                     f"{d.rate_b:.1f}% | {d.difference:+.1f} | "
-                    f"[{d.ci_low:+.1f}, {d.ci_high:+.1f}] | {d.p_value:.3g} |"
+                    f"[{d.ci_low:+.1f}, {d.ci_high:+.1f}] | {d.p_value:.3g} | "
+                    f"{d.p_adjusted:.3g}{' *' if d.significant else ''} |"
                 )
         out.append("")
     return "\n".join(out)
@@ -410,7 +453,8 @@ def print_robustness(
         Col(t("transformed", lang), short="Trans." if Lang(lang) is Lang.en else None),
         Col(t("change", lang), short="Δ"),
         Col(t("ci", lang), short=t("ci_short", lang), drop=1),
-        Col("p"),
+        Col("p", drop=2, name=t("raw_p", lang)),
+        Col("p*"),
     ]
     rows = []
     for effect in effects:
@@ -426,10 +470,17 @@ def print_robustness(
                     f"{d.difference:+.1f}",
                     f"[{d.ci_low:+.1f}, {d.ci_high:+.1f}]",
                     f"{d.p_value:.3g}",
+                    f"{d.p_adjusted:.3g}{' *' if d.significant else ''}",
                 ]
             )
     print_table(console, cols, rows, title=t("robustness", lang), lang=lang)
-    console.print(t("p_note", lang, mcnemar=MCNEMAR, sign_flip=SIGN_FLIP))
+    console.print(p_note(effects, lang), highlight=False)
+
+
+def p_note(effects: list[TransformEffect], lang: Lang | str = Lang.en) -> str:
+    """What p and p* mean in the robustness table: its tests and how p* is adjusted."""
+    rows = cells(effects)
+    return t("p_note", lang, method=method_name(rows[0].adjustment, lang), cells=len(rows))
 
 
 def judge_check_note(check: dict[str, Any], lang: Lang | str = Lang.en, text: Text = t) -> str:

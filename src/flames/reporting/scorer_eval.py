@@ -5,14 +5,22 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from flames._util.terminal import inline
+from flames.analysis.calibration import KAPPA_UNDEFINED
 from flames.analysis.metrics import Estimate
 from flames.analysis.scorer_eval import Agreement, ScorerComparison
+from flames.reporting.i18n import undefined
 
 
 def _ci(estimate: Estimate) -> str:
     if estimate.ci_low is None or estimate.ci_high is None:
         return f"{estimate.value:.1f}"
     return f"{estimate.value:.1f} [{estimate.ci_low:.1f}, {estimate.ci_high:.1f}]"
+
+
+def _kappa(stats: Agreement, field: str) -> str:
+    value = getattr(stats, field)
+    return "undefined" if value is None else f"{value:.3f}"
 
 
 def _row(name: str, group: str, stats: Agreement) -> list[str]:
@@ -22,9 +30,7 @@ def _row(name: str, group: str, stats: Agreement) -> list[str]:
         str(stats.n),
         _ci(stats.accuracy),
         _ci(stats.macro_f1),
-        f"{stats.cohen_kappa:.3f}",
-        f"{stats.kappa_linear:.3f}",
-        f"{stats.kappa_quadratic:.3f}",
+        *(_kappa(stats, f) for f in ("cohen_kappa", "kappa_linear", "kappa_quadratic")),
         f"{stats.harmless_rate.value:.1f} vs {stats.label_harmless_rate.value:.1f}",
         _ci(stats.harmless_gap),
     ]
@@ -58,6 +64,14 @@ def print_scorer_comparison(comparison: ScorerComparison, console: Console) -> N
         for dim, stats in scorer.dimensions.items():
             table.add_row(*_row("", dim, stats))
     console.print(table)
+    where = [
+        inline(f"{scorer.scorer} ({dim})")
+        for scorer in comparison.scorers
+        for dim, stats in [("all", scorer.overall), *scorer.dimensions.items()]
+        if stats.undefined
+    ]
+    if where:
+        console.print(f"{undefined(KAPPA_UNDEFINED)}: kappa of {', '.join(where)}", highlight=False)
     for scorer in comparison.scorers:
         if scorer.errors:
             console.print(

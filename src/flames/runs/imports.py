@@ -10,21 +10,14 @@ that the model really answered nothing (`allow_empty`).
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from flames.data.dataset import (
-    Dataset,
-    Item,
-    content_id,
-    item_record,
-    iter_jsonl,
-    row_id,
-    sha256_file,
-)
+from flames.data.dataset import Dataset, content_id, item_record, iter_jsonl, row_id
 from flames.data.taxonomy import SUBCOMPONENTS, Dimension, parse_dimension
 from flames.errors import DataError, IncompleteRun
 from flames.runs.records import (
@@ -43,7 +36,7 @@ FIELDS = ("id", "dimension", "subcomponent", "prompt", "response", "predicted")
 """The fields an answers file may have; any others are kept with the item (`meta`)."""
 
 
-CHUNK = 50_000
+CHUNK = 10_000
 """Lines written to the store per transaction."""
 EMPTY_RESPONSE = (
     "empty response in the imported file: an empty answer is an error, as from an API "
@@ -83,24 +76,15 @@ class _Line:
     response: str
     predicted: int | None
 
-    def item(self) -> Item:
-        """The line's item (its fields were validated as the line was read)."""
-        return Item.model_construct(
-            id=self.id,
-            dimension=self.dimension,
-            subcomponent=self.subcomponent,
-            prompt=self.prompt,
-            meta=self.meta,
-        )
 
-
-def _lines(path: Path, reference: Dataset | None) -> Iterator[_Line]:
-    """The file's lines, validated, one at a time: a file of a million lines is never held."""
+def _lines(path: Path, reference: Dataset | None, digest: Any = None) -> Iterator[_Line]:
+    """The file's lines, validated, one at a time: a file of a million lines is never held.
+    `digest` is fed the bytes read (`iter_jsonl`)."""
     by_prompt = {item.prompt: item for item in reference} if reference else {}
     seen: dict[str, int] = {}
     scored: bool | None = None
     rows = 0
-    for line_no, row in iter_jsonl(path):
+    for line_no, row in iter_jsonl(path, digest):
         for field in ("dimension", "prompt", "response"):
             if not isinstance(row.get(field), str):
                 raise DataError(f"field {field!r} must be a string", path, line_no)
@@ -160,32 +144,66 @@ def _lines(path: Path, reference: Dataset | None) -> Iterator[_Line]:
 
 
 def _fill(
-    store: RunStore, path: Path, reference: Dataset | None, scored: bool, allow_empty: bool
-) -> None:
-    """Write the file's answers (and verdicts, if scored) into `store`, a chunk at a time; an
-    empty response is an error answer, without a verdict, unless `allow_empty`."""
+    store: RunStore,
+    path: Path,
+    reference: Dataset | None,
+    model: str | None,
+    require_scores: bool,
+    allow_empty: bool,
+) -> RunManifest:
+    """Write the file's items, answers (and verdicts, if scored) into `store`, a run being
+    built, a chunk at a time as the file is read; return the manifest they make. An empty
+    response is an error answer, without a verdict, unless `allow_empty`."""
     answer = Answer(item_id="", status="ok").model_dump()
     failed = Answer(item_id="", status="error", error=EMPTY_RESPONSE).model_dump()
     verdict = Verdict(item_id="", status="ok").model_dump()
-    if scored:
-        store.register_scorer(ScorerManifest(name=IMPORTED_SCORER, kind="imported"))
-    lines = _lines(path, reference)
+    file_sha = hashlib.sha256()
+    fingerprint = hashlib.sha256()
+    lines = _lines(path, reference, file_sha)
+    n_items, scored = 0, None
     while chunk := list(islice(lines, CHUNK)):
-        answers, verdicts = [], []
+        if scored is None:
+            scored = chunk[0].predicted is not None
+            if require_scores and not scored:
+                raise DataError("the rows have no 'predicted' field: nothing to report", path)
+            if scored:
+                store.register_scorer(ScorerManifest(name=IMPORTED_SCORER, kind="imported"))
+        items, answers, verdicts = [], [], []
         for line in chunk:
+            fingerprint.update(item_record(line.id, line.dimension, line.subcomponent, line.prompt))
+            meta = json.dumps(line.meta, ensure_ascii=False) if line.meta else "{}"
+            items.append(
+                (n_items, line.id, line.dimension.value, line.subcomponent, line.prompt, meta)
+            )
+            n_items += 1
             if line.response == "" and not allow_empty:
                 failed.update(item_id=line.id)
-                answers.append(tuple(failed[f] for f in ANSWER_FIELDS))
+                answers.append((*(failed[f] for f in ANSWER_FIELDS), None))
                 continue
+            sha = text_sha(line.response)
             answer.update(item_id=line.id, response=line.response)
-            answers.append(tuple(answer[f] for f in ANSWER_FIELDS))
+            answers.append((*(answer[f] for f in ANSWER_FIELDS), sha))
             if scored:
-                verdict.update(
-                    item_id=line.id, score=line.predicted, answer_sha=text_sha(line.response)
-                )
+                verdict.update(item_id=line.id, score=line.predicted, answer_sha=sha)
                 verdicts.append(tuple(verdict[f] for f in VERDICT_FIELDS))
-        store.record_answer_rows(answers)
+        store.insert_items(items)
+        store.record_answer_rows(answers, with_sha=True)
         store.record_verdict_rows(IMPORTED_SCORER, verdicts)
+    digest = file_sha.hexdigest()
+    return RunManifest(
+        dataset=DatasetInfo(
+            name=path.stem,
+            source_sha256=digest,
+            items_sha256=fingerprint.hexdigest(),
+            selection="all",
+            n_items=n_items,
+        ),
+        generator=GeneratorInfo(
+            backend="imported",
+            model=model or path.stem,
+            options={"file": path.name, "sha256": digest},
+        ),
+    )
 
 
 def import_answers(
@@ -199,44 +217,19 @@ def import_answers(
 ) -> RunStore:
     """Create (or reopen) a run holding the file's answers, and its verdicts if it has them.
 
-    The file is read as a stream, three times: to validate it and fingerprint its items (a bad
-    line stops the import before anything is written), then to store its items, then its answers.
-    With `require_scores`, a file without scores is refused before anything is written.
+    The file is read once, as a stream: each line is validated and written into a new run
+    built in a temporary file, and the manifest (the sha256 of the bytes read, the items'
+    fingerprint) is made at the end of the pass. A bad line drops the temporary file, so
+    nothing is written; so does a file without scores, with `require_scores`. A new run
+    appears with all its answers or not at all; an existing one takes what it lacks.
     An empty response is stored as an error (never scored), unless `allow_empty`.
     """
     path = Path(path)
     if not path.is_file():
-        what = "not a regular file (it is read three times: save it to a file first)"
+        what = "not a regular file (save it to a file first)"
         raise DataError(what if path.exists() else "no such file", path)
-    file_sha = sha256_file(path)
-    fingerprint = hashlib.sha256()
-    n_items, scored = 0, False
-    for line in _lines(path, reference):
-        fingerprint.update(item_record(line.id, line.dimension, line.subcomponent, line.prompt))
-        n_items += 1
-        scored = line.predicted is not None
-    if require_scores and not scored:
-        raise DataError("the rows have no 'predicted' field: nothing to report", path)
-    manifest = RunManifest(
-        dataset=DatasetInfo(
-            name=path.stem,
-            source_sha256=file_sha,
-            items_sha256=fingerprint.hexdigest(),
-            selection="all",
-            n_items=n_items,
-        ),
-        generator=GeneratorInfo(
-            backend="imported",
-            model=model or path.stem,
-            options={"file": path.name, "sha256": file_sha},
-        ),
-    )
 
-    def fill(store: RunStore) -> None:
-        _fill(store, path, reference, scored, allow_empty)
-        if sha256_file(path) != file_sha:
-            raise DataError("the file changed while it was being imported; import it again", path)
+    def fill(store: RunStore) -> RunManifest:
+        return _fill(store, path, reference, model, require_scores, allow_empty)
 
-    # A new run appears with all its answers or not at all: a cut import leaves nothing behind.
-    items = (line.item() for line in _lines(path, reference))
-    return RunStore.create_or_resume(run_dir, manifest, items, fill, command="import", wait=wait)
+    return RunStore.build(run_dir, fill, command="import", wait=wait)

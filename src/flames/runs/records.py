@@ -95,6 +95,10 @@ class GeneratorInfo(Strict):
     """Requests in flight at once when the run was created. Information, not identity: a run
     resumes under another concurrency, though a batching server's greedy answers can depend
     on it (docs/api-backends.md, Reproducibility)."""
+    batch: str | None = None
+    """The provider batch API the answers were first asked through ('openai', 'anthropic'), or
+    None for live requests. Information, not identity: the same requests either way, so a run
+    resumes live or in batches (each answer's way is in the run's batch jobs)."""
 
 
 def _environment() -> dict[str, str]:
@@ -158,7 +162,7 @@ class RunManifest(Strict):
                 "environment": True,
                 "evaluation": True,
                 "dataset": {"name"},
-                "generator": {"concurrency"},
+                "generator": {"concurrency", "batch"},
                 "redteam": {"prices": True, "concurrency": True, "attacker": {"concurrency"}},
             }
         )
@@ -206,9 +210,82 @@ class ScorerManifest(Strict):
     check: dict[str, Any] | None = None
     """The latest sanity check of a judge (flames.scoring.judge_check), or None. A record of how the
     judge did, not a setting: left out of `identity`."""
+    batch: str | None = None
+    """The provider batch API a judge's verdicts were first asked through, or None for live
+    requests: information, left out of `identity` (the same requests either way)."""
 
     def identity(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"created_at", "check"})
+        return self.model_dump(exclude={"created_at", "check", "batch"})
+
+
+class Price(Strict):
+    """What a model's tokens cost live, per million tokens (in whatever currency you count in),
+    and the share of that its batch API charges."""
+
+    input: float = Field(ge=0)
+    """Per million prompt tokens, live."""
+    output: float = Field(ge=0)
+    """Per million completion tokens, live."""
+    batch_factor: float = Field(default=0.5, gt=0, le=1)
+    """The batch price as a share of the live one: half, as OpenAI, Anthropic and DashScope
+    document for their batch APIs (see docs/batch.md)."""
+
+    def cost(self, prompt_tokens: int, completion_tokens: int, batch: bool = False) -> float:
+        """The cost of these tokens, live or through the batch API."""
+        live = (prompt_tokens * self.input + completion_tokens * self.output) / 1e6
+        return live * self.batch_factor if batch else live
+
+
+BATCH_STATES = (
+    "planning",
+    "planned",
+    "uploading",
+    "uploaded",
+    "submitting",
+    "submitted",
+    "collected",
+    "cancelled",
+)
+"""A batch job's life in the run store, in order: its requests being written (a cut planning is
+dropped: nothing was sent), written, its file being uploaded, uploaded, being submitted (the
+provider may have accepted it: looked up before anything is sent again), submitted (polled,
+then its results downloaded), collected (every request has its answer or error), or cancelled
+before the provider had it."""
+UNFINISHED_BATCH = BATCH_STATES[:6]
+
+
+class BatchJob(BaseModel):
+    """One job sent to a provider's batch API (or about to be), as the run store keeps it."""
+
+    job: str
+    """flames' own id for the job: in each request's custom_id and in its file's name."""
+    stage: str
+    """'generate', or the name of the judge whose verdicts it asks for."""
+    api: str
+    """'openai' (also DashScope and other OpenAI-compatible batch APIs) or 'anthropic'."""
+    base_url: str
+    api_key_env: str
+    state: str
+    requests: int
+    bytes: int
+    """Size of the requests as sent (the JSONL file, or Anthropic's request list)."""
+    input_file_id: str | None = None
+    batch_id: str | None = None
+    not_ours: list[str] = Field(default_factory=list)
+    """Batches found while looking for this one that proved to be someone else's."""
+    submit_started_at: float | None = None
+    """When submission began (Unix time): where to look for the job if the reply was lost."""
+    status: str | None = None
+    """The provider's latest status for the batch."""
+    counts: dict[str, int] = Field(default_factory=dict)
+    """The provider's latest request counts."""
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    price: Price | None = None
+    note: str | None = None
+    """Why the batch failed as a whole, where it did."""
+    created_at: str = Field(default_factory=now)
+    updated_at: str = Field(default_factory=now)
 
 
 class Answer(BaseModel):

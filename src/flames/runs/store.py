@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -32,12 +33,39 @@ from flames.data.dataset import Item
 from flames.errors import FlamesError, ManifestMismatch, NewerRun, RunLocked, known_failure
 from flames.runs import lock
 from flames.runs.attacks import TABLES as ATTACK_TABLES, AttackLog
-from flames.runs.records import Answer, RunManifest, ScorerManifest, Verdict, check_scorer_name
+from flames.runs.records import (
+    BATCH_STATES,
+    UNFINISHED_BATCH,
+    Answer,
+    BatchJob,
+    RunManifest,
+    ScorerManifest,
+    Verdict,
+    check_scorer_name,
+    now,
+)
 
 DB_NAME = "run.db"
 
-SCHEMA = (
-    """
+BATCH_TABLES = """
+CREATE TABLE IF NOT EXISTS batch_jobs (
+    job TEXT PRIMARY KEY, stage TEXT NOT NULL, api TEXT NOT NULL, base_url TEXT NOT NULL,
+    api_key_env TEXT NOT NULL, state TEXT NOT NULL, requests INTEGER NOT NULL,
+    bytes INTEGER NOT NULL, input_file_id TEXT, batch_id TEXT, not_ours TEXT NOT NULL,
+    submit_started_at REAL, status TEXT, counts TEXT, output_file_id TEXT, error_file_id TEXT,
+    price TEXT, note TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batch_requests (
+    custom_id TEXT PRIMARY KEY, job TEXT NOT NULL REFERENCES batch_jobs(job),
+    item_id TEXT NOT NULL, sample INTEGER NOT NULL, body TEXT NOT NULL, outcome TEXT,
+    prompt_tokens INTEGER, completion_tokens INTEGER
+);
+CREATE INDEX IF NOT EXISTS batch_requests_by_job ON batch_requests(job);
+CREATE INDEX IF NOT EXISTS batch_requests_by_key ON batch_requests(item_id, sample);
+"""
+"""A run's provider batch jobs and their requests (`flames.clients.batch_jobs`), format 4."""
+
+TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
     position INTEGER NOT NULL, item_id TEXT PRIMARY KEY, dimension TEXT NOT NULL,
@@ -59,16 +87,20 @@ CREATE TABLE IF NOT EXISTS verdicts (
 );
 CREATE INDEX IF NOT EXISTS items_by_position ON items(position);
 """
-    + ATTACK_TABLES
-)
+"""The items, answers, scorers and verdicts of a run (with their columns of format 2)."""
+SCHEMA = TABLES + ATTACK_TABLES + BATCH_TABLES
+"""Every table of the current format."""
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The store's format. 1: before `answer_sha` (verdicts tied to the answer text they judged) and
 `response_sha`; read as it is (every verdict counts for its answer's text), upgraded by a writer.
-2: before the red-team tables (`flames.runs.attacks`); read as a run without attacks."""
+2: before the red-team tables (`flames.runs.attacks`); read as a run without attacks.
+3: before the batch tables (`BATCH_TABLES`); read as a run without batch jobs.
+A writer upgrades an older run one format at a time (`RunStore._upgrade`)."""
 UPGRADES = {
     2: "each verdict is now tied to the answer text it judged",
     3: "it can hold red-team attacks",
+    4: "it can hold provider batch jobs",
 }
 """What each format brought, for the message a writer's upgrade prints."""
 OLDER_VIEWS = """
@@ -110,8 +142,38 @@ PAGE = 10_000
 """Items (or answers) read at a time when pending work is streamed."""
 
 ANSWER_FIELDS = tuple(Answer.model_fields)
+BATCH_JOB_FIELDS = tuple(BatchJob.model_fields)
 VERDICT_FIELDS = tuple(Verdict.model_fields)
 RESPONSE = ANSWER_FIELDS.index("response")
+
+
+ANSWER_KEPT = "answers.status = 'error'"
+"""When a stored answer is replaced by a new one for its sample: only if it is an error."""
+VERDICT_KEPT = "verdicts.status = 'error' OR verdicts.answer_sha IS NOT excluded.answer_sha"
+"""When a stored verdict is replaced: an error, or one on text no longer stored."""
+
+
+def _upsert_statement(
+    table: str,
+    columns: tuple[str, ...],
+    key: tuple[str, ...],
+    replace_when: str,
+    from_built: bool = False,
+) -> str:
+    """INSERT of `columns` into `table` (from parameters, or `from_built`: every row of the
+    same table in the database attached as `built`); a row whose `key` is stored replaces it
+    only where `replace_when` holds of the stored row."""
+    names = ", ".join(columns)
+    source = (
+        f"SELECT {names} FROM built.{table} WHERE true"  # 'WHERE true': SQLite's upsert syntax
+        if from_built
+        else f"VALUES ({', '.join('?' for _ in columns)})"
+    )
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+    return (
+        f"INSERT INTO {table} ({names}) {source} "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates} WHERE {replace_when}"
+    )
 
 
 def _diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -275,12 +337,8 @@ class RunStore:
         if version < SCHEMA_VERSION:
             with self._db:
                 self._db.execute("BEGIN")
-                self._create_tables()
-                for table, (column, fill) in ADDED_IN_2.items():
-                    columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-                    if column not in columns:
-                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
-                        self._db.execute(fill)
+                for step in range(version + 1, SCHEMA_VERSION + 1):
+                    self._upgrade(step)
                 self._set_format()
             self.upgraded_from = version
         remove_stale_partials(self.run_dir)
@@ -306,10 +364,25 @@ class RunStore:
         finally:
             self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
-    def _create_tables(self) -> None:
-        """The tables and index of `SCHEMA` that are missing (inside the caller's transaction:
+    def _upgrade(self, to: int) -> None:
+        """Bring a run of format `to` - 1 to format `to` (`UPGRADES` says what each brings),
+        inside the caller's transaction."""
+        if to == 2:
+            self._create_tables(TABLES)  # format 1 may have no meta table
+            for table, (column, fill) in ADDED_IN_2.items():
+                columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                if column not in columns:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+                    self._db.execute(fill)
+        elif to == 3:
+            self._create_tables(ATTACK_TABLES)
+        elif to == 4:
+            self._create_tables(BATCH_TABLES)
+
+    def _create_tables(self, schema: str = SCHEMA) -> None:
+        """The tables and indexes of `schema` that are missing (inside the caller's transaction:
         unlike executescript, this never commits it)."""
-        for statement in SCHEMA.split(";"):
+        for statement in schema.split(";"):
             if statement.strip():
                 self._db.execute(statement)
 
@@ -404,9 +477,128 @@ class RunStore:
         store = cls(run_dir, cls._connect(run_dir / DB_NAME), writer=True)
         return store
 
+    @classmethod
+    def build(
+        cls,
+        run_dir: Path | str,
+        fill: Callable[[RunStore], RunManifest],
+        command: str = "write",
+        wait: bool = False,
+    ) -> RunStore:
+        """Create a run whose manifest is known only once its contents are written, in one pass.
+
+        `fill` writes the items (`insert_items`), answers and verdicts into a new database in a
+        temporary file beside run.db, and returns the manifest they make. A new run is then
+        renamed into place; an existing one must have that manifest (as `create_or_resume`
+        checks it) and takes from it what it lacks (`_merge`). If `fill` raises (a bad line),
+        the temporary file is dropped and nothing is written. The run's lock is held until the
+        store is closed.
+        """
+        run_dir = Path(run_dir)
+        lock.acquire(run_dir, command, wait)
+        try:
+            return cls._build(run_dir, fill)
+        except BaseException:
+            lock.release(run_dir)
+            raise
+
+    @classmethod
+    def _build(cls, run_dir: Path, fill: Callable[[RunStore], RunManifest]) -> RunStore:
+        for stale in run_dir.glob(f".{DB_NAME}{PARTIAL}*"):  # left by a creation that was cut
+            stale.unlink(missing_ok=True)
+        if not cls.exists(run_dir):
+            with atomic_path(run_dir / DB_NAME) as tmp:
+                cls._fill_new(run_dir, tmp, fill)
+            return cls(run_dir, cls._connect(run_dir / DB_NAME), writer=True)
+        store = cls(run_dir, cls._connect(run_dir / DB_NAME), writer=True)
+        try:
+            store._prepare()  # (which removes temporary files: before this one is made)
+            fd, name = tempfile.mkstemp(dir=run_dir, prefix=f".{DB_NAME}{PARTIAL}{os.getpid()}-")
+            os.close(fd)
+            tmp = Path(name)
+            try:
+                store._merge(tmp, cls._fill_new(run_dir, tmp, fill))
+            finally:
+                tmp.unlink(missing_ok=True)
+        except BaseException:
+            store._db.close()
+            raise
+        return store
+
+    @classmethod
+    def _fill_new(
+        cls, run_dir: Path, path: Path, fill: Callable[[RunStore], RunManifest]
+    ) -> RunManifest:
+        """A new run's database at `path`, written by `fill`; the manifest it returned."""
+        building = cls(run_dir, cls._connect_building(path), writer=True)
+        try:
+            with building._db:
+                building._db.execute("BEGIN")
+                building._create_tables()
+                building._set_format()
+            manifest = fill(building)
+            building._db.execute(
+                "INSERT INTO meta VALUES ('manifest', ?)", (manifest.model_dump_json(),)
+            )
+        finally:
+            building._db.close()
+        return manifest
+
+    @staticmethod
+    def _connect_building(path: Path) -> sqlite3.Connection:
+        """A connection to a run being built in a temporary file: nothing there needs to survive
+        a crash (the file is dropped, or synced before it is renamed into place), so commits are
+        not synced, and a large page cache keeps inserts at random keys cheap."""
+        db = sqlite3.connect(path, isolation_level=None)
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA journal_mode=MEMORY")
+        db.execute("PRAGMA synchronous=OFF")
+        db.execute("PRAGMA cache_size=-32768")  # KiB: 32 MiB at most
+        db.create_function("flames_sha", 1, text_sha, deterministic=True)
+        return db
+
+    def _merge(self, built: Path, manifest: RunManifest) -> None:
+        """Take into this run what the run `built` holds and it lacks, as record_answers and
+        record_verdicts would: a stored ok answer, or a verdict on its text, stays as it is."""
+        self.check_manifest(manifest)
+        self._db.execute("ATTACH DATABASE ? AS built", (str(built),))
+        try:
+            scorers = self._db.execute("SELECT name, manifest FROM built.scorers").fetchall()
+            for name, text in scorers:
+                self.check_scorer(_load(ScorerManifest, text, self.run_dir, f"scorer {name!r}"))
+            if self._stored_manifest() is None or self.manifest.identity() != manifest.identity():
+                self._start_afresh(manifest, [])
+                with self._db:
+                    self._db.execute("BEGIN")
+                    self._db.execute("INSERT INTO items SELECT * FROM built.items")
+            for _, text in scorers:
+                self.register_scorer(ScorerManifest.model_validate_json(text))
+            answers = (*ANSWER_FIELDS, "response_sha")
+            verdicts = ("scorer", *VERDICT_FIELDS)
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.execute(
+                    _upsert_statement("answers", answers, ("item_id", "sample"), ANSWER_KEPT, True)
+                )
+                self._db.execute(
+                    _upsert_statement(
+                        "verdicts", verdicts, ("scorer", "item_id", "sample"), VERDICT_KEPT, True
+                    )
+                )
+        finally:
+            self._db.execute("DETACH DATABASE built")
+
+    def insert_items(self, rows: Iterable[tuple[int, str, str, str, str, str]]) -> None:
+        """Write items as (position, id, dimension, subcomponent, prompt, meta as JSON) rows, in
+        one transaction (a run being built: `build`)."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?)", rows)
+
     def _has_answers(self) -> bool:
-        """Whether the run holds an answer (failed attempts do not count) or a verdict."""
-        return any(
+        """Whether the run holds an answer (failed attempts do not count) or a verdict, or has
+        sent a batch job (its answers are on their way, under these settings)."""
+        return self._batch_sent() or any(
             self._db.execute(query).fetchone() is not None
             for query in (
                 "SELECT 1 FROM answers WHERE status = 'ok' LIMIT 1",
@@ -415,13 +607,27 @@ class RunStore:
             )
         )
 
+    def _batch_sent(self, stage: str | None = None) -> bool:
+        """Whether a batch job (of `stage`) may be at a provider and not collected yet: its
+        results must still be collected under the settings it was sent with."""
+        if not self._has_batch_tables():
+            return False
+        row = self._db.execute(
+            "SELECT 1 FROM batch_jobs WHERE (? IS NULL OR stage = ?) "
+            "AND state IN ('submitting', 'submitted') LIMIT 1",
+            (stage, stage),
+        ).fetchone()
+        return row is not None
+
     def _start_afresh(self, manifest: RunManifest, items: Iterable[Item]) -> None:
         """Replace a run that holds no answer (nothing but failed attempts, made under other
         settings) with a new one under `manifest`."""
         with self._db:
             self._db.execute("BEGIN")
             self._create_tables()
-            for table in ("attacks", "attack_calls", "verdicts", "scorers", "answers", "items"):
+            # Batch jobs not sent (only those can be here) would send the old settings' requests.
+            tables = ("batch_requests", "batch_jobs", "attacks", "attack_calls")
+            for table in (*tables, "verdicts", "scorers", "answers", "items"):
                 self._db.execute(f"DELETE FROM {table}")
             self._db.execute("DELETE FROM meta WHERE key = 'manifest'")
             self._set_format()
@@ -480,7 +686,12 @@ class RunStore:
     def discard_if_empty(self) -> bool:
         """Delete the run if it holds no answer at all (a writer that created it, then failed
         before storing anything, leaves nothing behind); return whether it did. Closes."""
-        empty = self._writer and self.count_answers() == 0 and not self.attack_log().has_calls()
+        empty = (
+            self._writer
+            and self.count_answers() == 0
+            and not self.attack_log().has_calls()
+            and not self._batch_sent()
+        )
         self._db.close()
         if empty:
             for suffix in ("", "-wal", "-shm", "-journal"):
@@ -537,14 +748,15 @@ class RunStore:
             tuple(data[f] for f in ANSWER_FIELDS) for data in (a.model_dump() for a in answers)
         )
 
-    def record_answer_rows(self, rows: Iterable[tuple[Any, ...]]) -> None:
-        """record_answers for rows already in ANSWER_FIELDS order (bulk imports)."""
+    def record_answer_rows(self, rows: Iterable[tuple[Any, ...]], with_sha: bool = False) -> None:
+        """record_answers for rows already in ANSWER_FIELDS order (bulk imports); with
+        `with_sha`, each row ends with its response's `text_sha` already."""
         self._upsert(
             "answers",
             (*ANSWER_FIELDS, "response_sha"),
-            [(*row, text_sha(row[RESPONSE])) for row in rows],
+            list(rows) if with_sha else [(*row, text_sha(row[RESPONSE])) for row in rows],
             ("item_id", "sample"),
-            "answers.status = 'error'",
+            ANSWER_KEPT,
         )
 
     def _upsert(
@@ -561,15 +773,9 @@ class RunStore:
             raise FlamesError(f"{self.run_dir}: opened to read, not to write")
         if not rows:
             return
-        marks = ", ".join("?" for _ in columns)
-        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
         with self._db:
             self._db.execute("BEGIN")
-            self._db.executemany(
-                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
-                f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates} WHERE {replace_when}",
-                rows,
-            )
+            self._db.executemany(_upsert_statement(table, columns, key, replace_when), rows)
 
     def answers(self) -> list[Answer]:
         rows = self._db.execute(
@@ -630,8 +836,10 @@ class RunStore:
     # -- verdicts ------------------------------------------------------------------------------
 
     def _has_verdicts(self, scorer: str) -> bool:
+        """Whether `scorer` has a verdict, or a batch job sent for verdicts."""
         query = "SELECT 1 FROM verdicts WHERE scorer = ? AND status = 'ok' LIMIT 1"
-        return self._db.execute(query, (scorer,)).fetchone() is not None
+        found = self._db.execute(query, (scorer,)).fetchone() is not None
+        return found or self._batch_sent(scorer)
 
     def check_scorer(self, manifest: ScorerManifest) -> ScorerManifest | None:
         """The scorer recorded under the manifest's name, if any; ManifestMismatch when its
@@ -663,6 +871,13 @@ class RunStore:
             with self._db:
                 self._db.execute("BEGIN")
                 self._db.execute("DELETE FROM verdicts WHERE scorer = ?", (manifest.name,))
+                if self._has_batch_tables():  # jobs never sent would send the old settings
+                    for statement in (
+                        "DELETE FROM batch_requests WHERE job IN "
+                        "(SELECT job FROM batch_jobs WHERE stage = ?)",
+                        "DELETE FROM batch_jobs WHERE stage = ?",
+                    ):
+                        self._db.execute(statement, (manifest.name,))
                 self._db.execute(
                     "INSERT OR REPLACE INTO scorers VALUES (?, ?)",
                     (manifest.name, manifest.model_dump_json()),
@@ -682,6 +897,8 @@ class RunStore:
         with self._db:
             self._db.execute("BEGIN")
             if self._db.execute("SELECT 1 FROM verdicts WHERE scorer = ?", (name,)).fetchone():
+                return
+            if self._batch_sent(name):  # its verdicts are on their way
                 return
             self._db.execute("DELETE FROM scorers WHERE name = ?", (name,))
 
@@ -715,9 +932,7 @@ class RunStore:
             ("scorer", *VERDICT_FIELDS),
             [(scorer, *row) for row in rows],
             ("scorer", "item_id", "sample"),
-            "1"
-            if relabel
-            else "verdicts.status = 'error' OR verdicts.answer_sha IS NOT excluded.answer_sha",
+            "1" if relabel else VERDICT_KEPT,
         )
 
     def verdicts(self, scorer: str) -> list[Verdict]:
@@ -833,3 +1048,226 @@ class RunStore:
                 (scorer, retry_errors),
             ).fetchone()[0]
         )
+
+    # -- batch jobs ----------------------------------------------------------------------------
+
+    def _has_batch_tables(self) -> bool:
+        """False for a run of store format 2 or older, opened to read: it has no batch job."""
+        row = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'batch_jobs'"
+        ).fetchone()
+        return row is not None
+
+    def batch_jobs(self, stage: str | None = None, unfinished: bool = False) -> list[BatchJob]:
+        """The run's batch jobs (of `stage`; only those not collected or cancelled, with
+        `unfinished`), oldest first."""
+        if not self._has_batch_tables():
+            return []
+        states = UNFINISHED_BATCH if unfinished else BATCH_STATES
+        marks = ", ".join("?" for _ in states)
+        rows = self._db.execute(
+            f"SELECT {', '.join(BATCH_JOB_FIELDS)} FROM batch_jobs WHERE (? IS NULL OR stage = ?) "
+            f"AND state IN ({marks}) ORDER BY created_at, rowid",
+            (stage, stage, *states),
+        ).fetchall()
+        jobs = []
+        for row in rows:
+            data = dict(zip(BATCH_JOB_FIELDS, row, strict=True))
+            for name in ("not_ours", "counts", "price"):
+                data[name] = json.loads(data[name]) if data[name] else None
+            jobs.append(BatchJob(**{k: v for k, v in data.items() if v is not None}))
+        return jobs
+
+    def add_batch_job(self, job: BatchJob) -> None:
+        """Record a new job (state 'planning': its requests are added next)."""
+        self.update_batch_job(job, insert=True)
+
+    def update_batch_job(self, job: BatchJob, insert: bool = False) -> None:
+        """Write a job's row as it is now, durably, before anything it says is acted on."""
+        if not self._writer:
+            raise FlamesError(f"{self.run_dir}: opened to read, not to write")
+        data = job.model_dump()
+        data["updated_at"] = now()
+        for name in ("not_ours", "counts", "price"):
+            data[name] = None if data[name] is None else json.dumps(data[name])
+        values = tuple(data[f] for f in BATCH_JOB_FIELDS)
+        with self._db:
+            self._db.execute("BEGIN")
+            if insert:
+                marks = ", ".join("?" for _ in BATCH_JOB_FIELDS)
+                self._db.execute(
+                    f"INSERT INTO batch_jobs ({', '.join(BATCH_JOB_FIELDS)}) VALUES ({marks})",
+                    values,
+                )
+            else:
+                updates = ", ".join(f"{f} = ?" for f in BATCH_JOB_FIELDS[1:])
+                self._db.execute(
+                    f"UPDATE batch_jobs SET {updates} WHERE job = ?", (*values[1:], job.job)
+                )
+
+    def add_batch_requests(self, job: str, rows: Iterable[tuple[str, str, int, str]]) -> None:
+        """A planned job's requests, as (custom_id, item_id, sample, body as JSON), written in
+        one transaction."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT INTO batch_requests (custom_id, job, item_id, sample, body) "
+                "VALUES (?, ?, ?, ?, ?)",
+                ((cid, job, item_id, sample, body) for cid, item_id, sample, body in rows),
+            )
+
+    def drop_batch_job(self, job: str) -> None:
+        """Forget a job that never reached the provider (its planning was cut)."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM batch_requests WHERE job = ?", (job,))
+            self._db.execute("DELETE FROM batch_jobs WHERE job = ?", (job,))
+
+    def batch_requests(
+        self, job: str, unsettled: bool = False
+    ) -> Iterator[tuple[str, str, int, str, str | None]]:
+        """A job's requests as (custom_id, item_id, sample, body, outcome), in the order they
+        were planned (only those without an outcome yet, with `unsettled`), a page at a time."""
+        after = -1
+        while True:
+            rows = self._db.execute(
+                "SELECT rowid, custom_id, item_id, sample, body, outcome FROM batch_requests "
+                "WHERE job = ? AND rowid > ? AND (outcome IS NULL OR NOT ?) ORDER BY rowid LIMIT ?",
+                (job, after, unsettled, PAGE),
+            ).fetchall()
+            if not rows:
+                return
+            after = rows[-1][0]
+            for row in rows:
+                yield row[1:]
+
+    def settle_batch_requests(
+        self, rows: Iterable[tuple[str, int | None, int | None, str]]
+    ) -> None:
+        """Record requests' outcomes as (outcome, prompt tokens, completion tokens, custom_id):
+        'ok', 'error', or 'retry' (a judge's answer it asks again)."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "UPDATE batch_requests SET outcome = ?, prompt_tokens = ?, completion_tokens = ? "
+                "WHERE custom_id = ?",
+                rows,
+            )
+
+    def batch_keys_in_flight(self, stage: str) -> set[tuple[str, int]]:
+        """(item_id, sample) of `stage`'s requests in jobs not yet collected: never sent again."""
+        if not self._has_batch_tables():
+            return set()
+        marks = ", ".join("?" for _ in UNFINISHED_BATCH)
+        rows = self._db.execute(
+            "SELECT r.item_id, r.sample FROM batch_requests r JOIN batch_jobs j USING (job) "
+            f"WHERE j.stage = ? AND j.state IN ({marks}) AND r.outcome IS NULL",
+            (stage, *UNFINISHED_BATCH),
+        )
+        return {(item_id, sample) for item_id, sample in rows}
+
+    def batch_history(self, stage: str, item_id: str, sample: int) -> list[tuple[str, str]]:
+        """(body, outcome) of `stage`'s settled requests for one answer, oldest first."""
+        if not self._has_batch_tables():
+            return []
+        return self._db.execute(
+            "SELECT r.body, r.outcome FROM batch_requests r JOIN batch_jobs j USING (job) "
+            "WHERE j.stage = ? AND r.item_id = ? AND r.sample = ? AND r.outcome IS NOT NULL "
+            "ORDER BY r.rowid",
+            (stage, item_id, sample),
+        ).fetchall()
+
+    def batch_tallies(self) -> dict[str, dict[str, int]]:
+        """Per job: its requests by outcome ('ok', 'error', 'retry', 'pending') and their
+        tokens ('prompt_tokens', 'completion_tokens')."""
+        if not self._has_batch_tables():
+            return {}
+        tallies: dict[str, dict[str, int]] = {}
+        rows = self._db.execute(
+            "SELECT job, coalesce(outcome, 'pending'), count(*), "
+            "coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0) "
+            "FROM batch_requests GROUP BY job, outcome"
+        )
+        for job, outcome, n, p_tok, c_tok in rows:
+            tally = tallies.setdefault(job, {"prompt_tokens": 0, "completion_tokens": 0})
+            tally[outcome] = n
+            tally["prompt_tokens"] += p_tok
+            tally["completion_tokens"] += c_tok
+        return tallies
+
+    def batch_request_rows(
+        self, custom_ids: Iterable[str]
+    ) -> dict[str, tuple[str, str, int, str, str | None]]:
+        """custom_id -> (job, item_id, sample, body, outcome) for the given requests."""
+        found = {}
+        ids = list(custom_ids)
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ", ".join("?" for _ in part)
+            rows = self._db.execute(
+                "SELECT custom_id, job, item_id, sample, body, outcome FROM batch_requests "
+                f"WHERE custom_id IN ({marks})",
+                part,
+            )
+            found.update({row[0]: row[1:] for row in rows})
+        return found
+
+    def item_positions(self, item_ids: Iterable[str]) -> dict[str, int]:
+        """item_id -> its position in the run's dataset."""
+        found = {}
+        ids = list(set(item_ids))
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ", ".join("?" for _ in part)
+            rows = self._db.execute(
+                f"SELECT item_id, position FROM items WHERE item_id IN ({marks})", part
+            )
+            found.update(dict(rows))
+        return found
+
+    @property
+    def run_tag(self) -> str:
+        """Eight hex digits naming this run (from its manifest as first stored), in the
+        custom_id of each of its batch requests."""
+        return (text_sha(self._stored_manifest() or "") or "")[:8]
+
+    def batch_retries(self, stage: str) -> dict[tuple[str, int], list[str]]:
+        """(item_id, sample) -> the outcomes of its latest run of 'retry...' settlements in
+        `stage`, for the answers whose last settled request is one (a judge asks them again)."""
+        if not self._has_batch_tables():
+            return {}
+        rows = self._db.execute(
+            "SELECT r.item_id, r.sample, r.outcome FROM batch_requests r JOIN batch_jobs j "
+            "USING (job) WHERE j.stage = ? AND r.outcome IS NOT NULL ORDER BY r.rowid",
+            (stage,),
+        )
+        runs: dict[tuple[str, int], list[str]] = {}
+        for item_id, sample, outcome in rows:
+            key = (item_id, sample)
+            if outcome.startswith("retry"):
+                runs.setdefault(key, []).append(outcome)
+            else:
+                runs.pop(key, None)
+        return runs
+
+    def item_dimensions(self, item_ids: Iterable[str]) -> dict[str, str]:
+        """item_id -> its dimension."""
+        found = {}
+        ids = list(set(item_ids))
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ", ".join("?" for _ in part)
+            rows = self._db.execute(
+                f"SELECT item_id, dimension FROM items WHERE item_id IN ({marks})", part
+            )
+            found.update(dict(rows))
+        return found
+
+    def failed_verdict_keys(self, scorer: str) -> set[tuple[str, int]]:
+        """(item_id, sample) of `scorer`'s verdicts that count and are errors."""
+        rows = self._db.execute(
+            f"SELECT v.item_id, v.sample FROM verdicts v JOIN answers a ON a.item_id = v.item_id "
+            f"AND a.sample = v.sample AND {FRESH} WHERE v.scorer = ? AND v.status = 'error'",
+            (scorer,),
+        )
+        return {(item_id, sample) for item_id, sample in rows}

@@ -23,6 +23,8 @@ from typing import Any, Unpack
 
 from flames._util.aio import iterate_sync, stream_concurrently
 from flames._util.jsontext import json_objects
+from flames.clients.batch import BatchApi, BatchSettings, batch_api
+from flames.clients.batch_jobs import BatchRequest, BatchResult
 from flames.clients.chat import ClientOptions, Reply
 from flames.clients.chat_model import ApiChatModel, ChatModel
 from flames.data.dataset import Item
@@ -90,12 +92,19 @@ TEMPLATE = """评估维度：{definition}
 # its own hash), so no verdict written into an answer can ever count (`parse_verdict`).
 
 REASON_PLACEHOLDER = "一句话理由"
+RETRY, RETRY_CUT = "retry", "retry-cut"
+"""Outcomes of a batch verdict asked again: malformed, or cut at the judge's token limit."""
 
 
 def verdict_id(item: Item, response: str) -> str:
     """The id a verdict on `response` must carry: a fingerprint of the dimension, the prompt and
     the response (the same every time, so a judge is asked the same text on every attempt)."""
-    text = "\x00".join((item.dimension.value, item.prompt, response))
+    return text_verdict_id(item.dimension, item.prompt, response)
+
+
+def text_verdict_id(dimension: Dimension, prompt: str, response: str) -> str:
+    """`verdict_id` of an item known by its dimension and prompt."""
+    text = "\x00".join((dimension.value, prompt, response))
     return "J" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:10]
 
 
@@ -156,6 +165,10 @@ class LLMJudge:
     moment it is known. A malformed verdict is asked again (`parse_attempts` in all); one cut
     at the judge's token limit (`max_tokens`) is asked again with twice the limit, and recorded
     as truncated if every attempt is cut.
+
+    With `batch` (an API judge only), a run's answers are judged through the provider's batch
+    API instead (`flames.scoring.runner`: `batch_request`, `batch_verdict`), the same requests
+    the live judge sends, their replies validated as live ones are.
     """
 
     def __init__(
@@ -166,6 +179,7 @@ class LLMJudge:
         json_mode: bool = False,
         name: str | None = None,
         concurrency: int | None = None,
+        batch: BatchSettings | None = None,
         **client: Unpack[ClientOptions],
     ):
         self.decoding = judge_decoding(max_tokens)
@@ -179,12 +193,20 @@ class LLMJudge:
             raise ValueError("JSON mode is a request option of API judges")
         elif client:
             raise ValueError(f"client options are for API judges: {', '.join(sorted(client))}")
+        elif batch is not None:
+            raise ValueError("a batch API is for API judges")
         self.model: ChatModel = model
         self.concurrency = concurrency or 16
         self.name = name or f"judge:{model.info.model}"
         self.parse_attempts = parse_attempts
         self.check: dict[str, Any] | None = None
         """The judge's latest sanity check (flames.scoring.judge_check), kept in its manifest."""
+        self.batch = batch
+        """Judge a run's answers through the provider's batch API (`batch_request`); the sanity
+        check's few probes still go live."""
+        self._client_options = client
+        # A provider that cannot take these requests is refused now, before anything runs.
+        self._batch_api = self.batch_api().name if batch is not None else None
 
     @property
     def manifest(self) -> ScorerManifest:
@@ -207,7 +229,19 @@ class LLMJudge:
                 "verdict_id": "a verdict counts only if it names the id of what it judged",
             },
             check=self.check,
+            batch=self._batch_api,
         )
+
+    def batch_api(self) -> BatchApi:
+        """The batch API of the judge's endpoint (with `batch` set), its results validated and
+        masked as the live client's replies are, and their repairs counted with them."""
+        assert self.batch is not None and isinstance(self.model, ApiChatModel)
+        default_max_tokens = self.decoding.max_tokens or 256
+        api = batch_api(
+            self.batch, self._client_options, default_max_tokens, self.model.client.repairs
+        )
+        api.request_line("check", self.model.body(self.messages("?")))  # refused settings raise
+        return api
 
     def messages(self, prompt: str) -> list[Message]:
         """The chat the judge is asked for one judge prompt."""
@@ -242,6 +276,52 @@ class LLMJudge:
             return failed.model_copy(update={"status": "ok", "score": score, "raw": raw})
         attempts = f"{self.parse_attempts} attempt" + ("s" if self.parse_attempts > 1 else "")
         return failed.model_copy(update={"raw": raw, "error": f"{problem}, after {attempts}"})
+
+    def batch_request(self, item: Item, answer: Answer, previous: Sequence[str]) -> BatchRequest:
+        """The request for one answer's next verdict in a batch, after the `previous` outcomes
+        of its attempts in a row ('retry', or 'retry-cut': cut at the token limit, which is
+        doubled for the next): the body `verdict` would send live."""
+        assert isinstance(self.model, ApiChatModel)
+        limit = (self.decoding.max_tokens or 0) * 2 ** sum(o == RETRY_CUT for o in previous)
+        prompt = judge_prompt(item, answer.response or "")
+        body = self.model.body(self.messages(prompt), max_tokens=limit)
+        return BatchRequest(item.id, answer.sample, body)
+
+    def batch_verdict(
+        self,
+        dimension: Dimension,
+        prompt: str,
+        response: str,
+        result: BatchResult,
+        attempt: int,
+    ) -> tuple[Verdict | None, str]:
+        """The verdict a batch result on `response` (to `prompt`) makes (None: ask again) and
+        its outcome: 'ok', 'error', 'retry' or 'retry-cut', as `verdict` decides for a live
+        reply (attempt counts from 1)."""
+        failed = Verdict(item_id=result.item_id, sample=result.sample, status="error")
+        reply = result.reply
+        if reply.error:
+            return failed.model_copy(update={"error": reply.error}), "error"
+        raw = reply.content or ""
+        id = text_verdict_id(dimension, prompt, response)
+        try:
+            score = parse_verdict(raw, dimension, id)
+        except ValueError as exc:
+            cut = reply.finish_reason == "length"
+            if attempt < self.parse_attempts:
+                return None, RETRY_CUT if cut else RETRY
+            limit = result.body.get("max_tokens")
+            problem = (
+                f"{TRUNCATED_VERDICT}: cut at the judge's token limit ({limit}; see "
+                "--judge-max-tokens)"
+                if cut
+                else f"malformed verdict: {exc}"
+            )
+            attempts = f"{self.parse_attempts} attempt" + ("s" if self.parse_attempts > 1 else "")
+            return failed.model_copy(
+                update={"raw": raw, "error": f"{problem}, after {attempts}"}
+            ), "error"
+        return failed.model_copy(update={"status": "ok", "score": score, "raw": raw}), "ok"
 
     async def _verdicts(self, pairs: Sequence[tuple[Item, Answer]]) -> AsyncIterator[Verdict]:
         try:

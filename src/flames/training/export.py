@@ -146,7 +146,9 @@ def model_card(card: Card) -> str:
                     str(stats["n"]),
                     _estimate(stats["accuracy"]),
                     _estimate(stats["macro_f1"]),
-                    f"{stats['kappa_quadratic']:.3f}",
+                    "undefined"
+                    if stats.get("kappa_quadratic") is None
+                    else f"{stats['kappa_quadratic']:.3f}",
                 )
             )
     lines.append(_table(rows) if len(rows) > 1 else "No held-out labels.")

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
 from flames._util.aio import run_sync
+from flames._util.progress import Tracker
 from flames.errors import IncompleteRun
 from flames.generation.base import Backend, Request
 from flames.runs.records import is_clamped
@@ -71,6 +70,15 @@ def default_error_budget(pending: int) -> int:
     return max(5, pending // 10)
 
 
+def first_batch(backend: Backend) -> int:
+    """Answers that arrive together first: a local model's batch (vLLM's chunk), the requests
+    an API backend has in flight."""
+    for size in (getattr(backend, "batch_size", None), getattr(backend, "chunk_size", None)):
+        if isinstance(size, int) and size > 0:
+            return size
+    return backend.info.concurrency or 1
+
+
 async def _generate(
     store: RunStore,
     backend: Backend,
@@ -81,16 +89,8 @@ async def _generate(
 ) -> GenerationSummary:
     summary = GenerationSummary(error_budget=max_errors)
     max_tokens = backend.info.decoding.max_tokens
-    bar = Progress(
-        TextColumn("[bold]generate[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[errors]} errors"),
-        TimeRemainingColumn(),
-        disable=not progress,
-    )
-    with bar:
-        task = bar.add_task("generate", total=total, errors=0)
+    batch = first_batch(backend)
+    with Tracker("generate", total, enabled=progress, first_batch=batch, fields=("errors",)) as bar:
         stream = backend.stream(requests)
         try:
             async for answer in stream:
@@ -104,7 +104,7 @@ async def _generate(
                     summary.errors += 1
                     if len(summary.error_examples) < 3 and answer.error:
                         summary.error_examples.append(answer.error)
-                bar.update(task, advance=1, errors=summary.errors)
+                bar.advance(errors=summary.errors)
                 if answer.status == "error" and summary.errors >= max_errors:
                     summary.stopped_early = True
                     break

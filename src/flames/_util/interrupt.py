@@ -1,0 +1,70 @@
+"""Ctrl-C and SIGTERM for the command line: both stop a command the same way, and its exit code
+says which one it was (130 for Ctrl-C, 143 for SIGTERM, as shells report them).
+
+Only the standard library is imported here: the entry point installs the handler before the
+heavy imports, so that a signal in the first second is handled like one in the middle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+
+INTERRUPTED = 130
+"""Exit code after Ctrl-C (SIGINT)."""
+TERMINATED = 143
+"""Exit code after SIGTERM."""
+
+THREAD_PREFIX = "flames-"
+"""Name prefix of the worker threads flames starts (`flames._util.aio.in_thread`)."""
+
+_received: list[int] = []
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM does what Ctrl-C does: whatever handles SIGINT now (Python's, which raises
+    KeyboardInterrupt, or a running event loop's, which cancels its main task) handles it."""
+    _received.append(signum)
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    else:
+        raise KeyboardInterrupt
+
+
+def install() -> None:
+    """Handle SIGTERM as Ctrl-C, from now on (main thread only)."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def exit_code() -> int:
+    """The exit code of an interrupted command: 143 if SIGTERM stopped it, else 130."""
+    return TERMINATED if signal.SIGTERM in _received else INTERRUPTED
+
+
+def finish(code: int, grace: float = 0.5) -> None:
+    """Exit with `code` after an interruption, without waiting on work that cannot stop.
+
+    Further signals are ignored from here on: the command is already stopping, and one more
+    Ctrl-C during the interpreter's shutdown would print a traceback. flames' worker threads
+    get up to `grace` seconds in all to end; one still busy (a model loading, a function of
+    the user's) is left behind by ending the process at once, output flushed first.
+    """
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    deadline = time.monotonic() + grace
+    for thread in threading.enumerate():
+        if thread.name.startswith(THREAD_PREFIX):
+            thread.join(max(0.0, deadline - time.monotonic()))
+    busy = any(t.name.startswith(THREAD_PREFIX) and t.is_alive() for t in threading.enumerate())
+    if busy:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(code)
+    raise SystemExit(code)

@@ -73,7 +73,8 @@ def default_error_budget(pending: int) -> int:
 def first_batch(backend: Backend) -> int:
     """Answers that arrive together first: a local model's batch (vLLM's chunk), the requests
     an API backend has in flight."""
-    for size in (getattr(backend, "batch_size", None), getattr(backend, "chunk_size", None)):
+    for name in ("batch_size", "chunk_size", "concurrency"):
+        size = getattr(backend, name, None)
         if isinstance(size, int) and size > 0:
             return size
     return backend.info.concurrency or 1

@@ -14,7 +14,7 @@ from flames._util import interrupt
 
 def main() -> None:
     """Run the command line."""
-    interrupt.install()
+    interrupt.install(program=True)
     try:
         from flames.cli import main as cli_main
     except KeyboardInterrupt:

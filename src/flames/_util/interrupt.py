@@ -7,6 +7,7 @@ heavy imports, so that a signal in the first second is handled like one in the m
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -24,6 +25,9 @@ THREAD_PREFIX = "flames-"
 """Name prefix of the worker threads flames starts (`flames._util.aio.in_thread`)."""
 
 _received: list[int] = []
+_program: list[bool] = []
+"""Holds True once the `flames` program itself installed the handler (not a caller of
+`flames.cli.main` in its own process): only then may an interrupted command end the process."""
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -37,9 +41,12 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
 
-def install() -> None:
-    """Handle SIGTERM as Ctrl-C, from now on (main thread only)."""
+def install(program: bool = False) -> None:
+    """Handle SIGTERM as Ctrl-C, from now on (main thread only); `program` when this process is
+    the `flames` command itself."""
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if program:
+        _program.append(True)
 
 
 def exit_code() -> int:
@@ -52,8 +59,10 @@ def finish(code: int, grace: float = 0.5) -> None:
 
     Further signals are ignored from here on: the command is already stopping, and one more
     Ctrl-C during the interpreter's shutdown would print a traceback. flames' worker threads
-    get up to `grace` seconds in all to end; one still busy (a model loading, a function of
-    the user's) is left behind by ending the process at once, output flushed first.
+    get up to `grace` seconds in all to end. In the `flames` program, the process then ends at
+    once, once the exit handlers have run and the output is flushed: neither a thread still
+    busy (a model loading, a function of the user's) nor the slow teardown of the modules
+    loaded (torch takes seconds) holds it up. Called from Python, it raises SystemExit.
     """
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
@@ -61,10 +70,10 @@ def finish(code: int, grace: float = 0.5) -> None:
     for thread in threading.enumerate():
         if thread.name.startswith(THREAD_PREFIX):
             thread.join(max(0.0, deadline - time.monotonic()))
-    busy = any(t.name.startswith(THREAD_PREFIX) and t.is_alive() for t in threading.enumerate())
-    if busy:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError):
-                stream.flush()
-        os._exit(code)
-    raise SystemExit(code)
+    if not _program:
+        raise SystemExit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)

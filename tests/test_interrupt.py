@@ -386,3 +386,39 @@ def test_progress_interval_is_bounded(monkeypatch):
         monkeypatch.setenv("FLAMES_PROGRESS_INTERVAL", value)
         assert log_interval() == expected
     assert [duration(s) for s in (4.4, 65, 7322)] == ["4s", "1m05s", "2h02m"]
+
+
+# -- the official scorer -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_the_official_scorer_stops_and_keeps_its_verdicts(tmp_path, signum):
+    pytest.importorskip("torch")
+    from flames.scoring.scorer.synthetic import build_checkpoint
+
+    scorer = build_checkpoint(tmp_path / "scorer")
+    run_dir = tmp_path / "run"
+    answers = [dict(r, response="回答" * 200) for r in rows(3000)]
+    imported = subprocess.run(
+        [sys.executable, "-m", "flames", "import", str(write_jsonl(tmp_path / "a.jsonl", answers)),
+         str(run_dir)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert imported.returncode == 0, imported.stderr
+
+    def verdicts() -> int:
+        try:
+            with sqlite3.connect(f"file:{run_dir / 'run.db'}?mode=ro", uri=True) as db:
+                query = "SELECT count(*) FROM verdicts WHERE scorer = 'flames-scorer'"
+                return db.execute(query).fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+    args = ["score", run_dir, "--scorer-model", scorer, "--max-batch", "1", "--no-progress"]
+    command = Command(*args)
+    command.wait_for(lambda: verdicts() >= 3)
+    code = command.stop(signum)
+    assert_stopped_cleanly(command, code, signum)
+    assert "Run the same command to resume" in command.text
+    kept = verdicts()
+    assert 3 <= kept < 3000

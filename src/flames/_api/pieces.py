@@ -161,8 +161,8 @@ def device_defaults(evaluation: Evaluation, run_dir: Path, console: Console) -> 
         chosen = [f"--max-tokens {max_tokens}"] * tokens_unset
         chosen += [f"--batch-size {batch_size}"] * batch_unset
         console.print(
-            f"note: a local model on CPU: {' and '.join(chosen)} unless you set them "
-            "(the defaults for a GPU would take hours)",
+            f"note: a local model on CPU: {' and '.join(chosen)} unless you set "
+            f"{'them' if len(chosen) > 1 else 'it'} (the defaults for a GPU would take hours)",
             highlight=False,
         )
     decoding = target.decoding.model_copy(update={"max_tokens": max_tokens})

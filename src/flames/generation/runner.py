@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from flames._util.aio import run_sync
+from flames._util.aio import in_thread, run_sync
 from flames._util.progress import Tracker
 from flames.errors import IncompleteRun
 from flames.generation.base import Backend, Request
@@ -91,6 +91,9 @@ async def _generate(
     summary = GenerationSummary(error_budget=max_errors)
     max_tokens = backend.info.decoding.max_tokens
     batch = first_batch(backend)
+    load = getattr(backend, "load", None)  # a local model: loaded first, so that the
+    if callable(load):  # estimate after the first batch counts generation only
+        await in_thread(load)
     with Tracker("generate", total, enabled=progress, first_batch=batch, fields=("errors",)) as bar:
         stream = backend.stream(requests)
         try:

@@ -160,3 +160,18 @@ def test_progress_prints_log_lines_off_a_terminal(tmp_path):
     assert "\x1b" not in done.stderr  # plain text, no bar
     quiet = flames("generate", tmp_path / "quiet", *args, "--no-progress", env=env)
     assert quiet.returncode == 0 and "generate:" not in quiet.stderr
+
+
+def test_scoring_progress_prints_log_lines_off_a_terminal(tmp_path):
+    pytest.importorskip("torch")
+    from flames.scoring.scorer.synthetic import build_checkpoint
+
+    scorer = build_checkpoint(tmp_path / "scorer")
+    item = {"dimension": "Safety", "subcomponent": "Mental harm", "response": "答"}
+    answers = [dict(item, prompt=f"问题{i}") for i in range(20)]
+    run_dir = tmp_path / "run"
+    assert flames("import", write_jsonl(tmp_path / "a.jsonl", answers), run_dir).returncode == 0
+    done = flames("score", run_dir, "--scorer-model", scorer)
+    assert done.returncode == 0, done.stderr
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith("score flames-scorer: 20/20 answers (100%), 0 errors in"), done.stderr

@@ -69,7 +69,8 @@ class Tracker:
         self.done = 0
         self.console = console or Console(stderr=True, emoji=False, highlight=False)
         self.interval = interval if interval is not None else log_interval()
-        self.lines = not Console().is_terminal  # what decides: is the output read live?
+        shown = Console()  # what decides: is the output read live (a terminal, a notebook)?
+        self.lines = not (shown.is_terminal or shown.is_jupyter)
         self._started = time.monotonic()
         self._announced = False
         self._bar: Progress | None = None

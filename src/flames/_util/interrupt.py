@@ -41,6 +41,40 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
 
+def _note(signum: int, frame: FrameType | None) -> None:
+    _received.append(signum)
+
+
+def defer() -> None:
+    """From now until `resume`, Ctrl-C and SIGTERM are only noted. For the imports at start:
+    an exception raised in the middle of one can break a compiled module's initialisation
+    (pydantic-core's panics), where a signal noted is acted on a moment later."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _note)
+
+
+def resume(program: bool = False) -> bool:
+    """Handle Ctrl-C and SIGTERM again (`install`); whether one came while they were deferred."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    install(program)
+    return bool(_received)
+
+
+def ending(code: object) -> None:
+    """The command has ended with `code` (SystemExit's): a signal from now on, while the
+    interpreter shuts down, ends the process at once with that code, with no traceback."""
+    number = code if isinstance(code, int) else 0 if code is None else 1
+
+    def end(signum: int, frame: FrameType | None) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(number)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, end)
+
+
 def install(program: bool = False) -> None:
     """Handle SIGTERM as Ctrl-C, from now on (main thread only); `program` when this process is
     the `flames` command itself."""

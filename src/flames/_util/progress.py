@@ -47,7 +47,9 @@ class Tracker:
     On a terminal: a progress bar. Otherwise: a line every few seconds (`log_interval`) with
     done/total, the rate and the time left, and one when the step ends. Either way, once the
     first `first_batch` units are done, one line says how long the whole step should take.
-    Counts named in `fields` (errors, successes ...) are shown with the count.
+    Counts named in `fields` (errors, successes ...; a mapping gives their first values) are
+    shown as `field_format` says. A step resumed with `done` units done already counts its
+    rate from there.
     """
 
     def __init__(
@@ -58,15 +60,18 @@ class Tracker:
         enabled: bool = True,
         unit: str = "answers",
         first_batch: int | None = None,
-        fields: tuple[str, ...] = (),
+        fields: tuple[str, ...] | dict[str, Any] = (),
+        field_format: str = "{value} {name}",
+        done: int = 0,
         console: Console | None = None,
         interval: float | None = None,
     ) -> None:
         self.label, self.total, self.unit = label, total, unit
         self.enabled = enabled and total > 0
         self.first_batch = first_batch
-        self.fields = dict.fromkeys(fields, 0)
-        self.done = 0
+        self.fields = dict(fields) if isinstance(fields, dict) else dict.fromkeys(fields, 0)
+        self.field_format = field_format
+        self.done = self._initial = done
         self.console = console or Console(stderr=True, emoji=False, highlight=False)
         self.interval = interval if interval is not None else log_interval()
         shown = Console()  # what decides: is the output read live (a terminal, a notebook)?
@@ -86,7 +91,10 @@ class Tracker:
             self._ticker = threading.Thread(target=self._tick, name="progress", daemon=True)
             self._ticker.start()
         else:
-            shown = " ".join(f"{{task.fields[{name}]}} {name}," for name in self.fields)
+            shown = " ".join(
+                self.field_format.format(name=name, value=f"{{task.fields[{name}]}}") + ","
+                for name in self.fields
+            )
             self._bar = Progress(
                 TextColumn(f"[bold]{self.label}[/]"),
                 BarColumn(),
@@ -95,7 +103,9 @@ class Tracker:
                 TimeRemainingColumn(),
             )
             self._bar.__enter__()
-            self._task = self._bar.add_task(self.label, total=self.total, **self.fields)
+            self._task = self._bar.add_task(
+                self.label, total=self.total, completed=self.done, **self.fields
+            )
         return self
 
     def __exit__(
@@ -122,14 +132,15 @@ class Tracker:
             self.enabled
             and not self._announced
             and self.first_batch
-            and self.done >= min(self.first_batch, self.total)
+            and self.done - self._initial >= min(self.first_batch, self.total - self._initial)
             and self.done < self.total
         ):
             self._announced = True
             elapsed = time.monotonic() - self._started
-            left = elapsed / self.done * (self.total - self.done)
+            left = elapsed / (self.done - self._initial) * (self.total - self.done)
             self._say(
-                f"{self.label}: the first {self.done} {self.unit} took {duration(elapsed)}; "
+                f"{self.label}: the first {self.done - self._initial} {self.unit} took "
+                f"{duration(elapsed)}; "
                 f"all {self.total} should take about {duration(elapsed + left)} "
                 f"({duration(left)} more)"
             )
@@ -145,13 +156,16 @@ class Tracker:
 
     def _line(self, finished: bool = False) -> str:
         elapsed = time.monotonic() - self._started
-        counts = "".join(f", {value} {name}" for name, value in self.fields.items())
+        counts = "".join(
+            ", " + self.field_format.format(name=name, value=value)
+            for name, value in self.fields.items()
+        )
         share = f"{self.done}/{self.total} {self.unit} ({self.done / self.total:.0%}){counts}"
         if finished:
             return f"{self.label}: {share} in {duration(elapsed)}"
-        if not self.done:
+        if self.done == self._initial:
             return f"{self.label}: {share}, {duration(elapsed)} so far; time left not known yet"
-        rate = self.done / elapsed if elapsed > 0 else 0.0
+        rate = (self.done - self._initial) / elapsed if elapsed > 0 else 0.0
         left = (self.total - self.done) / rate if rate else 0.0
         speed = f"{rate:.2f}/s" if rate >= 0.1 else f"{rate * 60:.2f}/min"
         return f"{self.label}: {share}, {speed}, about {duration(left)} left"

@@ -20,6 +20,7 @@ from flames._api.pieces import (
     build_scorers,
     console_or_default,
     describe,
+    device_defaults,
     fail_or_warn,
     generate_into,
     judge_config,
@@ -192,10 +193,12 @@ def generate(
         data=data,
         sample=sample,
     )
+    directory = run_dir_of(chosen, run_dir)
+    chosen = device_defaults(chosen, directory, console)
     built = backend_on(build_backend(chosen.target), ray_options(chosen.executor))
     dataset = build_dataset(chosen.data)
     summary, incomplete = run_sync(
-        generate_into(run_dir_of(chosen, run_dir), chosen, dataset, built, progress, console)
+        generate_into(directory, chosen, dataset, built, progress, console)
     )
     fail_or_warn([incomplete], strict, console)
     return summary
@@ -446,6 +449,7 @@ def evaluate(
         sample=sample,
     )
     console = console_or_default(console)
+    chosen = device_defaults(chosen, run_dir_of(chosen, run_dir), console)
     plan = _Plan(chosen, run_dir)
     # One writer from the first check to the report: no other process slips in between steps.
     with lock.writing(plan.run_dir, "run", chosen.executor.wait):

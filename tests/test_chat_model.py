@@ -81,7 +81,7 @@ class Recorder:
     def info(self) -> GeneratorInfo:
         return GeneratorInfo(backend="test", model="r", decoding=self.decoding)
 
-    def complete(self, chats, max_tokens=None, seed=None):
+    def complete(self, chats, max_tokens=None, seed=None, stop=None):
         self.thread_names.add(threading.current_thread().name)
         last = [chat[-1]["content"] for chat in chats]
         self.batches.append((last, max_tokens, seed))

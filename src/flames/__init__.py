@@ -16,13 +16,22 @@ the public surface; everything else is implementation.
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("flames-eval")  # the distribution name (pyproject.toml)
-except PackageNotFoundError:  # running from a source tree without install
-    __version__ = "0.0.0"
+_DISTRIBUTION = "flames-eval"
+"""The distribution name (pyproject.toml)."""
+
+
+def _version() -> str:
+    """The installed version (0.0.0 from a source tree without install). Looked up on first
+    use: importlib.metadata takes longer to load than the rest of `import flames`."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(_DISTRIBUTION)
+    except PackageNotFoundError:
+        return "0.0.0"
+
 
 if TYPE_CHECKING:  # the public names, for type checkers and editors (`X as X`: exported)
     from flames._api import (
@@ -146,6 +155,9 @@ __all__ = ["__version__", *_WHERE]
 
 def __getattr__(name: str) -> Any:
     """The public names load on first use, so `import flames` (and every command) stays fast."""
+    if name == "__version__":
+        globals()[name] = found = _version()
+        return found
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'flames' has no attribute {name!r}")

@@ -353,6 +353,17 @@ class Evaluation(_Section):
             section["base_url"] = _shown(section["base_url"])
         return data
 
+    def settings(self) -> dict[str, Any]:
+        """The description as settings to change and validate again. The model's answer length
+        and batch size are left out where they were never set: unset, they are chosen for the
+        device when the evaluation runs (smaller on CPU), and stay so."""
+        data = self.model_dump()
+        if "max_tokens" not in self.target.decoding.model_fields_set:
+            del data["target"]["decoding"]["max_tokens"]
+        if "batch_size" not in self.target.model_fields_set:
+            del data["target"]["batch_size"]
+        return data
+
     @classmethod
     def from_file(cls, path: Path | str) -> Evaluation:
         """Read a TOML (or, with pyyaml installed, YAML) file; errors name the file, the line

@@ -20,6 +20,7 @@ from flames._api.pieces import (
     build_scorers,
     console_or_default,
     describe,
+    device_defaults,
     fail_or_warn,
     generate_into,
     judge_config,
@@ -192,12 +193,14 @@ def generate(
         data=data,
         sample=sample,
     )
+    directory = run_dir_of(chosen, run_dir)
+    chosen = device_defaults(chosen, directory, console)
     built = backend_on(build_backend(chosen.target), ray_options(chosen.executor))
     dataset = build_dataset(chosen.data)
     # No scorer is used here: the manifest records none (each scorer records its own).
     answers_only = chosen.model_copy(update={"scorer": None, "judges": []})
     summary, incomplete = run_sync(
-        generate_into(run_dir_of(chosen, run_dir), answers_only, dataset, built, progress, console)
+        generate_into(directory, answers_only, dataset, built, progress, console)
     )
     fail_or_warn([incomplete], strict, console)
     return summary
@@ -450,6 +453,7 @@ def evaluate(
         sample=sample,
     )
     console = console_or_default(console)
+    chosen = device_defaults(chosen, run_dir_of(chosen, run_dir), console)
     plan = _Plan(chosen, run_dir)
     # One writer from the first check to the report: no other process slips in between steps.
     with lock.writing(plan.run_dir, "run", chosen.executor.wait):

@@ -26,12 +26,19 @@ from flames.analysis.costs import batch_usage, cost_text
 from flames.clients.chat import ChatClient, ClientOptions
 from flames.data import official as official_data
 from flames.data.dataset import Dataset
-from flames.errors import IncompleteRun, UsageError
+from flames.errors import FlamesError, IncompleteRun, UsageError
 from flames.generation import Backend, GenerationSummary, run_generation_async
 from flames.generation.runner import BATCH_STAGE, batch_line, incomplete_run, summary_lines
 from flames.reporting.i18n import Lang, t
 from flames.reporting.report import batch_note
-from flames.runs.records import DatasetInfo, Decoding, Price, RunManifest, check_scorer_name
+from flames.runs.records import (
+    DatasetInfo,
+    Decoding,
+    GeneratorInfo,
+    Price,
+    RunManifest,
+    check_scorer_name,
+)
 from flames.runs.store import SCHEMA_VERSION, UPGRADES, RunStore
 from flames.scoring.runner import Scorer, ScoringSummary, run_scoring
 
@@ -87,7 +94,7 @@ def describe(
     chat model name, a function, a `JudgeConfig`, or a list of them. Errors name the field."""
     if isinstance(evaluation, str | Path):
         evaluation = load_evaluation(evaluation)
-    settings: dict[str, Any] = evaluation.model_dump() if evaluation else {}
+    settings: dict[str, Any] = evaluation.settings() if evaluation else {}
     target: dict[str, Any] = settings.get("target") or {}
     if callable(model):
         target = {**target, "backend": "callable", "function": model}
@@ -112,6 +119,59 @@ def describe(
     if run_dir is not None:
         settings["run_dir"] = str(run_dir)
     return validated(Evaluation, settings)
+
+
+CPU_MAX_TOKENS = 256
+"""Answer length of a local model on CPU where none is set (1024 elsewhere)."""
+CPU_BATCH_SIZE = 4
+"""Prompts per batch of a local transformers model on CPU where none is set (8 elsewhere)."""
+
+
+def _stored_generator(run_dir: Path) -> GeneratorInfo | None:
+    """The generator recorded in the run at `run_dir`, if there is a readable one."""
+    if not RunStore.exists(run_dir):
+        return None
+    try:
+        with RunStore.open(run_dir) as store:
+            return store.manifest.generator
+    except FlamesError:
+        return None  # the step that opens it to write says what is wrong
+
+
+def device_defaults(evaluation: Evaluation, run_dir: Path, console: Console) -> Evaluation:
+    """The evaluation with a local model's answer length and batch size chosen where they were
+    left unset: a run's own when it resumes, else smaller on CPU (`CPU_MAX_TOKENS`,
+    `CPU_BATCH_SIZE`), where the defaults for a GPU would take hours. Chosen values are
+    recorded in the manifest like any setting, and said."""
+    target = evaluation.target
+    if target.backend not in ("transformers", "vllm"):
+        return evaluation
+    tokens_unset = "max_tokens" not in target.decoding.model_fields_set
+    batch_unset = target.backend == "transformers" and "batch_size" not in target.model_fields_set
+    if not (tokens_unset or batch_unset):
+        return evaluation
+    max_tokens, batch_size = target.decoding.max_tokens, target.batch_size
+    stored = _stored_generator(run_dir)
+    if stored is not None and (stored.backend, stored.model) == (target.backend, target.model):
+        max_tokens = stored.decoding.max_tokens if tokens_unset else max_tokens
+        batch_size = (stored.concurrency or batch_size) if batch_unset else batch_size
+    else:
+        from flames.generation.transformers_local import pick_device
+
+        if not pick_device(target.device).startswith("cpu"):
+            return evaluation
+        max_tokens = CPU_MAX_TOKENS if tokens_unset else max_tokens
+        batch_size = CPU_BATCH_SIZE if batch_unset else batch_size
+        chosen = [f"--max-tokens {max_tokens}"] * tokens_unset
+        chosen += [f"--batch-size {batch_size}"] * batch_unset
+        console.print(
+            f"note: a local model on CPU: {' and '.join(chosen)} unless you set "
+            f"{'them' if len(chosen) > 1 else 'it'} (the defaults for a GPU would take hours)",
+            highlight=False,
+        )
+    decoding = target.decoding.model_copy(update={"max_tokens": max_tokens})
+    changed = target.model_copy(update={"decoding": decoding, "batch_size": batch_size})
+    return evaluation.model_copy(update={"target": changed})
 
 
 def run_dir_of(evaluation: Evaluation, run_dir: str | Path | None) -> Path:
@@ -549,7 +609,7 @@ def print_repairs(model: object, console: Console) -> None:
     client = next((c for c in clients if isinstance(c, ChatClient)), None)  # a backend's, a judge's
     if client is None or not client.repairs:
         return
-    parts = "; ".join(f"{n} with {what}" for what, n in client.repairs.items())
+    parts = "; ".join(f"{n} with {what}" for what, n in sorted(client.repairs.items()))
     console.print(f"[yellow]note:[/] replies kept after a repair: {parts}", highlight=False)
 
 

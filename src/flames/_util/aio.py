@@ -1,19 +1,90 @@
 """Event-loop helpers: a bounded worker pool, running coroutines from synchronous code with or
-without a running loop, and the reverse: the async twins of synchronous functions."""
+without a running loop, and the reverse: the async twins of synchronous functions, and
+blocking work in threads that a Ctrl-C never waits on (`in_thread`)."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import contextvars
 import inspect
+import itertools
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
+from flames._util.interrupt import THREAD_PREFIX
+
 T = TypeVar("T")
 R = TypeVar("R")
 P = ParamSpec("P")
+
+
+class Stopped(BaseException):
+    """Raised by work in a thread that ended early because its stop event was set. Not an
+    Exception: code that records failures as errors must never record it as one."""
+
+
+class StoppedWithResult(asyncio.CancelledError):
+    """The cancellation of an `in_thread` call whose work finished anyway, within its grace:
+    `result` is what it returned (a batch of answers that is worth keeping)."""
+
+    def __init__(self, result: Any) -> None:
+        super().__init__()
+        self.result = result
+
+
+_numbers = itertools.count(1)
+
+
+async def in_thread(
+    function: Callable[..., T],
+    *args: Any,
+    stop: threading.Event | None = None,
+    grace: float = 0.0,
+) -> T:
+    """``function(*args)`` in a worker thread, awaited without blocking the event loop.
+
+    Unlike ``asyncio.to_thread``, a cancelled call (Ctrl-C) never holds up the exit: the thread
+    is a daemon that no executor joins. Cancelling sets `stop`, which the work may check to end
+    early (a local model between two tokens, raising `Stopped`), then waits up to `grace`
+    seconds for the thread: if it returned by then, the cancellation raised is
+    `StoppedWithResult`, carrying what it returned, so that finished work can be kept.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+    # Cancelled before it finished: what it raises or returns is nobody's business any more.
+    done.add_done_callback(lambda f: f.cancelled() or f.exception())
+    context = contextvars.copy_context()  # as asyncio.to_thread: the caller's context vars
+
+    def settle(outcome: Callable[[], None]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the caller has gone
+            loop.call_soon_threadsafe(outcome)
+
+    def work() -> None:
+        try:
+            result = context.run(function, *args)
+        except BaseException as exc:
+            failure = exc
+            settle(lambda: done.done() or done.set_exception(failure))
+        else:
+            settle(lambda: done.done() or done.set_result(result))
+
+    name = f"{THREAD_PREFIX}{getattr(function, '__name__', 'work')}-{next(_numbers)}"
+    threading.Thread(target=work, name=name, daemon=True).start()
+    try:
+        return await asyncio.shield(done)
+    except asyncio.CancelledError:
+        if stop is not None:
+            stop.set()
+        if grace > 0 and not done.done():
+            await asyncio.wait([done], timeout=grace)
+        if done.done() and not done.cancelled() and done.exception() is None:
+            raise StoppedWithResult(done.result()) from None
+        raise
 
 
 class _CallersLoop:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import inspect
 from collections.abc import Callable
 from typing import Any
+
+from flames._util.aio import in_thread
 
 
 def qualified_name(function: Callable[..., Any]) -> str:
@@ -43,7 +44,7 @@ async def call(function: Callable[..., Any], *args: Any) -> Any:
         getattr(function, "__call__", None)  # noqa: B004  (async callable objects)
     ):
         return await function(*args)
-    result = await asyncio.to_thread(function, *args)
+    result = await in_thread(function, *args)  # never waited on after Ctrl-C
     if inspect.isawaitable(result):  # a sync wrapper that returns a coroutine
         return await result
     return result

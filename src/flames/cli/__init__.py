@@ -2,15 +2,18 @@
 
 Exit codes: 0 success; 1 failure; 2 bad usage; 3 bad input data; 4 settings differ from the
 run's manifest; 5 the run finished with failed items (or nothing could be scored); 6 the
-official data could not be fetched; 130 interrupted (Ctrl-C). No failure prints a traceback
-unless `flames --debug` is given.
+official data could not be fetched; 130 interrupted (Ctrl-C); 143 stopped by SIGTERM. No
+failure prints a traceback unless `flames --debug` is given.
 """
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 from rich.markup import escape
 
 from flames import _api
+from flames._util import interrupt
 from flames._util.terminal import remote
 from flames.cli import (  # noqa: F401  (registers commands)
     batch,
@@ -45,7 +48,7 @@ EXTRAS = {
 }
 """Optional packages and the extra that installs each (pyproject.toml)."""
 
-INTERRUPTED = 130
+INTERRUPTED = interrupt.INTERRUPTED
 
 
 def _fail(message: str, code: int) -> SystemExit:
@@ -67,14 +70,29 @@ def _resume_hint() -> str:
     return hint + "."
 
 
+def _interrupted() -> NoReturn:
+    """Say how to resume, then exit with 130 (143 after SIGTERM) without waiting on work that
+    cannot stop."""
+    try:
+        err.print(f"[yellow]{escape(_resume_hint())}[/]", highlight=False)
+    except KeyboardInterrupt:  # a second Ctrl-C while the hint is worked out
+        err.print("[yellow]interrupted; run the same command to resume.[/]", highlight=False)
+    interrupt.finish(interrupt.exit_code())
+
+
 def main() -> None:
     """Entry point: every failure prints one clear line and exits with its documented code."""
+    interrupt.install()
     try:
         app()
     except SystemExit as exc:
-        if exc.code == INTERRUPTED:  # typer turns Ctrl-C into exit 130
-            err.print(f"[yellow]{escape(_resume_hint())}[/]", highlight=False)
+        # typer turns Ctrl-C into exit 130; a command that ends on Ctrl-C by design (the
+        # labelling page) exits 0, unless SIGTERM stopped it.
+        if exc.code == INTERRUPTED or interrupt.exit_code() == interrupt.TERMINATED:
+            _interrupted()
         raise
+    except KeyboardInterrupt:  # outside the command itself (typer handles it inside)
+        _interrupted()
     except FlamesError as exc:
         if state.debug:
             raise

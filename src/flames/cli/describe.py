@@ -223,7 +223,12 @@ def file_settings(description: BaseModel) -> dict[str, Any]:
             return [without_functions(v) for v in value]
         return value
 
-    return without_functions(description.model_dump())
+    # An evaluation leaves out the model's answer length and batch size where the file sets
+    # none: they stay unset, to be chosen for the device (Evaluation.settings).
+    data = (
+        description.settings() if isinstance(description, Evaluation) else description.model_dump()
+    )
+    return without_functions(data)
 
 
 def describe(

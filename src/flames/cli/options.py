@@ -296,7 +296,13 @@ LOCAL_MODEL_OPTIONS = (
     _target("gguf_file", str | None, None, help="GGUF file inside the model folder."),
     _DEVICE,
     _target("dtype", str, "auto", help="auto, float32, float16 or bfloat16."),
-    _target("batch_size", int, 8, min=1, help="Prompts per local generation batch."),
+    _target(
+        "batch_size",
+        int | None,
+        None,
+        min=1,
+        help="Prompts per local generation batch (default: 8; 4 for a local model on CPU).",
+    ),
     _target(
         "vllm_arg",
         list[str] | None,
@@ -317,7 +323,13 @@ DECODING_OPTIONS = (
         callback=lambda v: _positive(v, "--top-p"),
         help="Nucleus sampling top_p, in (0, 1].",
     ),
-    _decoding("max_tokens", int | None, 1024, min=1, help="Maximum tokens per answer."),
+    _decoding(
+        "max_tokens",
+        int | None,
+        None,
+        min=1,
+        help="Maximum tokens per answer (default: 1024; 256 for a local model on CPU).",
+    ),
     _decoding(
         "gen_seed",
         int | None,

@@ -36,8 +36,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+from flames._util.progress import Tracker
 from flames._util.terminal import inline
 from flames.clients.batch import BatchApi, BatchSettings, RemoteBatch, Uncertain, api_for_job
 from flames.clients.chat import ApiError, Reply
@@ -127,8 +126,7 @@ class BatchJobs:
         self._where = (api.name, api.base_url, api.api_key_env)
         self._apis: dict[tuple[str, str, str], BatchApi] = {}
         self._done: dict[str, int] = {}
-        self._bar: Progress | None = None
-        self._task: Any = None
+        self._bar: Tracker | None = None
 
     # -- the whole pass ------------------------------------------------------------------------
 
@@ -468,20 +466,19 @@ class BatchJobs:
 
     @contextmanager
     def _progress(self, jobs: list[BatchJob]) -> Iterator[None]:
-        bar = Progress(
-            TextColumn(f"[bold]batch[/] {inline(self.stage)}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"),
-            TimeElapsedColumn(),
-            disable=not self.progress,
+        # A bar on a terminal; off one (CI logs, nohup), a line every few seconds: a job may
+        # take hours.
+        bar = Tracker(
+            f"batch {inline(self.stage)}",
+            sum(job.requests for job in jobs),
+            enabled=self.progress,
+            unit="requests",
+            fields={"status": "submitting"},
+            field_format="{value}",
         )
         self._bar = bar
         self._done = {job.job: 0 for job in jobs}
         with bar:
-            self._task = bar.add_task(
-                "batch", total=sum(job.requests for job in jobs), status="submitting"
-            )
             try:
                 yield
             finally:
@@ -492,6 +489,4 @@ class BatchJobs:
         if self._bar is not None:
             jobs = len(self._done)
             what = f"{jobs} jobs" if jobs > 1 else "1 job"
-            self._bar.update(
-                self._task, completed=sum(self._done.values()), status=f"{what}: {status}"
-            )
+            self._bar.advance(sum(self._done.values()) - self._bar.done, status=f"{what}: {status}")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+from flames._util.aio import StoppedWithResult, in_thread
 from flames.clients.chat import Reply
 from flames.data.dataset import Item
 from flames.runs.records import Answer, Decoding, GeneratorInfo, Message, chat_messages
@@ -84,6 +87,29 @@ class Backend(Protocol):
     def stream(self, requests: Iterable[Request]) -> AsyncIterator[Answer]:
         """Yield one answer per request, in completion order (requests may be a stream)."""
         ...
+
+
+STOP_GRACE_S = 5.0
+"""After Ctrl-C, how long a local model's batch may take to stop (it is asked to, between two
+tokens) or to finish; a batch that finished in that time is kept."""
+
+BatchWork = Callable[[Sequence[Request], threading.Event], list[Answer]]
+"""A local backend's batch: answers to the requests, in a worker thread; raises
+`flames._util.aio.Stopped` when the event is set before it finished."""
+
+
+async def answers_in_thread(work: BatchWork, batch: Sequence[Request]) -> AsyncIterator[Answer]:
+    """The answers of one batch, generated in a worker thread that a Ctrl-C asks to stop. A
+    batch that finished all the same is still yielded, then the cancellation goes on."""
+    stop = threading.Event()
+    try:
+        answers = await in_thread(work, batch, stop, stop=stop, grace=STOP_GRACE_S)
+    except StoppedWithResult as late:
+        for answer in late.result:
+            yield answer
+        raise asyncio.CancelledError from None
+    for answer in answers:
+        yield answer
 
 
 LOCAL_LIBRARIES = ("torch", "transformers", "vllm")

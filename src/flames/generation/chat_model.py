@@ -8,11 +8,13 @@ backend (`complete`), in a worker thread. `CallableChatModel` calls a Python fun
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from flames._util.aio import in_thread
 from flames._util.callables import call, qualified_name
 from flames.clients.chat import ERROR_CHARS, Reply
 from flames.runs.records import Decoding, GeneratorInfo, Message, with_system_prompt
@@ -31,6 +33,7 @@ class Completer(Protocol):
         chats: Sequence[Sequence[Message]],
         max_tokens: int | None = None,
         seed: int | None = None,
+        stop: threading.Event | None = None,
     ) -> list[Reply]: ...
 
 
@@ -88,9 +91,10 @@ class LocalChatModel:
             batch = [a for a in self._asked if a.settings == settings][: self.batch_size]
             for asked in batch:
                 self._asked.remove(asked)
+            stop = threading.Event()  # set by a Ctrl-C: the model stops at its next token
             try:
-                replies = await asyncio.to_thread(
-                    self.backend.complete, [a.chat for a in batch], *settings
+                replies = await in_thread(
+                    self.backend.complete, [a.chat for a in batch], *settings, stop, stop=stop
                 )
             except Exception as exc:  # the batch's failure is each of its chats' error
                 replies = [failed(exc)] * len(batch)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-from flames._util.aio import run_sync
+from flames._util.aio import in_thread, run_sync
+from flames._util.progress import Tracker
 from flames.clients.batch_jobs import (
     BatchJobs,
     BatchRequest,
@@ -90,6 +89,16 @@ def default_error_budget(pending: int) -> int:
     return max(5, pending // 10)
 
 
+def first_batch(backend: Backend) -> int:
+    """Answers that arrive together first: a local model's batch (vLLM's chunk), the requests
+    an API backend has in flight."""
+    for name in ("batch_size", "chunk_size", "concurrency"):
+        size = getattr(backend, name, None)
+        if isinstance(size, int) and size > 0:
+            return size
+    return backend.info.concurrency or 1
+
+
 async def _generate(
     store: RunStore,
     backend: Backend,
@@ -100,22 +109,17 @@ async def _generate(
 ) -> GenerationSummary:
     summary = GenerationSummary(error_budget=max_errors)
     max_tokens = backend.info.decoding.max_tokens
-    bar = Progress(
-        TextColumn("[bold]generate[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[errors]} errors"),
-        TimeRemainingColumn(),
-        disable=not progress,
-    )
-    with bar:
-        task = bar.add_task("generate", total=total, errors=0)
+    batch = first_batch(backend)
+    load = getattr(backend, "load", None)  # a local model: loaded first, so that the
+    if callable(load):  # estimate after the first batch counts generation only
+        await in_thread(load)
+    with Tracker("generate", total, enabled=progress, first_batch=batch, fields=("errors",)) as bar:
         stream = backend.stream(requests)
         try:
             async for answer in stream:
                 store.record_answers([answer])
                 _count(summary, answer, max_tokens)
-                bar.update(task, advance=1, errors=summary.errors)
+                bar.advance(errors=summary.errors)
                 if answer.status == "error" and summary.errors >= max_errors:
                     summary.stopped_early = True
                     break

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from flames._util.aio import Stopped, in_thread
 from flames.clients.chat import Reply
 from flames.errors import FlamesError
 from flames.generation.base import (
     DEFAULT_MAX_TOKENS,
     Request,
     answer_of,
+    answers_in_thread,
     error_answer,
     local_environment,
     sample_seed,
@@ -42,6 +44,22 @@ def pick_dtype(dtype: str, device: str) -> Any:
     if dtype == "auto":
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+
+
+def stop_criteria(stop: threading.Event) -> Any:
+    """A transformers stopping criterion that ends generation at the next token once `stop`
+    is set; its `fired` says whether it did (the replies are then cut, not finished)."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class OnStop(StoppingCriteria):
+        fired = False
+
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            self.fired = self.fired or stop.is_set()
+            return torch.full((input_ids.shape[0],), self.fired, device=input_ids.device)
+
+    return OnStop()
 
 
 class TransformersBackend:
@@ -112,12 +130,16 @@ class TransformersBackend:
         chats: Sequence[Sequence[Message]],
         max_tokens: int | None = None,
         seed: int | None = None,
+        stop: threading.Event | None = None,
     ) -> list[Reply]:
         """One reply to each chat (its messages as given), generated as one batch under this
-        backend's decoding, with `max_tokens` and `seed` instead of the decoding's if given."""
+        backend's decoding, with `max_tokens` and `seed` instead of the decoding's if given.
+        Raises `Stopped` if `stop` is set before the batch is finished."""
         import torch
 
         self.load()
+        if stop is not None and stop.is_set():
+            raise Stopped
         started = time.monotonic()
         tok = self._tokenizer
         ids = [self._encode(list(chat)) for chat in chats]
@@ -136,8 +158,13 @@ class TransformersBackend:
             args.update(temperature=None, top_p=None, top_k=None)
         if seed is not None:
             torch.manual_seed(seed)
+        criteria = [stop_criteria(stop)] if stop is not None else []
+        if criteria:
+            args["stopping_criteria"] = criteria
         with torch.inference_mode():
             output = self._model.generate(**padded, **args, pad_token_id=tok.pad_token_id)
+        if any(c.fired for c in criteria):
+            raise Stopped
         new_tokens = output[:, padded["input_ids"].shape[1] :]
         elapsed = round(time.monotonic() - started, 4)
         stop_ids = self._stop_ids()
@@ -160,9 +187,9 @@ class TransformersBackend:
             )
         return replies
 
-    def _generate(self, batch: list[Request]) -> list[Answer]:
+    def _generate(self, batch: list[Request], stop: threading.Event | None) -> list[Answer]:
         seed = sample_seed(self.decoding.seed, batch[0].sample)  # a batch holds one sample number
-        replies = self.complete([r.messages(self.decoding) for r in batch], seed=seed)
+        replies = self.complete([r.messages(self.decoding) for r in batch], seed=seed, stop=stop)
         return [answer_of(request, reply) for request, reply in zip(batch, replies, strict=True)]
 
     def _stop_ids(self) -> set[int]:
@@ -170,21 +197,24 @@ class TransformersBackend:
         ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
         return (ids | {self._tokenizer.eos_token_id, self._tokenizer.pad_token_id}) - {None}
 
-    def generate_batch(self, batch: list[Request]) -> list[Answer]:
-        """Answers for a batch; each sample number is generated apart, under its own seed."""
+    def generate_batch(
+        self, batch: Sequence[Request], stop: threading.Event | None = None
+    ) -> list[Answer]:
+        """Answers for a batch; each sample number is generated apart, under its own seed.
+        Raises `Stopped` if `stop` is set before the batch is finished."""
         answers = []
         for sample in sorted({r.sample for r in batch}):
             same_sample = [r for r in batch if r.sample == sample]
             try:
-                answers += self._generate(same_sample)
+                answers += self._generate(same_sample, stop)
             except Exception as exc:  # a failed batch is recorded as errors, never dropped
                 answers += [error_answer(r, exc) for r in same_sample]
         return answers
 
     async def stream(self, requests: Iterable[Request]) -> AsyncIterator[Answer]:
-        await asyncio.to_thread(self.load)
+        await in_thread(self.load)
         ordered = sorted(requests, key=lambda r: (r.sample, len(r.item.prompt)))
         for start in range(0, len(ordered), self.batch_size):
             batch = ordered[start : start + self.batch_size]
-            for answer in await asyncio.to_thread(self.generate_batch, batch):
+            async for answer in answers_in_thread(self.generate_batch, batch):
                 yield answer

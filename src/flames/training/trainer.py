@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from flames._util.progress import Tracker
 from flames.errors import ManifestMismatch, UsageError
 from flames.scoring.scorer.model import FlamesScorerModel
 from flames.training.data import (
@@ -260,17 +260,17 @@ def train_model(
         if accelerator.is_main_process:
             log.info("resuming from %s (step %d)", checkpoint, outcome.steps)
     data = EncodedDataset(train)
-    bar = Progress(
-        TextColumn("[bold]train[/] epoch {task.fields[epoch]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"),
-        TimeRemainingColumn(),
-        disable=not (settings.progress and accelerator.is_main_process),
+    bar = Tracker(
+        "train",
+        local_total,
+        enabled=settings.progress and accelerator.is_main_process,
+        unit="steps",
+        fields={"epoch": start_epoch + 1, "loss": "-"},
+        field_format="{name} {value}",
+        done=outcome.steps,
     )
     started, seen = time.perf_counter(), 0
     with bar:
-        task = bar.add_task("train", total=local_total, completed=outcome.steps, epoch=1, loss="-")
         for epoch in range(start_epoch, settings.epochs):
             batches = epoch_batches(lengths, settings.batch_size, settings.seed, epoch)
             loader = accelerator.prepare_data_loader(
@@ -299,7 +299,7 @@ def train_model(
                 value = float(accelerator.reduce(loss.detach(), reduction="mean"))
                 losses.append(round(value, 6))
                 outcome.history[-1]["losses"] = losses
-                bar.update(task, advance=1, epoch=epoch + 1, loss=f"{value:.4f}")
+                bar.advance(epoch=epoch + 1, loss=f"{value:.4f}")
                 end_of_epoch = index + 1 == n_batches
                 if end_of_epoch:
                     accuracy = _accuracy(accelerator, prepared, validation, pad_id, settings)

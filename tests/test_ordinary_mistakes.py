@@ -162,6 +162,21 @@ def test_a_damaged_run_db_is_named_in_one_line(tmp_path):
     shutil.rmtree(tmp_path / "r")
 
 
+def test_an_empty_run_db_is_no_run_readers_say_so_and_a_writer_starts_afresh(tmp_path):
+    """A run.db of 0 bytes (a creation cut short) was read as a run without tables: report,
+    leaderboard and the same command again ended in "unexpected OperationalError"."""
+    check(run_cli("score-file", DEMO, "--run", "ok", cwd=tmp_path), OK)
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "run.db").write_bytes(b"")
+    out = one_line(check(run_cli("report", "r", cwd=tmp_path), DATA, "holds no run"))
+    assert "r/run.db" in out, out
+    board = run_cli("leaderboard", "ok", "r", cwd=tmp_path)
+    assert board.returncode == 0 and "holds no run" in board.stdout + board.stderr, board
+    one_line(board.stdout + board.stderr)
+    check(run_cli("score-file", DEMO, "--run", "r", cwd=tmp_path), OK)  # the writer replaces it
+    check(run_cli("report", "r", "--bootstrap", "0", cwd=tmp_path), OK)
+
+
 def test_run_without_a_run_directory_says_so_first(tmp_path):
     out = one_line(check(run_cli("run", cwd=tmp_path), USAGE, "run_dir"))
     assert "--model" not in out, out

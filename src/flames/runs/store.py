@@ -30,7 +30,14 @@ from pydantic import BaseModel, ValidationError
 
 from flames._util.outputs import PARTIAL, atomic_path, remove_stale_partials
 from flames.data.dataset import Item
-from flames.errors import FlamesError, ManifestMismatch, NewerRun, RunLocked, known_failure
+from flames.errors import (
+    DataError,
+    FlamesError,
+    ManifestMismatch,
+    NewerRun,
+    RunLocked,
+    known_failure,
+)
 from flames.runs import lock
 from flames.runs.attacks import TABLES as ATTACK_TABLES, AttackLog
 from flames.runs.records import (
@@ -211,6 +218,21 @@ def _load(model: type[M], text: str, run_dir: Path, what: str) -> M:
             f"({', '.join(unknown)}; written by flames {written_by}). Upgrade flames to read or "
             "resume it."
         ) from None
+
+
+def _drop_empty_database(run_dir: Path) -> None:
+    """Remove a run.db that is an empty file, with no write-ahead log to hold its pages (a
+    creation cut before its first write; SQLite makes one wherever a connection opens a
+    missing path): it holds no run to keep. Called by a writer holding the run's lock."""
+    path = run_dir / DB_NAME
+    wal = path.with_name(path.name + "-wal")
+    try:
+        empty = path.stat().st_size == 0 and (not wal.exists() or wal.stat().st_size == 0)
+    except OSError:
+        return
+    if empty:
+        for leftover in (path, wal, path.with_name(path.name + "-shm")):
+            leftover.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -394,8 +416,14 @@ class RunStore:
     def _check_format(self) -> int:
         """The store's format; NewerRun if this flames cannot read it."""
         tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
+        if not tables:  # an empty file: never a run (a writer replaces it, `_empty_database`)
+            raise DataError(
+                "holds no run (an empty database). Remove it, or run the command that writes "
+                "the run again.",
+                str(self.run_dir / DB_NAME),
+            )
         if "meta" not in tables:
-            return SCHEMA_VERSION if not tables else 1
+            return 1
         row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         version = 1 if row is None else int(row[0])
         if version > SCHEMA_VERSION:
@@ -442,6 +470,7 @@ class RunStore:
         items: Iterable[Item],
         fill: Callable[[RunStore], None] | None,
     ) -> RunStore:
+        _drop_empty_database(run_dir)
         if cls.exists(run_dir):
             store = cls(run_dir, cls._connect(run_dir / DB_NAME), writer=True)
             try:
@@ -506,6 +535,7 @@ class RunStore:
     def _build(cls, run_dir: Path, fill: Callable[[RunStore], RunManifest]) -> RunStore:
         for stale in run_dir.glob(f".{DB_NAME}{PARTIAL}*"):  # left by a creation that was cut
             stale.unlink(missing_ok=True)
+        _drop_empty_database(run_dir)
         if not cls.exists(run_dir):
             with atomic_path(run_dir / DB_NAME) as tmp:
                 cls._fill_new(run_dir, tmp, fill)

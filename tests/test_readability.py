@@ -219,6 +219,7 @@ def test_scorer_download_failure_names_the_next_steps(tmp_path):
     message = str(caught.value)
     assert "could not download" in message
     assert "--scorer-model FOLDER" in message and "flames judge" in message
+    assert "\n" not in message and ".." not in message  # one line, whatever the hub said
 
 
 def test_run_takes_the_judge_options(tmp_path, mock_api):

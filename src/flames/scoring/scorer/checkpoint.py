@@ -107,9 +107,11 @@ def resolve(model: str, revision: str | None = None) -> tuple[Path, str]:
 
     try:
         local = Path(snapshot_download(model, revision=revision, allow_patterns=HUB_PATTERNS))
-    except Exception as exc:  # network, auth or missing repo: say so plainly
+    except Exception as exc:  # network, auth or missing repo: say so plainly, in one line
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        why = (lines[0] if lines else type(exc).__name__).rstrip(".")
         raise CheckpointError(
-            f"could not download {model}: {exc}. Download the checkpoint where there is a "
+            f"could not download {model}: {why}. Download the checkpoint where there is a "
             "connection and pass its folder with --scorer-model FOLDER, or score with an LLM "
             "judge instead: flames judge RUN --model MODEL"
         ) from exc

@@ -1229,31 +1229,23 @@ class RunStore:
         self, custom_ids: Iterable[str]
     ) -> dict[str, tuple[str, str, int, str, str | None]]:
         """custom_id -> (job, item_id, sample, body, outcome) for the given requests."""
-        found = {}
-        ids = list(custom_ids)
-        for start in range(0, len(ids), 500):
-            part = ids[start : start + 500]
-            marks = ", ".join("?" for _ in part)
-            rows = self._db.execute(
-                "SELECT custom_id, job, item_id, sample, body, outcome FROM batch_requests "
-                f"WHERE custom_id IN ({marks})",
-                part,
-            )
-            found.update({row[0]: row[1:] for row in rows})
-        return found
+        query = (
+            "SELECT custom_id, job, item_id, sample, body, outcome FROM batch_requests "
+            "WHERE custom_id IN ({marks})"
+        )
+        return {row[0]: row[1:] for row in self._rows_for(query, list(custom_ids))}
+
+    def _rows_for(self, query: str, keys: list[str]) -> Iterator[tuple[Any, ...]]:
+        """The rows of `query`, whose `{marks}` is an IN list, for all `keys`: asked 500 at a
+        time, within SQLite's limit on parameters."""
+        for start in range(0, len(keys), 500):
+            part = keys[start : start + 500]
+            yield from self._db.execute(query.format(marks=", ".join("?" for _ in part)), part)
 
     def item_positions(self, item_ids: Iterable[str]) -> dict[str, int]:
         """item_id -> its position in the run's dataset."""
-        found = {}
-        ids = list(set(item_ids))
-        for start in range(0, len(ids), 500):
-            part = ids[start : start + 500]
-            marks = ", ".join("?" for _ in part)
-            rows = self._db.execute(
-                f"SELECT item_id, position FROM items WHERE item_id IN ({marks})", part
-            )
-            found.update(dict(rows))
-        return found
+        query = "SELECT item_id, position FROM items WHERE item_id IN ({marks})"
+        return dict(self._rows_for(query, list(set(item_ids))))
 
     @property
     def run_tag(self) -> str:
@@ -1282,16 +1274,8 @@ class RunStore:
 
     def item_dimensions(self, item_ids: Iterable[str]) -> dict[str, str]:
         """item_id -> its dimension."""
-        found = {}
-        ids = list(set(item_ids))
-        for start in range(0, len(ids), 500):
-            part = ids[start : start + 500]
-            marks = ", ".join("?" for _ in part)
-            rows = self._db.execute(
-                f"SELECT item_id, dimension FROM items WHERE item_id IN ({marks})", part
-            )
-            found.update(dict(rows))
-        return found
+        query = "SELECT item_id, dimension FROM items WHERE item_id IN ({marks})"
+        return dict(self._rows_for(query, list(set(item_ids))))
 
     def failed_verdict_keys(self, scorer: str) -> set[tuple[str, int]]:
         """(item_id, sample) of `scorer`'s verdicts that count and are errors."""
